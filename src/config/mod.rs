@@ -1,0 +1,3 @@
+//! Configuration (being written).
+mod types;
+pub use types::*;

@@ -1,0 +1,218 @@
+//! Validated configuration: what the rest of tracehop receives.
+//!
+//! These types are built only by [`super::load`] after every check passed,
+//! so their users never re-validate. Each module receives its own section.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The whole validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub service: ServiceConfig,
+    pub inbound: InboundConfig,
+    pub outbound: OutboundConfig,
+    pub propagation: PropagationConfig,
+    pub sampling: SamplingConfig,
+    pub export: ExportConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+/// Who this sidecar reports as.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// `localEndpoint.serviceName` of every span.
+    pub name: Arc<str>,
+    /// Extra tags on every span (pod metadata from the downward API).
+    pub resource_tags: Vec<(String, String)>,
+}
+
+/// An HTTP(S) URL split into what a client needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub scheme: Scheme,
+    /// `host:port` as written (port filled in from the scheme).
+    pub authority: http::uri::Authority,
+    /// Path prefix, `/` when none. For the collector, the full path.
+    pub path: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// Which protocol to speak to the upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// The same as the downstream used (HTTP/2 in, HTTP/2 out: gRPC works).
+    Auto,
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c) or via ALPN over TLS.
+    Http2,
+}
+
+/// Timeouts shared by every listener that proxies.
+#[derive(Clone, Debug)]
+pub struct ProxyTimeouts {
+    /// Time a client has to send the request head (slowloris guard).
+    pub header_read: Duration,
+    /// Keep-alive connections with no request for this long are closed.
+    pub idle: Duration,
+    pub upstream_connect: Duration,
+    /// Time until the upstream's response head arrives; 504 after.
+    pub upstream_response: Duration,
+}
+
+/// Limits that protect the sidecar and its app.
+#[derive(Clone, Debug)]
+pub struct ProxyLimits {
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub max_concurrent_streams: u32,
+}
+
+/// A configured route template, e.g. `/users/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteTemplate {
+    pub template: Arc<str>,
+    /// Segments; `None` matches any one segment.
+    pub segments: Vec<Option<String>>,
+}
+
+/// What gets recorded beyond the standard tags.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureConfig {
+    /// Request headers recorded as `http.request.header.<name>` (lowercase).
+    pub request_headers: Vec<http::HeaderName>,
+    pub response_headers: Vec<http::HeaderName>,
+    /// Keep the query string in `url.query` (off by default: it may hold secrets).
+    pub query: bool,
+}
+
+/// The inbound listener: downstream -> sidecar -> upstream app.
+#[derive(Clone, Debug)]
+pub struct InboundConfig {
+    pub listen: SocketAddr,
+    pub upstream: UpstreamUrl,
+    pub protocol: UpstreamProtocol,
+    pub routes: Vec<RouteTemplate>,
+    pub timeouts: ProxyTimeouts,
+    pub limits: ProxyLimits,
+    pub capture: CaptureConfig,
+}
+
+/// One outbound route: the app calls `listen`, the sidecar forwards to `upstream`.
+#[derive(Clone, Debug)]
+pub struct OutboundRoute {
+    /// The remote service's name (`remoteEndpoint.serviceName`).
+    pub name: Arc<str>,
+    pub listen: SocketAddr,
+    pub upstream: UpstreamUrl,
+    pub protocol: UpstreamProtocol,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct OutboundConfig {
+    pub routes: Vec<OutboundRoute>,
+    pub route_templates: Vec<RouteTemplate>,
+}
+
+/// A trace-context header format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// W3C Trace Context `traceparent` / `tracestate`.
+    W3c,
+    /// B3 multi-header `X-B3-*` (extract also reads the single `b3` header).
+    B3,
+    /// B3 single header `b3`.
+    B3Single,
+}
+
+#[derive(Clone, Debug)]
+pub struct PropagationConfig {
+    /// Formats read, in order of precedence.
+    pub extract: Vec<Format>,
+    /// Formats written; empty means "the format that came in, W3C for new roots".
+    pub inject: Vec<Format>,
+}
+
+/// The root sampler (DESIGN §5 step 4).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RootSampler {
+    Always,
+    Never,
+    /// Consistent probability sampling on the trace id's random bits.
+    Ratio(f64),
+}
+
+#[derive(Clone, Debug)]
+pub struct SamplingConfig {
+    /// Honour the downstream's sampled flag when present.
+    pub parent_based: bool,
+    pub root: RootSampler,
+}
+
+/// Where and how spans are exported.
+#[derive(Clone, Debug)]
+pub enum ExportConfig {
+    Enabled(ZipkinExport),
+    /// Spans are counted and discarded.
+    Disabled,
+}
+
+#[derive(Clone, Debug)]
+pub struct ZipkinExport {
+    /// The collector's `POST /api/v2/spans` URL.
+    pub url: UpstreamUrl,
+    /// Capacity of the span queue, in spans.
+    pub queue_capacity: usize,
+    pub batch_size: usize,
+    pub batch_interval: Duration,
+    pub gzip: bool,
+    /// Timeout of one export request.
+    pub timeout: Duration,
+    pub retry: RetryConfig,
+    /// How long the final flush at shutdown may take.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct RetryConfig {
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// A batch is dropped once this much time passed since its first attempt.
+    pub max_elapsed: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `tracehop=debug`.
+    pub level: String,
+    pub access_log: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ShutdownConfig {
+    /// After SIGTERM, keep accepting this long with readiness failing, so
+    /// load balancers stop sending first.
+    pub drain_delay: Duration,
+    /// In-flight requests get this long to finish.
+    pub grace_period: Duration,
+}

@@ -1,0 +1,439 @@
+//! Prometheus metrics: one non-global [`Registry`] built by `app` and passed down.
+//!
+//! Owns every metric family and hands each module only its own part
+//! ([`ProxyMetrics`], [`ExportMetrics`], [`SamplingMetrics`]). The families
+//! the request path touches are resolved to label combinations once, up
+//! front, so recording a request is a few atomic adds with no map lookup.
+//! Names follow Prometheus conventions: `tracehop_` prefix, base units
+//! (`_seconds`, `_bytes`), `_total` on counters.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Request latency buckets, in seconds: 0.5 ms to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Method label values: the standard methods and `_OTHER`, as OpenTelemetry
+/// does, so a client cannot blow up label cardinality with made-up methods.
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER",
+];
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Every metric tracehop exports, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    pub inbound: ProxyMetrics,
+    pub outbound: ProxyMetrics,
+    pub export: ExportMetrics,
+    pub sampling: SamplingMetrics,
+    process: ProcessMetrics,
+}
+
+/// Families shared by the inbound and outbound listeners; each direction
+/// gets its own [`ProxyMetrics`] with the `direction` label fixed.
+struct ProxyFamilies {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    in_flight: IntGaugeVec,
+    upstream_errors: IntCounterVec,
+    context_formats: IntCounterVec,
+    untraced: IntCounterVec,
+}
+
+/// Request metrics for one direction (`inbound` or `outbound`).
+#[derive(Clone)]
+pub struct ProxyMetrics {
+    direction: &'static str,
+    requests: Vec<IntCounter>,
+    duration: Vec<Histogram>,
+    pub in_flight: IntGauge,
+    upstream_errors: IntCounterVec,
+    context_formats: IntCounterVec,
+    untraced: IntCounterVec,
+}
+
+/// What the exporter records.
+#[derive(Clone)]
+pub struct ExportMetrics {
+    /// Spans currently waiting in the export queue.
+    pub queue_depth: IntGauge,
+    pub spans_exported: IntCounter,
+    spans_dropped: IntCounterVec,
+    requests: IntCounterVec,
+    pub request_duration: Histogram,
+    pub batch_spans: Histogram,
+}
+
+/// Sampling decisions by reason.
+#[derive(Clone)]
+pub struct SamplingMetrics {
+    decisions: IntCounterVec,
+    /// The adaptive sampler's current ratio.
+    pub adaptive_ratio: Gauge,
+}
+
+/// Process facts read from `/proc` at scrape time (Linux only; absent elsewhere).
+struct ProcessMetrics {
+    resident_memory: IntGauge,
+    cpu_seconds: Gauge,
+    open_fds: IntGauge,
+}
+
+impl Metrics {
+    /// Builds and registers every family.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let families = ProxyFamilies::register(&registry);
+        let metrics = Self {
+            inbound: ProxyMetrics::new(&families, "inbound"),
+            outbound: ProxyMetrics::new(&families, "outbound"),
+            export: ExportMetrics::register(&registry),
+            sampling: SamplingMetrics::register(&registry),
+            process: ProcessMetrics::register(&registry),
+            registry,
+        };
+        let build = IntGaugeVec::new(
+            Opts::new("tracehop_build_info", "Build information; the value is 1."),
+            &["version"],
+        )
+        .expect("valid metric definition");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        register(&metrics.registry, build);
+        metrics
+    }
+
+    /// Renders every metric in the Prometheus text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        self.process.refresh();
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for valid families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn register<C: prometheus::core::Collector + 'static>(registry: &Registry, collector: C) {
+    registry
+        .register(Box::new(collector))
+        .expect("metric names are unique");
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    register(registry, vec.clone());
+    vec
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("valid metric definition");
+    register(registry, h.clone());
+    h
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric definition");
+    register(registry, g.clone());
+    g
+}
+
+impl ProxyFamilies {
+    fn register(registry: &Registry) -> Self {
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tracehop_request_duration_seconds",
+                "Time from request received to response body finished.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["direction", "method", "status_class"],
+        )
+        .expect("valid metric definition");
+        register(registry, duration.clone());
+        let in_flight = IntGaugeVec::new(
+            Opts::new("tracehop_requests_in_flight", "Requests being proxied now."),
+            &["direction"],
+        )
+        .expect("valid metric definition");
+        register(registry, in_flight.clone());
+        Self {
+            requests: counter_vec(
+                registry,
+                "tracehop_requests_total",
+                "Requests proxied, by direction, method and response status class.",
+                &["direction", "method", "status_class"],
+            ),
+            duration,
+            in_flight,
+            upstream_errors: counter_vec(
+                registry,
+                "tracehop_upstream_errors_total",
+                "Requests that got no response from the upstream, by kind of failure.",
+                &["direction", "kind"],
+            ),
+            context_formats: counter_vec(
+                registry,
+                "tracehop_trace_context_total",
+                "Trace context seen on received requests, by format (w3c, b3, none, invalid).",
+                &["direction", "format"],
+            ),
+            untraced: counter_vec(
+                registry,
+                "tracehop_outbound_untraced_requests_total",
+                "Outbound requests the app sent without trace context (a new trace was started).",
+                &["route"],
+            ),
+        }
+    }
+}
+
+fn method_index(method: &http::Method) -> usize {
+    METHODS
+        .iter()
+        .position(|m| *m == method.as_str())
+        .unwrap_or(METHODS.len() - 1)
+}
+
+fn class_index(status: u16) -> usize {
+    usize::from((status / 100).clamp(1, 5) - 1)
+}
+
+impl ProxyMetrics {
+    fn new(families: &ProxyFamilies, direction: &'static str) -> Self {
+        let mut requests = Vec::with_capacity(METHODS.len() * STATUS_CLASSES.len());
+        let mut duration = Vec::with_capacity(requests.capacity());
+        for method in METHODS {
+            for class in STATUS_CLASSES {
+                requests.push(
+                    families
+                        .requests
+                        .with_label_values(&[direction, method, class]),
+                );
+                duration.push(
+                    families
+                        .duration
+                        .with_label_values(&[direction, method, class]),
+                );
+            }
+        }
+        Self {
+            direction,
+            requests,
+            duration,
+            in_flight: families.in_flight.with_label_values(&[direction]),
+            upstream_errors: families.upstream_errors.clone(),
+            context_formats: families.context_formats.clone(),
+            untraced: families.untraced.clone(),
+        }
+    }
+
+    /// Counts one finished request and its duration.
+    pub fn record_request(&self, method: &http::Method, status: u16, seconds: f64) {
+        let i = method_index(method) * STATUS_CLASSES.len() + class_index(status);
+        self.requests[i].inc();
+        self.duration[i].observe(seconds);
+    }
+
+    /// Counts a request the upstream did not answer (`connect`, `timeout`, `reset`, ...).
+    pub fn upstream_error(&self, kind: &str) {
+        self.upstream_errors
+            .with_label_values(&[self.direction, kind])
+            .inc();
+    }
+
+    /// Counts the trace-context format of a received request.
+    pub fn context_format(&self, format: &str) {
+        self.context_formats
+            .with_label_values(&[self.direction, format])
+            .inc();
+    }
+
+    /// Counts an outbound request without trace context on `route`.
+    pub fn untraced_outbound(&self, route: &str) {
+        self.untraced.with_label_values(&[route]).inc();
+    }
+
+    /// Pre-resolves the trace-context counter for each format, for the hot path.
+    pub fn context_format_counter(&self, format: &str) -> IntCounter {
+        self.context_formats
+            .with_label_values(&[self.direction, format])
+    }
+}
+
+impl ExportMetrics {
+    fn register(registry: &Registry) -> Self {
+        Self {
+            queue_depth: int_gauge(
+                registry,
+                "tracehop_export_queue_spans",
+                "Spans waiting in the export queue.",
+            ),
+            spans_exported: {
+                let c = IntCounter::new(
+                    "tracehop_spans_exported_total",
+                    "Spans the collector accepted.",
+                )
+                .expect("valid metric definition");
+                register(registry, c.clone());
+                c
+            },
+            spans_dropped: counter_vec(
+                registry,
+                "tracehop_spans_dropped_total",
+                "Spans never delivered, by reason (queue_full, rejected, retries_exhausted, shutdown).",
+                &["reason"],
+            ),
+            requests: counter_vec(
+                registry,
+                "tracehop_export_requests_total",
+                "Export requests to the collector, by result.",
+                &["result"],
+            ),
+            request_duration: histogram(
+                registry,
+                "tracehop_export_request_duration_seconds",
+                "Duration of one export request to the collector.",
+                LATENCY_BUCKETS.to_vec(),
+            ),
+            batch_spans: histogram(
+                registry,
+                "tracehop_export_batch_spans",
+                "Spans per export batch.",
+                vec![1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0],
+            ),
+        }
+    }
+
+    pub fn dropped(&self, reason: &str, spans: u64) {
+        self.spans_dropped.with_label_values(&[reason]).inc_by(spans);
+    }
+
+    /// A counter for one drop reason, resolved once (for the request path).
+    pub fn dropped_counter(&self, reason: &str) -> IntCounter {
+        self.spans_dropped.with_label_values(&[reason])
+    }
+
+    pub fn request(&self, result: &str) {
+        self.requests.with_label_values(&[result]).inc();
+    }
+}
+
+impl SamplingMetrics {
+    fn register(registry: &Registry) -> Self {
+        let adaptive_ratio = Gauge::new(
+            "tracehop_sampling_adaptive_ratio",
+            "Current sampling ratio of the adaptive sampler.",
+        )
+        .expect("valid metric definition");
+        register(registry, adaptive_ratio.clone());
+        Self {
+            decisions: counter_vec(
+                registry,
+                "tracehop_sampling_decisions_total",
+                "Sampling decisions, by reason and outcome.",
+                &["reason", "sampled"],
+            ),
+            adaptive_ratio,
+        }
+    }
+
+    /// A counter for one (reason, sampled) pair, resolved once.
+    pub fn decision_counter(&self, reason: &str, sampled: bool) -> IntCounter {
+        self.decisions
+            .with_label_values(&[reason, if sampled { "true" } else { "false" }])
+    }
+}
+
+impl ProcessMetrics {
+    fn register(registry: &Registry) -> Self {
+        let cpu_seconds = Gauge::new(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+        )
+        .expect("valid metric definition");
+        register(registry, cpu_seconds.clone());
+        Self {
+            resident_memory: int_gauge(
+                registry,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+            ),
+            cpu_seconds,
+            open_fds: int_gauge(
+                registry,
+                "process_open_fds",
+                "Number of open file descriptors.",
+            ),
+        }
+    }
+
+    /// Reads `/proc/self`; leaves the values alone where it is unavailable.
+    fn refresh(&self) {
+        const PAGE: i64 = 4096;
+        const TICKS_PER_SECOND: f64 = 100.0;
+        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+            if let Some(pages) = statm.split(' ').nth(1).and_then(|s| s.parse::<i64>().ok()) {
+                self.resident_memory.set(pages * PAGE);
+            }
+        }
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // Fields after the parenthesised command name; utime and stime
+            // are fields 14 and 15 of proc(5), 12 and 13 after the name.
+            let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i).and_then(|s| s.parse::<f64>().ok());
+            if let (Some(user), Some(system)) = (ticks(11), ticks(12)) {
+                self.cpu_seconds.set((user + system) / TICKS_PER_SECOND);
+            }
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(i64::try_from(dir.count()).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_metrics_land_on_the_right_labels() {
+        let metrics = Metrics::new();
+        metrics
+            .inbound
+            .record_request(&http::Method::GET, 204, 0.002);
+        metrics
+            .outbound
+            .record_request(&http::Method::from_bytes(b"BREW").unwrap(), 503, 0.1);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains(
+            r#"tracehop_requests_total{direction="inbound",method="GET",status_class="2xx"} 1"#
+        ));
+        assert!(text.contains(
+            r#"tracehop_requests_total{direction="outbound",method="_OTHER",status_class="5xx"} 1"#
+        ));
+        assert!(text.contains(r#"tracehop_build_info{version=""#));
+    }
+
+    #[test]
+    fn status_classes_are_clamped() {
+        assert_eq!(class_index(99), 0);
+        assert_eq!(class_index(200), 1);
+        assert_eq!(class_index(599), 4);
+        assert_eq!(class_index(999), 4);
+    }
+}

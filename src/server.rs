@@ -1,0 +1,187 @@
+//! The one HTTP server loop every listener uses (inbound, outbound, admin,
+//! collector, demo services).
+//!
+//! [`serve`] takes an already-bound listener and a shutdown future (so tests
+//! bind `127.0.0.1:0`), serves HTTP/1.1 and HTTP/2 cleartext (prior
+//! knowledge) on the same port with upgrades enabled, and on shutdown stops
+//! accepting, lets open connections finish their in-flight requests for up
+//! to the grace period, then aborts what is left. Connection tasks belong to
+//! the server's `JoinSet`, so none outlives it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Error type of boxed bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The one boxed body type, for responses that are not streamed through.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A complete body from bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A plain-text response with the given status.
+pub fn text_response(status: http::StatusCode, text: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Facts about the connection a request arrived on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// Connection-level settings.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Time a client has to send a request head (HTTP/1.1).
+    pub header_read_timeout: Option<Duration>,
+    /// Largest request head accepted; larger gets 431 (HTTP/1.1).
+    pub max_header_bytes: Option<usize>,
+    /// Open connections at most; further accepts wait for a free slot.
+    pub max_connections: Option<usize>,
+    pub max_concurrent_streams: Option<u32>,
+    /// How long open connections may take to finish after shutdown.
+    pub grace_period: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Some(Duration::from_secs(10)),
+            max_header_bytes: None,
+            max_connections: None,
+            max_concurrent_streams: None,
+            grace_period: Duration::from_secs(5),
+        }
+    }
+}
+
+fn builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    {
+        let mut http1 = builder.http1();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_read_timeout);
+        if let Some(max) = options.max_header_bytes {
+            // hyper answers 431 when the head does not fit its read buffer.
+            http1.max_buf_size(max.max(8192));
+        }
+    }
+    {
+        let mut http2 = builder.http2();
+        http2
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(options.max_concurrent_streams);
+        if let Some(max) = options.max_header_bytes {
+            http2.max_header_list_size(u32::try_from(max).unwrap_or(u32::MAX));
+        }
+    }
+    builder
+}
+
+/// Serves `handler` on `listener` until `shutdown` completes, then drains.
+pub async fn serve<H, F, B>(
+    listener: TcpListener,
+    options: ServerOptions,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let builder = Arc::new(builder(&options));
+    let graceful = GracefulShutdown::new();
+    let limit = options
+        .max_connections
+        .map(|n| Arc::new(Semaphore::new(n)));
+    let mut connections = JoinSet::new();
+    let local = listener.local_addr().ok();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = match &limit {
+            Some(semaphore) => tokio::select! {
+                permit = semaphore.clone().acquire_owned() => permit.ok(),
+                () = &mut shutdown => break,
+            },
+            None => None,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnInfo {
+            peer,
+            local: local.unwrap_or(peer),
+        };
+        let handler = handler.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let response = handler(request, info);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        connections.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(options.grace_period, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "grace period over; closing remaining connections"
+        );
+    }
+    connections.shutdown().await;
+}

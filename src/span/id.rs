@@ -1,0 +1,205 @@
+//! Trace and span identifiers: fixed-size integers, lowercase hex on the wire.
+//!
+//! Ids are generated here and nowhere else (STYLE: time and ids come from one
+//! place). Hex encoding uses a lookup table and fixed-size buffers: formatting
+//! an id with `format!` costs an allocation per id on the request path.
+
+use std::fmt;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A 128-bit trace id. Never zero (W3C Trace Context §3.2.2.3: all-zero is invalid).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TraceId(u128);
+
+/// A 64-bit span id. Never zero (W3C Trace Context §3.2.2.4).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpanId(u64);
+
+impl TraceId {
+    /// Wraps a raw value; `None` for the invalid all-zero id.
+    pub fn new(value: u128) -> Option<Self> {
+        (value != 0).then_some(Self(value))
+    }
+
+    /// A fresh random id. All 128 bits are random, so the W3C Level 2
+    /// `random` flag may be set for traces this process starts.
+    pub fn random() -> Self {
+        loop {
+            if let Some(id) = Self::new(rand::random()) {
+                return id;
+            }
+        }
+    }
+
+    pub fn get(self) -> u128 {
+        self.0
+    }
+
+    /// True when the high 64 bits are zero: a 64-bit B3 trace id.
+    pub fn is_64bit(self) -> bool {
+        self.0 >> 64 == 0
+    }
+
+    /// The low 56 bits, which W3C Trace Context Level 2 §3.2.2.3 declares
+    /// random when the `random` flag is set; consistent sampling uses them.
+    pub fn random_bits(self) -> u64 {
+        (self.0 as u64) & ((1 << 56) - 1)
+    }
+
+    /// Parses exactly 32 (or, when `allow_64bit`, 16) lowercase hex digits.
+    pub fn parse_hex(hex: &[u8], allow_64bit: bool) -> Option<Self> {
+        match hex.len() {
+            32 => Self::new(parse_hex_u128(hex)?),
+            16 if allow_64bit => Self::new(u128::from(parse_hex_u64(hex)?)),
+            _ => None,
+        }
+    }
+
+    /// 32 lowercase hex digits (W3C form, 64-bit ids left-padded with zeros).
+    pub fn to_hex(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        write_hex(&mut out, self.0.to_be_bytes().as_slice());
+        out
+    }
+
+    /// The shortest Zipkin/B3 form: 16 digits when the high half is zero, else 32.
+    pub fn write_short_hex(self, out: &mut Vec<u8>) {
+        let hex = self.to_hex();
+        out.extend_from_slice(if self.is_64bit() { &hex[16..] } else { &hex });
+    }
+}
+
+impl SpanId {
+    /// Wraps a raw value; `None` for the invalid all-zero id.
+    pub fn new(value: u64) -> Option<Self> {
+        (value != 0).then_some(Self(value))
+    }
+
+    pub fn random() -> Self {
+        loop {
+            if let Some(id) = Self::new(rand::random()) {
+                return id;
+            }
+        }
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// Parses exactly 16 lowercase hex digits.
+    pub fn parse_hex(hex: &[u8]) -> Option<Self> {
+        if hex.len() != 16 {
+            return None;
+        }
+        Self::new(parse_hex_u64(hex)?)
+    }
+
+    pub fn to_hex(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        write_hex(&mut out, self.0.to_be_bytes().as_slice());
+        out
+    }
+}
+
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0x0f)];
+    }
+}
+
+/// Value of one lowercase hex digit. Uppercase is rejected: W3C Trace Context
+/// §3.2.2 requires lowercase, and B3 ids are lowercase hex too.
+fn hex_digit(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Parses up to 16 lowercase hex digits.
+pub fn parse_hex_u64(hex: &[u8]) -> Option<u64> {
+    if hex.is_empty() || hex.len() > 16 {
+        return None;
+    }
+    hex.iter()
+        .try_fold(0u64, |acc, &b| Some((acc << 4) | u64::from(hex_digit(b)?)))
+}
+
+/// Parses up to 32 lowercase hex digits.
+pub fn parse_hex_u128(hex: &[u8]) -> Option<u128> {
+    if hex.is_empty() || hex.len() > 32 {
+        return None;
+    }
+    hex.iter()
+        .try_fold(0u128, |acc, &b| Some((acc << 4) | u128::from(hex_digit(b)?)))
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex = self.to_hex();
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceId({self})")
+    }
+}
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex = self.to_hex();
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpanId({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        let t = TraceId::new(0x4bf92f3577b34da6a3ce929d0e0e4736).unwrap();
+        assert_eq!(&t.to_hex(), b"4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(TraceId::parse_hex(&t.to_hex(), false), Some(t));
+        let s = SpanId::new(0x00f067aa0ba902b7).unwrap();
+        assert_eq!(&s.to_hex(), b"00f067aa0ba902b7");
+        assert_eq!(SpanId::parse_hex(b"00f067aa0ba902b7"), Some(s));
+    }
+
+    #[test]
+    fn rejects_zero_uppercase_and_bad_lengths() {
+        assert_eq!(TraceId::parse_hex(&[b'0'; 32], false), None);
+        assert_eq!(SpanId::parse_hex(b"0000000000000000"), None);
+        assert_eq!(SpanId::parse_hex(b"00F067AA0BA902B7"), None);
+        assert_eq!(SpanId::parse_hex(b"00f067aa0ba902b"), None);
+        assert_eq!(TraceId::parse_hex(b"a3ce929d0e0e4736", false), None);
+    }
+
+    #[test]
+    fn sixty_four_bit_trace_ids_are_left_padded() {
+        let t = TraceId::parse_hex(b"a3ce929d0e0e4736", true).unwrap();
+        assert!(t.is_64bit());
+        assert_eq!(&t.to_hex(), b"0000000000000000a3ce929d0e0e4736");
+        let mut short = Vec::new();
+        t.write_short_hex(&mut short);
+        assert_eq!(short, b"a3ce929d0e0e4736");
+    }
+
+    #[test]
+    fn random_ids_are_nonzero_and_differ() {
+        assert_ne!(TraceId::random(), TraceId::random());
+        assert_ne!(SpanId::random().get(), 0);
+    }
+}

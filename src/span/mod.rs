@@ -1,0 +1,114 @@
+//! Trace data: ids, the context that crosses the wire, and the finished span record.
+//!
+//! Owns [`TraceId`], [`SpanId`], [`SpanContext`] (what propagation reads and
+//! writes), [`Span`] (what the proxy hands to the exporter) and the clocks.
+//! A [`Span`] keeps typed HTTP facts rather than preformatted tags: turning
+//! them into Zipkin names and tag strings is the exporter's job, off the
+//! request path.
+
+mod clock;
+mod id;
+
+pub use clock::{SpanTimer, now_micros};
+pub use id::{SpanId, TraceId, parse_hex_u64, parse_hex_u128};
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The sampling state carried by a context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampling {
+    /// No decision yet (B3 ids without a sampling state): this hop decides.
+    Deferred,
+    Sampled,
+    NotSampled,
+    /// B3 debug (`X-B3-Flags: 1`, `b3: …-d`): sampled, and exported with `debug: true`.
+    Debug,
+}
+
+impl Sampling {
+    pub fn is_sampled(self) -> bool {
+        matches!(self, Sampling::Sampled | Sampling::Debug)
+    }
+}
+
+/// The part of a span that crosses process boundaries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanContext {
+    pub trace_id: TraceId,
+    /// The id of the span that sent (or will send) this context.
+    pub span_id: SpanId,
+    pub sampling: Sampling,
+    /// W3C Trace Context Level 2 `random` flag: the trace id's low 56 bits are random.
+    pub random: bool,
+}
+
+/// Zipkin span kind (Zipkin v2 API, `Span.kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The sidecar received the request (inbound).
+    Server,
+    /// The sidecar sent the request on behalf of its app (outbound).
+    Client,
+}
+
+/// Where the request came from (SERVER) or went to (CLIENT).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    pub service_name: Option<Arc<str>>,
+    pub addr: Option<SocketAddr>,
+}
+
+/// One tag with a name that is not among [`HttpFacts`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tag {
+    pub key: Cow<'static, str>,
+    pub value: Cow<'static, str>,
+}
+
+/// Facts about one HTTP exchange, recorded as cheaply as possible on the
+/// request path and rendered into OpenTelemetry semantic-convention tags at
+/// export time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpFacts {
+    pub method: http::Method,
+    /// The request target's path and query, as received (the query is
+    /// dropped or redacted at export time).
+    pub target: Option<http::uri::PathAndQuery>,
+    /// The matched configured route template, if any; otherwise the
+    /// exporter derives one from the path.
+    pub route: Option<Arc<str>>,
+    pub scheme: &'static str,
+    /// `Host` / `:authority` as received.
+    pub host: Option<http::HeaderValue>,
+    pub version: http::Version,
+    pub user_agent: Option<http::HeaderValue>,
+    /// Response status; `None` when no response came back.
+    pub status: Option<u16>,
+    pub request_body_bytes: u64,
+    pub response_body_bytes: u64,
+    /// `grpc-status` from trailers or a trailers-only response.
+    pub grpc_status: Option<u32>,
+}
+
+/// A finished span, ready for export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub trace_id: TraceId,
+    pub id: SpanId,
+    pub parent_id: Option<SpanId>,
+    pub kind: Kind,
+    pub debug: bool,
+    /// Wall-clock start, microseconds since the Unix epoch.
+    pub timestamp_us: u64,
+    /// Monotonic duration in microseconds, at least 1 (Zipkin v2 API).
+    pub duration_us: u64,
+    pub local_service: Arc<str>,
+    pub remote: Endpoint,
+    pub http: HttpFacts,
+    /// Error message, exported as the `error` tag.
+    pub error: Option<Cow<'static, str>>,
+    /// Everything else: captured headers, TLS facts, `sampling.reason`, pod metadata.
+    pub tags: Vec<Tag>,
+}
