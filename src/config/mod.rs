@@ -69,7 +69,11 @@ impl Overrides {
         if let Some(name) = self.service_name {
             raw.service.get_or_insert_default().name = Some(name);
         }
-        let tags = raw.service.get_or_insert_default().tags.get_or_insert_default();
+        let tags = raw
+            .service
+            .get_or_insert_default()
+            .tags
+            .get_or_insert_default();
         tags.extend(self.resource_tags);
         let inbound = raw.inbound.get_or_insert_default();
         if let Some(listen) = self.listen {
@@ -85,7 +89,11 @@ impl Overrides {
             raw.admin.get_or_insert_default().listen = Some(admin);
         }
         if let Some(ratio) = self.sample_ratio {
-            let root = raw.sampling.get_or_insert_default().root.get_or_insert_default();
+            let root = raw
+                .sampling
+                .get_or_insert_default()
+                .root
+                .get_or_insert_default();
             root.kind = Some("ratio".into());
             root.ratio = Some(ratio);
         }

@@ -41,9 +41,9 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 /// Parses `ip:port` (`[v6]:port` for IPv6). Host names are not accepted for
 /// listeners: binding must not depend on DNS.
 pub fn socket_addr(text: &str) -> Result<SocketAddr, String> {
-    text.trim().parse().map_err(|_| {
-        format!("`{text}` is not an address: write ip:port, e.g. \"127.0.0.1:15006\"")
-    })
+    text.trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not an address: write ip:port, e.g. \"127.0.0.1:15006\""))
 }
 
 /// Parses an `http://` or `https://` URL with a host.
@@ -120,7 +120,13 @@ mod tests {
         assert_eq!(u.authority.as_str(), "zipkin.example:443");
         assert_eq!(u.path, "/api/v2/spans");
         assert_eq!(url("http://x").unwrap().authority.as_str(), "x:80");
-        for bad in ["127.0.0.1:8080", "ftp://x", "http://", "http://u:p@x", "not a url"] {
+        for bad in [
+            "127.0.0.1:8080",
+            "ftp://x",
+            "http://",
+            "http://u:p@x",
+            "not a url",
+        ] {
             assert!(url(bad).is_err(), "{bad}");
         }
     }

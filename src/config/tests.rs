@@ -71,7 +71,10 @@ fn every_problem_is_reported_at_once() {
         assert!(e.has(path), "missing {path} in {e}");
     }
     let text = e.to_string();
-    assert!(text.starts_with("invalid configuration (5 problems)"), "{text}");
+    assert!(
+        text.starts_with("invalid configuration (5 problems)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -79,34 +82,97 @@ fn validation_rules() {
     let up = "inbound:\n  upstream: http://x:1\n";
     let cases: &[(&str, &str)] = &[
         ("inbound: {}\n", "inbound.upstream"),
-        ("inbound:\n  upstream: \"127.0.0.1:8080\"\n", "inbound.upstream"),
-        ("inbound:\n  upstream: http://x:1\n  protocol: h3\n", "inbound.protocol"),
-        ("inbound:\n  upstream: http://x:1\n  routes: [\"users/{id}\"]\n", "inbound.routes[0]"),
-        ("inbound:\n  upstream: http://x:1\n  routes: [\"/a{id}\"]\n", "inbound.routes[0]"),
-        ("inbound:\n  upstream: http://x:1\n  limits: {max_connections: 0}\n", "inbound.limits.max_connections"),
-        ("inbound:\n  upstream: http://x:1\n  timeouts: {upstream_connect: 0s}\n", "inbound.timeouts.upstream_connect"),
-        ("inbound:\n  upstream: http://x:1\n  capture: {request_headers: [Authorization]}\n", "inbound.capture.request_headers[0]"),
-        ("inbound:\n  upstream: http://x:1\n  capture: {response_headers: [\"bad header\"]}\n", "inbound.capture.response_headers[0]"),
+        (
+            "inbound:\n  upstream: \"127.0.0.1:8080\"\n",
+            "inbound.upstream",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  protocol: h3\n",
+            "inbound.protocol",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  routes: [\"users/{id}\"]\n",
+            "inbound.routes[0]",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  routes: [\"/a{id}\"]\n",
+            "inbound.routes[0]",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  limits: {max_connections: 0}\n",
+            "inbound.limits.max_connections",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  timeouts: {upstream_connect: 0s}\n",
+            "inbound.timeouts.upstream_connect",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  capture: {request_headers: [Authorization]}\n",
+            "inbound.capture.request_headers[0]",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  capture: {response_headers: [\"bad header\"]}\n",
+            "inbound.capture.response_headers[0]",
+        ),
         ("service:\n  name: \" \"\n", "service.name"),
-        ("outbound:\n  routes: [{listen: \"127.0.0.1:1\", upstream: \"http://y:1\"}]\n", "outbound.routes[0].name"),
-        ("outbound:\n  routes: [{name: a, upstream: \"http://y:1\"}]\n", "outbound.routes[0].listen"),
-        ("outbound:\n  routes: [{name: a, listen: \"127.0.0.1:1\"}]\n", "outbound.routes[0].upstream"),
-        ("outbound:\n  routes: [{name: a, listen: \"127.0.0.1:1\", upstream: \"http://y:1\"}, {name: a, listen: \"127.0.0.1:2\", upstream: \"http://y:1\"}]\n", "outbound.routes[1].name"),
-        ("outbound:\n  routes: [{name: a, listen: \"127.0.0.1:1\", upstream: \"http://y:1\"}, {name: b, listen: \"127.0.0.1:1\", upstream: \"http://y:1\"}]\n", "outbound.routes[1].listen"),
-        ("propagation:\n  extract: [w3c, jaeger]\n", "propagation.extract[1]"),
-        ("propagation:\n  inject: [b3, b3]\n", "propagation.inject[1]"),
-        ("sampling:\n  root: {type: ratio, ratio: 1.5}\n", "sampling.root.ratio"),
+        (
+            "outbound:\n  routes: [{listen: \"127.0.0.1:1\", upstream: \"http://y:1\"}]\n",
+            "outbound.routes[0].name",
+        ),
+        (
+            "outbound:\n  routes: [{name: a, upstream: \"http://y:1\"}]\n",
+            "outbound.routes[0].listen",
+        ),
+        (
+            "outbound:\n  routes: [{name: a, listen: \"127.0.0.1:1\"}]\n",
+            "outbound.routes[0].upstream",
+        ),
+        (
+            "outbound:\n  routes: [{name: a, listen: \"127.0.0.1:1\", upstream: \"http://y:1\"}, {name: a, listen: \"127.0.0.1:2\", upstream: \"http://y:1\"}]\n",
+            "outbound.routes[1].name",
+        ),
+        (
+            "outbound:\n  routes: [{name: a, listen: \"127.0.0.1:1\", upstream: \"http://y:1\"}, {name: b, listen: \"127.0.0.1:1\", upstream: \"http://y:1\"}]\n",
+            "outbound.routes[1].listen",
+        ),
+        (
+            "propagation:\n  extract: [w3c, jaeger]\n",
+            "propagation.extract[1]",
+        ),
+        (
+            "propagation:\n  inject: [b3, b3]\n",
+            "propagation.inject[1]",
+        ),
+        (
+            "sampling:\n  root: {type: ratio, ratio: 1.5}\n",
+            "sampling.root.ratio",
+        ),
         ("sampling:\n  root: {type: ratio}\n", "sampling.root.ratio"),
-        ("sampling:\n  root: {type: sometimes}\n", "sampling.root.type"),
-        ("sampling:\n  root: {type: always, ratio: 0.5}\n", "sampling.root.ratio"),
+        (
+            "sampling:\n  root: {type: sometimes}\n",
+            "sampling.root.type",
+        ),
+        (
+            "sampling:\n  root: {type: always, ratio: 0.5}\n",
+            "sampling.root.ratio",
+        ),
         ("export:\n  zipkin: localhost:9411\n", "export.zipkin"),
-        ("export:\n  queue_capacity: 10\n  batch_size: 20\n", "export.batch_size"),
+        (
+            "export:\n  queue_capacity: 10\n  batch_size: 20\n",
+            "export.batch_size",
+        ),
         ("export:\n  batch_size: 0\n", "export.batch_size"),
         ("export:\n  timeout: 5\n", "export.timeout"),
-        ("export:\n  retry: {max_backoff: 1x}\n", "export.retry.max_backoff"),
+        (
+            "export:\n  retry: {max_backoff: 1x}\n",
+            "export.retry.max_backoff",
+        ),
         ("admin:\n  listen: \":15000\"\n", "admin.listen"),
         ("log:\n  level: \"[\"\n", "log.level"),
-        ("shutdown:\n  grace_period: forever\n", "shutdown.grace_period"),
+        (
+            "shutdown:\n  grace_period: forever\n",
+            "shutdown.grace_period",
+        ),
     ];
     for (yaml, path) in cases {
         let yaml = if yaml.starts_with("inbound") {
@@ -115,13 +181,20 @@ fn validation_rules() {
             format!("{up}{yaml}")
         };
         let e = errors(&yaml);
-        assert!(e.has(path), "expected a problem at {path} for:\n{yaml}\ngot: {e}");
+        assert!(
+            e.has(path),
+            "expected a problem at {path} for:\n{yaml}\ngot: {e}"
+        );
     }
 }
 
 #[test]
 fn export_can_be_disabled() {
-    let c = load(&format!("{MINIMAL}export:\n  enabled: false\n"), Overrides::default()).unwrap();
+    let c = load(
+        &format!("{MINIMAL}export:\n  enabled: false\n"),
+        Overrides::default(),
+    )
+    .unwrap();
     assert!(matches!(c.export, ExportConfig::Disabled));
 }
 

@@ -164,7 +164,10 @@ fn header_names(path: &str, raw: Vec<String>, p: &mut Problems) -> Vec<http::Hea
         let at = format!("{path}[{i}]");
         let lower = name.to_ascii_lowercase();
         if SECRET_HEADERS.contains(&lower.as_str()) {
-            p.push(at, format!("`{name}` carries credentials and is never recorded"));
+            p.push(
+                at,
+                format!("`{name}` carries credentials and is never recorded"),
+            );
             continue;
         }
         match http::HeaderName::from_bytes(lower.as_bytes()) {
@@ -198,7 +201,10 @@ fn outbound(raw: RawOutbound, p: &mut Problems) -> OutboundConfig {
         let name = route.name.unwrap_or_default();
         if name.trim().is_empty() {
             p.push(at("name"), "is required");
-        } else if routes.iter().any(|r: &OutboundRoute| &*r.name == name.trim()) {
+        } else if routes
+            .iter()
+            .any(|r: &OutboundRoute| &*r.name == name.trim())
+        {
             p.push(at("name"), format!("`{name}` is used by another route"));
         }
         let Some(listen) = route.listen.as_deref() else {
@@ -281,7 +287,10 @@ fn root_sampler(path: &str, raw: Option<RawSampler>, p: &mut Problems) -> RootSa
         "ratio" => match raw.ratio {
             Some(r) if (0.0..=1.0).contains(&r) => RootSampler::Ratio(r),
             Some(r) => {
-                p.push(format!("{path}.ratio"), format!("{r} is not between 0 and 1"));
+                p.push(
+                    format!("{path}.ratio"),
+                    format!("{r} is not between 0 and 1"),
+                );
                 RootSampler::Always
             }
             None => {
