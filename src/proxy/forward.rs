@@ -1,8 +1,8 @@
 //! Sending a request to the upstream through a pooled keep-alive client.
 //!
 //! Owns one HTTP/1.1 and one HTTP/2 (prior knowledge) client for one
-//! upstream; `protocol: auto` picks the one matching the downstream's
-//! version, so gRPC (HTTP/2 with trailers) passes through. The connect
+//! upstream; `protocol: auto` sends gRPC over HTTP/2 (it needs trailers)
+//! and the rest over HTTP/1.1. The connect
 //! timeout gives 502, the response-head timeout 504.
 
 use std::time::Duration;
@@ -84,10 +84,19 @@ impl Upstream {
             .map_err(|_| ProxyError::BadTarget)
     }
 
-    /// Whether a request that came in with `version` goes out over HTTP/2.
-    fn use_http2(&self, version: Version) -> bool {
+    /// Whether `request` goes out over HTTP/2. `auto` sends gRPC (HTTP/2
+    /// with `content-type: application/grpc*`) as HTTP/2, since gRPC needs
+    /// HTTP/2 end to end, and everything else as HTTP/1.1, which every app
+    /// server speaks.
+    fn use_http2(&self, request: &Request<Incoming>) -> bool {
         match self.protocol {
-            UpstreamProtocol::Auto => version == Version::HTTP_2,
+            UpstreamProtocol::Auto => {
+                request.version() == Version::HTTP_2
+                    && request
+                        .headers()
+                        .get(http::header::CONTENT_TYPE)
+                        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+            }
             UpstreamProtocol::Http1 => false,
             UpstreamProtocol::Http2 => true,
         }
@@ -100,7 +109,7 @@ impl Upstream {
         mut request: Request<Incoming>,
         upgrade: bool,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let http2 = !upgrade && self.use_http2(request.version());
+        let http2 = !upgrade && self.use_http2(&request);
         // An HTTP/2 request has no Host header (RFC 9113 §8.3.1: :authority);
         // an HTTP/1.1 upstream needs one, carrying the original authority.
         if !http2
