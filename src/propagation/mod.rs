@@ -106,11 +106,14 @@ impl Seen {
 /// What the downstream sent, after validation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Extracted {
-    /// The caller's context when a configured format carried valid ids (first valid in `extract` order).
+    /// The caller's context when a configured format carried valid ids
+    /// (the first valid one in `extract` order).
     pub parent: Option<SpanContext>,
-    /// A sampling state sent without ids (`b3: 0`, `b3: d`, lone X-B3-Sampled / X-B3-Flags); Deferred when none.
+    /// A sampling state sent without ids (`b3: 0`, `b3: d`, a lone
+    /// `X-B3-Sampled` or `X-B3-Flags`); `Deferred` when none.
     pub sampling_only: Sampling,
-    /// Validated tracestate; only ever Some when `parent` came from a valid W3C traceparent.
+    /// Validated tracestate; only ever `Some` when `parent` came from a
+    /// valid W3C `traceparent`.
     pub trace_state: Option<TraceState>,
     /// Which format won, or why none did.
     pub seen: Seen,
@@ -203,10 +206,13 @@ fn from_b3<E>(result: Result<Option<Carried>, E>, seen: Seen) -> Found {
     })
 }
 
-/// Removes every trace-context header of every format (traceparent, tracestate, b3, x-b3-*),
-/// then writes `context` (whose span_id is the sidecar's own span, the upstream's parent) in the
-/// configured inject formats, or in `seen`'s format when `config.inject` is empty (W3C when seen is None/Invalid).
-/// `baggage` is never touched. B3 trace ids that are 64-bit (high half zero) are written in 16-hex form.
+/// Removes every trace-context header of every format (`traceparent`,
+/// `tracestate`, `b3`, `x-b3-*`), then writes `context` (whose `span_id` is
+/// the sidecar's own span, the upstream's parent) in the configured inject
+/// formats, or in `seen`'s format when `config.inject` is empty (W3C when
+/// `seen` is `None`/`Invalid`). `tracestate` is written only alongside
+/// `traceparent`. `baggage` is never touched. B3 trace ids that are 64-bit
+/// (high half zero) are written in their 16-digit form.
 pub fn inject(
     headers: &mut HeaderMap,
     context: &SpanContext,

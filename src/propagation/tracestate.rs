@@ -279,6 +279,70 @@ mod tests {
         assert_eq!(extract(&headers), Err(Value { index: 0 }));
     }
 
+    /// Vectors from the W3C trace-context test suite (`test/test.py`,
+    /// `test_tracestate_*`): the list kept, or `None` when it is discarded.
+    #[test]
+    fn w3c_test_suite_tracestate_vectors() {
+        let key = "abcdefghijklmnopqrstuvwxyz0123456789_-*/";
+        let value: String = (0x20u8..=0x7e)
+            .filter(|b| !matches!(b, b',' | b'='))
+            .map(char::from)
+            .collect();
+        let all_chars = format!("{key}={value}");
+        let all_chars_tenant = format!("{key}@a-z0-9_-*/={value}");
+        let long_key = format!("{}=1", "z".repeat(256));
+        let long_tenant = format!("{}@{}=1", "t".repeat(241), "v".repeat(14));
+        let too_long_key = format!("{}=1", "z".repeat(257));
+        let too_long_tenant = format!("{}@v=1", "t".repeat(242));
+        let too_long_system = format!("t@{}=1", "v".repeat(15));
+        let cases: Vec<(Vec<&str>, Option<String>)> = vec![
+            (vec![""], None),
+            (vec!["foo=1", ""], Some("foo=1".into())),
+            (vec!["", "foo=1"], Some("foo=1".into())),
+            (
+                vec!["foo=1,bar=2", "rojo=1,congo=2", "baz=3"],
+                Some("foo=1,bar=2,rojo=1,congo=2,baz=3".into()),
+            ),
+            (vec!["foo=1,foo=1"], None),
+            (vec!["foo=1,foo=2"], None),
+            (vec!["foo=1", "foo=1"], None),
+            (vec!["foo=1", "foo=2"], None),
+            (vec![&all_chars], Some(all_chars.clone())),
+            (vec![&all_chars_tenant], Some(all_chars_tenant.clone())),
+            (
+                vec!["foo=1 \t , \t bar=2, \t baz=3"],
+                Some("foo=1,bar=2,baz=3".into()),
+            ),
+            (
+                vec!["foo=1\t \t,\t \tbar=2,\t \tbaz=3"],
+                Some("foo=1,bar=2,baz=3".into()),
+            ),
+            (vec![" foo=1"], Some("foo=1".into())),
+            (vec!["\tfoo=1"], Some("foo=1".into())),
+            (vec!["foo=1 "], Some("foo=1".into())),
+            (vec!["foo=1\t"], Some("foo=1".into())),
+            (vec!["\t foo=1 \t"], Some("foo=1".into())),
+            (vec!["foo =1"], None),
+            (vec!["FOO=1"], None),
+            (vec!["foo.bar=1"], None),
+            (vec!["foo@=1,bar=2"], None),
+            (vec!["@foo=1,bar=2"], None),
+            (vec!["foo@@bar=1,bar=2"], None),
+            (vec!["foo@bar@baz=1,bar=2"], None),
+            (vec!["foo=1", &long_key], Some(format!("foo=1,{long_key}"))),
+            (
+                vec!["foo=1", &long_tenant],
+                Some(format!("foo=1,{long_tenant}")),
+            ),
+            (vec!["foo=1", &too_long_key], None),
+            (vec!["foo=1", &too_long_tenant], None),
+            (vec!["foo=1", &too_long_system], None),
+        ];
+        for (fields, expected) in cases {
+            assert_eq!(read(&fields).ok().flatten(), expected, "{fields:?}");
+        }
+    }
+
     #[test]
     fn accepts_maximum_lengths() {
         let key = "k".repeat(256);
