@@ -385,10 +385,10 @@ impl ProcessMetrics {
     fn refresh(&self) {
         const PAGE: i64 = 4096;
         const TICKS_PER_SECOND: f64 = 100.0;
-        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
-            if let Some(pages) = statm.split(' ').nth(1).and_then(|s| s.parse::<i64>().ok()) {
-                self.resident_memory.set(pages * PAGE);
-            }
+        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
+            && let Some(pages) = statm.split(' ').nth(1).and_then(|s| s.parse::<i64>().ok())
+        {
+            self.resident_memory.set(pages * PAGE);
         }
         if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
             // Fields after the parenthesised command name; utime and stime

@@ -29,20 +29,25 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 /// Why a call to a dependency produced no response.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
+    /// A call to a service the app did not declare (a programming error).
     #[error("{dependency} is not a dependency of this service")]
     NotADependency { dependency: &'static str },
+    /// No connection, or it broke before a response head arrived.
     #[error("{dependency} unreachable: {message}")]
     Unreachable {
         dependency: &'static str,
         message: String,
     },
+    /// No complete answer within [`CALL_TIMEOUT`].
     #[error("{dependency} did not answer within {CALL_TIMEOUT:?}")]
     Timeout { dependency: &'static str },
+    /// The body broke off or exceeded [`MAX_BODY_BYTES`].
     #[error("{dependency} sent an unreadable body: {message}")]
     Body {
         dependency: &'static str,
         message: String,
     },
+    /// The path does not make a valid URI.
     #[error("{dependency}: cannot build a request for {path}: {source}")]
     Request {
         dependency: &'static str,

@@ -29,7 +29,7 @@ const ENDPOINTS: [&str; 7] = [
 pub(super) async fn handle(context: &Context, parts: &Parts) -> Response<Body> {
     let faults = match accept(parts) {
         Ok(faults) => faults,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     if parts.uri.path() == "/" {
         return reply::json(StatusCode::OK, &json!({ "endpoints": ENDPOINTS }));

@@ -37,7 +37,7 @@ mod users;
 mod fixture;
 
 pub use headers::{TRACE_HEADERS, copy_trace_headers};
-pub use load::{LoadSummary, generate_load};
+pub use load::{LoadSummary, MAX_IN_FLIGHT, generate_load};
 
 use std::future::Future;
 use std::ops::RangeInclusive;
@@ -57,8 +57,11 @@ use faults::Faults;
 /// One of the three demo services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DemoApp {
+    /// The public entry point; routes `/api/…` to the other two.
     ApiGateway,
+    /// Users by id; calls nobody.
     UserService,
+    /// Orders by id, each enriched with its user from user-service.
     OrderService,
 }
 
@@ -112,11 +115,13 @@ pub struct DemoOptions {
 /// Why a demo app could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
+    /// A dependency of the app has no base URL in [`DemoOptions::upstreams`].
     #[error("{app} needs the base URL of {dependency}, e.g. http://127.0.0.1:15001")]
     MissingUpstream {
         app: &'static str,
         dependency: &'static str,
     },
+    /// A dependency's base URL is not `http://host:port`.
     #[error("base URL {url:?} of {dependency}: {reason}")]
     BadUpstreamUrl {
         dependency: &'static str,
@@ -200,14 +205,31 @@ impl Context {
     }
 }
 
-/// Checks what every endpoint requires (a `GET`, readable fault parameters)
-/// and returns the faults the request asks for, or the response refusing it.
-fn accept(parts: &Parts) -> Result<Faults, Response<Body>> {
-    if parts.method != Method::GET {
-        return Err(reply::method_not_allowed());
+/// Why a request was refused before reaching its endpoint.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("only GET is supported")]
+    Method,
+    #[error(transparent)]
+    Query(#[from] faults::FaultError),
+}
+
+impl Refusal {
+    fn into_response(self) -> Response<Body> {
+        match self {
+            Refusal::Method => reply::method_not_allowed(),
+            Refusal::Query(error) => reply::error(StatusCode::BAD_REQUEST, &error.to_string()),
+        }
     }
-    Faults::from_query(parts.uri.query())
-        .map_err(|error| reply::error(StatusCode::BAD_REQUEST, &error.to_string()))
+}
+
+/// Checks what every endpoint requires (a `GET`, readable fault
+/// parameters) and returns the faults the request asks for.
+fn accept(parts: &Parts) -> Result<Faults, Refusal> {
+    if parts.method != Method::GET {
+        return Err(Refusal::Method);
+    }
+    Ok(Faults::from_query(parts.uri.query())?)
 }
 
 /// Which resource of a collection a path names.

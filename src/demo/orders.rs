@@ -12,6 +12,7 @@ use http::{HeaderMap, Response, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::client::CallError;
 use super::data::{self, ORDERS, Order};
 use super::faults::Faults;
 use super::{Context, DemoApp, Target, accept, no_route, reply};
@@ -35,7 +36,7 @@ struct OrderList<'a> {
 pub(super) async fn handle(context: &Context, parts: &Parts) -> Response<Body> {
     let faults = match accept(parts) {
         Ok(faults) => faults,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let Some(target) = Target::parse(parts.uri.path(), "/orders") else {
         return no_route(parts);
@@ -57,6 +58,23 @@ pub(super) async fn handle(context: &Context, parts: &Parts) -> Response<Body> {
     }
 }
 
+/// Why the users of some orders could not be loaded; answered as a 500.
+#[derive(Debug, thiserror::Error)]
+enum UserLoadError {
+    #[error("cannot load user {id}: {source}")]
+    Call { id: u32, source: CallError },
+    #[error("cannot load user {id}: user-service answered {status}")]
+    Status { id: u32, status: StatusCode },
+    #[error("cannot load user {id}: user-service sent invalid JSON: {source}")]
+    Json { id: u32, source: serde_json::Error },
+}
+
+impl UserLoadError {
+    fn into_response(self) -> Response<Body> {
+        reply::error(StatusCode::INTERNAL_SERVER_ERROR, &self.to_string())
+    }
+}
+
 /// `GET /orders`: every order, each with its user.
 async fn list(context: &Context, incoming: &HeaderMap, faults: Faults) -> Response<Body> {
     match load_users(context, incoming, faults, ORDERS).await {
@@ -64,7 +82,7 @@ async fn list(context: &Context, incoming: &HeaderMap, faults: Faults) -> Respon
             let orders = ORDERS.iter().map(|order| enrich(order, &users)).collect();
             reply::json(StatusCode::OK, &OrderList { orders })
         }
-        Err(failure) => failure,
+        Err(error) => error.into_response(),
     }
 }
 
@@ -77,7 +95,7 @@ async fn one(
 ) -> Response<Body> {
     match load_users(context, incoming, faults, std::slice::from_ref(order)).await {
         Ok(users) => reply::json(StatusCode::OK, &enrich(order, &users)),
-        Err(failure) => failure,
+        Err(error) => error.into_response(),
     }
 }
 
@@ -95,7 +113,7 @@ async fn load_users(
     incoming: &HeaderMap,
     faults: Faults,
     orders: &[Order],
-) -> Result<Vec<(u32, Option<Value>)>, Response<Body>> {
+) -> Result<Vec<(u32, Option<Value>)>, UserLoadError> {
     let mut users: Vec<(u32, Option<Value>)> = Vec::new();
     for order in orders {
         if users.iter().any(|(id, _)| *id == order.user_id) {
@@ -107,31 +125,25 @@ async fn load_users(
     Ok(users)
 }
 
-/// `GET /users/{id}` on user-service: the user, `None` on 404, or the 500
-/// this service answers with when the call failed.
+/// `GET /users/{id}` on user-service: the user, or `None` on 404.
 async fn load_user(
     context: &Context,
     incoming: &HeaderMap,
     faults: Faults,
     id: u32,
-) -> Result<Option<Value>, Response<Body>> {
-    let user_service = DemoApp::UserService.name();
+) -> Result<Option<Value>, UserLoadError> {
     let path = faults.append_to(&format!("/users/{id}"));
-    let failure = |why: String| {
-        let message = format!("cannot load user {id}: {why}");
-        reply::error(StatusCode::INTERNAL_SERVER_ERROR, &message)
-    };
     let reply = context
         .upstreams
-        .get(user_service, &path, incoming)
+        .get(DemoApp::UserService.name(), &path, incoming)
         .await
-        .map_err(|error| failure(error.to_string()))?;
+        .map_err(|source| UserLoadError::Call { id, source })?;
     match reply.status {
         StatusCode::OK => serde_json::from_slice(&reply.body)
             .map(Some)
-            .map_err(|error| failure(format!("{user_service} sent invalid JSON: {error}"))),
+            .map_err(|source| UserLoadError::Json { id, source }),
         StatusCode::NOT_FOUND => Ok(None),
-        status => Err(failure(format!("{user_service} answered {status}"))),
+        status => Err(UserLoadError::Status { id, status }),
     }
 }
 

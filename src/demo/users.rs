@@ -21,7 +21,7 @@ struct UserList {
 pub(super) async fn handle(context: &Context, parts: &Parts) -> Response<Body> {
     let faults = match accept(parts) {
         Ok(faults) => faults,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let Some(target) = Target::parse(parts.uri.path(), "/users") else {
         return no_route(parts);
