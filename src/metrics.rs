@@ -319,7 +319,9 @@ impl ExportMetrics {
     }
 
     pub fn dropped(&self, reason: &str, spans: u64) {
-        self.spans_dropped.with_label_values(&[reason]).inc_by(spans);
+        self.spans_dropped
+            .with_label_values(&[reason])
+            .inc_by(spans);
     }
 
     /// A counter for one drop reason, resolved once (for the request path).
@@ -385,10 +387,10 @@ impl ProcessMetrics {
     fn refresh(&self) {
         const PAGE: i64 = 4096;
         const TICKS_PER_SECOND: f64 = 100.0;
-        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
-            if let Some(pages) = statm.split(' ').nth(1).and_then(|s| s.parse::<i64>().ok()) {
-                self.resident_memory.set(pages * PAGE);
-            }
+        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
+            && let Some(pages) = statm.split(' ').nth(1).and_then(|s| s.parse::<i64>().ok())
+        {
+            self.resident_memory.set(pages * PAGE);
         }
         if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
             // Fields after the parenthesised command name; utime and stime
@@ -401,7 +403,8 @@ impl ProcessMetrics {
             }
         }
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-            self.open_fds.set(i64::try_from(dir.count()).unwrap_or(i64::MAX));
+            self.open_fds
+                .set(i64::try_from(dir.count()).unwrap_or(i64::MAX));
         }
     }
 }
