@@ -77,6 +77,7 @@ impl Delivery {
                 Failure::Status { retry_after, .. } => *retry_after,
                 Failure::Send(_) => None,
             };
+            tracing::debug!(%failure, retry, "span export attempt failed");
             let remaining = end.saturating_duration_since(Instant::now());
             let delay = next_delay(&self.retry, retry, retry_after, remaining, rand::random());
             last_failure = Some(failure);
@@ -85,8 +86,12 @@ impl Delivery {
                 None => break,
             }
         }
-        let reason = last_failure.map(|f| f.to_string()).unwrap_or_default();
-        tracing::warn!(spans = batch.spans, %reason, "span export gave up; batch dropped");
+        match last_failure {
+            Some(failure) => {
+                tracing::warn!(spans = batch.spans, %failure, "span export gave up; batch dropped");
+            }
+            None => tracing::warn!(spans = batch.spans, "no time left to export; batch dropped"),
+        }
         self.metrics.dropped(exhausted, batch.spans);
     }
 
@@ -132,7 +137,6 @@ impl Delivery {
                     SendError::Request(_) => "error",
                     SendError::Timeout(_) => "timeout",
                 });
-                tracing::debug!(%error, "span export attempt failed");
                 Err(Failure::Send(error))
             }
         }

@@ -390,6 +390,30 @@ async fn retries_end_at_max_elapsed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn timed_out_requests_are_retried() {
+    let fake = Fake::start(|index, _| {
+        if index == 0 {
+            Reply::Stall
+        } else {
+            Reply::Status(202)
+        }
+    })
+    .await;
+    let timeout = Duration::from_secs(2);
+    let exporter = Exporter::start(ZipkinExport {
+        timeout,
+        ..zipkin(fake.addr)
+    });
+    exporter.send(spans(2));
+    let uploads = fake.wait_for_uploads(2).await;
+    assert_eq!(uploads[0].ids, uploads[1].ids);
+    assert!(uploads[1].at - uploads[0].at >= timeout);
+    let (_, metrics) = exporter.shut_down().await;
+    assert_eq!(requests(&metrics, "timeout"), 1.0);
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn connect_errors_are_retried_then_dropped() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let closed = listener.local_addr().unwrap();
