@@ -2,7 +2,7 @@
 //!
 //! [`SpanSink::send`] is a `try_send` into the bounded queue and a few
 //! atomic adds: it never blocks, never awaits and allocates nothing itself
-//! (the span moves into the queue's preallocated slots). A full
+//! (the span moves into the channel, which recycles its storage blocks). A full
 //! queue drops the span and counts it (STYLE habit 5: telemetry never
 //! blocks a request); the warning about it is rate-limited so a stalled
 //! collector cannot flood the log.
