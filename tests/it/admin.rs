@@ -9,7 +9,12 @@ async fn metrics_count_requests_spans_and_formats() {
     let sidecar = Sidecar::start(Yaml::default(), upstream.addr, collector.addr).await;
     let client = Client::http1();
     client.get(&format!("{}/a", sidecar.base), &[]).await;
-    client.get(&format!("{}/status/503", sidecar.base), &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")]).await;
+    client
+        .get(
+            &format!("{}/status/503", sidecar.base),
+            &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")],
+        )
+        .await;
     collector.wait_for(2).await;
     let text = scrape_until(&sidecar.admin, "tracehop_spans_exported_total 2").await;
     for line in [

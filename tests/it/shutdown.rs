@@ -30,7 +30,12 @@ async fn in_flight_requests_complete_and_their_spans_arrive() {
             Response::new(Full::new(Bytes::from_static(b"late but complete")))
         }
     };
-    tokio::spawn(server::serve(listener, ServerOptions::default(), handler, shutdown));
+    tokio::spawn(server::serve(
+        listener,
+        ServerOptions::default(),
+        handler,
+        shutdown,
+    ));
 
     let collector = FakeCollector::start().await;
     let yaml = Yaml {
@@ -40,7 +45,10 @@ async fn in_flight_requests_complete_and_their_spans_arrive() {
     let sidecar = Sidecar::start(yaml, upstream_addr, collector.addr).await;
     let base = sidecar.base.clone();
     let in_flight = tokio::spawn(async move { Client::http1().get(&base, &[]).await });
-    tokio::time::timeout(DEADLINE, arrived_rx).await.expect("request reached upstream").expect("sent");
+    tokio::time::timeout(DEADLINE, arrived_rx)
+        .await
+        .expect("request reached upstream")
+        .expect("sent");
 
     let readiness = sidecar.running.readiness.clone();
     let admin = sidecar.admin.clone();
@@ -50,10 +58,15 @@ async fn in_flight_requests_complete_and_their_spans_arrive() {
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
 
     release_tx.send(()).expect("upstream waiting");
-    let reply = tokio::time::timeout(DEADLINE, in_flight).await.expect("completes").expect("join");
+    let reply = tokio::time::timeout(DEADLINE, in_flight)
+        .await
+        .expect("completes")
+        .expect("join");
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, "late but complete");
-    tokio::time::timeout(DEADLINE, sidecar.running.wait()).await.expect("stops");
+    tokio::time::timeout(DEADLINE, sidecar.running.wait())
+        .await
+        .expect("stops");
     // The span was flushed before the sidecar finished stopping.
     assert_eq!(collector.spans().len(), 1);
 }

@@ -28,7 +28,12 @@ where
     let (listener, addr) = bind().await;
     let (stop, shutdown) = stopper();
     let handler = move |request, _conn| handler(request);
-    tokio::spawn(server::serve(listener, ServerOptions::default(), handler, shutdown));
+    tokio::spawn(server::serve(
+        listener,
+        ServerOptions::default(),
+        handler,
+        shutdown,
+    ));
     (addr, stop)
 }
 
@@ -53,7 +58,11 @@ async fn request_body_streams_chunk_by_chunk() {
                     let _ = chunks_tx.send(data.len());
                 }
             }
-            Response::new(Full::new(Bytes::from(total.to_string())).map_err(|e| match e {}).boxed())
+            Response::new(
+                Full::new(Bytes::from(total.to_string()))
+                    .map_err(|e| match e {})
+                    .boxed(),
+            )
         }
     })
     .await;
@@ -73,7 +82,9 @@ async fn request_body_streams_chunk_by_chunk() {
     for _ in 0..64 {
         tx.send_data(chunk.clone()).await.expect("send chunk");
         while received < chunk.len() {
-            received += within("chunk at upstream", chunks.recv()).await.expect("chunk");
+            received += within("chunk at upstream", chunks.recv())
+                .await
+                .expect("chunk");
         }
         received -= chunk.len();
     }
@@ -83,9 +94,17 @@ async fn request_body_streams_chunk_by_chunk() {
         tx.send_data(big.clone()).await.expect("send chunk");
     }
     drop(tx);
-    let response = within("response", response).await.expect("join").expect("response");
+    let response = within("response", response)
+        .await
+        .expect("join")
+        .expect("response");
     assert_eq!(response.status(), StatusCode::OK);
-    let total = response.into_body().collect().await.expect("body").to_bytes();
+    let total = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     assert_eq!(total, (64 * 64 * 1024 + 64 * 1024 * 1024).to_string());
     sidecar.stop().await;
 }
@@ -101,7 +120,11 @@ async fn slow_chunked_response_streams_chunk_by_chunk() {
             let (mut tx, body) = Channel::<Bytes, BoxError>::new(1);
             tokio::spawn(async move {
                 for i in 0..5 {
-                    if tx.send_data(Bytes::from(format!("chunk{i};"))).await.is_err() {
+                    if tx
+                        .send_data(Bytes::from(format!("chunk{i};")))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     if go_rx.lock().await.recv().await.is_none() {
@@ -122,7 +145,10 @@ async fn slow_chunked_response_streams_chunk_by_chunk() {
         .expect("response head arrives before the body is complete");
     let mut body = response.into_body();
     for i in 0..5 {
-        let frame: Frame<Bytes> = within("next chunk", body.frame()).await.expect("frame").expect("ok");
+        let frame: Frame<Bytes> = within("next chunk", body.frame())
+            .await
+            .expect("frame")
+            .expect("ok");
         assert_eq!(frame.into_data().expect("data"), format!("chunk{i};"));
         go_tx.send(()).expect("upstream waiting");
     }
@@ -148,10 +174,15 @@ async fn websocket_upgrade_is_tunnelled() {
                 }
             }
         });
-        let mut response = Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed());
+        let mut response =
+            Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        response.headers_mut().insert("connection", "upgrade".parse().expect("value"));
-        response.headers_mut().insert("upgrade", "websocket".parse().expect("value"));
+        response
+            .headers_mut()
+            .insert("connection", "upgrade".parse().expect("value"));
+        response
+            .headers_mut()
+            .insert("upgrade", "websocket".parse().expect("value"));
         response
     })
     .await;
@@ -170,15 +201,22 @@ async fn websocket_upgrade_is_tunnelled() {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        within("101 head", socket.read_exact(&mut byte)).await.expect("read");
+        within("101 head", socket.read_exact(&mut byte))
+            .await
+            .expect("read");
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
-    socket.write_all(b"ping through the tunnel").await.expect("write");
+    socket
+        .write_all(b"ping through the tunnel")
+        .await
+        .expect("write");
     let mut echoed = [0u8; 23];
-    within("echo", socket.read_exact(&mut echoed)).await.expect("read echo");
+    within("echo", socket.read_exact(&mut echoed))
+        .await
+        .expect("read echo");
     assert_eq!(&echoed, b"ping through the tunnel");
     let spans = collector.wait_for(1).await;
     assert_eq!(spans[0]["tags"]["http.response.status_code"], "101");
@@ -188,8 +226,15 @@ async fn websocket_upgrade_is_tunnelled() {
 #[tokio::test]
 async fn grpc_trailers_pass_through_and_nonzero_status_is_an_error() {
     let (addr, _stop) = upstream(|request: Request<hyper::body::Incoming>| async move {
-        assert_eq!(request.version(), http::Version::HTTP_2, "gRPC goes upstream over HTTP/2");
-        assert_eq!(request.headers().get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
+        assert_eq!(
+            request.version(),
+            http::Version::HTTP_2,
+            "gRPC goes upstream over HTTP/2"
+        );
+        assert_eq!(
+            request.headers().get("te").map(|v| v.as_bytes()),
+            Some(&b"trailers"[..])
+        );
         let (mut tx, body) = Channel::<Bytes, BoxError>::new(2);
         tokio::spawn(async move {
             let _ = tx.send_data(Bytes::from_static(b"\0\0\0\0\0")).await;
@@ -215,12 +260,20 @@ async fn grpc_trailers_pass_through_and_nonzero_status_is_an_error() {
         .header("te", "trailers")
         .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
         .expect("request");
-    let response = within("grpc response", client.request(request)).await.expect("response");
+    let response = within("grpc response", client.request(request))
+        .await
+        .expect("response");
     assert_eq!(response.status(), StatusCode::OK);
     let collected = response.into_body().collect().await.expect("body");
-    let trailers = collected.trailers().cloned().expect("trailers pass through");
+    let trailers = collected
+        .trailers()
+        .cloned()
+        .expect("trailers pass through");
     assert_eq!(trailers.get("grpc-status").expect("grpc-status"), "5");
-    assert_eq!(trailers.get("grpc-message").expect("grpc-message"), "user not found");
+    assert_eq!(
+        trailers.get("grpc-message").expect("grpc-message"),
+        "user not found"
+    );
     let spans = collector.wait_for(1).await;
     assert_eq!(spans[0]["tags"]["rpc.grpc.status_code"], "5");
     assert!(spans[0]["tags"]["error"].is_string(), "{}", spans[0]);

@@ -40,7 +40,10 @@ async fn w3c_context_is_continued_and_the_server_span_is_its_child() {
     let seen = upstream.last();
     let (trace, span, flags) = traceparent(&header(&seen, "traceparent").expect("traceparent"));
     assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
-    assert_ne!(span, "00f067aa0ba902b7", "the upstream's parent is the sidecar's span");
+    assert_ne!(
+        span, "00f067aa0ba902b7",
+        "the upstream's parent is the sidecar's span"
+    );
     assert_eq!(flags, "01");
     assert_eq!(
         header(&seen, "tracestate").as_deref(),
@@ -72,7 +75,10 @@ async fn w3c_context_is_continued_and_the_server_span_is_its_child() {
     assert_eq!(tags["client.address"], "127.0.0.1");
     assert!(tags.get("error").is_none());
     let text = s.to_string();
-    assert!(!text.contains("secret"), "query strings are not recorded: {text}");
+    assert!(
+        !text.contains("secret"),
+        "query strings are not recorded: {text}"
+    );
     sidecar.stop().await;
 }
 
@@ -82,7 +88,8 @@ async fn a_request_without_context_starts_a_trace() {
     let collector = FakeCollector::start().await;
     let sidecar = Sidecar::start(Yaml::default(), upstream.addr, collector.addr).await;
     Client::http1().get(&sidecar.base, &[]).await;
-    let (trace, span, flags) = traceparent(&header(&upstream.last(), "traceparent").expect("traceparent"));
+    let (trace, span, flags) =
+        traceparent(&header(&upstream.last(), "traceparent").expect("traceparent"));
     // Sampled (01) and random (02): tracehop generated all 128 bits.
     assert_eq!(flags, "03");
     let spans = collector.wait_for(1).await;
@@ -109,11 +116,17 @@ async fn b3_in_b3_out_with_64_bit_ids_and_debug() {
         )
         .await;
     let seen = upstream.last();
-    assert_eq!(header(&seen, "x-b3-traceid").as_deref(), Some("a3ce929d0e0e4736"));
+    assert_eq!(
+        header(&seen, "x-b3-traceid").as_deref(),
+        Some("a3ce929d0e0e4736")
+    );
     let span_id = header(&seen, "x-b3-spanid").expect("span id");
     assert_ne!(span_id, "00f067aa0ba902b7");
     assert_eq!(header(&seen, "x-b3-flags").as_deref(), Some("1"));
-    assert!(header(&seen, "traceparent").is_none(), "inject follows the format that came in");
+    assert!(
+        header(&seen, "traceparent").is_none(),
+        "inject follows the format that came in"
+    );
     let spans = collector.wait_for(1).await;
     assert_eq!(spans[0]["traceId"], "a3ce929d0e0e4736");
     assert_eq!(spans[0]["id"], span_id);
@@ -131,7 +144,9 @@ async fn inject_both_formats_with_the_same_ids() {
         ..Yaml::default()
     };
     let sidecar = Sidecar::start(yaml, upstream.addr, collector.addr).await;
-    Client::http1().get(&sidecar.base, &[("traceparent", PARENT)]).await;
+    Client::http1()
+        .get(&sidecar.base, &[("traceparent", PARENT)])
+        .await;
     let seen = upstream.last();
     let (trace, span, _) = traceparent(&header(&seen, "traceparent").expect("traceparent"));
     assert_eq!(header(&seen, "b3"), Some(format!("{trace}-{span}-1")));
@@ -147,7 +162,10 @@ async fn invalid_traceparent_restarts_the_trace_and_drops_tracestate() {
         .get(
             &sidecar.base,
             &[
-                ("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+                (
+                    "traceparent",
+                    "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                ),
                 ("tracestate", "congo=t61rcWkgMzE"),
             ],
         )
@@ -156,10 +174,14 @@ async fn invalid_traceparent_restarts_the_trace_and_drops_tracestate() {
     let (trace, _, _) = traceparent(&header(&seen, "traceparent").expect("traceparent"));
     assert_ne!(trace, "00000000000000000000000000000000");
     assert!(header(&seen, "tracestate").is_none());
-    let metrics = Client::http1().get(&format!("{}/metrics", sidecar.admin), &[]).await;
-    assert!(metrics.body.contains(
-        r#"tracehop_trace_context_total{direction="inbound",format="invalid"} 1"#
-    ));
+    let metrics = Client::http1()
+        .get(&format!("{}/metrics", sidecar.admin), &[])
+        .await;
+    assert!(
+        metrics
+            .body
+            .contains(r#"tracehop_trace_context_total{direction="inbound",format="invalid"} 1"#)
+    );
     sidecar.stop().await;
 }
 
@@ -197,6 +219,9 @@ async fn exports_carry_b3_0_so_uploads_are_never_traced() {
     collector.wait_for(1).await;
     let uploads = collector.uploads();
     assert_eq!(uploads[0].get("b3").expect("b3 header"), "0");
-    assert_eq!(uploads[0].get("content-type").expect("content type"), "application/json");
+    assert_eq!(
+        uploads[0].get("content-type").expect("content type"),
+        "application/json"
+    );
     sidecar.stop().await;
 }

@@ -45,7 +45,9 @@ impl Client {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let response = self.send(builder.body(Full::default()).expect("request")).await;
+        let response = self
+            .send(builder.body(Full::default()).expect("request"))
+            .await;
         read(response).await
     }
 }

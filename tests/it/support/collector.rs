@@ -24,9 +24,16 @@ pub struct FakeCollector {
     _stop: Stopper,
 }
 
-async fn receive(state: Arc<Mutex<State>>, request: http::Request<hyper::body::Incoming>) -> Response<Body> {
+async fn receive(
+    state: Arc<Mutex<State>>,
+    request: http::Request<hyper::body::Incoming>,
+) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let gzip = parts
         .headers
         .get("content-encoding")
@@ -70,7 +77,12 @@ impl FakeCollector {
         let (stop, shutdown) = stopper();
         let shared = state.clone();
         let handler = move |request, _conn| receive(shared.clone(), request);
-        tokio::spawn(server::serve(listener, ServerOptions::default(), handler, shutdown));
+        tokio::spawn(server::serve(
+            listener,
+            ServerOptions::default(),
+            handler,
+            shutdown,
+        ));
         Self {
             addr,
             state,
@@ -88,7 +100,10 @@ impl FakeCollector {
 
     /// Waits until at least `n` spans arrived and returns them all.
     pub async fn wait_for(&self, n: usize) -> Vec<Value> {
-        eventually(&format!("{n} spans at the collector"), || self.spans().len() >= n).await;
+        eventually(&format!("{n} spans at the collector"), || {
+            self.spans().len() >= n
+        })
+        .await;
         self.spans()
     }
 }

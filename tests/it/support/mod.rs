@@ -33,7 +33,9 @@ impl Drop for Stopper {
 
 /// Binds 127.0.0.1:0.
 pub async fn bind() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     (listener, addr)
 }

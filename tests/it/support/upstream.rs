@@ -37,7 +37,11 @@ impl FakeUpstream {
             let record = record.clone();
             async move {
                 let (parts, body) = request.into_parts();
-                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
                 let status = parts
                     .uri
                     .path()
@@ -56,7 +60,12 @@ impl FakeUpstream {
                 response
             }
         };
-        tokio::spawn(server::serve(listener, ServerOptions::default(), handler, shutdown));
+        tokio::spawn(server::serve(
+            listener,
+            ServerOptions::default(),
+            handler,
+            shutdown,
+        ));
         Self {
             addr,
             seen,
