@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Conformance checks against the release binary, with real tools:
+#   - spans exported for W3C, B3 (single and multi) and context-less traffic,
+#     HTTP/1.1 and h2c, each batch validated against the Zipkin v2 API schema
+#     (validate-zipkin-json, when the tool is present);
+#   - the context the upstream receives continues the incoming trace;
+#   - `promtool check metrics` on a live scrape of /metrics;
+#   - a 1 GiB upload and a 1 GiB chunked download pass with flat memory;
+#   - check-config exits 64 and names every problem;
+#   - SIGTERM drains and exits 0 with spans flushed.
+# Usage: scripts/conformance.sh [path/to/tracehop]    (default target/release/tracehop)
+# Everything listens on 127.0.0.1; every process started here is stopped on exit.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+bin=${1:-$root/target/release/tracehop}
+validator=${ZIPKIN_VALIDATOR:-$root/../shared/tools/validate-zipkin-json}
+work=$(mktemp -d)
+pids=()
+passed=0
+
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() { echo "conformance: FAIL: $*" >&2; exit 1; }
+ok() { passed=$((passed + 1)); echo "conformance: ok: $*"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {  # PORT: wait until something listens (10 s)
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "nothing listening on port $1"
+}
+
+[ -x "$bin" ] || fail "binary $bin not found (cargo build --release)"
+
+up=$(free_port); sink=$(free_port); proxy=$(free_port); admin=$(free_port)
+mkdir -p "$work/spans"
+python3 "$here/fake_services.py" upstream "$up" & pids+=($!)
+python3 "$here/fake_services.py" sink "$sink" "$work/spans" & pids+=($!)
+wait_port "$up"; wait_port "$sink"
+
+cat > "$work/config.yaml" <<YAML
+service:
+  name: conformance
+inbound:
+  listen: 127.0.0.1:$proxy
+  upstream: http://127.0.0.1:$up
+  routes: ["/users/{id}"]
+admin:
+  listen: 127.0.0.1:$admin
+export:
+  zipkin: http://127.0.0.1:$sink/api/v2/spans
+  batch_interval: 100ms
+log:
+  format: json
+shutdown:
+  grace_period: 5s
+YAML
+
+# --- check-config --------------------------------------------------------
+"$bin" check-config "$work/config.yaml" > "$work/effective.yaml" || fail "check-config rejected a valid file"
+grep -q "name: conformance" "$work/effective.yaml" || fail "check-config did not print the effective config"
+printf 'inbound:\n  listen: nowhere\n  timeouts: {idle: 5 days}\nexport:\n  batch_size: 0\n' > "$work/bad.yaml"
+set +e; "$bin" check-config "$work/bad.yaml" 2> "$work/bad.txt"; code=$?; set -e
+[ "$code" = 64 ] || fail "check-config exit code $code, want 64"
+for path in inbound.listen inbound.upstream inbound.timeouts.idle export.batch_size; do
+  grep -q "$path" "$work/bad.txt" || fail "check-config did not name $path: $(cat "$work/bad.txt")"
+done
+ok "check-config prints the effective config; exits 64 naming every problem"
+
+# --- traffic with every context format ------------------------------------
+"$bin" run --config "$work/config.yaml" 2> "$work/sidecar.log" & sidecar=$!; pids+=($sidecar)
+wait_port "$proxy"; wait_port "$admin"
+base=http://127.0.0.1:$proxy
+w3c_trace=4bf92f3577b34da6a3ce929d0e0e4736
+curl -sf "$base/users/1" -H "traceparent: 00-$w3c_trace-00f067aa0ba902b7-01" -H 'tracestate: congo=t61rcWkgMzE' > "$work/w3c.json"
+curl -sf "$base/users/2" -H 'b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1' > "$work/b3single.json"
+curl -sf "$base/orders/3" -H 'X-B3-TraceId: a3ce929d0e0e4736' -H 'X-B3-SpanId: 00f067aa0ba902b7' -H 'X-B3-Sampled: 1' > "$work/b3multi.json"
+curl -sf "$base/plain" > "$work/none.json"
+curl -sf --http2-prior-knowledge "$base/h2" > "$work/h2.json"
+curl -sf "$base/bad" -H 'traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01' > "$work/invalid.json"
+
+python3 - "$work" "$w3c_trace" <<'PY' || fail "upstream did not receive the continued context"
+import json, sys
+work, trace = sys.argv[1], sys.argv[2]
+h = lambda name: json.load(open(f"{work}/{name}.json"))["headers"]
+tp = h("w3c")["traceparent"].split("-")
+assert tp[1] == trace and tp[2] != "00f067aa0ba902b7" and tp[3] == "01", tp
+assert h("w3c")["tracestate"] == "congo=t61rcWkgMzE"
+assert h("b3single")["b3"].startswith("80f198ee56343ba864fe8b2a57d3eff7-"), h("b3single")
+assert h("b3multi")["x-b3-traceid"] == "a3ce929d0e0e4736", h("b3multi")
+assert h("none")["traceparent"].startswith("00-"), h("none")
+bad = h("invalid")["traceparent"].split("-")
+assert bad[1] != "0" * 32, bad
+PY
+ok "the upstream receives each format continued with the sidecar's span as parent"
+
+for _ in $(seq 100); do
+  count=$(python3 -c 'import glob,json,sys; print(sum(len(json.load(open(f))) for f in glob.glob(sys.argv[1] + "/batch-*.json")))' "$work/spans" 2>/dev/null || echo 0)
+  [ "$count" -ge 6 ] && break
+  sleep 0.1
+done
+[ "${count:-0}" -ge 6 ] || fail "expected 6 spans at the sink, got ${count:-0}"
+python3 - "$work/spans" "$w3c_trace" <<'PY' || fail "exported spans are wrong"
+import glob, json, sys
+spans = [s for f in sorted(glob.glob(sys.argv[1] + "/batch-*.json")) for s in json.load(open(f))]
+by_path = {s["tags"]["url.path"]: s for s in spans}
+w3c = by_path["/users/1"]
+assert w3c["traceId"] == sys.argv[2] and w3c["parentId"] == "00f067aa0ba902b7", w3c
+assert w3c["name"] == "get /users/{id}" and w3c["kind"] == "SERVER", w3c
+assert by_path["/orders/3"]["traceId"] == "a3ce929d0e0e4736"
+assert by_path["/h2"]["tags"]["network.protocol.version"] == "2"
+assert "parentId" not in by_path["/plain"]
+assert all(s["localEndpoint"]["serviceName"] == "conformance" for s in spans)
+for f in glob.glob(sys.argv[1] + "/batch-*.json.headers"):
+    assert json.load(open(f)).get("b3") == "0", f
+PY
+ok "one SERVER span per request, correctly parented; uploads carry b3: 0"
+
+if [ -x "$validator" ] && python3 -c 'import jsonschema, yaml' 2>/dev/null; then
+  for f in "$work"/spans/batch-*.json; do
+    "$validator" "$f" > "$work/validate.txt" || fail "$(basename "$f") violates the Zipkin v2 API: $(cat "$work/validate.txt")"
+  done
+  ok "every exported batch validates against the Zipkin v2 API schema"
+else
+  echo "conformance: skip: Zipkin schema validation (validator or python jsonschema/pyyaml missing)"
+fi
+
+# --- metrics -----------------------------------------------------------------
+curl -sf "http://127.0.0.1:$admin/metrics" > "$work/metrics.txt"
+if command -v promtool > /dev/null; then
+  promtool check metrics < "$work/metrics.txt" > "$work/promtool.txt" 2>&1 || fail "promtool: $(cat "$work/promtool.txt")"
+  ok "promtool check metrics accepts a live scrape"
+else
+  echo "conformance: skip: promtool not installed"
+fi
+grep -q 'tracehop_requests_total{direction="inbound",method="GET",status_class="2xx"} 6' "$work/metrics.txt" || fail "request counter wrong: $(grep requests_total "$work/metrics.txt")"
+grep -q 'tracehop_trace_context_total{direction="inbound",format="invalid"} 1' "$work/metrics.txt" || fail "invalid context not counted"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin/readyz")" = 200 ] || fail "/readyz not 200"
+ok "metrics count requests and context formats; /readyz is 200"
+
+# --- streaming with flat memory -------------------------------------------
+truncate -s 1G "$work/upload.bin"
+sent=$(curl -sf -T "$work/upload.bin" "$base/upload")
+[ "$sent" = 1073741824 ] || fail "upload: upstream counted $sent bytes"
+got=$(curl -sf "$base/big?bytes=1073741824" | wc -c)
+[ "$got" = 1073741824 ] || fail "download: got $got bytes"
+peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$sidecar/status")
+[ "$peak_kib" -lt 65536 ] || fail "peak RSS ${peak_kib} KiB after 1 GiB each way: bodies are being buffered"
+ok "1 GiB upload and 1 GiB chunked download stream through; peak RSS ${peak_kib} KiB"
+
+# --- graceful shutdown -------------------------------------------------------
+grep -q '"trace_id"' "$work/sidecar.log" || fail "access log lines carry no trace id"
+kill -TERM "$sidecar"
+set +e; wait "$sidecar"; code=$?; set -e
+[ "$code" = 0 ] || fail "exit code $code after SIGTERM, want 0"
+grep -q '"stopped"' "$work/sidecar.log" || grep -q 'stopped' "$work/sidecar.log" || fail "no shutdown log line"
+ok "SIGTERM: drained and exited 0; JSON access log lines carry the trace id"
+
+echo "conformance: $passed checks passed"
