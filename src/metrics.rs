@@ -319,7 +319,9 @@ impl ExportMetrics {
     }
 
     pub fn dropped(&self, reason: &str, spans: u64) {
-        self.spans_dropped.with_label_values(&[reason]).inc_by(spans);
+        self.spans_dropped
+            .with_label_values(&[reason])
+            .inc_by(spans);
     }
 
     /// A counter for one drop reason, resolved once (for the request path).
@@ -401,7 +403,8 @@ impl ProcessMetrics {
             }
         }
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-            self.open_fds.set(i64::try_from(dir.count()).unwrap_or(i64::MAX));
+            self.open_fds
+                .set(i64::try_from(dir.count()).unwrap_or(i64::MAX));
         }
     }
 }

@@ -34,7 +34,9 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A complete body from bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// An empty body.
@@ -124,9 +126,7 @@ pub async fn serve<H, F, B>(
 {
     let builder = Arc::new(builder(&options));
     let graceful = GracefulShutdown::new();
-    let limit = options
-        .max_connections
-        .map(|n| Arc::new(Semaphore::new(n)));
+    let limit = options.max_connections.map(|n| Arc::new(Semaphore::new(n)));
     let mut connections = JoinSet::new();
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);

@@ -134,8 +134,9 @@ pub fn parse_hex_u128(hex: &[u8]) -> Option<u128> {
     if hex.is_empty() || hex.len() > 32 {
         return None;
     }
-    hex.iter()
-        .try_fold(0u128, |acc, &b| Some((acc << 4) | u128::from(hex_digit(b)?)))
+    hex.iter().try_fold(0u128, |acc, &b| {
+        Some((acc << 4) | u128::from(hex_digit(b)?))
+    })
 }
 
 impl fmt::Display for TraceId {
