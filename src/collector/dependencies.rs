@@ -182,3 +182,138 @@ fn first_remote_ancestor<'a>(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::decode::decode_span;
+    use serde_json::{Value, json};
+
+    /// (id, parent, kind, local service, remote service, error)
+    type Row = (u64, u64, &'static str, &'static str, &'static str, bool);
+
+    fn trace(rows: &[Row]) -> Vec<Span> {
+        rows.iter()
+            .map(|&(id, parent, kind, local, remote, error)| {
+                let mut span = json!({"traceId": "00000000000000aa", "id": format!("{id:016x}"),
+                    "localEndpoint": {"serviceName": local},
+                    "remoteEndpoint": {"serviceName": remote}});
+                if parent != 0 {
+                    span["parentId"] = json!(format!("{parent:016x}"));
+                }
+                if !kind.is_empty() {
+                    span["kind"] = json!(kind);
+                }
+                if error {
+                    span["tags"] = json!({"error": "boom"});
+                }
+                decode_span(span).unwrap()
+            })
+            .collect()
+    }
+
+    fn links(traces: &[Vec<Span>]) -> Value {
+        let mut linker = DependencyLinker::default();
+        for spans in traces {
+            linker.put_trace(spans);
+        }
+        serde_json::to_value(linker.links()).unwrap()
+    }
+
+    /// gateway → users, gateway → orders → users, as tracehop sidecars record
+    /// it: the CLIENT span's child is the callee's SERVER span.
+    fn demo(error_on_orders_client: bool) -> Vec<Span> {
+        trace(&[
+            (1, 0, "SERVER", "gateway", "", false),
+            (2, 1, "CLIENT", "gateway", "users", false),
+            (3, 2, "SERVER", "users", "", false),
+            (4, 1, "CLIENT", "gateway", "orders", error_on_orders_client),
+            (5, 4, "SERVER", "orders", "", false),
+            (6, 5, "CLIENT", "orders", "users", false),
+            (7, 6, "SERVER", "users", "", true),
+        ])
+    }
+
+    #[test]
+    fn counts_calls_and_errors_between_services() {
+        assert_eq!(
+            links(&[demo(false), demo(true)]),
+            json!([
+                {"parent": "gateway", "child": "orders", "callCount": 2, "errorCount": 1},
+                {"parent": "gateway", "child": "users", "callCount": 2},
+                {"parent": "orders", "child": "users", "callCount": 2, "errorCount": 2},
+            ])
+        );
+    }
+
+    #[test]
+    fn client_without_a_traced_server_links_to_its_remote_service() {
+        let spans = trace(&[
+            (1, 0, "SERVER", "orders", "", false),
+            (2, 1, "", "orders", "", false),
+            (3, 2, "CLIENT", "orders", "postgres", true),
+        ]);
+        assert_eq!(
+            links(&[spans]),
+            json!([{"parent": "orders", "child": "postgres", "callCount": 1, "errorCount": 1}])
+        );
+    }
+
+    #[test]
+    fn root_server_links_from_a_named_remote_and_local_spans_are_skipped() {
+        let spans = trace(&[
+            (1, 0, "SERVER", "gateway", "browser", false),
+            (2, 1, "", "gateway", "", false),
+        ]);
+        assert_eq!(
+            links(&[spans]),
+            json!([{"parent": "browser", "child": "gateway", "callCount": 1}])
+        );
+        // Without a caller name the root server has no link.
+        assert_eq!(
+            links(&[trace(&[(1, 0, "SERVER", "gateway", "", false)])]),
+            json!([])
+        );
+    }
+
+    #[test]
+    fn shared_span_ids_count_once() {
+        // B3 shared span: the server reuses the client's id.
+        let mut spans = trace(&[
+            (1, 0, "SERVER", "gateway", "", false),
+            (2, 1, "CLIENT", "gateway", "users", false),
+            (2, 1, "SERVER", "users", "", false),
+        ]);
+        spans[2].shared = true;
+        assert_eq!(
+            links(&[spans]),
+            json!([{"parent": "gateway", "child": "users", "callCount": 1}])
+        );
+    }
+
+    #[test]
+    fn messaging_links_need_both_names() {
+        let spans = trace(&[
+            (1, 0, "PRODUCER", "orders", "kafka", false),
+            (2, 1, "CONSUMER", "billing", "kafka", false),
+            (3, 1, "CONSUMER", "audit", "", false),
+        ]);
+        assert_eq!(
+            links(&[spans]),
+            json!([
+                {"parent": "kafka", "child": "billing", "callCount": 1},
+                {"parent": "orders", "child": "kafka", "callCount": 1},
+            ])
+        );
+    }
+
+    #[test]
+    fn parent_cycles_in_bad_data_terminate() {
+        let spans = trace(&[
+            (1, 2, "", "a", "", false),
+            (2, 1, "", "a", "", false),
+            (3, 1, "SERVER", "b", "", false),
+        ]);
+        assert_eq!(links(&[spans]), json!([]));
+    }
+}

@@ -138,3 +138,6 @@ pub async fn serve(
     };
     server::serve(listener, ServerOptions::default(), handler, shutdown).await;
 }
+
+#[cfg(test)]
+mod tests;

@@ -248,3 +248,154 @@ pub fn parse_annotation_query(query: Option<&str>) -> BTreeMap<String, String> {
     }
     terms
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::decode::decode_span;
+    use serde_json::json;
+
+    fn request(query: &str) -> Result<QueryRequest, QueryError> {
+        QueryRequest::from_params(&Params::parse(Some(query)), 5_000)
+    }
+
+    fn trace() -> Vec<Span> {
+        [
+            json!({"traceId": "000000000000000a", "id": "0000000000000001", "name": "get /api",
+                   "duration": 300, "localEndpoint": {"serviceName": "gateway"},
+                   "remoteEndpoint": {"serviceName": "browser"},
+                   "tags": {"http.path": "/foo", "http.method": "GET"}}),
+            json!({"traceId": "000000000000000a", "id": "0000000000000002", "name": "select",
+                   "duration": 40, "localEndpoint": {"serviceName": "db"},
+                   "annotations": [{"timestamp": 1, "value": "retried"}],
+                   "tags": {"error": "timeout"}}),
+        ]
+        .into_iter()
+        .map(|value| decode_span(value).unwrap())
+        .collect()
+    }
+
+    #[test]
+    fn params_are_percent_decoded() {
+        let params = Params::parse(Some("a=x%20y+z&b=%2Ffoo%3D1&c=%zz&d=&e&a=last"));
+        assert_eq!(params.get("a"), Some("last"));
+        assert_eq!(params.get("b"), Some("/foo=1"));
+        assert_eq!(params.get("c"), Some("%zz"));
+        assert_eq!(params.get("d"), None);
+        assert_eq!(params.get("e"), None);
+        assert_eq!(Params::parse(Some("x=%C3%A9")).get("x"), Some("é"));
+        assert_eq!(Params::parse(None).get("x"), None);
+    }
+
+    #[test]
+    fn defaults_follow_zipkin() {
+        let request = request("").unwrap();
+        assert_eq!(request.limit, DEFAULT_LIMIT);
+        assert_eq!(
+            request.window,
+            TimeWindow {
+                end_ts_ms: 5_000,
+                lookback_ms: DEFAULT_LOOKBACK_MS
+            }
+        );
+        assert_eq!(request.service_name, None);
+        let request = self::request("serviceName=GateWay&spanName=all&limit=3").unwrap();
+        assert_eq!(request.service_name.as_deref(), Some("gateway"));
+        assert_eq!(request.span_name, None);
+        assert_eq!(request.limit, 3);
+    }
+
+    #[test]
+    fn bad_parameters_are_rejected() {
+        let cases = [
+            ("limit=0", QueryError::NotPositive { name: "limit" }),
+            ("limit=-2", QueryError::NotPositive { name: "limit" }),
+            (
+                "endTs=abc",
+                QueryError::NotAnInteger {
+                    name: "endTs",
+                    value: "abc".into(),
+                },
+            ),
+            ("lookback=0", QueryError::NotPositive { name: "lookback" }),
+            (
+                "minDuration=0",
+                QueryError::NotPositive {
+                    name: "minDuration",
+                },
+            ),
+            ("maxDuration=5", QueryError::MaxWithoutMin),
+            ("minDuration=10&maxDuration=5", QueryError::MaxBelowMin),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(request(query).unwrap_err(), expected, "{query}");
+        }
+        let window = TimeWindow::from_params(&Params::parse(Some("lookback=5")), 1, true);
+        assert_eq!(window, Err(QueryError::Missing { name: "endTs" }));
+    }
+
+    #[test]
+    fn annotation_query_syntax() {
+        let terms = parse_annotation_query(Some("http.path=/foo and retried and a=b=c"));
+        let expected: BTreeMap<String, String> =
+            [("http.path", "/foo"), ("retried", ""), ("a", "b=c")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        assert_eq!(terms, expected);
+        assert!(parse_annotation_query(Some("")).is_empty());
+        assert!(parse_annotation_query(None).is_empty());
+    }
+
+    #[test]
+    fn matching_follows_zipkin_query_request_test() {
+        let spans = trace();
+        let cases = [
+            ("", true),
+            ("serviceName=gateway", true),
+            ("serviceName=nope", false),
+            ("remoteServiceName=browser", true),
+            ("remoteServiceName=nope", false),
+            ("spanName=select", true),
+            ("spanName=GET+%2Fapi", true),
+            // Conditions only look at the named service's spans.
+            ("serviceName=gateway&spanName=select", false),
+            ("serviceName=db&spanName=select", true),
+            ("annotationQuery=error", true),
+            ("annotationQuery=retried", true),
+            ("annotationQuery=http.path%3D%2Ffoo", true),
+            ("annotationQuery=http.path%3D%2Fbar", false),
+            ("annotationQuery=http.path%3D%2Ffoo+and+retried", true),
+            (
+                "annotationQuery=http.path%3D%2Ffoo+and+retried&serviceName=gateway",
+                false,
+            ),
+            ("annotationQuery=missing", false),
+            ("minDuration=300", true),
+            ("minDuration=301", false),
+            ("minDuration=30&maxDuration=50", true),
+            ("minDuration=41&maxDuration=299", false),
+            ("serviceName=db&minDuration=100", false),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(request(query).unwrap().matches(&spans), expected, "{query}");
+        }
+    }
+
+    #[test]
+    fn window_bounds_are_inclusive_milliseconds() {
+        let window = TimeWindow {
+            end_ts_ms: 10,
+            lookback_ms: 5,
+        };
+        assert!(window.contains(5_000));
+        assert!(window.contains(10_000));
+        assert!(!window.contains(4_999));
+        assert!(!window.contains(10_001));
+        let from_epoch = TimeWindow {
+            end_ts_ms: 10,
+            lookback_ms: 50,
+        };
+        assert!(from_epoch.contains(0));
+    }
+}

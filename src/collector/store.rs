@@ -26,6 +26,8 @@ struct StoredTrace {
     positions: HashMap<(SpanId, Option<Kind>), usize>,
     /// The trace's timestamp as Zipkin's `QueryRequest.test` computes it.
     timestamp: Option<u64>,
+    /// Arrival sequence number of its first span; breaks timestamp ties.
+    sequence: u64,
 }
 
 impl StoredTrace {
@@ -59,6 +61,8 @@ pub struct Store {
     span_count: usize,
     evicted_traces: u64,
     services: BTreeMap<String, ServiceIndex>,
+    /// Sequence number for the next new trace.
+    next_sequence: u64,
 }
 
 impl Store {
@@ -71,6 +75,7 @@ impl Store {
             span_count: 0,
             evicted_traces: 0,
             services: BTreeMap::new(),
+            next_sequence: 0,
         }
     }
 
@@ -96,6 +101,15 @@ impl Store {
             let trace_id = span.trace_id;
             if !self.traces.contains_key(&trace_id) {
                 self.arrival.push_back(trace_id);
+                let sequence = self.next_sequence;
+                self.next_sequence += 1;
+                self.traces.insert(
+                    trace_id,
+                    StoredTrace {
+                        sequence,
+                        ..StoredTrace::default()
+                    },
+                );
             }
             if touched.last() != Some(&trace_id) {
                 touched.push(trace_id);
@@ -183,10 +197,11 @@ impl Store {
             .collect()
     }
 
-    /// Traces whose timestamp lies in `window`, newest first; only traces
+    /// Traces whose timestamp lies in `window`, newest first (the later
+    /// arrival first on equal timestamps); only traces
     /// with a span of `service` when one is given.
     pub fn in_window(&self, window: TimeWindow, service: Option<&str>) -> Vec<&[Span]> {
-        let mut found: Vec<(u64, &StoredTrace)> = match service {
+        let mut found: Vec<((u64, u64), &StoredTrace)> = match service {
             Some(service) => self.services.get(service).map_or_else(Vec::new, |index| {
                 index
                     .traces
@@ -201,14 +216,17 @@ impl Store {
                 .filter_map(|trace| window_timestamp(trace, window))
                 .collect(),
         };
-        found.sort_unstable_by_key(|&(timestamp, _)| std::cmp::Reverse(timestamp));
+        found.sort_unstable_by_key(|&(order, _)| std::cmp::Reverse(order));
         found.into_iter().map(|(_, t)| t.spans.as_slice()).collect()
     }
 }
 
-fn window_timestamp(trace: &StoredTrace, window: TimeWindow) -> Option<(u64, &StoredTrace)> {
+/// The sort key of a trace inside `window`: (timestamp, arrival).
+fn window_timestamp(trace: &StoredTrace, window: TimeWindow) -> Option<((u64, u64), &StoredTrace)> {
     let timestamp = trace.timestamp?;
-    window.contains(timestamp).then_some((timestamp, trace))
+    window
+        .contains(timestamp)
+        .then_some(((timestamp, trace.sequence), trace))
 }
 
 fn index(services: &mut BTreeMap<String, ServiceIndex>, span: &Span) {
@@ -267,5 +285,161 @@ fn decrement(counts: &mut BTreeMap<String, usize>, key: &str) {
         if *count == 0 {
             counts.remove(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::decode::decode_span;
+    use crate::collector::query::Params;
+    use serde_json::{Value, json};
+
+    const T0: u64 = 1_700_000_000_000_000;
+
+    fn span(trace: &str, id: u64, extra: Value) -> Span {
+        let mut value = json!({"traceId": format!("{trace:0>16}"), "id": format!("{id:016x}")});
+        if let (Value::Object(map), Value::Object(extra)) = (&mut value, extra) {
+            map.extend(extra);
+        }
+        decode_span(value).unwrap()
+    }
+
+    fn local(trace: &str, id: u64, service: &str, name: &str) -> Span {
+        span(
+            trace,
+            id,
+            json!({"name": name, "timestamp": T0 + id, "localEndpoint": {"serviceName": service}}),
+        )
+    }
+
+    fn everything() -> TimeWindow {
+        TimeWindow {
+            end_ts_ms: u64::MAX / 1000,
+            lookback_ms: u64::MAX / 1000,
+        }
+    }
+
+    fn trace_ids(found: &[&[Span]]) -> Vec<String> {
+        found
+            .iter()
+            .map(|spans| crate::collector::model::trace_id_string(spans[0].trace_id))
+            .collect()
+    }
+
+    #[test]
+    fn merges_copies_with_the_same_id_and_kind() {
+        let mut store = Store::new(100);
+        store.insert(vec![span(
+            "a1",
+            1,
+            json!({"kind": "SERVER", "name": "get"}),
+        )]);
+        store.insert(vec![span(
+            "a1",
+            1,
+            json!({"kind": "SERVER", "duration": 9, "tags": {"k": "v"}}),
+        )]);
+        assert_eq!(store.span_count(), 1);
+        store.insert(vec![span("a1", 1, json!({"kind": "CLIENT"}))]);
+        assert_eq!(store.span_count(), 2);
+        let trace = store.trace(TraceId::new(0xa1).unwrap()).unwrap();
+        assert_eq!(trace[0].name.as_deref(), Some("get"));
+        assert_eq!(trace[0].duration, Some(9));
+        assert_eq!(trace[0].tags["k"], "v");
+    }
+
+    #[test]
+    fn evicts_whole_oldest_traces_and_counts_them() {
+        let mut store = Store::new(5);
+        store.insert((1..=3).map(|id| local("a", id, "svc-a", "x")).collect());
+        store.insert((1..=2).map(|id| local("b", id, "svc-b", "x")).collect());
+        assert_eq!((store.span_count(), store.evicted_traces()), (5, 0));
+        store.insert(vec![local("c", 1, "svc-c", "x")]);
+        // All of "a" goes, not just one span of it.
+        assert_eq!((store.span_count(), store.evicted_traces()), (3, 1));
+        assert!(store.trace(TraceId::new(0xa).unwrap()).is_none());
+        assert_eq!(store.service_names(), ["svc-b", "svc-c"]);
+        // A late span for "b" does not make it younger: arrival order rules.
+        store.insert(vec![local("b", 3, "svc-b", "y")]);
+        store.insert((1..=2).map(|id| local("d", id, "svc-d", "x")).collect());
+        assert_eq!((store.span_count(), store.evicted_traces()), (3, 2));
+        assert!(store.trace(TraceId::new(0xb).unwrap()).is_none());
+        assert_eq!(store.trace_count(), 2);
+    }
+
+    #[test]
+    fn a_trace_larger_than_the_bound_is_not_kept() {
+        let mut store = Store::new(2);
+        store.insert((1..=3).map(|id| local("a", id, "svc", "x")).collect());
+        assert_eq!((store.span_count(), store.trace_count()), (0, 0));
+        assert_eq!(store.evicted_traces(), 1);
+        assert!(store.service_names().is_empty());
+    }
+
+    #[test]
+    fn indices_follow_merges_and_evictions() {
+        let mut store = Store::new(3);
+        let remote = json!({"localEndpoint": {"serviceName": "gw"},
+                            "remoteEndpoint": {"serviceName": "users"}, "name": "get"});
+        store.insert(vec![span("a", 1, remote), local("a", 2, "gw", "post")]);
+        assert_eq!(store.span_names("gw"), ["get", "post"]);
+        assert_eq!(store.remote_service_names("gw"), ["users"]);
+        // A merge that only adds a name re-indexes the span.
+        store.insert(vec![span(
+            "b",
+            1,
+            json!({"localEndpoint": {"serviceName": "db"}}),
+        )]);
+        store.insert(vec![span("b", 1, json!({"name": "select"}))]);
+        assert_eq!(store.span_names("db"), ["select"]);
+        store.insert(vec![local("c", 1, "db", "insert")]);
+        assert_eq!(store.service_names(), ["db"]);
+        assert!(store.remote_service_names("gw").is_empty());
+        assert_eq!(store.span_names("db"), ["insert", "select"]);
+        assert!(store.span_names("nope").is_empty());
+    }
+
+    #[test]
+    fn traces_come_newest_first_by_root_timestamp() {
+        let mut store = Store::new(100);
+        // "b" has an early child but a late root: the root's timestamp counts.
+        store.insert(vec![
+            span("a", 1, json!({"timestamp": T0 + 50})),
+            span(
+                "b",
+                2,
+                json!({"parentId": "0000000000000001", "timestamp": T0}),
+            ),
+            span("b", 1, json!({"timestamp": T0 + 100})),
+            span(
+                "c",
+                1,
+                json!({"parentId": "0000000000000009", "timestamp": T0 + 10}),
+            ),
+            span("d", 1, json!({"name": "no timestamp"})),
+        ]);
+        assert_eq!(
+            trace_ids(&store.in_window(everything(), None)),
+            ["000000000000000b", "000000000000000a", "000000000000000c"]
+        );
+        let params = Params::parse(Some("limit=2&endTs=1&lookback=1"));
+        let mut request = QueryRequest::from_params(&params, 0).unwrap();
+        request.window = everything();
+        assert_eq!(store.query(&request).len(), 2);
+    }
+
+    #[test]
+    fn service_filtered_windows_use_the_service_index() {
+        let mut store = Store::new(100);
+        store.insert(vec![local("a", 1, "gw", "x"), local("b", 1, "users", "x")]);
+        let found = store.in_window(everything(), Some("users"));
+        assert_eq!(trace_ids(&found), ["000000000000000b"]);
+        assert!(store.in_window(everything(), Some("nope")).is_empty());
+        let narrow = TimeWindow {
+            end_ts_ms: T0 / 1000 - 1,
+            lookback_ms: 1000,
+        };
+        assert!(store.in_window(narrow, None).is_empty());
     }
 }
