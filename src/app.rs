@@ -1,1 +1,291 @@
-//! TODO
+//! Wiring: builds every piece from the validated config, binds every
+//! listener, and owns every long-lived task and the shutdown order.
+//!
+//! This is the only place long-lived tasks are spawned. [`start`] binds
+//! first (so a taken port fails fast, naming the address) and returns a
+//! [`Running`] handle with every bound address. Shutdown, once asked for:
+//!
+//! 1. readiness fails at once (`/readyz` answers 503);
+//! 2. listeners keep accepting for `shutdown.drain_delay`, so load
+//!    balancers stop sending first;
+//! 3. listeners stop accepting; in-flight requests get `shutdown.grace_period`;
+//! 4. the exporter flushes what is queued, bounded by `export.shutdown_timeout`;
+//! 5. the admin listener stops last, so `/metrics` stays scrapable meanwhile.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{Admin, Readiness};
+use crate::config::{Config, ExportConfig};
+use crate::export::{self, EncodeOptions, SpanSink};
+use crate::metrics::Metrics;
+use crate::proxy::{self, Proxy, Upstream};
+use crate::sampling::Sampler;
+use crate::server::{self, ServerOptions};
+use crate::span::Kind;
+
+/// Failures while starting.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started sidecar: its addresses and the means to stop it.
+pub struct Running {
+    pub inbound_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// (route name, bound address) per outbound route.
+    pub outbound_addrs: Vec<(Arc<str>, SocketAddr)>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+    stop: watch::Sender<bool>,
+    supervisor: JoinHandle<()>,
+}
+
+impl Running {
+    /// Begins graceful shutdown; [`Running::wait`] returns when it is done.
+    pub fn shutdown(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Waits until the sidecar has stopped (after [`Running::shutdown`]).
+    pub async fn wait(self) {
+        if let Err(error) = self.supervisor.await {
+            tracing::error!(%error, "shutdown supervisor failed");
+        }
+    }
+}
+
+/// A one-way shutdown signal that many tasks can wait on.
+fn signal() -> (
+    watch::Sender<bool>,
+    impl Fn() -> Box<dyn Future<Output = ()> + Send + Unpin>,
+) {
+    let (tx, rx) = watch::channel(false);
+    let wait = move || -> Box<dyn Future<Output = ()> + Send + Unpin> {
+        let mut rx = rx.clone();
+        Box::new(Box::pin(async move {
+            // An error means the sender is gone: treat that as "stop" too.
+            let _ = rx.wait_for(|stop| *stop).await;
+        }))
+    };
+    (tx, wait)
+}
+
+async fn bind(what: impl Into<String>, addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind {
+            what: what.into(),
+            addr,
+            source,
+        })
+}
+
+fn local_addr(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(fallback)
+}
+
+/// Listeners bound before anything is spawned.
+struct Bound {
+    inbound: TcpListener,
+    admin: TcpListener,
+    outbound: Vec<TcpListener>,
+}
+
+async fn bind_all(config: &Config) -> Result<Bound, AppError> {
+    let inbound = bind("inbound.listen", config.inbound.listen).await?;
+    let admin = bind("admin.listen", config.admin.listen).await?;
+    let mut outbound = Vec::with_capacity(config.outbound.routes.len());
+    for route in &config.outbound.routes {
+        outbound.push(bind(format!("outbound route {}", route.name), route.listen).await?);
+    }
+    Ok(Bound {
+        inbound,
+        admin,
+        outbound,
+    })
+}
+
+fn server_options(config: &Config) -> ServerOptions {
+    let inbound = &config.inbound;
+    ServerOptions {
+        header_read_timeout: Some(inbound.timeouts.header_read),
+        max_header_bytes: Some(inbound.limits.max_header_bytes),
+        max_connections: Some(inbound.limits.max_connections),
+        max_concurrent_streams: Some(inbound.limits.max_concurrent_streams),
+        grace_period: config.shutdown.grace_period,
+    }
+}
+
+/// The proxies: the inbound one first, then one per outbound route.
+fn build_proxies(config: &Config, metrics: &Metrics, sink: &SpanSink) -> Vec<Arc<Proxy>> {
+    let sampler = Arc::new(Sampler::new(&config.sampling, &metrics.sampling));
+    let inbound = &config.inbound;
+    let mut proxies = vec![Arc::new(Proxy::new(
+        Kind::Server,
+        config.service.name.clone(),
+        None,
+        Upstream::new(&inbound.upstream, inbound.protocol, &inbound.timeouts),
+        config.propagation.clone(),
+        sampler.clone(),
+        sink.clone(),
+        metrics.inbound.clone(),
+        inbound.routes.clone(),
+        inbound.capture.clone(),
+        config.log.access_log,
+    ))];
+    for route in &config.outbound.routes {
+        proxies.push(Arc::new(Proxy::new(
+            Kind::Client,
+            config.service.name.clone(),
+            Some(route.name.clone()),
+            Upstream::new(&route.upstream, route.protocol, &inbound.timeouts),
+            config.propagation.clone(),
+            sampler.clone(),
+            sink.clone(),
+            metrics.outbound.clone(),
+            config.outbound.route_templates.clone(),
+            Default::default(),
+            config.log.access_log,
+        )));
+    }
+    proxies
+}
+
+/// Binds every listener and starts serving.
+pub async fn start(config: Config) -> Result<Running, AppError> {
+    let bound = bind_all(&config).await?;
+    let inbound_addr = local_addr(&bound.inbound, config.inbound.listen);
+    let admin_addr = local_addr(&bound.admin, config.admin.listen);
+    let outbound_addrs = config
+        .outbound
+        .routes
+        .iter()
+        .zip(&bound.outbound)
+        .map(|(route, listener)| (route.name.clone(), local_addr(listener, route.listen)))
+        .collect();
+
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Readiness::default();
+    let (sink, batcher) = export::channel(
+        &config.export,
+        metrics.export.clone(),
+        EncodeOptions {
+            resource_tags: config.service.resource_tags.clone(),
+        },
+    );
+    let proxies = build_proxies(&config, &metrics, &sink);
+    drop(sink);
+
+    let (stop_proxies, proxies_stopped) = signal();
+    let (stop_export, export_stopped) = signal();
+    let (stop_admin, admin_stopped) = signal();
+    let options = server_options(&config);
+    let listeners = std::iter::once(bound.inbound).chain(bound.outbound);
+    let proxy_tasks: Vec<JoinHandle<()>> = listeners
+        .zip(proxies)
+        .map(|(listener, proxy)| {
+            let handler = move |request, conn| proxy::handle(proxy.clone(), request, conn);
+            tokio::spawn(server::serve(
+                listener,
+                options.clone(),
+                handler,
+                proxies_stopped(),
+            ))
+        })
+        .collect();
+    let export_task = batcher.map(|b| tokio::spawn(b.run(export_stopped())));
+    let admin = Admin {
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+    };
+    let admin_task = tokio::spawn(server::serve(
+        bound.admin,
+        ServerOptions::default(),
+        move |request, _conn| {
+            let response = admin.handle(&request);
+            async move { response }
+        },
+        admin_stopped(),
+    ));
+    readiness.set(true);
+
+    let (stop, stop_rx) = watch::channel(false);
+    let supervisor = tokio::spawn(supervise(Supervised {
+        stop_rx,
+        readiness: readiness.clone(),
+        drain_delay: config.shutdown.drain_delay,
+        export_deadline: export_deadline(&config),
+        stop_proxies,
+        proxy_tasks,
+        stop_export,
+        export_task,
+        stop_admin,
+        admin_task,
+    }));
+    Ok(Running {
+        inbound_addr,
+        admin_addr,
+        outbound_addrs,
+        metrics,
+        readiness,
+        stop,
+        supervisor,
+    })
+}
+
+fn export_deadline(config: &Config) -> Duration {
+    match &config.export {
+        // The batcher bounds its own flush; the margin covers a request in flight.
+        ExportConfig::Enabled(z) => z.shutdown_timeout + z.timeout + Duration::from_secs(1),
+        ExportConfig::Disabled => Duration::from_secs(1),
+    }
+}
+
+/// What the shutdown supervisor stops, in order.
+struct Supervised {
+    stop_rx: watch::Receiver<bool>,
+    readiness: Readiness,
+    drain_delay: Duration,
+    export_deadline: Duration,
+    stop_proxies: watch::Sender<bool>,
+    proxy_tasks: Vec<JoinHandle<()>>,
+    stop_export: watch::Sender<bool>,
+    export_task: Option<JoinHandle<()>>,
+    stop_admin: watch::Sender<bool>,
+    admin_task: JoinHandle<()>,
+}
+
+async fn supervise(mut s: Supervised) {
+    let _ = s.stop_rx.wait_for(|stop| *stop).await;
+    s.readiness.set(false);
+    tracing::info!(drain_delay = ?s.drain_delay, "shutting down: readiness failing");
+    tokio::time::sleep(s.drain_delay).await;
+    s.stop_proxies.send_replace(true);
+    for task in s.proxy_tasks {
+        let _ = task.await;
+    }
+    tracing::info!("listeners closed; flushing spans");
+    s.stop_export.send_replace(true);
+    if let Some(task) = s.export_task
+        && tokio::time::timeout(s.export_deadline, task).await.is_err()
+    {
+        tracing::warn!("span export did not finish in time");
+    }
+    s.stop_admin.send_replace(true);
+    let _ = s.admin_task.await;
+    tracing::info!("stopped");
+}

@@ -7,6 +7,8 @@
 //! Names follow Prometheus conventions: `tracehop_` prefix, base units
 //! (`_seconds`, `_bytes`), `_total` on counters.
 
+use std::sync::{Arc, OnceLock};
+
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -49,8 +51,11 @@ struct ProxyFamilies {
 #[derive(Clone)]
 pub struct ProxyMetrics {
     direction: &'static str,
-    requests: Vec<IntCounter>,
-    duration: Vec<Histogram>,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    /// Per (method, status class): resolved on first use, then a plain
+    /// atomic load, so unused combinations never appear in scrapes.
+    resolved: Arc<[OnceLock<(IntCounter, Histogram)>]>,
     pub in_flight: IntGauge,
     upstream_errors: IntCounterVec,
     context_formats: IntCounterVec,
@@ -214,26 +219,13 @@ fn class_index(status: u16) -> usize {
 
 impl ProxyMetrics {
     fn new(families: &ProxyFamilies, direction: &'static str) -> Self {
-        let mut requests = Vec::with_capacity(METHODS.len() * STATUS_CLASSES.len());
-        let mut duration = Vec::with_capacity(requests.capacity());
-        for method in METHODS {
-            for class in STATUS_CLASSES {
-                requests.push(
-                    families
-                        .requests
-                        .with_label_values(&[direction, method, class]),
-                );
-                duration.push(
-                    families
-                        .duration
-                        .with_label_values(&[direction, method, class]),
-                );
-            }
-        }
         Self {
             direction,
-            requests,
-            duration,
+            requests: families.requests.clone(),
+            duration: families.duration.clone(),
+            resolved: (0..METHODS.len() * STATUS_CLASSES.len())
+                .map(|_| OnceLock::new())
+                .collect(),
             in_flight: families.in_flight.with_label_values(&[direction]),
             upstream_errors: families.upstream_errors.clone(),
             context_formats: families.context_formats.clone(),
@@ -243,9 +235,16 @@ impl ProxyMetrics {
 
     /// Counts one finished request and its duration.
     pub fn record_request(&self, method: &http::Method, status: u16, seconds: f64) {
-        let i = method_index(method) * STATUS_CLASSES.len() + class_index(status);
-        self.requests[i].inc();
-        self.duration[i].observe(seconds);
+        let (m, c) = (method_index(method), class_index(status));
+        let (requests, duration) = self.resolved[m * STATUS_CLASSES.len() + c].get_or_init(|| {
+            let labels = [self.direction, METHODS[m], STATUS_CLASSES[c]];
+            (
+                self.requests.with_label_values(&labels),
+                self.duration.with_label_values(&labels),
+            )
+        });
+        requests.inc();
+        duration.observe(seconds);
     }
 
     /// Counts a request the upstream did not answer (`connect`, `timeout`, `reset`, ...).
@@ -387,10 +386,10 @@ impl ProcessMetrics {
     fn refresh(&self) {
         const PAGE: i64 = 4096;
         const TICKS_PER_SECOND: f64 = 100.0;
-        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
-            if let Some(pages) = statm.split(' ').nth(1).and_then(|s| s.parse::<i64>().ok()) {
-                self.resident_memory.set(pages * PAGE);
-            }
+        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
+            && let Some(pages) = statm.split(' ').nth(1).and_then(|s| s.parse::<i64>().ok())
+        {
+            self.resident_memory.set(pages * PAGE);
         }
         if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
             // Fields after the parenthesised command name; utime and stime

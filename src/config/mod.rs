@@ -1,3 +1,129 @@
-//! Configuration (being written).
+//! Configuration: YAML text -> validated [`Config`].
+//!
+//! Owns the raw serde structs (private, `deny_unknown_fields`), the
+//! validation that gathers *every* problem with its YAML path, and the
+//! validated types each module receives its section of. Loading works on a
+//! `&str` plus explicit [`Overrides`], so tests never touch files or the
+//! process environment; `main` reads those.
+//!
+//! Precedence, highest first: command-line flags, environment
+//! (`TRACEHOP_SERVICE_NAME`, pod metadata), the file, built-in defaults.
+
+mod parse;
+mod problems;
+mod raw;
+mod render;
 mod types;
+mod validate;
+
+pub use parse::duration as parse_duration;
+pub use problems::{ConfigError, ConfigErrors};
 pub use types::*;
+
+use raw::RawConfig;
+
+/// Values that override the file: command-line flags and the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--service-name` or `TRACEHOP_SERVICE_NAME`.
+    pub service_name: Option<String>,
+    /// `--listen`: the inbound listener.
+    pub listen: Option<String>,
+    /// `--upstream`: the app behind the inbound listener.
+    pub upstream: Option<String>,
+    /// `--zipkin`: the collector URL.
+    pub zipkin: Option<String>,
+    /// `--admin`: the admin listener.
+    pub admin: Option<String>,
+    /// `--sample-ratio`: root sampler ratio.
+    pub sample_ratio: Option<f64>,
+    /// Pod metadata (Kubernetes downward API), recorded as span tags:
+    /// pairs of (tag name, value), e.g. `("k8s.pod.name", "api-7d9")`.
+    pub resource_tags: Vec<(String, String)>,
+}
+
+impl Overrides {
+    /// Environment variables tracehop reads, and the span tag each becomes.
+    pub const POD_ENV: &[(&str, &str)] = &[
+        ("TRACEHOP_POD_NAME", "k8s.pod.name"),
+        ("TRACEHOP_POD_NAMESPACE", "k8s.namespace.name"),
+        ("TRACEHOP_NODE_NAME", "k8s.node.name"),
+        ("TRACEHOP_POD_IP", "k8s.pod.ip"),
+    ];
+
+    /// Reads `TRACEHOP_SERVICE_NAME` and the pod metadata variables through
+    /// `lookup` (the process environment in `main`, a map in tests).
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        Self {
+            service_name: non_empty("TRACEHOP_SERVICE_NAME"),
+            resource_tags: Self::POD_ENV
+                .iter()
+                .filter_map(|(var, tag)| non_empty(var).map(|v| ((*tag).to_owned(), v)))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    fn apply(self, raw: &mut RawConfig) {
+        if let Some(name) = self.service_name {
+            raw.service.get_or_insert_default().name = Some(name);
+        }
+        let tags = raw
+            .service
+            .get_or_insert_default()
+            .tags
+            .get_or_insert_default();
+        tags.extend(self.resource_tags);
+        let inbound = raw.inbound.get_or_insert_default();
+        if let Some(listen) = self.listen {
+            inbound.listen = Some(listen);
+        }
+        if let Some(upstream) = self.upstream {
+            inbound.upstream = Some(upstream);
+        }
+        if let Some(zipkin) = self.zipkin {
+            raw.export.get_or_insert_default().zipkin = Some(zipkin);
+        }
+        if let Some(admin) = self.admin {
+            raw.admin.get_or_insert_default().listen = Some(admin);
+        }
+        if let Some(ratio) = self.sample_ratio {
+            let root = raw
+                .sampling
+                .get_or_insert_default()
+                .root
+                .get_or_insert_default();
+            root.kind = Some("ratio".into());
+            root.ratio = Some(ratio);
+        }
+    }
+}
+
+/// Parses and validates a configuration. An empty text is a valid (all
+/// defaults) document. Every validation problem is reported at once.
+pub fn load(yaml: &str, overrides: Overrides) -> Result<Config, ConfigErrors> {
+    let mut raw: RawConfig = if yaml.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        serde_norway::from_str(yaml).map_err(|error| {
+            let path = error
+                .to_string()
+                .split_once(": ")
+                .map(|(path, _)| path.to_owned())
+                .filter(|path| !path.contains(' '))
+                .unwrap_or_else(|| ".".into());
+            ConfigErrors(vec![ConfigError {
+                path,
+                message: error.to_string(),
+            }])
+        })?
+    };
+    overrides.apply(&mut raw);
+    let mut problems = problems::Problems::default();
+    let config = validate::config(raw, &mut problems);
+    problems.into_result(config)
+}
+
+#[cfg(test)]
+mod tests;

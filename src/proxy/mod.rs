@@ -1,1 +1,316 @@
-//! TODO
+//! The proxy: one request, top to bottom.
+//!
+//! Each listener (inbound, or one outbound route) owns a [`Proxy`]; the
+//! server loop calls [`handle`] for every request, which runs these steps:
+//!
+//! 1. **extract** the downstream's trace context (W3C / B3, configured precedence);
+//! 2. **sample**: B3 debug, the parent's decision, else the root sampler;
+//! 3. **start span**: keep the trace id (or start a trace), new span id, start clocks;
+//! 4. **inject** the span's context for the upstream, rewrite hop-by-hop and
+//!    `X-Forwarded-*` headers;
+//! 5. **forward** through the pooled client (502 unreachable, 504 timeout);
+//! 6. **finish** when the response body ends (see [`body`]);
+//! 7. **hand off** the span with a non-blocking `try_send` to the exporter.
+//!
+//! Inbound listeners record SERVER spans; outbound routes record CLIENT
+//! spans whose remote service is the route name. Nothing here waits on
+//! telemetry or logs per request except the optional access log.
+
+mod body;
+mod error;
+mod flight;
+mod forward;
+mod headers;
+mod route;
+mod upgrade;
+
+pub use body::ResponseBody;
+pub use error::ProxyError;
+pub use forward::Upstream;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use prometheus::IntCounter;
+
+use crate::config::{CaptureConfig, PropagationConfig, RouteTemplate};
+use crate::export::SpanSink;
+use crate::metrics::ProxyMetrics;
+use crate::propagation::{self, Seen};
+use crate::sampling::Sampler;
+use crate::server::ConnInfo;
+use crate::span::{Endpoint, HttpFacts, Kind, SpanContext, SpanId, SpanTimer, Tag, TraceId};
+use body::TracedBody;
+use flight::InFlight;
+
+/// Everything one listener needs to proxy and trace.
+pub struct Proxy {
+    pub kind: Kind,
+    pub local_service: Arc<str>,
+    /// Outbound routes: the remote service's name.
+    pub remote_service: Option<Arc<str>>,
+    pub upstream: Upstream,
+    pub propagation: PropagationConfig,
+    pub sampler: Arc<Sampler>,
+    pub sink: SpanSink,
+    pub metrics: ProxyMetrics,
+    pub routes: Vec<RouteTemplate>,
+    pub capture: CaptureConfig,
+    pub access_log: bool,
+    /// `url.scheme` of requests on this listener.
+    pub scheme: &'static str,
+    formats_seen: [IntCounter; 4],
+}
+
+impl Proxy {
+    /// Builds the proxy state and pre-resolves its counters.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        kind: Kind,
+        local_service: Arc<str>,
+        remote_service: Option<Arc<str>>,
+        upstream: Upstream,
+        propagation: PropagationConfig,
+        sampler: Arc<Sampler>,
+        sink: SpanSink,
+        metrics: ProxyMetrics,
+        routes: Vec<RouteTemplate>,
+        capture: CaptureConfig,
+        access_log: bool,
+    ) -> Self {
+        let formats_seen =
+            ["w3c", "b3", "none", "invalid"].map(|f| metrics.context_format_counter(f));
+        Self {
+            kind,
+            local_service,
+            remote_service,
+            upstream,
+            propagation,
+            sampler,
+            sink,
+            metrics,
+            routes,
+            capture,
+            access_log,
+            scheme: "http",
+            formats_seen,
+        }
+    }
+
+    fn direction(&self) -> &'static str {
+        match self.kind {
+            Kind::Server => "inbound",
+            Kind::Client => "outbound",
+        }
+    }
+
+    fn count_format(&self, seen: Seen) {
+        let i = match seen {
+            Seen::W3c => 0,
+            Seen::B3Single | Seen::B3Multi => 1,
+            Seen::None => 2,
+            Seen::Invalid => 3,
+        };
+        self.formats_seen[i].inc();
+    }
+}
+
+/// Proxies one request. Never fails: upstream problems become 502/504.
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    mut request: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<ResponseBody> {
+    proxy.metrics.in_flight.inc();
+    // 1. extract
+    let extracted = propagation::extract(request.headers(), &proxy.propagation);
+    proxy.count_format(extracted.seen);
+    if proxy.kind == Kind::Client
+        && extracted.parent.is_none()
+        && let Some(route) = &proxy.remote_service
+    {
+        proxy.metrics.untraced_outbound(route);
+    }
+    // 2. sample
+    let incoming = extracted
+        .parent
+        .map_or(extracted.sampling_only, |p| p.sampling);
+    let trace_id = extracted
+        .parent
+        .map_or_else(TraceId::random, |p| p.trace_id);
+    let decision = proxy.sampler.decide(incoming, trace_id);
+    // 3. start span
+    let context = SpanContext {
+        trace_id,
+        span_id: SpanId::random(),
+        sampling: decision.sampling,
+        random: extracted.parent.is_none_or(|p| p.random),
+    };
+    let mut flight = start_span(&proxy, &request, conn, &context, extracted.parent);
+    // 4. inject
+    let upgrade = is_upgrade(&request);
+    let headers = request.headers_mut();
+    headers::remove_hop_by_hop(headers, upgrade);
+    let host = flight.http.host.clone();
+    headers::add_forwarded(
+        headers,
+        conn.peer.ip(),
+        proxy.scheme,
+        host.as_ref().map(|h| h.as_bytes()),
+    );
+    propagation::inject(
+        headers,
+        &context,
+        extracted.trace_state.as_ref(),
+        extracted.seen,
+        &proxy.propagation,
+    );
+    // 5. forward
+    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    match proxy.upstream.send(request, upgrade).await {
+        Ok(mut response) => {
+            flight.set_status(response.status().as_u16());
+            flight.read_grpc_status(response.headers());
+            capture_headers(&mut flight, response.headers(), false);
+            let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+            if let (true, Some(downstream)) = (switching, downstream_upgrade) {
+                upgrade::tunnel(downstream, hyper::upgrade::on(&mut response));
+            }
+            headers::remove_hop_by_hop_response(response.headers_mut(), switching);
+            // 6. finish, when the body ends; 7. hand off, inside finish.
+            response.map(|body| TracedBody::new(Either::Left(body), flight))
+        }
+        Err(error) => local_error(&proxy, flight, error),
+    }
+}
+
+/// Answers for an upstream failure and marks the span.
+fn local_error(proxy: &Proxy, mut flight: InFlight, error: ProxyError) -> Response<ResponseBody> {
+    let (status, text) = error.status_and_body();
+    proxy.metrics.upstream_error(error.kind());
+    tracing::debug!(%error, "upstream request failed");
+    flight.set_status(status.as_u16());
+    flight.set_error(error.to_string());
+    let mut response = Response::new(TracedBody::new(
+        Either::Right(Full::new(Bytes::from_static(text.as_bytes()))),
+        flight,
+    ));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn is_upgrade(request: &Request<Incoming>) -> bool {
+    request.version() == http::Version::HTTP_11
+        && request.headers().contains_key(http::header::UPGRADE)
+        && request
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .any(|v| {
+                v.to_str().is_ok_and(|v| {
+                    v.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+                })
+            })
+}
+
+/// Step 3: the in-flight record with the request's facts.
+fn start_span(
+    proxy: &Arc<Proxy>,
+    request: &Request<Incoming>,
+    conn: ConnInfo,
+    context: &SpanContext,
+    parent: Option<SpanContext>,
+) -> InFlight {
+    let headers = request.headers();
+    let uri = request.uri();
+    let host = headers.get(http::header::HOST).cloned().or_else(|| {
+        uri.authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+    });
+    let request_body_bytes = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let remote = match proxy.kind {
+        Kind::Server => Endpoint {
+            service_name: None,
+            addr: Some(conn.peer),
+        },
+        Kind::Client => Endpoint {
+            service_name: proxy.remote_service.clone(),
+            addr: None,
+        },
+    };
+    let mut flight = InFlight {
+        proxy: proxy.clone(),
+        trace_id: context.trace_id,
+        span_id: context.span_id,
+        parent_id: parent.map(|p| p.span_id),
+        sampling: context.sampling,
+        timer: SpanTimer::start(),
+        http: HttpFacts {
+            method: request.method().clone(),
+            target: uri.path_and_query().cloned(),
+            route: route::match_route(&proxy.routes, uri.path()),
+            scheme: proxy.scheme,
+            host,
+            version: request.version(),
+            user_agent: headers.get(http::header::USER_AGENT).cloned(),
+            status: None,
+            request_body_bytes,
+            response_body_bytes: 0,
+            grpc_status: None,
+        },
+        remote,
+        error: None,
+        tags: Vec::new(),
+    };
+    if proxy.capture.query
+        && let Some(query) = uri.query()
+    {
+        flight.tags.push(Tag {
+            key: "url.query".into(),
+            value: query.to_owned().into(),
+        });
+    }
+    capture_headers(&mut flight, headers, true);
+    flight
+}
+
+/// Records allow-listed header values as tags.
+fn capture_headers(flight: &mut InFlight, headers: &http::HeaderMap, request: bool) {
+    let names = if request {
+        &flight.proxy.capture.request_headers
+    } else {
+        &flight.proxy.capture.response_headers
+    };
+    if names.is_empty() {
+        return;
+    }
+    let prefix = if request {
+        "http.request.header."
+    } else {
+        "http.response.header."
+    };
+    let mut tags = Vec::new();
+    for name in names {
+        if let Some(value) = headers.get(name) {
+            tags.push(Tag {
+                key: format!("{prefix}{name}").into(),
+                value: String::from_utf8_lossy(value.as_bytes())
+                    .into_owned()
+                    .into(),
+            });
+        }
+    }
+    flight.tags.extend(tags);
+}

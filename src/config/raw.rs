@@ -1,0 +1,151 @@
+//! Raw configuration as written in YAML: private to `config`.
+//!
+//! Every struct rejects unknown keys (a typo must not silently fall back to
+//! a default) and every field is optional here; defaults and checks live in
+//! `validate`, which turns these into the types of `types.rs`. Durations,
+//! addresses and URLs stay strings so that a bad one is reported with its
+//! YAML path alongside every other problem.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub service: Option<RawService>,
+    pub inbound: Option<RawInbound>,
+    pub outbound: Option<RawOutbound>,
+    pub propagation: Option<RawPropagation>,
+    pub sampling: Option<RawSampling>,
+    pub export: Option<RawExport>,
+    pub admin: Option<RawAdmin>,
+    pub log: Option<RawLog>,
+    pub shutdown: Option<RawShutdown>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub name: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInbound {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub protocol: Option<String>,
+    pub routes: Option<Vec<String>>,
+    pub timeouts: Option<RawTimeouts>,
+    pub limits: Option<RawLimits>,
+    pub capture: Option<RawCapture>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTimeouts {
+    pub header_read: Option<String>,
+    pub idle: Option<String>,
+    pub upstream_connect: Option<String>,
+    pub upstream_response: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_header_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_concurrent_streams: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCapture {
+    pub request_headers: Option<Vec<String>>,
+    pub response_headers: Option<Vec<String>>,
+    pub query: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutbound {
+    pub routes: Option<Vec<RawOutboundRoute>>,
+    pub route_templates: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutboundRoute {
+    pub name: Option<String>,
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub protocol: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPropagation {
+    pub extract: Option<Vec<String>>,
+    pub inject: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSampling {
+    pub parent_based: Option<bool>,
+    pub root: Option<RawSampler>,
+}
+
+/// A sampler: `type` picks the kind, the other keys are its settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSampler {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub ratio: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExport {
+    pub enabled: Option<bool>,
+    pub zipkin: Option<String>,
+    pub queue_capacity: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub batch_interval: Option<String>,
+    pub gzip: Option<bool>,
+    pub timeout: Option<String>,
+    pub retry: Option<RawRetry>,
+    pub shutdown_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetry {
+    pub initial_backoff: Option<String>,
+    pub max_backoff: Option<String>,
+    pub max_elapsed: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+    pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShutdown {
+    pub drain_delay: Option<String>,
+    pub grace_period: Option<String>,
+}

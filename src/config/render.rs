@@ -1,0 +1,152 @@
+//! The effective configuration as YAML, for `tracehop check-config`.
+//!
+//! Shows every value after defaults and overrides were applied, in the
+//! same shape as the file, so the output can be saved and loaded back.
+//! Secrets are never printed.
+
+use serde_json::{Value, json};
+
+use super::types::*;
+
+fn duration(d: std::time::Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+fn url(u: &UpstreamUrl) -> String {
+    let scheme = match u.scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    };
+    let path = if u.path == "/" { "" } else { &u.path };
+    format!("{scheme}://{}{path}", u.authority)
+}
+
+fn protocol(p: UpstreamProtocol) -> &'static str {
+    match p {
+        UpstreamProtocol::Auto => "auto",
+        UpstreamProtocol::Http1 => "http1",
+        UpstreamProtocol::Http2 => "http2",
+    }
+}
+
+fn formats(list: &[Format]) -> Vec<&'static str> {
+    list.iter()
+        .map(|f| match f {
+            Format::W3c => "w3c",
+            Format::B3 => "b3",
+            Format::B3Single => "b3single",
+        })
+        .collect()
+}
+
+fn templates(list: &[RouteTemplate]) -> Vec<&str> {
+    list.iter().map(|r| &*r.template).collect()
+}
+
+fn inbound(c: &InboundConfig) -> Value {
+    json!({
+        "listen": c.listen.to_string(),
+        "upstream": url(&c.upstream),
+        "protocol": protocol(c.protocol),
+        "routes": templates(&c.routes),
+        "timeouts": {
+            "header_read": duration(c.timeouts.header_read),
+            "idle": duration(c.timeouts.idle),
+            "upstream_connect": duration(c.timeouts.upstream_connect),
+            "upstream_response": duration(c.timeouts.upstream_response),
+        },
+        "limits": {
+            "max_header_bytes": c.limits.max_header_bytes,
+            "max_connections": c.limits.max_connections,
+            "max_concurrent_streams": c.limits.max_concurrent_streams,
+        },
+        "capture": {
+            "request_headers": c.capture.request_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
+            "response_headers": c.capture.response_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
+            "query": c.capture.query,
+        },
+    })
+}
+
+fn sampler(s: &RootSampler) -> Value {
+    match s {
+        RootSampler::Always => json!({"type": "always"}),
+        RootSampler::Never => json!({"type": "never"}),
+        RootSampler::Ratio(r) => json!({"type": "ratio", "ratio": r}),
+    }
+}
+
+fn export(c: &ExportConfig) -> Value {
+    let ExportConfig::Enabled(z) = c else {
+        return json!({"enabled": false});
+    };
+    json!({
+        "enabled": true,
+        "zipkin": url(&z.url),
+        "queue_capacity": z.queue_capacity,
+        "batch_size": z.batch_size,
+        "batch_interval": duration(z.batch_interval),
+        "gzip": z.gzip,
+        "timeout": duration(z.timeout),
+        "retry": {
+            "initial_backoff": duration(z.retry.initial_backoff),
+            "max_backoff": duration(z.retry.max_backoff),
+            "max_elapsed": duration(z.retry.max_elapsed),
+        },
+        "shutdown_timeout": duration(z.shutdown_timeout),
+    })
+}
+
+impl Config {
+    /// The effective configuration as a YAML document.
+    pub fn to_yaml(&self) -> String {
+        let routes: Vec<Value> = self
+            .outbound
+            .routes
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": &*r.name,
+                    "listen": r.listen.to_string(),
+                    "upstream": url(&r.upstream),
+                    "protocol": protocol(r.protocol),
+                })
+            })
+            .collect();
+        let tags: serde_json::Map<String, Value> = self
+            .service
+            .resource_tags
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let doc = json!({
+            "service": {"name": &*self.service.name, "tags": tags},
+            "inbound": inbound(&self.inbound),
+            "outbound": {"routes": routes, "route_templates": templates(&self.outbound.route_templates)},
+            "propagation": {
+                "extract": formats(&self.propagation.extract),
+                "inject": formats(&self.propagation.inject),
+            },
+            "sampling": {
+                "parent_based": self.sampling.parent_based,
+                "root": sampler(&self.sampling.root),
+            },
+            "export": export(&self.export),
+            "admin": {"listen": self.admin.listen.to_string()},
+            "log": {
+                "format": if self.log.format == LogFormat::Json { "json" } else { "text" },
+                "level": &self.log.level,
+                "access_log": self.log.access_log,
+            },
+            "shutdown": {
+                "drain_delay": duration(self.shutdown.drain_delay),
+                "grace_period": duration(self.shutdown.grace_period),
+            },
+        });
+        serde_norway::to_string(&doc).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}

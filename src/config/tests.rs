@@ -1,0 +1,256 @@
+//! One test per validation rule, plus the example file.
+
+use super::*;
+use std::time::Duration;
+
+fn errors(yaml: &str) -> ConfigErrors {
+    load(yaml, Overrides::default()).expect_err("config should be rejected")
+}
+
+const MINIMAL: &str = "inbound:\n  upstream: http://127.0.0.1:8080\n";
+
+#[test]
+fn example_config_parses_and_matches_defaults() {
+    let example = include_str!("../../config.example.yaml");
+    let config = load(example, Overrides::default()).expect("example config is valid");
+    let defaults = load(MINIMAL, Overrides::default()).unwrap();
+    // The example documents the defaults: both render the same apart from the name.
+    assert_eq!(
+        config.to_yaml().replace("my-service", "unknown_service"),
+        defaults.to_yaml()
+    );
+}
+
+#[test]
+fn effective_config_round_trips_through_yaml() {
+    let config = load(MINIMAL, Overrides::default()).unwrap();
+    let again = load(&config.to_yaml(), Overrides::default()).unwrap();
+    assert_eq!(config.to_yaml(), again.to_yaml());
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = load(MINIMAL, Overrides::default()).unwrap();
+    assert_eq!(&*c.service.name, "unknown_service");
+    assert_eq!(c.inbound.listen.to_string(), "127.0.0.1:15006");
+    assert_eq!(c.admin.listen.to_string(), "127.0.0.1:15000");
+    assert_eq!(c.propagation.extract, vec![Format::W3c, Format::B3]);
+    assert!(c.propagation.inject.is_empty());
+    assert_eq!(c.sampling.root, RootSampler::Always);
+    assert!(c.sampling.parent_based);
+    assert!(matches!(c.export, ExportConfig::Enabled(ref z) if z.batch_size == 512));
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_path() {
+    let e = errors("inbound:\n  upstream: http://x:1\n  timeouts:\n    idel: 5s\n");
+    assert_eq!(e.0.len(), 1);
+    assert_eq!(e.0[0].path, "inbound.timeouts");
+    assert!(e.0[0].message.contains("unknown field `idel`"), "{e}");
+}
+
+#[test]
+fn yaml_syntax_errors_are_reported() {
+    let e = errors("inbound: [unclosed\n");
+    assert!(!e.0[0].message.is_empty());
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let e = errors(
+        "inbound:\n  listen: nowhere\n  upstream: ftp://x\n  timeouts:\n    idle: 5 days\n\
+         export:\n  batch_interval: 0s\nlog:\n  format: xml\n",
+    );
+    for path in [
+        "inbound.listen",
+        "inbound.upstream",
+        "inbound.timeouts.idle",
+        "export.batch_interval",
+        "log.format",
+    ] {
+        assert!(e.has(path), "missing {path} in {e}");
+    }
+    let text = e.to_string();
+    assert!(
+        text.starts_with("invalid configuration (5 problems)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn validation_rules() {
+    let up = "inbound:\n  upstream: http://x:1\n";
+    let cases: &[(&str, &str)] = &[
+        ("inbound: {}\n", "inbound.upstream"),
+        (
+            "inbound:\n  upstream: \"127.0.0.1:8080\"\n",
+            "inbound.upstream",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  protocol: h3\n",
+            "inbound.protocol",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  routes: [\"users/{id}\"]\n",
+            "inbound.routes[0]",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  routes: [\"/a{id}\"]\n",
+            "inbound.routes[0]",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  limits: {max_connections: 0}\n",
+            "inbound.limits.max_connections",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  timeouts: {upstream_connect: 0s}\n",
+            "inbound.timeouts.upstream_connect",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  capture: {request_headers: [Authorization]}\n",
+            "inbound.capture.request_headers[0]",
+        ),
+        (
+            "inbound:\n  upstream: http://x:1\n  capture: {response_headers: [\"bad header\"]}\n",
+            "inbound.capture.response_headers[0]",
+        ),
+        ("service:\n  name: \" \"\n", "service.name"),
+        (
+            "outbound:\n  routes: [{listen: \"127.0.0.1:1\", upstream: \"http://y:1\"}]\n",
+            "outbound.routes[0].name",
+        ),
+        (
+            "outbound:\n  routes: [{name: a, upstream: \"http://y:1\"}]\n",
+            "outbound.routes[0].listen",
+        ),
+        (
+            "outbound:\n  routes: [{name: a, listen: \"127.0.0.1:1\"}]\n",
+            "outbound.routes[0].upstream",
+        ),
+        (
+            "outbound:\n  routes: [{name: a, listen: \"127.0.0.1:1\", upstream: \"http://y:1\"}, {name: a, listen: \"127.0.0.1:2\", upstream: \"http://y:1\"}]\n",
+            "outbound.routes[1].name",
+        ),
+        (
+            "outbound:\n  routes: [{name: a, listen: \"127.0.0.1:1\", upstream: \"http://y:1\"}, {name: b, listen: \"127.0.0.1:1\", upstream: \"http://y:1\"}]\n",
+            "outbound.routes[1].listen",
+        ),
+        (
+            "propagation:\n  extract: [w3c, jaeger]\n",
+            "propagation.extract[1]",
+        ),
+        (
+            "propagation:\n  inject: [b3, b3]\n",
+            "propagation.inject[1]",
+        ),
+        (
+            "sampling:\n  root: {type: ratio, ratio: 1.5}\n",
+            "sampling.root.ratio",
+        ),
+        ("sampling:\n  root: {type: ratio}\n", "sampling.root.ratio"),
+        (
+            "sampling:\n  root: {type: sometimes}\n",
+            "sampling.root.type",
+        ),
+        (
+            "sampling:\n  root: {type: always, ratio: 0.5}\n",
+            "sampling.root.ratio",
+        ),
+        ("export:\n  zipkin: localhost:9411\n", "export.zipkin"),
+        (
+            "export:\n  queue_capacity: 10\n  batch_size: 20\n",
+            "export.batch_size",
+        ),
+        ("export:\n  batch_size: 0\n", "export.batch_size"),
+        ("export:\n  timeout: 5\n", "export.timeout"),
+        (
+            "export:\n  retry: {max_backoff: 1x}\n",
+            "export.retry.max_backoff",
+        ),
+        ("admin:\n  listen: \":15000\"\n", "admin.listen"),
+        ("log:\n  level: \"[\"\n", "log.level"),
+        (
+            "shutdown:\n  grace_period: forever\n",
+            "shutdown.grace_period",
+        ),
+    ];
+    for (yaml, path) in cases {
+        let yaml = if yaml.starts_with("inbound") {
+            (*yaml).to_owned()
+        } else {
+            format!("{up}{yaml}")
+        };
+        let e = errors(&yaml);
+        assert!(
+            e.has(path),
+            "expected a problem at {path} for:\n{yaml}\ngot: {e}"
+        );
+    }
+}
+
+#[test]
+fn export_can_be_disabled() {
+    let c = load(
+        &format!("{MINIMAL}export:\n  enabled: false\n"),
+        Overrides::default(),
+    )
+    .unwrap();
+    assert!(matches!(c.export, ExportConfig::Disabled));
+}
+
+#[test]
+fn overrides_win_over_the_file() {
+    let overrides = Overrides {
+        service_name: Some("checkout".into()),
+        listen: Some("127.0.0.1:9000".into()),
+        upstream: Some("http://127.0.0.1:3000".into()),
+        zipkin: Some("http://127.0.0.1:9412/api/v2/spans".into()),
+        admin: Some("127.0.0.1:9001".into()),
+        sample_ratio: Some(0.25),
+        resource_tags: vec![("k8s.pod.name".into(), "pod-1".into())],
+    };
+    let c = load("service:\n  name: file-name\n", overrides).unwrap();
+    assert_eq!(&*c.service.name, "checkout");
+    assert_eq!(c.inbound.listen.port(), 9000);
+    assert_eq!(c.inbound.upstream.authority.as_str(), "127.0.0.1:3000");
+    assert_eq!(c.admin.listen.port(), 9001);
+    assert_eq!(c.sampling.root, RootSampler::Ratio(0.25));
+    assert_eq!(
+        c.service.resource_tags,
+        vec![("k8s.pod.name".to_owned(), "pod-1".to_owned())]
+    );
+    let ExportConfig::Enabled(z) = c.export else {
+        panic!("export enabled")
+    };
+    assert_eq!(z.url.authority.as_str(), "127.0.0.1:9412");
+}
+
+#[test]
+fn environment_supplies_service_name_and_pod_metadata() {
+    let env = |name: &str| match name {
+        "TRACEHOP_SERVICE_NAME" => Some("from-env".to_owned()),
+        "TRACEHOP_POD_NAMESPACE" => Some("shop".to_owned()),
+        "TRACEHOP_POD_NAME" => Some(String::new()),
+        _ => None,
+    };
+    let c = load(MINIMAL, Overrides::from_env(env)).unwrap();
+    assert_eq!(&*c.service.name, "from-env");
+    assert_eq!(
+        c.service.resource_tags,
+        vec![("k8s.namespace.name".to_owned(), "shop".to_owned())]
+    );
+}
+
+#[test]
+fn route_templates_are_split_into_segments() {
+    let c = load(
+        "inbound:\n  upstream: http://x:1\n  routes: [\"/users/{id}/orders\"]\n",
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        c.inbound.routes[0].segments,
+        vec![Some("users".into()), None, Some("orders".into())]
+    );
+    assert_eq!(c.inbound.timeouts.idle, Duration::from_secs(60));
+}

@@ -1,0 +1,421 @@
+//! Raw YAML structs -> validated types, recording every problem with its path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::problems::Problems;
+use super::raw::*;
+use super::types::*;
+
+/// Headers that carry credentials: never recorded on spans.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// Placeholder URL used after a problem was recorded, so validation can go on.
+fn placeholder_url() -> UpstreamUrl {
+    UpstreamUrl {
+        scheme: Scheme::Http,
+        authority: http::uri::Authority::from_static("invalid:80"),
+        path: "/".into(),
+    }
+}
+
+pub(super) fn config(raw: RawConfig, p: &mut Problems) -> Config {
+    Config {
+        service: service(raw.service.unwrap_or_default(), p),
+        inbound: inbound(raw.inbound.unwrap_or_default(), p),
+        outbound: outbound(raw.outbound.unwrap_or_default(), p),
+        propagation: propagation(raw.propagation.unwrap_or_default(), p),
+        sampling: sampling(raw.sampling.unwrap_or_default(), p),
+        export: export(raw.export.unwrap_or_default(), p),
+        admin: AdminConfig {
+            listen: p.socket_addr(
+                "admin.listen",
+                raw.admin.unwrap_or_default().listen.as_deref(),
+                "127.0.0.1:15000",
+            ),
+        },
+        log: log(raw.log.unwrap_or_default(), p),
+        shutdown: shutdown(raw.shutdown.unwrap_or_default(), p),
+    }
+}
+
+fn service(raw: RawService, p: &mut Problems) -> ServiceConfig {
+    let name = raw.name.unwrap_or_else(|| "unknown_service".into());
+    if name.trim().is_empty() {
+        p.push("service.name", "must not be empty");
+    }
+    ServiceConfig {
+        name: Arc::from(name.trim()),
+        resource_tags: raw.tags.unwrap_or_default().into_iter().collect(),
+    }
+}
+
+fn protocol(path: &str, raw: Option<&str>, p: &mut Problems) -> UpstreamProtocol {
+    match raw {
+        None | Some("auto") => UpstreamProtocol::Auto,
+        Some("http1") => UpstreamProtocol::Http1,
+        Some("http2") => UpstreamProtocol::Http2,
+        Some(other) => {
+            p.push(
+                path,
+                format!("`{other}` is not a protocol: use auto, http1 or http2"),
+            );
+            UpstreamProtocol::Auto
+        }
+    }
+}
+
+fn inbound(raw: RawInbound, p: &mut Problems) -> InboundConfig {
+    let timeouts = raw.timeouts.unwrap_or_default();
+    let limits = raw.limits.unwrap_or_default();
+    InboundConfig {
+        listen: p.socket_addr("inbound.listen", raw.listen.as_deref(), "127.0.0.1:15006"),
+        upstream: p
+            .url("inbound.upstream", raw.upstream.as_deref())
+            .unwrap_or_else(placeholder_url),
+        protocol: protocol("inbound.protocol", raw.protocol.as_deref(), p),
+        routes: route_templates("inbound.routes", raw.routes.unwrap_or_default(), p),
+        timeouts: ProxyTimeouts {
+            header_read: p.positive_duration(
+                "inbound.timeouts.header_read",
+                timeouts.header_read.as_deref(),
+                Duration::from_secs(10),
+            ),
+            idle: p.positive_duration(
+                "inbound.timeouts.idle",
+                timeouts.idle.as_deref(),
+                Duration::from_secs(60),
+            ),
+            upstream_connect: p.positive_duration(
+                "inbound.timeouts.upstream_connect",
+                timeouts.upstream_connect.as_deref(),
+                Duration::from_secs(1),
+            ),
+            upstream_response: p.positive_duration(
+                "inbound.timeouts.upstream_response",
+                timeouts.upstream_response.as_deref(),
+                Duration::from_secs(15),
+            ),
+        },
+        limits: ProxyLimits {
+            max_header_bytes: p.at_least_one(
+                "inbound.limits.max_header_bytes",
+                limits.max_header_bytes,
+                64 * 1024,
+            ),
+            max_connections: p.at_least_one(
+                "inbound.limits.max_connections",
+                limits.max_connections,
+                10_000,
+            ),
+            max_concurrent_streams: u32::try_from(p.at_least_one(
+                "inbound.limits.max_concurrent_streams",
+                limits.max_concurrent_streams.map(|n| n as usize),
+                256,
+            ))
+            .unwrap_or(u32::MAX),
+        },
+        capture: capture(raw.capture.unwrap_or_default(), p),
+    }
+}
+
+fn route_templates(path: &str, raw: Vec<String>, p: &mut Problems) -> Vec<RouteTemplate> {
+    let mut routes = Vec::with_capacity(raw.len());
+    for (i, template) in raw.into_iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        if !template.starts_with('/') {
+            p.push(at, format!("`{template}` must start with `/`"));
+            continue;
+        }
+        let mut segments = Vec::new();
+        let mut ok = true;
+        for segment in template[1..].split('/') {
+            if segment.starts_with('{') && segment.ends_with('}') && segment.len() > 2 {
+                segments.push(None);
+            } else if segment.contains(['{', '}']) {
+                p.push(
+                    &at,
+                    format!("`{template}`: a `{{placeholder}}` must be a whole path segment"),
+                );
+                ok = false;
+                break;
+            } else {
+                segments.push(Some(segment.to_owned()));
+            }
+        }
+        if ok {
+            routes.push(RouteTemplate {
+                template: Arc::from(template.as_str()),
+                segments,
+            });
+        }
+    }
+    routes
+}
+
+fn header_names(path: &str, raw: Vec<String>, p: &mut Problems) -> Vec<http::HeaderName> {
+    let mut names = Vec::with_capacity(raw.len());
+    for (i, name) in raw.into_iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let lower = name.to_ascii_lowercase();
+        if SECRET_HEADERS.contains(&lower.as_str()) {
+            p.push(
+                at,
+                format!("`{name}` carries credentials and is never recorded"),
+            );
+            continue;
+        }
+        match http::HeaderName::from_bytes(lower.as_bytes()) {
+            Ok(header) => names.push(header),
+            Err(_) => p.push(at, format!("`{name}` is not a valid header name")),
+        }
+    }
+    names
+}
+
+fn capture(raw: RawCapture, p: &mut Problems) -> CaptureConfig {
+    CaptureConfig {
+        request_headers: header_names(
+            "inbound.capture.request_headers",
+            raw.request_headers.unwrap_or_default(),
+            p,
+        ),
+        response_headers: header_names(
+            "inbound.capture.response_headers",
+            raw.response_headers.unwrap_or_default(),
+            p,
+        ),
+        query: raw.query.unwrap_or(false),
+    }
+}
+
+fn outbound(raw: RawOutbound, p: &mut Problems) -> OutboundConfig {
+    let mut routes = Vec::new();
+    for (i, route) in raw.routes.unwrap_or_default().into_iter().enumerate() {
+        let at = |key: &str| format!("outbound.routes[{i}].{key}");
+        let name = route.name.unwrap_or_default();
+        if name.trim().is_empty() {
+            p.push(at("name"), "is required");
+        } else if routes
+            .iter()
+            .any(|r: &OutboundRoute| &*r.name == name.trim())
+        {
+            p.push(at("name"), format!("`{name}` is used by another route"));
+        }
+        let Some(listen) = route.listen.as_deref() else {
+            p.push(at("listen"), "is required");
+            continue;
+        };
+        let listen = p.socket_addr(&at("listen"), Some(listen), "127.0.0.1:0");
+        if listen.port() != 0 && routes.iter().any(|r: &OutboundRoute| r.listen == listen) {
+            p.push(at("listen"), format!("{listen} is used by another route"));
+        }
+        routes.push(OutboundRoute {
+            name: Arc::from(name.trim()),
+            listen,
+            upstream: p
+                .url(&at("upstream"), route.upstream.as_deref())
+                .unwrap_or_else(placeholder_url),
+            protocol: protocol(&at("protocol"), route.protocol.as_deref(), p),
+        });
+    }
+    OutboundConfig {
+        routes,
+        route_templates: route_templates(
+            "outbound.route_templates",
+            raw.route_templates.unwrap_or_default(),
+            p,
+        ),
+    }
+}
+
+fn formats(path: &str, raw: Vec<String>, p: &mut Problems) -> Vec<Format> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, name) in raw.iter().enumerate() {
+        let format = match name.as_str() {
+            "w3c" | "tracecontext" => Format::W3c,
+            "b3" | "b3multi" => Format::B3,
+            "b3single" => Format::B3Single,
+            other => {
+                p.push(
+                    format!("{path}[{i}]"),
+                    format!("`{other}` is not a format: use w3c, b3 or b3single"),
+                );
+                continue;
+            }
+        };
+        if out.contains(&format) {
+            p.push(format!("{path}[{i}]"), format!("`{name}` is listed twice"));
+        } else {
+            out.push(format);
+        }
+    }
+    out
+}
+
+fn propagation(raw: RawPropagation, p: &mut Problems) -> PropagationConfig {
+    let extract = match raw.extract {
+        None => vec![Format::W3c, Format::B3],
+        Some(list) => formats("propagation.extract", list, p),
+    };
+    PropagationConfig {
+        extract,
+        inject: formats("propagation.inject", raw.inject.unwrap_or_default(), p),
+    }
+}
+
+fn sampling(raw: RawSampling, p: &mut Problems) -> SamplingConfig {
+    SamplingConfig {
+        parent_based: raw.parent_based.unwrap_or(true),
+        root: root_sampler("sampling.root", raw.root, p),
+    }
+}
+
+fn root_sampler(path: &str, raw: Option<RawSampler>, p: &mut Problems) -> RootSampler {
+    let Some(raw) = raw else {
+        return RootSampler::Always;
+    };
+    let kind = raw.kind.as_deref().unwrap_or("ratio");
+    let sampler = match kind {
+        "always" => RootSampler::Always,
+        "never" => RootSampler::Never,
+        "ratio" => match raw.ratio {
+            Some(r) if (0.0..=1.0).contains(&r) => RootSampler::Ratio(r),
+            Some(r) => {
+                p.push(
+                    format!("{path}.ratio"),
+                    format!("{r} is not between 0 and 1"),
+                );
+                RootSampler::Always
+            }
+            None => {
+                p.push(format!("{path}.ratio"), "is required for type `ratio`");
+                RootSampler::Always
+            }
+        },
+        other => {
+            p.push(
+                format!("{path}.type"),
+                format!("`{other}` is not a sampler: use always, never or ratio"),
+            );
+            RootSampler::Always
+        }
+    };
+    if kind != "ratio" && raw.ratio.is_some() {
+        p.push(
+            format!("{path}.ratio"),
+            format!("only applies to type `ratio`, not `{kind}`"),
+        );
+    }
+    sampler
+}
+
+fn export(raw: RawExport, p: &mut Problems) -> ExportConfig {
+    let retry = raw.retry.unwrap_or_default();
+    let url = p.url(
+        "export.zipkin",
+        Some(
+            raw.zipkin
+                .as_deref()
+                .unwrap_or("http://127.0.0.1:9411/api/v2/spans"),
+        ),
+    );
+    let settings = ZipkinExport {
+        url: url.unwrap_or_else(placeholder_url),
+        queue_capacity: p.at_least_one("export.queue_capacity", raw.queue_capacity, 8192),
+        batch_size: p.at_least_one("export.batch_size", raw.batch_size, 512),
+        batch_interval: p.positive_duration(
+            "export.batch_interval",
+            raw.batch_interval.as_deref(),
+            Duration::from_secs(1),
+        ),
+        gzip: raw.gzip.unwrap_or(false),
+        timeout: p.positive_duration(
+            "export.timeout",
+            raw.timeout.as_deref(),
+            Duration::from_secs(5),
+        ),
+        retry: RetryConfig {
+            initial_backoff: p.positive_duration(
+                "export.retry.initial_backoff",
+                retry.initial_backoff.as_deref(),
+                Duration::from_millis(200),
+            ),
+            max_backoff: p.positive_duration(
+                "export.retry.max_backoff",
+                retry.max_backoff.as_deref(),
+                Duration::from_secs(5),
+            ),
+            max_elapsed: p.duration(
+                "export.retry.max_elapsed",
+                retry.max_elapsed.as_deref(),
+                Duration::from_secs(30),
+            ),
+        },
+        shutdown_timeout: p.duration(
+            "export.shutdown_timeout",
+            raw.shutdown_timeout.as_deref(),
+            Duration::from_secs(5),
+        ),
+    };
+    if settings.batch_size > settings.queue_capacity {
+        p.push(
+            "export.batch_size",
+            format!(
+                "{} is larger than export.queue_capacity ({})",
+                settings.batch_size, settings.queue_capacity
+            ),
+        );
+    }
+    if raw.enabled == Some(false) {
+        ExportConfig::Disabled
+    } else {
+        ExportConfig::Enabled(settings)
+    }
+}
+
+fn log(raw: RawLog, p: &mut Problems) -> LogConfig {
+    let format = match raw.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            p.push(
+                "log.format",
+                format!("`{other}` is not a format: use text or json"),
+            );
+            LogFormat::Text
+        }
+    };
+    let level = raw.level.unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        p.push(
+            "log.level",
+            format!("`{level}` is not a level or filter (e.g. info, debug, tracehop=debug)"),
+        );
+    }
+    LogConfig {
+        format,
+        level,
+        access_log: raw.access_log.unwrap_or(true),
+    }
+}
+
+fn shutdown(raw: RawShutdown, p: &mut Problems) -> ShutdownConfig {
+    ShutdownConfig {
+        drain_delay: p.duration(
+            "shutdown.drain_delay",
+            raw.drain_delay.as_deref(),
+            Duration::ZERO,
+        ),
+        grace_period: p.duration(
+            "shutdown.grace_period",
+            raw.grace_period.as_deref(),
+            Duration::from_secs(20),
+        ),
+    }
+}

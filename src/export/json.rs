@@ -1,0 +1,167 @@
+//! A minimal JSON writer into a `Vec<u8>`: strings with correct escaping
+//! and unsigned integers, nothing else.
+//!
+//! The Zipkin encoder writes every span through these few functions instead
+//! of building a document tree or calling `format!` per field, so encoding a
+//! batch costs no allocation beyond the output buffer (and a lossy copy of
+//! the rare header value that is not valid UTF-8).
+
+/// Writes `value` as a JSON string literal, quotes included (RFC 8259 §7).
+pub fn write_str(out: &mut Vec<u8>, value: &str) {
+    out.push(b'"');
+    write_escaped(out, value);
+    out.push(b'"');
+}
+
+/// Writes `value` lowercased as a JSON string literal.
+pub fn write_str_lowercase(out: &mut Vec<u8>, value: &str) {
+    out.push(b'"');
+    write_escaped_lowercase(out, value);
+    out.push(b'"');
+}
+
+/// Writes raw bytes as a JSON string; invalid UTF-8 becomes U+FFFD.
+pub fn write_bytes_lossy(out: &mut Vec<u8>, value: &[u8]) {
+    write_str(out, &String::from_utf8_lossy(value));
+}
+
+/// Writes the body of a JSON string (no quotes), escaping `"`, `\` and the
+/// control characters U+0000..U+001F, which RFC 8259 §7 forbids unescaped.
+pub fn write_escaped(out: &mut Vec<u8>, value: &str) {
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        if needs_escape(byte) {
+            out.extend_from_slice(&bytes[start..i]);
+            write_escape(out, byte);
+            start = i + 1;
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// Like [`write_escaped`], lowercasing as it goes. Zipkin lowercases span
+/// and service names (Zipkin v2 API, `Span.name`, `Endpoint.serviceName`).
+pub fn write_escaped_lowercase(out: &mut Vec<u8>, value: &str) {
+    if value.is_ascii() {
+        for &byte in value.as_bytes() {
+            if needs_escape(byte) {
+                write_escape(out, byte);
+            } else {
+                out.push(byte.to_ascii_lowercase());
+            }
+        }
+        return;
+    }
+    let mut utf8 = [0u8; 4];
+    for lower in value.chars().flat_map(char::to_lowercase) {
+        write_escaped(out, lower.encode_utf8(&mut utf8));
+    }
+}
+
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+fn write_escape(out: &mut Vec<u8>, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match byte {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        0x08 => out.extend_from_slice(b"\\b"),
+        0x0c => out.extend_from_slice(b"\\f"),
+        _ => out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(byte >> 4)],
+            HEX[usize::from(byte & 0x0f)],
+        ]),
+    }
+}
+
+/// Writes `value` in decimal, without quotes.
+pub fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // `value % 10` is below 10, so the cast cannot truncate.
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// Writes `value` in decimal as a JSON string (Zipkin tag values are strings).
+pub fn write_u64_str(out: &mut Vec<u8>, value: u64) {
+    out.push(b'"');
+    write_u64(out, value);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escaped(value: &str) -> String {
+        let mut out = Vec::new();
+        write_str(&mut out, value);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn escapes_what_rfc_8259_requires() {
+        let cases = [
+            ("plain", r#""plain""#),
+            ("say \"hi\"", r#""say \"hi\"""#),
+            ("back\\slash", r#""back\\slash""#),
+            ("a\nb\rc\td", r#""a\nb\rc\td""#),
+            ("\u{8}\u{c}", r#""\b\f""#),
+            ("\u{0}\u{1f}", r#""\u0000\u001f""#),
+            ("\u{7f}é☃", "\"\u{7f}é☃\""),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(escaped(input), expected, "{input:?}");
+            let parsed: String = serde_json::from_str(expected).unwrap();
+            assert_eq!(parsed, input);
+        }
+    }
+
+    #[test]
+    fn lowercases_ascii_and_unicode_while_escaping() {
+        let mut out = Vec::new();
+        write_str_lowercase(&mut out, "GET /Users/\"X\"");
+        assert_eq!(out, br#""get /users/\"x\"""#);
+        out.clear();
+        write_str_lowercase(&mut out, "ÉTÉ\n");
+        assert_eq!(String::from_utf8(out).unwrap(), "\"été\\n\"");
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_rejected() {
+        let mut out = Vec::new();
+        write_bytes_lossy(&mut out, b"ok\xff\xfe\"");
+        let parsed: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(parsed, "ok\u{fffd}\u{fffd}\"");
+    }
+
+    #[test]
+    fn writes_integers() {
+        for value in [0, 7, 10, 1_700_000_000_000_000, u64::MAX] {
+            let mut out = Vec::new();
+            write_u64(&mut out, value);
+            assert_eq!(out, value.to_string().as_bytes());
+        }
+        let mut out = Vec::new();
+        write_u64_str(&mut out, 503);
+        assert_eq!(out, b"\"503\"");
+    }
+}

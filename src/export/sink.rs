@@ -1,0 +1,203 @@
+//! The request path's side of the export queue.
+//!
+//! [`SpanSink::send`] is a `try_send` into the bounded queue and a few
+//! atomic adds: it never blocks, never awaits and allocates nothing itself
+//! (the span moves into the channel, which recycles its storage blocks). A full
+//! queue drops the span and counts it (STYLE habit 5: telemetry never
+//! blocks a request); the warning about it is rate-limited so a stalled
+//! collector cannot flood the log.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use prometheus::{IntCounter, IntGauge};
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use crate::metrics::ExportMetrics;
+use crate::span::Span;
+
+/// Shortest time between two "queue full" warnings.
+const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Cheap-to-clone handle the request path uses to hand off finished spans.
+/// Never blocks, never awaits.
+#[derive(Clone, Debug)]
+pub struct SpanSink {
+    inner: Inner,
+}
+
+#[derive(Clone, Debug)]
+enum Inner {
+    Enabled(Queue),
+    /// Export is off: spans are counted as `disabled` and discarded.
+    Disabled {
+        discarded: IntCounter,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Queue {
+    sender: mpsc::Sender<Span>,
+    depth: IntGauge,
+    queue_full: IntCounter,
+    closed: IntCounter,
+    full_warning: Arc<RateLimit>,
+}
+
+impl SpanSink {
+    /// A sink feeding `sender`; the batcher owns the receiving end.
+    pub(super) fn enabled(sender: mpsc::Sender<Span>, metrics: &ExportMetrics) -> Self {
+        Self {
+            inner: Inner::Enabled(Queue {
+                sender,
+                depth: metrics.queue_depth.clone(),
+                queue_full: metrics.dropped_counter("queue_full"),
+                closed: metrics.dropped_counter("shutdown"),
+                full_warning: Arc::new(RateLimit::new(FULL_WARNING_INTERVAL)),
+            }),
+        }
+    }
+
+    /// A sink that discards every span.
+    pub(super) fn disabled(metrics: &ExportMetrics) -> Self {
+        Self {
+            inner: Inner::Disabled {
+                discarded: metrics.dropped_counter("disabled"),
+            },
+        }
+    }
+
+    /// Queues `span` for export, or drops and counts it: `queue_full` when
+    /// the queue is at capacity, `shutdown` once the batcher stopped
+    /// receiving, `disabled` when export is off.
+    pub fn send(&self, span: Span) {
+        let queue = match &self.inner {
+            Inner::Enabled(queue) => queue,
+            Inner::Disabled { discarded } => {
+                discarded.inc();
+                return;
+            }
+        };
+        // Raise the gauge before the span becomes visible to the batcher,
+        // which lowers it on receipt, so it never reads below zero.
+        queue.depth.inc();
+        match queue.sender.try_send(span) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                queue.depth.dec();
+                queue.queue_full.inc();
+                if queue.full_warning.allow(Instant::now()) {
+                    tracing::warn!(
+                        dropped_total = queue.queue_full.get(),
+                        "span export queue is full; dropping spans"
+                    );
+                }
+            }
+            Err(TrySendError::Closed(_)) => {
+                queue.depth.dec();
+                queue.closed.inc();
+            }
+        }
+    }
+}
+
+/// Lets one caller through per interval, across threads, without a lock.
+#[derive(Debug)]
+struct RateLimit {
+    origin: Instant,
+    interval_ms: u64,
+    /// Milliseconds since `origin` before which nobody is let through.
+    next_ms: AtomicU64,
+}
+
+impl RateLimit {
+    fn new(interval: Duration) -> Self {
+        Self {
+            origin: Instant::now(),
+            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            next_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn allow(&self, now: Instant) -> bool {
+        let now_ms = u64::try_from(now.saturating_duration_since(self.origin).as_millis())
+            .unwrap_or(u64::MAX);
+        let next = self.next_ms.load(Ordering::Relaxed);
+        now_ms >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now_ms.saturating_add(self.interval_ms),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::sample::server_span;
+    use crate::metrics::Metrics;
+
+    fn rendered(metrics: &Metrics) -> String {
+        String::from_utf8(metrics.render()).unwrap()
+    }
+
+    #[test]
+    fn full_queue_drops_and_counts_without_blocking() {
+        let metrics = Metrics::new();
+        let (sender, mut receiver) = mpsc::channel(2);
+        let sink = SpanSink::enabled(sender, &metrics.export);
+        for _ in 0..5 {
+            sink.send(server_span());
+        }
+        assert_eq!(metrics.export.queue_depth.get(), 2);
+        let text = rendered(&metrics);
+        assert!(
+            text.contains(r#"tracehop_spans_dropped_total{reason="queue_full"} 3"#),
+            "{text}"
+        );
+        assert!(receiver.try_recv().is_ok());
+        receiver.close();
+        sink.send(server_span());
+        let text = rendered(&metrics);
+        assert!(
+            text.contains(r#"tracehop_spans_dropped_total{reason="shutdown"} 1"#),
+            "{text}"
+        );
+        assert_eq!(
+            metrics.export.queue_depth.get(),
+            2,
+            "the receiver did not lower it"
+        );
+    }
+
+    #[test]
+    fn disabled_sink_discards_and_counts() {
+        let metrics = Metrics::new();
+        let sink = SpanSink::disabled(&metrics.export);
+        sink.clone().send(server_span());
+        sink.send(server_span());
+        assert_eq!(metrics.export.queue_depth.get(), 0);
+        let text = rendered(&metrics);
+        assert!(
+            text.contains(r#"tracehop_spans_dropped_total{reason="disabled"} 2"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn warnings_are_rate_limited() {
+        let limit = RateLimit::new(Duration::from_secs(10));
+        let start = limit.origin;
+        assert!(limit.allow(start));
+        assert!(!limit.allow(start + Duration::from_secs(9)));
+        assert!(limit.allow(start + Duration::from_secs(10)));
+        assert!(!limit.allow(start + Duration::from_secs(11)));
+        assert!(limit.allow(start + Duration::from_secs(25)));
+    }
+}

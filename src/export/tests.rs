@@ -1,0 +1,546 @@
+//! The exporter end to end against an in-process fake collector on
+//! 127.0.0.1:0. Tests that depend on intervals or backoff run on tokio's
+//! paused clock, which jumps ahead whenever every task is waiting.
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::*;
+use crate::config::{RetryConfig, Scheme, UpstreamUrl, ZipkinExport};
+use crate::export::sample::spans;
+use crate::metrics::Metrics;
+use crate::server::{self, ServerOptions};
+
+/// Long enough for anything these tests wait for, short enough to fail fast.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// What the fake collector answers.
+#[derive(Clone, Copy)]
+enum Reply {
+    Status(u16),
+    RetryAfter(u16, &'static str),
+    /// Wait for [`Fake::release`] and then answer 202.
+    Stall,
+}
+
+/// Chooses the reply from the upload's index and its span ids.
+type Responder = Box<dyn Fn(usize, &[String]) -> Reply + Send + Sync>;
+
+/// One request the fake received.
+#[derive(Clone, Debug)]
+struct Upload {
+    at: Instant,
+    headers: http::HeaderMap,
+    /// The body after gzip decoding.
+    json: Vec<u8>,
+    ids: Vec<String>,
+}
+
+struct FakeState {
+    responder: Responder,
+    uploads: Mutex<Vec<Upload>>,
+    count: watch::Sender<usize>,
+    release: Notify,
+}
+
+struct Fake {
+    addr: SocketAddr,
+    state: Arc<FakeState>,
+}
+
+impl Fake {
+    async fn start(responder: impl Fn(usize, &[String]) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(FakeState {
+            responder: Box::new(responder),
+            uploads: Mutex::new(Vec::new()),
+            count: watch::channel(0).0,
+            release: Notify::new(),
+        });
+        let handler_state = state.clone();
+        let handler = move |request, _| handle(handler_state.clone(), request);
+        let options = ServerOptions {
+            header_read_timeout: None,
+            ..ServerOptions::default()
+        };
+        tokio::spawn(server::serve(
+            listener,
+            options,
+            handler,
+            std::future::pending(),
+        ));
+        Self { addr, state }
+    }
+
+    async fn wait_for_uploads(&self, n: usize) -> Vec<Upload> {
+        let mut count = self.state.count.subscribe();
+        tokio::time::timeout(WAIT, count.wait_for(|c| *c >= n))
+            .await
+            .unwrap_or_else(|_| panic!("no {n} uploads in time"))
+            .unwrap();
+        self.uploads()
+    }
+
+    fn uploads(&self) -> Vec<Upload> {
+        self.state.uploads.lock().unwrap().clone()
+    }
+
+    fn release(&self) {
+        self.state.release.notify_one();
+    }
+}
+
+async fn handle(
+    state: Arc<FakeState>,
+    request: http::Request<hyper::body::Incoming>,
+) -> http::Response<server::Body> {
+    let (parts, body) = request.into_parts();
+    let raw = body.collect().await.unwrap().to_bytes();
+    let json = if parts
+        .headers
+        .get("content-encoding")
+        .is_some_and(|v| v == "gzip")
+    {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else {
+        raw.to_vec()
+    };
+    let list: Vec<Value> = serde_json::from_slice(&json).expect("uploads are JSON lists");
+    let ids: Vec<String> = list
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    let index = {
+        let mut uploads = state.uploads.lock().unwrap();
+        uploads.push(Upload {
+            at: Instant::now(),
+            headers: parts.headers,
+            json,
+            ids: ids.clone(),
+        });
+        uploads.len() - 1
+    };
+    let reply = (state.responder)(index, &ids);
+    state.count.send_modify(|c| *c += 1);
+    let (status, retry_after) = match reply {
+        Reply::Status(status) => (status, None),
+        Reply::RetryAfter(status, after) => (status, Some(after)),
+        Reply::Stall => {
+            state.release.notified().await;
+            (202, None)
+        }
+    };
+    let status = http::StatusCode::from_u16(status).unwrap();
+    let mut response = server::text_response(status, "bad span: missing traceId");
+    if let Some(after) = retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static(after));
+    }
+    response
+}
+
+fn zipkin(addr: SocketAddr) -> ZipkinExport {
+    ZipkinExport {
+        url: UpstreamUrl {
+            scheme: Scheme::Http,
+            authority: addr.to_string().parse().unwrap(),
+            path: "/api/v2/spans".into(),
+        },
+        queue_capacity: 100,
+        batch_size: 2,
+        batch_interval: Duration::from_secs(3600),
+        gzip: false,
+        timeout: Duration::from_secs(10),
+        retry: RetryConfig {
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(100),
+            max_elapsed: Duration::from_secs(20),
+        },
+        shutdown_timeout: Duration::from_secs(20),
+    }
+}
+
+/// A running batcher with its sink and metrics.
+struct Exporter {
+    sink: SpanSink,
+    metrics: Metrics,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Exporter {
+    fn start(config: ZipkinExport) -> Self {
+        let metrics = Metrics::new();
+        let options = EncodeOptions::default();
+        let (sink, batcher) = channel(
+            &ExportConfig::Enabled(config),
+            metrics.export.clone(),
+            options,
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(batcher.expect("export is enabled").run(shutdown));
+        Self {
+            sink,
+            metrics,
+            stop,
+            task,
+        }
+    }
+
+    fn send(&self, spans: Vec<crate::span::Span>) {
+        spans.into_iter().for_each(|span| self.sink.send(span));
+    }
+
+    /// Triggers shutdown and waits for the final flush to end.
+    async fn shut_down(self) -> (SpanSink, Metrics) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("batcher stops")
+            .unwrap();
+        (self.sink, self.metrics)
+    }
+}
+
+/// The value of one sample line of the rendered metrics, 0 when absent.
+fn metric(metrics: &Metrics, series: &str) -> f64 {
+    let text = String::from_utf8(metrics.render()).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+fn dropped(metrics: &Metrics, reason: &str) -> f64 {
+    metric(
+        metrics,
+        &format!("tracehop_spans_dropped_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+fn requests(metrics: &Metrics, result: &str) -> f64 {
+    metric(
+        metrics,
+        &format!("tracehop_export_requests_total{{result=\"{result}\"}}"),
+    )
+}
+
+fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<String> {
+    range.map(|i| format!("{i:016x}")).collect()
+}
+
+#[tokio::test]
+async fn flushes_full_batches_with_json_and_b3_0() {
+    let fake = Fake::start(|_, _| Reply::Status(202)).await;
+    let exporter = Exporter::start(ZipkinExport {
+        batch_size: 3,
+        ..zipkin(fake.addr)
+    });
+    exporter.send(spans(7));
+    let uploads = fake.wait_for_uploads(2).await;
+    assert_eq!(uploads[0].ids, ids(1..=3));
+    assert_eq!(uploads[1].ids, ids(4..=6));
+    for upload in &uploads {
+        assert_eq!(upload.headers["b3"], "0", "never trace our own uploads");
+        assert_eq!(upload.headers["content-type"], "application/json");
+        assert!(upload.headers.get("content-encoding").is_none());
+    }
+    let (_, metrics) = exporter.shut_down().await;
+    assert_eq!(
+        fake.uploads()[2].ids,
+        ids(7..=7),
+        "the final flush sends the rest"
+    );
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 7.0);
+    assert_eq!(requests(&metrics, "success"), 3.0);
+    assert_eq!(metric(&metrics, "tracehop_export_batch_spans_count"), 3.0);
+    assert_eq!(metric(&metrics, "tracehop_export_batch_spans_sum"), 7.0);
+    assert_eq!(
+        metric(&metrics, "tracehop_export_request_duration_seconds_count"),
+        3.0
+    );
+    assert_eq!(metric(&metrics, "tracehop_export_queue_spans"), 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn flushes_partial_batches_after_the_interval() {
+    let fake = Fake::start(|_, _| Reply::Status(202)).await;
+    let interval = Duration::from_secs(5);
+    let exporter = Exporter::start(ZipkinExport {
+        batch_size: 100,
+        batch_interval: interval,
+        ..zipkin(fake.addr)
+    });
+    let started = Instant::now();
+    exporter.send(spans(2));
+    let uploads = fake.wait_for_uploads(1).await;
+    assert_eq!(uploads[0].ids, ids(1..=2));
+    let waited = uploads[0].at - started;
+    assert!(waited >= interval && waited < interval * 2, "{waited:?}");
+    let (_, metrics) = exporter.shut_down().await;
+    assert_eq!(fake.uploads().len(), 1);
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
+}
+
+#[tokio::test]
+async fn rejected_batches_are_dropped_and_not_retried() {
+    let fake = Fake::start(|index, _| Reply::Status(if index == 0 { 400 } else { 202 })).await;
+    let exporter = Exporter::start(zipkin(fake.addr));
+    exporter.send(spans(2));
+    fake.wait_for_uploads(1).await;
+    exporter.send(spans(4).split_off(2));
+    let uploads = fake.wait_for_uploads(2).await;
+    assert_eq!(uploads[0].ids, ids(1..=2));
+    assert_eq!(
+        uploads[1].ids,
+        ids(3..=4),
+        "the rejected batch was not sent again"
+    );
+    let (_, metrics) = exporter.shut_down().await;
+    assert_eq!(fake.uploads().len(), 2);
+    assert_eq!(dropped(&metrics, "rejected"), 2.0);
+    assert_eq!(requests(&metrics, "rejected"), 1.0);
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
+}
+
+#[tokio::test]
+async fn unavailable_collector_is_retried_until_it_accepts() {
+    let fake = Fake::start(|index, _| Reply::Status(if index == 0 { 503 } else { 202 })).await;
+    let exporter = Exporter::start(zipkin(fake.addr));
+    exporter.send(spans(2));
+    let uploads = fake.wait_for_uploads(2).await;
+    assert_eq!(uploads[0].ids, uploads[1].ids);
+    let (_, metrics) = exporter.shut_down().await;
+    assert_eq!(fake.uploads().len(), 2);
+    assert_eq!(requests(&metrics, "server_error"), 1.0);
+    assert_eq!(requests(&metrics, "success"), 1.0);
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
+    assert_eq!(metric(&metrics, "tracehop_export_batch_spans_count"), 1.0);
+    assert_eq!(dropped(&metrics, "retries_exhausted"), 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured() {
+    let fake = Fake::start(|index, _| match index {
+        0 => Reply::RetryAfter(429, "3"),
+        _ => Reply::Status(202),
+    })
+    .await;
+    let exporter = Exporter::start(zipkin(fake.addr));
+    exporter.send(spans(2));
+    let uploads = fake.wait_for_uploads(2).await;
+    let waited = uploads[1].at - uploads[0].at;
+    assert!(waited >= Duration::from_secs(3), "retried after {waited:?}");
+    assert!(waited < Duration::from_secs(4), "retried after {waited:?}");
+    let (_, metrics) = exporter.shut_down().await;
+    assert_eq!(requests(&metrics, "throttled"), 1.0);
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_end_at_max_elapsed() {
+    let doomed = ids(1..=2);
+    let fake =
+        Fake::start(move |_, ids| Reply::Status(if ids == doomed { 503 } else { 202 })).await;
+    let max_elapsed = Duration::from_secs(2);
+    let mut config = zipkin(fake.addr);
+    config.retry = RetryConfig {
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(400),
+        max_elapsed,
+    };
+    let exporter = Exporter::start(config);
+    exporter.send(spans(4));
+    // The second batch waits in the queue until the first is given up.
+    let delivered = ids(3..=4);
+    let mut count = fake.state.count.subscribe();
+    let done = count.wait_for(|_| fake.uploads().iter().any(|u| u.ids == delivered));
+    tokio::time::timeout(WAIT, done)
+        .await
+        .expect("second batch delivered")
+        .unwrap();
+    let uploads = fake.uploads();
+    let attempts: Vec<Instant> = uploads
+        .iter()
+        .filter(|u| u.ids == ids(1..=2))
+        .map(|u| u.at)
+        .collect();
+    assert!(attempts.len() >= 3, "{} attempts", attempts.len());
+    assert!(attempts[attempts.len() - 1] - attempts[0] < max_elapsed);
+    let (_, metrics) = exporter.shut_down().await;
+    assert_eq!(dropped(&metrics, "retries_exhausted"), 2.0);
+    assert_eq!(requests(&metrics, "server_error"), attempts.len() as f64);
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timed_out_requests_are_retried() {
+    let fake = Fake::start(|index, _| {
+        if index == 0 {
+            Reply::Stall
+        } else {
+            Reply::Status(202)
+        }
+    })
+    .await;
+    let timeout = Duration::from_secs(2);
+    let exporter = Exporter::start(ZipkinExport {
+        timeout,
+        ..zipkin(fake.addr)
+    });
+    exporter.send(spans(2));
+    let uploads = fake.wait_for_uploads(2).await;
+    assert_eq!(uploads[0].ids, uploads[1].ids);
+    assert!(uploads[1].at - uploads[0].at >= timeout);
+    let (_, metrics) = exporter.shut_down().await;
+    assert_eq!(requests(&metrics, "timeout"), 1.0);
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_errors_are_retried_then_dropped() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed = listener.local_addr().unwrap();
+    drop(listener);
+    let mut config = zipkin(closed);
+    config.retry.max_elapsed = Duration::from_secs(1);
+    let exporter = Exporter::start(config);
+    exporter.send(spans(2));
+    let Exporter {
+        sink,
+        metrics,
+        stop,
+        task,
+    } = exporter;
+    drop(sink); // Every sink gone: the batcher flushes and returns.
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("batcher stops")
+        .unwrap();
+    drop(stop);
+    assert_eq!(dropped(&metrics, "retries_exhausted"), 2.0);
+    assert!(requests(&metrics, "connect_error") >= 2.0);
+}
+
+#[tokio::test]
+async fn a_stalled_collector_fills_the_queue_and_never_blocks_send() {
+    let fake = Fake::start(|index, _| {
+        if index == 0 {
+            Reply::Stall
+        } else {
+            Reply::Status(202)
+        }
+    })
+    .await;
+    let exporter = Exporter::start(ZipkinExport {
+        queue_capacity: 4,
+        ..zipkin(fake.addr)
+    });
+    exporter.send(spans(2));
+    fake.wait_for_uploads(1).await;
+    // The batcher is stuck in delivery: 4 spans fit, the other 6 are dropped.
+    exporter.send(spans(12).split_off(2));
+    assert_eq!(exporter.metrics.export.queue_depth.get(), 4);
+    assert_eq!(dropped(&exporter.metrics, "queue_full"), 6.0);
+    fake.release();
+    let (_, metrics) = exporter.shut_down().await;
+    let delivered: Vec<String> = fake.uploads().into_iter().flat_map(|u| u.ids).collect();
+    assert_eq!(delivered, ids(1..=6));
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 6.0);
+    assert_eq!(metric(&metrics, "tracehop_export_queue_spans"), 0.0);
+}
+
+#[tokio::test]
+async fn gzip_bodies_decode_to_the_encoded_json() {
+    let fake = Fake::start(|_, _| Reply::Status(202)).await;
+    let exporter = Exporter::start(ZipkinExport {
+        gzip: true,
+        ..zipkin(fake.addr)
+    });
+    exporter.send(spans(2));
+    let uploads = fake.wait_for_uploads(1).await;
+    assert_eq!(uploads[0].headers["content-encoding"], "gzip");
+    assert_eq!(uploads[0].headers["b3"], "0");
+    let mut expected = Vec::new();
+    encode_spans(&spans(2), &EncodeOptions::default(), &mut expected);
+    assert_eq!(uploads[0].json, expected);
+    exporter.shut_down().await;
+}
+
+#[tokio::test]
+async fn shutdown_flushes_queued_spans_then_counts_late_ones() {
+    let fake = Fake::start(|_, _| Reply::Status(202)).await;
+    let exporter = Exporter::start(ZipkinExport {
+        batch_size: 100,
+        ..zipkin(fake.addr)
+    });
+    exporter.send(spans(5));
+    let (sink, metrics) = exporter.shut_down().await;
+    assert_eq!(fake.uploads().len(), 1);
+    assert_eq!(fake.uploads()[0].ids, ids(1..=5));
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 5.0);
+    sink.send(spans(1).remove(0));
+    assert_eq!(dropped(&metrics, "shutdown"), 1.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_deadline_bounds_the_final_flush() {
+    let fake = Fake::start(|_, _| Reply::Status(503)).await;
+    let shutdown_timeout = Duration::from_secs(1);
+    let exporter = Exporter::start(ZipkinExport {
+        shutdown_timeout,
+        ..zipkin(fake.addr)
+    });
+    exporter.send(spans(6));
+    let started = Instant::now();
+    let (_, metrics) = exporter.shut_down().await;
+    assert!(
+        started.elapsed() < shutdown_timeout * 2,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(dropped(&metrics, "shutdown"), 6.0);
+    assert_eq!(dropped(&metrics, "retries_exhausted"), 0.0);
+    assert!(!fake.uploads().is_empty());
+    assert_eq!(metric(&metrics, "tracehop_export_queue_spans"), 0.0);
+}
+
+#[tokio::test]
+async fn disabled_or_unusable_export_discards_spans() {
+    let metrics = Metrics::new();
+    let (sink, batcher) = channel(
+        &ExportConfig::Disabled,
+        metrics.export.clone(),
+        EncodeOptions::default(),
+    );
+    assert!(batcher.is_none());
+    sink.send(spans(1).remove(0));
+    assert_eq!(dropped(&metrics, "disabled"), 1.0);
+
+    let mut https = zipkin("127.0.0.1:9411".parse().unwrap());
+    https.url.scheme = Scheme::Https;
+    let (sink, batcher) = channel(
+        &ExportConfig::Enabled(https),
+        metrics.export.clone(),
+        EncodeOptions::default(),
+    );
+    assert!(batcher.is_none(), "HTTPS is not supported yet");
+    sink.send(spans(1).remove(0));
+    assert_eq!(dropped(&metrics, "disabled"), 2.0);
+}

@@ -1,0 +1,298 @@
+//! Zipkin v2 JSON encoding of finished spans (Zipkin v2 API, `ListOfSpans`).
+//!
+//! Owns the rendering of a typed [`Span`] into what the collector sees: the
+//! low-cardinality name, the endpoints, and OpenTelemetry HTTP
+//! semantic-convention tags. This runs in the batcher, off the request path.
+//! Absent fields are omitted rather than written empty or null, as the
+//! Zipkin API asks; `shared` is never written because every span here owns
+//! its span id (SERVER spans get a fresh id, CLIENT spans must never be shared).
+
+use std::io::Write as _;
+use std::net::IpAddr;
+
+use super::json::{
+    write_bytes_lossy, write_escaped_lowercase, write_str, write_str_lowercase, write_u64,
+    write_u64_str,
+};
+use super::route::template_path;
+use crate::span::{Endpoint, Kind, Span};
+
+/// Static facts added to every exported span (pod metadata from
+/// `ServiceConfig.resource_tags`).
+#[derive(Clone, Debug, Default)]
+pub struct EncodeOptions {
+    /// Tags appended to every span, after its own tags.
+    pub resource_tags: Vec<(String, String)>,
+}
+
+/// Appends the Zipkin v2 JSON array of `spans` to `out`. The batcher uses
+/// this very function; it is public for benchmarks and tests.
+pub fn encode_spans(spans: &[Span], options: &EncodeOptions, out: &mut Vec<u8>) {
+    // One scratch buffer for derived route templates, reused across spans.
+    let mut route = String::new();
+    out.push(b'[');
+    for (i, span) in spans.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        encode_span(span, options, &mut route, out);
+    }
+    out.push(b']');
+}
+
+fn encode_span(span: &Span, options: &EncodeOptions, scratch: &mut String, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"traceId\":\"");
+    span.trace_id.write_short_hex(out);
+    out.push(b'"');
+    if let Some(parent) = span.parent_id {
+        out.extend_from_slice(b",\"parentId\":\"");
+        out.extend_from_slice(&parent.to_hex());
+        out.push(b'"');
+    }
+    out.extend_from_slice(b",\"id\":\"");
+    out.extend_from_slice(&span.id.to_hex());
+    out.extend_from_slice(match span.kind {
+        Kind::Server => b"\",\"kind\":\"SERVER\"",
+        Kind::Client => b"\",\"kind\":\"CLIENT\"",
+    });
+    let route = route_of(span, scratch);
+    out.extend_from_slice(b",\"name\":");
+    write_name(span, route, out);
+    out.extend_from_slice(b",\"timestamp\":");
+    write_u64(out, span.timestamp_us);
+    out.extend_from_slice(b",\"duration\":");
+    write_u64(out, span.duration_us.max(1));
+    if span.debug {
+        out.extend_from_slice(b",\"debug\":true");
+    }
+    out.extend_from_slice(b",\"localEndpoint\":{\"serviceName\":");
+    write_str_lowercase(out, &span.local_service);
+    out.push(b'}');
+    write_remote_endpoint(&span.remote, out);
+    out.extend_from_slice(b",\"tags\":{");
+    write_tags(span, route, options, out);
+    out.extend_from_slice(b"}}");
+}
+
+/// The route of the span: the configured template that matched, else the
+/// path templated by [`template_path`]. CONNECT has no route (DESIGN §4).
+fn route_of<'a>(span: &'a Span, scratch: &'a mut String) -> Option<&'a str> {
+    let facts = &span.http;
+    if facts.method == http::Method::CONNECT {
+        return None;
+    }
+    if let Some(route) = &facts.route {
+        return Some(route);
+    }
+    template_path(facts.target.as_ref().map_or("", |t| t.path()), scratch);
+    Some(scratch)
+}
+
+/// `"{method} {route}"`, or `connect {host}` for tunnels, lowercased as
+/// Zipkin does with span names.
+fn write_name(span: &Span, route: Option<&str>, out: &mut Vec<u8>) {
+    out.push(b'"');
+    write_escaped_lowercase(out, span.http.method.as_str());
+    let target = match (route, &span.http.host) {
+        (Some(route), _) => Some(route.into()),
+        (None, Some(host)) => Some(String::from_utf8_lossy(host.as_bytes())),
+        (None, None) => None,
+    };
+    if let Some(target) = target {
+        out.push(b' ');
+        write_escaped_lowercase(out, &target);
+    }
+    out.push(b'"');
+}
+
+/// Writes `remoteEndpoint` with only the fields that are known; nothing
+/// when none is.
+fn write_remote_endpoint(remote: &Endpoint, out: &mut Vec<u8>) {
+    if remote.service_name.is_none() && remote.addr.is_none() {
+        return;
+    }
+    out.extend_from_slice(b",\"remoteEndpoint\":{");
+    let mut first = true;
+    if let Some(name) = &remote.service_name {
+        out.extend_from_slice(b"\"serviceName\":");
+        write_str_lowercase(out, name);
+        first = false;
+    }
+    if let Some(addr) = remote.addr {
+        if !first {
+            out.push(b',');
+        }
+        // An IPv4 client on a dual-stack socket shows up IPv4-mapped; Zipkin
+        // wants it in `ipv4`.
+        match canonical_ip(addr.ip()) {
+            IpAddr::V4(ip) => {
+                let _ = write!(out, "\"ipv4\":\"{ip}\"");
+            }
+            IpAddr::V6(ip) => {
+                let _ = write!(out, "\"ipv6\":\"{ip}\"");
+            }
+        }
+        if addr.port() != 0 {
+            out.extend_from_slice(b",\"port\":");
+            write_u64(out, u64::from(addr.port()));
+        }
+    }
+    out.push(b'}');
+}
+
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+/// Writes the members of the `tags` object, in a fixed order.
+fn write_tags(span: &Span, route: Option<&str>, options: &EncodeOptions, out: &mut Vec<u8>) {
+    let facts = &span.http;
+    let mut tags = TagWriter { out, first: true };
+    tags.text("http.request.method", facts.method.as_str());
+    if let Some(target) = &facts.target {
+        tags.text("url.path", target.path());
+    }
+    if !facts.scheme.is_empty() {
+        tags.text("url.scheme", facts.scheme);
+    }
+    if let Some(host) = &facts.host {
+        let (address, port) = split_host(host.as_bytes());
+        if !address.is_empty() {
+            tags.bytes("server.address", address);
+        }
+        if let Some(port) = port {
+            tags.number("server.port", u64::from(port));
+        }
+    }
+    if let Some(route) = route {
+        tags.text("http.route", route);
+    }
+    if let Some(status) = facts.status {
+        tags.number("http.response.status_code", u64::from(status));
+    }
+    if let Some(version) = protocol_version(facts.version) {
+        tags.text("network.protocol.version", version);
+    }
+    if let Some(agent) = &facts.user_agent {
+        tags.bytes("user_agent.original", agent.as_bytes());
+    }
+    write_peer_and_outcome(span, &mut tags);
+    for tag in &span.tags {
+        tags.text(&tag.key, &tag.value);
+    }
+    for (key, value) in &options.resource_tags {
+        tags.text(key, value);
+    }
+}
+
+/// Client address, body sizes, gRPC status and the `error` tag.
+fn write_peer_and_outcome(span: &Span, tags: &mut TagWriter<'_>) {
+    let facts = &span.http;
+    if let (Kind::Server, Some(addr)) = (span.kind, span.remote.addr) {
+        tags.key("client.address");
+        let _ = write!(tags.out, "\"{}\"", canonical_ip(addr.ip()));
+    }
+    if facts.request_body_bytes > 0 {
+        tags.number("http.request.body.size", facts.request_body_bytes);
+    }
+    if facts.response_body_bytes > 0 {
+        tags.number("http.response.body.size", facts.response_body_bytes);
+    }
+    if let Some(grpc) = facts.grpc_status {
+        tags.number("rpc.grpc.status_code", u64::from(grpc));
+    }
+    // Zipkin marks a span failed by the presence of the `error` tag; its
+    // value is the message, or the status when there is no message.
+    if let Some(error) = &span.error {
+        tags.text("error", error);
+    } else if let Some(status) = facts.status.filter(|s| *s >= 500) {
+        tags.number("error", u64::from(status));
+    } else if let Some(grpc) = facts.grpc_status.filter(|g| *g != 0) {
+        tags.key("error");
+        tags.out.extend_from_slice(b"\"grpc-status ");
+        write_u64(tags.out, u64::from(grpc));
+        tags.out.push(b'"');
+    }
+}
+
+/// `network.protocol.version` values from the OpenTelemetry HTTP conventions.
+fn protocol_version(version: http::Version) -> Option<&'static str> {
+    match version {
+        http::Version::HTTP_09 => Some("0.9"),
+        http::Version::HTTP_10 => Some("1.0"),
+        http::Version::HTTP_11 => Some("1.1"),
+        http::Version::HTTP_2 => Some("2"),
+        http::Version::HTTP_3 => Some("3"),
+        _ => None,
+    }
+}
+
+/// Splits a `Host` value (RFC 9110 §7.2: `uri-host [ ":" port ]`) into the
+/// host, without brackets around an IPv6 literal, and the port if present.
+fn split_host(host: &[u8]) -> (&[u8], Option<u16>) {
+    if let Some(rest) = host.strip_prefix(b"[") {
+        return match rest.iter().position(|b| *b == b']') {
+            Some(end) => (&rest[..end], parse_port(&rest[end + 1..])),
+            None => (host, None),
+        };
+    }
+    match host.iter().rposition(|b| *b == b':') {
+        // More than one colon without brackets is not a valid Host; keep it whole.
+        Some(colon) if !host[..colon].contains(&b':') => {
+            (&host[..colon], parse_port(&host[colon..]))
+        }
+        _ => (host, None),
+    }
+}
+
+/// Parses `:digits` into a port.
+fn parse_port(suffix: &[u8]) -> Option<u16> {
+    let digits = suffix.strip_prefix(b":")?;
+    if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits
+        .iter()
+        .try_fold(0u32, |acc, d| Some(acc * 10 + u32::from(d - b'0')))
+        .and_then(|port| u16::try_from(port).ok())
+}
+
+/// Writes `"key":"value"` members separated by commas.
+struct TagWriter<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl TagWriter<'_> {
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        write_str(self.out, key);
+        self.out.push(b':');
+    }
+
+    fn text(&mut self, key: &str, value: &str) {
+        self.key(key);
+        write_str(self.out, value);
+    }
+
+    /// Header values may hold any byte; they are written lossily.
+    fn bytes(&mut self, key: &str, value: &[u8]) {
+        self.key(key);
+        write_bytes_lossy(self.out, value);
+    }
+
+    fn number(&mut self, key: &str, value: u64) {
+        self.key(key);
+        write_u64_str(self.out, value);
+    }
+}
+
+#[cfg(test)]
+#[path = "zipkin_json_tests.rs"]
+mod tests;

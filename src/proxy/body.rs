@@ -1,0 +1,103 @@
+//! The response body wrapper that finishes the span.
+//!
+//! A span ends when the response has been fully sent, not when its head
+//! arrived: [`TracedBody`] streams the upstream body frame by frame
+//! (nothing is buffered), counts its bytes, reads `grpc-status` from the
+//! trailers, and finishes the span at end of stream, on an upstream error,
+//! or when hyper drops it (the downstream went away).
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+
+use super::flight::{Ending, InFlight};
+
+/// What the proxy sends downstream: the upstream's body or a local answer.
+pub type ResponseBody = TracedBody<Either<Incoming, Full<Bytes>>>;
+
+pin_project! {
+    /// A body that finishes its span when it ends.
+    pub struct TracedBody<B>
+    where
+        B: Body,
+    {
+        #[pin]
+        inner: B,
+        flight: Option<InFlight>,
+    }
+
+    impl<B> PinnedDrop for TracedBody<B>
+    where
+        B: Body,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(flight) = this.flight.take() {
+                // An empty body is never polled: dropping it is a normal end.
+                let complete = this.inner.is_end_stream();
+                flight.finish(Ending::Dropped { complete });
+            }
+        }
+    }
+}
+
+impl<B: Body> TracedBody<B> {
+    pub fn new(inner: B, flight: InFlight) -> Self {
+        Self {
+            inner,
+            flight: Some(flight),
+        }
+    }
+}
+
+impl<B> Body for TracedBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let polled = ready!(this.inner.poll_frame(cx));
+        match &polled {
+            Some(Ok(frame)) => {
+                if let Some(flight) = this.flight.as_mut() {
+                    if let Some(data) = frame.data_ref() {
+                        flight.add_response_bytes(data.len());
+                    } else if let Some(trailers) = frame.trailers_ref() {
+                        flight.read_grpc_status(trailers);
+                    }
+                }
+            }
+            Some(Err(error)) => {
+                if let Some(flight) = this.flight.take() {
+                    flight.finish(Ending::UpstreamBodyError(error.to_string()));
+                }
+            }
+            None => {
+                if let Some(flight) = this.flight.take() {
+                    flight.finish(Ending::Complete);
+                }
+            }
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,51 @@
+//! Proxy failures and the one function that turns them into responses.
+//!
+//! Every failure to get a response from the upstream becomes a short
+//! plain-text answer with a status a client can act on, and an error span.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// Why the upstream gave no response.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("upstream {upstream} unreachable: {source}")]
+    Connect {
+        upstream: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("upstream {upstream} sent no response within {timeout:?}")]
+    Timeout { upstream: String, timeout: Duration },
+    #[error("upstream {upstream} failed: {source}")]
+    Upstream {
+        upstream: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("request target is not a valid URI")]
+    BadTarget,
+}
+
+impl ProxyError {
+    /// The `kind` label of `tracehop_upstream_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::Connect { .. } => "connect",
+            ProxyError::Timeout { .. } => "timeout",
+            ProxyError::Upstream { .. } => "protocol",
+            ProxyError::BadTarget => "bad_request",
+        }
+    }
+
+    /// The only mapping from proxy errors to what the downstream sees.
+    pub fn status_and_body(&self) -> (StatusCode, &'static str) {
+        match self {
+            ProxyError::Connect { .. } => (StatusCode::BAD_GATEWAY, "upstream unreachable\n"),
+            ProxyError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream failed\n"),
+            ProxyError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
+            ProxyError::BadTarget => (StatusCode::BAD_REQUEST, "bad request target\n"),
+        }
+    }
+}

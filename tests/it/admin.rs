@@ -1,0 +1,34 @@
+//! The admin listener's metrics after real traffic.
+
+use crate::support::{Client, FakeCollector, FakeUpstream, Sidecar, Yaml, scrape_until};
+
+#[tokio::test]
+async fn metrics_count_requests_spans_and_formats() {
+    let upstream = FakeUpstream::start().await;
+    let collector = FakeCollector::start().await;
+    let sidecar = Sidecar::start(Yaml::default(), upstream.addr, collector.addr).await;
+    let client = Client::http1();
+    client.get(&format!("{}/a", sidecar.base), &[]).await;
+    client
+        .get(
+            &format!("{}/status/503", sidecar.base),
+            &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")],
+        )
+        .await;
+    collector.wait_for(2).await;
+    let text = scrape_until(&sidecar.admin, "tracehop_spans_exported_total 2").await;
+    for line in [
+        r#"tracehop_requests_total{direction="inbound",method="GET",status_class="2xx"} 1"#,
+        r#"tracehop_requests_total{direction="inbound",method="GET",status_class="5xx"} 1"#,
+        r#"tracehop_request_duration_seconds_count{direction="inbound",method="GET",status_class="2xx"} 1"#,
+        r#"tracehop_trace_context_total{direction="inbound",format="none"} 1"#,
+        r#"tracehop_trace_context_total{direction="inbound",format="b3"} 1"#,
+        r#"tracehop_sampling_decisions_total{reason="parent_sampled",sampled="true"} 1"#,
+        r#"tracehop_requests_in_flight{direction="inbound"} 0"#,
+        "tracehop_spans_exported_total 2",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    assert!(!text.contains("/status/503"), "no raw paths in labels");
+    sidecar.stop().await;
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real sidecar in-process on 127.0.0.1:0 against
+//! in-process fakes (upstream app, Zipkin collector).
+
+mod admin;
+mod proxy;
+mod shutdown;
+mod streaming;
+mod support;
+mod tracing;

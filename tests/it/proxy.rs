@@ -1,0 +1,161 @@
+//! Forwarding behaviour: protocols, headers, failures.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::support::{Client, FakeCollector, FakeUpstream, Sidecar, Yaml, bind};
+
+#[tokio::test]
+async fn forwards_http1_and_http2_to_the_upstream() {
+    let upstream = FakeUpstream::start().await;
+    let collector = FakeCollector::start().await;
+    let sidecar = Sidecar::start(Yaml::default(), upstream.addr, collector.addr).await;
+    for client in [Client::http1(), Client::http2()] {
+        let reply = client
+            .get(&format!("{}/users/7?x=1", sidecar.base), &[])
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body, "hello");
+        let seen = upstream.last();
+        assert_eq!(seen.uri.path_and_query().unwrap().as_str(), "/users/7?x=1");
+        // auto: plain HTTP/2 requests reach an HTTP/1.1 upstream as HTTP/1.1.
+        assert_eq!(seen.version, http::Version::HTTP_11);
+        let host = seen.headers.get("host").unwrap().to_str().unwrap();
+        assert_eq!(
+            host,
+            sidecar.running.inbound_addr.to_string(),
+            "Host is kept"
+        );
+    }
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_dropped_and_forwarded_headers_appended() {
+    let upstream = FakeUpstream::start().await;
+    let collector = FakeCollector::start().await;
+    let sidecar = Sidecar::start(Yaml::default(), upstream.addr, collector.addr).await;
+    Client::http1()
+        .get(
+            &sidecar.base,
+            &[
+                ("connection", "x-private"),
+                ("x-private", "hop"),
+                ("keep-alive", "timeout=5"),
+                ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+                ("x-forwarded-for", "203.0.113.9"),
+                ("baggage", "userId=alice"),
+                ("x-app", "kept"),
+            ],
+        )
+        .await;
+    let headers = upstream.last().headers;
+    for gone in ["x-private", "keep-alive", "proxy-authorization"] {
+        assert!(headers.get(gone).is_none(), "{gone} must not be forwarded");
+    }
+    assert_eq!(headers.get("x-app").unwrap(), "kept");
+    assert_eq!(headers.get("baggage").unwrap(), "userId=alice");
+    assert_eq!(
+        headers.get("x-forwarded-for").unwrap(),
+        "203.0.113.9, 127.0.0.1"
+    );
+    assert_eq!(headers.get("x-forwarded-proto").unwrap(), "http");
+    assert_eq!(
+        headers.get("x-forwarded-host").unwrap().to_str().unwrap(),
+        sidecar.running.inbound_addr.to_string()
+    );
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_502_with_an_error_span() {
+    let (listener, dead) = bind().await;
+    drop(listener);
+    let collector = FakeCollector::start().await;
+    let sidecar = Sidecar::start(Yaml::default(), dead, collector.addr).await;
+    let reply = Client::http1()
+        .get(&format!("{}/orders/1", sidecar.base), &[])
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(reply.body, "upstream unreachable\n");
+    assert_eq!(
+        reply.headers.get("content-type").unwrap(),
+        "text/plain; charset=utf-8"
+    );
+    let spans = collector.wait_for(1).await;
+    assert_eq!(spans[0]["tags"]["http.response.status_code"], "502");
+    assert!(
+        spans[0]["tags"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{}",
+        spans[0]
+    );
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn hanging_upstream_is_504_after_the_timeout() {
+    // Accepts connections but never answers.
+    let (hang, hang_addr) = bind().await;
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hang.accept().await {
+            held.push(socket);
+        }
+    });
+    let collector = FakeCollector::start().await;
+    let yaml = Yaml {
+        inbound: "  timeouts:\n    upstream_response: 200ms\n",
+        ..Yaml::default()
+    };
+    let sidecar = Sidecar::start(yaml, hang_addr, collector.addr).await;
+    let started = std::time::Instant::now();
+    let reply = Client::http1().get(&sidecar.base, &[]).await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    let spans = collector.wait_for(1).await;
+    assert!(
+        spans[0]["tags"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no response")
+    );
+    let metrics = Client::http1()
+        .get(&format!("{}/metrics", sidecar.admin), &[])
+        .await;
+    assert!(
+        metrics
+            .body
+            .contains(r#"tracehop_upstream_errors_total{direction="inbound",kind="timeout"} 1"#),
+        "{}",
+        metrics.body
+    );
+    sidecar.stop().await;
+    holder.abort();
+}
+
+#[tokio::test]
+async fn methods_and_bodies_are_forwarded() {
+    let upstream = FakeUpstream::start().await;
+    let collector = FakeCollector::start().await;
+    let sidecar = Sidecar::start(Yaml::default(), upstream.addr, collector.addr).await;
+    let request = http::Request::put(format!("{}/orders/9", sidecar.base))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"{\"qty\":3}",
+        )))
+        .expect("request");
+    let reply = crate::support::client::read(Client::http1().send(request).await).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let seen = upstream.last();
+    assert_eq!(seen.method, http::Method::PUT);
+    assert_eq!(seen.body_len, 9);
+    let spans = collector.wait_for(1).await;
+    assert_eq!(spans[0]["name"], "put /orders/{id}");
+    assert_eq!(spans[0]["tags"]["http.request.body.size"], "9");
+    assert_eq!(spans[0]["tags"]["http.response.body.size"], "5");
+    sidecar.stop().await;
+}
