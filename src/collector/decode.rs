@@ -44,11 +44,15 @@ pub enum IngestError {
         index: usize,
         /// JSON path of the offending field inside the span.
         field: String,
+        /// What is wrong with it.
         reason: String,
     },
     /// The body (or its decompressed form) is larger than the collector accepts.
     #[error("body exceeds the limit of {limit} bytes")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// `Content-Encoding: gzip` but the body does not decompress.
     #[error("gzip body could not be decompressed: {0}")]
     Gzip(#[source] std::io::Error),
@@ -76,6 +80,12 @@ impl FieldError {
             field: field.into(),
             reason: reason.into(),
         }
+    }
+
+    /// Prefixes the field path with its parent object (`localEndpoint.port`).
+    fn under(mut self, parent: &str) -> Self {
+        self.field = format!("{parent}.{}", self.field);
+        self
     }
 
     fn at(self, index: usize) -> IngestError {
@@ -372,14 +382,6 @@ fn tags(map: &Map<String, Value>) -> Result<BTreeMap<String, String>, FieldError
         out.insert(key.clone(), text);
     }
     Ok(out)
-}
-
-impl FieldError {
-    /// Prefixes the field path with its parent object (`localEndpoint.port`).
-    fn under(mut self, parent: &str) -> Self {
-        self.field = format!("{parent}.{}", self.field);
-        self
-    }
 }
 
 #[cfg(test)]

@@ -21,8 +21,11 @@ use crate::span::SpanId;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DependencyLink {
+    /// The caller: client, producer or broker.
     pub parent: String,
+    /// The callee: server, consumer or broker.
     pub child: String,
+    /// Traced calls from parent to child.
     pub call_count: u64,
     /// Left out when zero, as Zipkin's JSON writer does.
     #[serde(skip_serializing_if = "is_zero")]

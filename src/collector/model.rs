@@ -19,9 +19,13 @@ use crate::span::{SpanId, TraceId};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Kind {
+    /// The caller's side of an RPC.
     Client,
+    /// The callee's side of an RPC.
     Server,
+    /// A message sent to a broker.
     Producer,
+    /// A message received from a broker.
     Consumer,
 }
 
@@ -45,8 +49,10 @@ pub struct Endpoint {
     /// Lowercase service name; absent when unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
+    /// IPv4 address; IPv4-mapped IPv6 addresses are stored here too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv4: Option<Ipv4Addr>,
+    /// IPv6 address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<Ipv6Addr>,
     /// Never zero: Zipkin treats port 0 as absent.
@@ -77,6 +83,7 @@ impl Endpoint {
 pub struct Annotation {
     /// Epoch microseconds.
     pub timestamp: u64,
+    /// The event, usually a short code such as `retried`.
     pub value: String,
 }
 
@@ -87,17 +94,22 @@ pub struct Annotation {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Span {
+    /// Written as 16 hex digits when the high half is zero, else 32.
     #[serde(serialize_with = "trace_id_hex")]
     pub trace_id: TraceId,
+    /// Absent for a root span.
     #[serde(
         serialize_with = "opt_span_id_hex",
         skip_serializing_if = "Option::is_none"
     )]
     pub parent_id: Option<SpanId>,
+    /// The span's own id, unique within the trace (except B3 shared spans).
     #[serde(serialize_with = "span_id_hex")]
     pub id: SpanId,
+    /// Absent for local (in-process) spans.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<Kind>,
+    /// Lowercase operation name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Epoch microseconds of the start; absent when unknown.
@@ -106,17 +118,22 @@ pub struct Span {
     /// Microseconds, at least 1; absent when unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<u64>,
+    /// The host that recorded the span; its service name is what traces are found by.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local_endpoint: Option<Endpoint>,
+    /// The other side of an RPC or messaging span.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_endpoint: Option<Endpoint>,
     /// Sorted by timestamp, then value; unique.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<Annotation>,
+    /// Sorted by key.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// B3 debug: store even if sampling would drop it.
     #[serde(skip_serializing_if = "is_false")]
     pub debug: bool,
+    /// A server span that reuses its client's span id (never set on CLIENT).
     #[serde(skip_serializing_if = "is_false")]
     pub shared: bool,
 }

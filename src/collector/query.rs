@@ -21,14 +21,19 @@ pub const DEFAULT_LIMIT: usize = 10;
 /// A bad query parameter; answered with 400 and this message.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
+    /// A numeric parameter that does not parse.
     #[error("{name} must be an integer, got {value:?}")]
     NotAnInteger { name: &'static str, value: String },
+    /// Zero or negative where Zipkin requires a positive value.
     #[error("{name} must be greater than 0")]
     NotPositive { name: &'static str },
+    /// A required parameter is absent.
     #[error("{name} is required")]
     Missing { name: &'static str },
+    /// `maxDuration` without `minDuration` (Zipkin v2 API, `/traces`).
     #[error("maxDuration is only valid with minDuration")]
     MaxWithoutMin,
+    /// `maxDuration` below `minDuration`.
     #[error("maxDuration must be >= minDuration")]
     MaxBelowMin,
 }
@@ -114,7 +119,9 @@ fn hex_value(byte: u8) -> Option<u8> {
 /// The `endTs`/`lookback` window, in epoch milliseconds as the API takes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeWindow {
+    /// Latest trace timestamp included (`endTs`).
     pub end_ts_ms: u64,
+    /// How far before `end_ts_ms` the window starts (`lookback`).
     pub lookback_ms: u64,
 }
 
@@ -152,15 +159,22 @@ impl TimeWindow {
 /// The filters of `GET /api/v2/traces`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueryRequest {
+    /// Local service the trace must have a span of; scopes the other filters.
     pub service_name: Option<String>,
+    /// Remote service one of those spans must name.
     pub remote_service_name: Option<String>,
+    /// Span name one of those spans must have.
     pub span_name: Option<String>,
     /// `annotationQuery` terms: key → required tag value, or `""` for "tag
     /// key or annotation value present".
     pub annotation_query: BTreeMap<String, String>,
+    /// Microseconds; some span must last at least this long.
     pub min_duration: Option<u64>,
+    /// Microseconds; that span must last at most this long.
     pub max_duration: Option<u64>,
+    /// Window the trace's timestamp must lie in.
     pub window: TimeWindow,
+    /// Most traces returned.
     pub limit: usize,
 }
 

@@ -233,28 +233,29 @@
 
   // ---- list view --------------------------------------------------------
 
-  let servicesLoaded = false;
   let refreshTimer = null;
+  // The span row whose details are shown (a tree node from flatten()).
+  let selectedRow = null;
 
+  // Refetched with every list so services that appeared since show up.
   async function loadServices(selected) {
-    const select = $('filter-service');
-    if (!servicesLoaded) {
-      const services = await fetchJson('/api/v2/services');
-      const fragment = document.createDocumentFragment();
-      fragment.append(el('option', { value: '', text: 'All services' }));
-      for (const name of services) {
-        serviceColour(name);
-        fragment.append(el('option', { value: name, text: name }));
-      }
-      select.replaceChildren(fragment);
-      servicesLoaded = services.length > 0;
+    const services = await fetchJson('/api/v2/services');
+    const fragment = document.createDocumentFragment();
+    fragment.append(el('option', { value: '', text: 'All services' }));
+    for (const name of services) {
+      serviceColour(name);
+      fragment.append(el('option', { value: name, text: name }));
     }
+    const select = $('filter-service');
+    select.replaceChildren(fragment);
     select.value = selected || '';
   }
 
+  // Everything stored, up to an hour past this browser's clock so spans
+  // from hosts whose clocks run ahead still show.
   function listQuery(params) {
-    const now = Date.now();
-    const query = new URLSearchParams({ endTs: String(now), lookback: String(now) });
+    const end = Date.now() + 3600 * 1000;
+    const query = new URLSearchParams({ endTs: String(end), lookback: String(end) });
     query.set('limit', params.get('limit') || '100');
     if (params.get('serviceName')) query.set('serviceName', params.get('serviceName'));
     const min = parseDuration(params.get('minDuration'));
@@ -366,6 +367,7 @@
     const fragment = document.createDocumentFragment();
     for (const node of rows) fragment.append(spanRow(node, start, total));
     const container = $('wf-rows');
+    selectedRow = null;
     container.replaceChildren(fragment);
     container.onclick = (event) => onRowClick(event, rows, start);
     container.onkeydown = (event) => onRowKey(event, rows, start);
@@ -421,8 +423,6 @@
     }, label, el('div', { class: 'span-timeline' }, bar, duration));
   }
 
-  let selectedRow = null;
-
   function onRowClick(event, rows, start) {
     const rowElement = event.target.closest('.span-row');
     if (!rowElement) return;
@@ -459,10 +459,14 @@
 
   function select(node, start, scroll) {
     const elements = $('wf-rows').children;
-    if (selectedRow) elements[selectedRow.row].classList.remove('selected');
+    if (selectedRow) {
+      elements[selectedRow.row].classList.remove('selected');
+      elements[selectedRow.row].tabIndex = -1;
+    }
     selectedRow = node;
     const rowElement = elements[node.row];
     rowElement.classList.add('selected');
+    rowElement.tabIndex = 0;
     rowElement.focus({ preventScroll: true });
     if (scroll) rowElement.scrollIntoView({ block: 'nearest' });
     $('span-detail').replaceChildren(spanDetail(node.span, start));
