@@ -11,7 +11,7 @@
 # Usage: scripts/viewer-check.sh [TRACEHOP_BINARY]   (default target/release/tracehop)
 # Env:   COLLECTOR_CMD  command that starts the collector, instead of
 #                       "BINARY collector"; "--listen ADDR" is appended
-#                       (e.g. COLLECTOR_CMD=target/debug/examples/collector).
+#                       (e.g. COLLECTOR_CMD="target/debug/tracehop collector").
 #        CHROMIUM       browser binary (default: chromium, chromium-browser,
 #                       google-chrome, whichever is found first).
 set -euo pipefail

@@ -1,5 +1,6 @@
 //! Command-line interface: subcommands and flags.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,50 @@ pub enum Command {
         /// The YAML config file.
         file: PathBuf,
     },
+    /// Run the embedded Zipkin-compatible collector and trace viewer.
+    Collector(CollectorArgs),
+    /// Run the whole demo (collector, three services, their sidecars) on loopback.
+    Demo(DemoArgs),
+    /// Run one demo service alone (as in the Kubernetes manifests).
+    DemoApp(DemoAppArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CollectorArgs {
+    /// Address to listen on (API at /api/v2, viewer at /).
+    #[arg(long, default_value = "127.0.0.1:9411")]
+    pub listen: SocketAddr,
+    /// Most spans kept in memory; whole oldest traces are evicted beyond it.
+    #[arg(long, default_value_t = tracehop::collector::DEFAULT_MAX_SPANS)]
+    pub max_spans: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// First port of the range the demo uses (base .. base+42).
+    #[arg(long, default_value_t = 8000)]
+    pub base_port: u16,
+    /// Send this many requests per second to the gateway (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub load: u32,
+    /// Make the apps drop trace headers, to see what broken propagation looks like.
+    #[arg(long)]
+    pub no_propagation: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoAppArgs {
+    /// api-gateway, user-service or order-service.
+    pub name: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// A dependency's base URL, NAME=URL (repeatable), e.g. user-service=http://127.0.0.1:15001.
+    #[arg(long = "upstream", value_name = "NAME=URL")]
+    pub upstreams: Vec<String>,
+    /// Do not copy trace headers onto outgoing calls.
+    #[arg(long)]
+    pub no_propagation: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use tracehop::config::{self, Config, LogFormat, Overrides};
 
-use cli::{Cli, Command, RunArgs};
+use cli::{Cli, CollectorArgs, Command, DemoAppArgs, DemoArgs, RunArgs};
 
 /// Exit code for configuration errors (sysexits.h EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -21,7 +21,118 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run(args) => run(args),
+        Command::Collector(args) => with_runtime(collector(args)),
+        Command::Demo(args) => with_runtime(demo(args)),
+        Command::DemoApp(args) => with_runtime(demo_app(args)),
     }
+}
+
+/// Runs a command that needs only default logging.
+fn with_runtime(command: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    init_logging(LogFormat::Text, "info");
+    match runtime().and_then(|rt| rt.block_on(command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn collector(args: CollectorArgs) -> anyhow::Result<()> {
+    use tracehop::collector::{self, Collector, CollectorConfig};
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        "collector listening: POST http://{addr}/api/v2/spans, viewer at http://{addr}/"
+    );
+    let collector = Collector::new(CollectorConfig {
+        max_spans: args.max_spans,
+    });
+    let signal = wait_for_signal();
+    collector::serve(collector, listener, async move {
+        let _ = signal.await;
+    })
+    .await;
+    Ok(())
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    use tracehop::app::{DemoSettings, start_demo};
+    let demo = start_demo(DemoSettings {
+        base_port: args.base_port,
+        propagate: !args.no_propagation,
+        latency: true,
+    })
+    .await?;
+    let gateway = demo.gateway;
+    println!("tracehop demo is running. Try:");
+    println!(
+        "  curl http://{gateway}/api/orders/1001      (gateway -> order-service -> user-service)"
+    );
+    println!("  curl http://{gateway}/api/users/1");
+    println!("  curl 'http://{gateway}/api/orders/1001?fail=1'   (an error trace)");
+    println!("  curl 'http://{gateway}/api/orders/1001?delay=300ms'   (a slow trace)");
+    println!("Trace viewer:  http://{}/", demo.collector_addr);
+    for (name, sidecar) in &demo.sidecars {
+        println!(
+            "{name:>14} sidecar metrics: http://{}/metrics",
+            sidecar.admin_addr
+        );
+    }
+    println!("Press Ctrl-C to stop.");
+    let (stop_load, load_stopped) = tokio::sync::oneshot::channel::<()>();
+    let load = (args.load > 0).then(|| {
+        println!("Sending {} requests/s to the gateway.", args.load);
+        let uri: http::Uri = format!("http://{gateway}")
+            .parse()
+            .expect("socket address URI");
+        tokio::spawn(tracehop::demo::generate_load(uri, args.load, async move {
+            let _ = load_stopped.await;
+        }))
+    });
+    wait_for_signal().await?;
+    let _ = stop_load.send(());
+    if let Some(load) = load {
+        println!("load: {}", load.await?);
+    }
+    demo.shutdown().await;
+    println!("demo stopped");
+    Ok(())
+}
+
+async fn demo_app(args: DemoAppArgs) -> anyhow::Result<()> {
+    use tracehop::demo::{DemoApp, DemoOptions, serve_app};
+    let app = DemoApp::parse(&args.name).with_context(|| {
+        format!(
+            "unknown demo app {:?}: use api-gateway, user-service or order-service",
+            args.name
+        )
+    })?;
+    let mut upstreams = Vec::new();
+    for pair in &args.upstreams {
+        let (name, url) = pair
+            .split_once('=')
+            .with_context(|| format!("--upstream {pair:?}: write NAME=URL"))?;
+        upstreams.push((name.to_owned(), url.to_owned()));
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(app = app.name(), listen = %args.listen, "demo app listening");
+    let options = DemoOptions {
+        upstreams,
+        propagate: !args.no_propagation,
+        latency: true,
+    };
+    let signal = wait_for_signal();
+    serve_app(app, options, listener, async move {
+        let _ = signal.await;
+    })
+    .await?;
+    Ok(())
 }
 
 fn read_config(file: Option<&std::path::Path>, overrides: Overrides) -> Result<Config, ExitCode> {

@@ -2,6 +2,7 @@
 //! in-process fakes (upstream app, Zipkin collector).
 
 mod admin;
+mod demo;
 mod proxy;
 mod shutdown;
 mod streaming;

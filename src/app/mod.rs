@@ -12,6 +12,10 @@
 //! 4. the exporter flushes what is queued, bounded by `export.shutdown_timeout`;
 //! 5. the admin listener stops last, so `/metrics` stays scrapable meanwhile.
 
+mod demo;
+
+pub use demo::{Demo, DemoSettings, DemoStartError, start_demo};
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,21 +102,23 @@ fn local_addr(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(fallback)
 }
 
-/// Listeners bound before anything is spawned.
-struct Bound {
-    inbound: TcpListener,
-    admin: TcpListener,
-    outbound: Vec<TcpListener>,
+/// Listeners bound before anything is spawned: one per configured address,
+/// outbound routes in config order.
+pub struct Listeners {
+    pub inbound: TcpListener,
+    pub admin: TcpListener,
+    pub outbound: Vec<TcpListener>,
 }
 
-async fn bind_all(config: &Config) -> Result<Bound, AppError> {
+/// Binds every listener the config names; fails naming the address in use.
+pub async fn bind_all(config: &Config) -> Result<Listeners, AppError> {
     let inbound = bind("inbound.listen", config.inbound.listen).await?;
     let admin = bind("admin.listen", config.admin.listen).await?;
     let mut outbound = Vec::with_capacity(config.outbound.routes.len());
     for route in &config.outbound.routes {
         outbound.push(bind(format!("outbound route {}", route.name), route.listen).await?);
     }
-    Ok(Bound {
+    Ok(Listeners {
         inbound,
         admin,
         outbound,
@@ -168,6 +174,12 @@ fn build_proxies(config: &Config, metrics: &Metrics, sink: &SpanSink) -> Vec<Arc
 /// Binds every listener and starts serving.
 pub async fn start(config: Config) -> Result<Running, AppError> {
     let bound = bind_all(&config).await?;
+    Ok(start_with(config, bound))
+}
+
+/// Starts serving on listeners bound beforehand (the demo binds a whole
+/// topology first, so every address is known before any config is built).
+pub fn start_with(config: Config, bound: Listeners) -> Running {
     let inbound_addr = local_addr(&bound.inbound, config.inbound.listen);
     let admin_addr = local_addr(&bound.admin, config.admin.listen);
     let outbound_addrs = config
@@ -236,7 +248,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         stop_admin,
         admin_task,
     }));
-    Ok(Running {
+    Running {
         inbound_addr,
         admin_addr,
         outbound_addrs,
@@ -244,7 +256,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         readiness,
         stop,
         supervisor,
-    })
+    }
 }
 
 fn export_deadline(config: &Config) -> Duration {

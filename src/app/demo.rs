@@ -1,0 +1,299 @@
+//! The one-process demo: collector, three services, three sidecars, on loopback.
+//!
+//! ```text
+//!   you ──► api-gateway sidecar ──► api-gateway app
+//!                                      │ (through its sidecar's outbound routes)
+//!              ┌───────────────────────┴──────────────┐
+//!              ▼                                      ▼
+//!   order-service sidecar ──► order-service app   user-service sidecar ──► user-service app
+//!              │ (outbound route)                     ▲
+//!              └──────────────────────────────────────┘
+//!   every sidecar ──► embedded collector + trace viewer
+//! ```
+//!
+//! Every listener is bound before anything starts, so each sidecar's config
+//! can name the real addresses (ports are `base + offset`, or all ephemeral
+//! with base 0, which the tests use). Shutdown runs outside-in: sidecars
+//! first (they flush their spans into the collector), then the apps, then
+//! the collector.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{AppError, Listeners, Running, start_with};
+use crate::collector::{self, Collector, CollectorConfig, DEFAULT_MAX_SPANS};
+use crate::config::{self, ConfigErrors, Overrides};
+use crate::demo::{DemoApp, DemoError, DemoOptions, serve_app};
+
+/// Port offsets from `--base-port`.
+const SIDECAR_INBOUND: u16 = 0;
+const APP: u16 = 10;
+const ROUTE: u16 = 20;
+const ADMIN: u16 = 30;
+const COLLECTOR: u16 = 40;
+
+/// How the demo runs.
+#[derive(Clone, Debug)]
+pub struct DemoSettings {
+    /// First port of the range used; 0 binds every listener to an ephemeral port.
+    pub base_port: u16,
+    /// Apps copy trace headers onto their calls (false shows broken traces).
+    pub propagate: bool,
+    /// Apps add a few milliseconds of simulated work.
+    pub latency: bool,
+}
+
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoStartError {
+    #[error("cannot listen on {addr} for {what}: {source} (pick other ports with --base-port)")]
+    Bind {
+        what: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("demo sidecar config is invalid: {0}")]
+    Config(#[from] ConfigErrors),
+    #[error(transparent)]
+    App(#[from] AppError),
+}
+
+/// A running demo.
+pub struct Demo {
+    /// Where to send requests: the api-gateway's sidecar.
+    pub gateway: SocketAddr,
+    /// The collector and trace viewer.
+    pub collector_addr: SocketAddr,
+    /// In-process handle on the collector's store.
+    pub collector: Collector,
+    /// Each sidecar, by service name, with its admin address.
+    pub sidecars: Vec<(&'static str, Running)>,
+    apps: Vec<JoinHandle<Result<(), DemoError>>>,
+    stop_apps: watch::Sender<bool>,
+    collector_task: JoinHandle<()>,
+    stop_collector: watch::Sender<bool>,
+}
+
+fn port(base: u16, offset: u16) -> u16 {
+    if base == 0 {
+        0
+    } else {
+        base.saturating_add(offset)
+    }
+}
+
+async fn bind(
+    what: impl Into<String>,
+    base: u16,
+    offset: u16,
+) -> Result<TcpListener, DemoStartError> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port(base, offset)));
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DemoStartError::Bind {
+            what: what.into(),
+            addr,
+            source,
+        })
+}
+
+fn addr(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .expect("a bound TCP listener has a local address")
+}
+
+/// Outbound routes of each app: (caller, callee) in port-offset order.
+const ROUTES: [(DemoApp, DemoApp); 3] = [
+    (DemoApp::ApiGateway, DemoApp::UserService),
+    (DemoApp::ApiGateway, DemoApp::OrderService),
+    (DemoApp::OrderService, DemoApp::UserService),
+];
+
+/// The listeners of the whole topology, in [`DemoApp::ALL`] order.
+struct Bound {
+    inbound: Vec<TcpListener>,
+    apps: Vec<TcpListener>,
+    routes: Vec<TcpListener>,
+    admin: Vec<TcpListener>,
+    collector: TcpListener,
+}
+
+async fn bind_topology(base: u16) -> Result<Bound, DemoStartError> {
+    let mut bound = Bound {
+        inbound: Vec::new(),
+        apps: Vec::new(),
+        routes: Vec::new(),
+        admin: Vec::new(),
+        collector: bind("the collector", base, COLLECTOR).await?,
+    };
+    for (i, app) in (0u16..).zip(DemoApp::ALL) {
+        let name = app.name();
+        bound
+            .inbound
+            .push(bind(format!("{name}'s sidecar"), base, SIDECAR_INBOUND + i).await?);
+        bound.apps.push(bind(name, base, APP + i).await?);
+        bound
+            .admin
+            .push(bind(format!("{name}'s sidecar admin"), base, ADMIN + i).await?);
+    }
+    for (i, (from, to)) in (0u16..).zip(ROUTES) {
+        let what = format!("the {} -> {} route", from.name(), to.name());
+        bound.routes.push(bind(what, base, ROUTE + i).await?);
+    }
+    Ok(bound)
+}
+
+fn index(app: DemoApp) -> usize {
+    DemoApp::ALL
+        .iter()
+        .position(|a| *a == app)
+        .expect("every app is in ALL")
+}
+
+/// The sidecar config for `app`, naming the bound addresses.
+fn sidecar_yaml(app: DemoApp, bound: &Bound) -> String {
+    let i = index(app);
+    let mut routes = String::new();
+    for ((from, to), listener) in ROUTES.iter().zip(&bound.routes) {
+        if *from == app {
+            routes.push_str(&format!(
+                "    - {{name: {}, listen: \"{}\", upstream: \"http://{}\"}}\n",
+                to.name(),
+                addr(listener),
+                addr(&bound.inbound[index(*to)]),
+            ));
+        }
+    }
+    format!(
+        "service: {{name: {name}}}\n\
+         inbound: {{listen: \"{inbound}\", upstream: \"http://{app_addr}\"}}\n\
+         outbound:\n  routes:\n{routes_or_empty}\
+         admin: {{listen: \"{admin}\"}}\n\
+         export: {{zipkin: \"http://{collector}/api/v2/spans\", batch_interval: 200ms}}\n\
+         log: {{access_log: false}}\n\
+         shutdown: {{grace_period: 5s}}\n",
+        name = app.name(),
+        inbound = addr(&bound.inbound[i]),
+        app_addr = addr(&bound.apps[i]),
+        routes_or_empty = if routes.is_empty() {
+            "    []\n".to_owned()
+        } else {
+            routes
+        },
+        admin = addr(&bound.admin[i]),
+        collector = addr(&bound.collector),
+    )
+}
+
+/// Starts the whole demo.
+pub async fn start_demo(settings: DemoSettings) -> Result<Demo, DemoStartError> {
+    let bound = bind_topology(settings.base_port).await?;
+    let gateway = addr(&bound.inbound[0]);
+    let collector_addr = addr(&bound.collector);
+    let mut configs = Vec::new();
+    for app in DemoApp::ALL {
+        configs.push(config::load(
+            &sidecar_yaml(app, &bound),
+            Overrides::default(),
+        )?);
+    }
+    let Bound {
+        inbound,
+        apps,
+        routes,
+        admin,
+        collector: collector_listener,
+    } = bound;
+
+    let collector = Collector::new(CollectorConfig {
+        max_spans: DEFAULT_MAX_SPANS,
+    });
+    let (stop_collector, collector_stopped) = watch::channel(false);
+    let collector_task = tokio::spawn(collector::serve(
+        collector.clone(),
+        collector_listener,
+        stopped(collector_stopped),
+    ));
+
+    let mut routes = routes.into_iter();
+    let mut sidecars = Vec::new();
+    for ((app, config), (inbound, admin)) in DemoApp::ALL
+        .into_iter()
+        .zip(configs)
+        .zip(inbound.into_iter().zip(admin))
+    {
+        let outbound = ROUTES
+            .iter()
+            .filter(|(from, _)| *from == app)
+            .filter_map(|_| routes.next())
+            .collect();
+        let listeners = Listeners {
+            inbound,
+            admin,
+            outbound,
+        };
+        sidecars.push((app.name(), start_with(config, listeners)));
+    }
+
+    let (stop_apps, apps_stopped) = watch::channel(false);
+    let mut app_tasks = Vec::new();
+    for (app, listener) in DemoApp::ALL.into_iter().zip(apps) {
+        let options = DemoOptions {
+            upstreams: app_upstreams(app, &sidecars),
+            propagate: settings.propagate,
+            latency: settings.latency,
+        };
+        let shutdown = stopped(apps_stopped.clone());
+        app_tasks.push(tokio::spawn(serve_app(app, options, listener, shutdown)));
+    }
+    Ok(Demo {
+        gateway,
+        collector_addr,
+        collector,
+        sidecars,
+        apps: app_tasks,
+        stop_apps,
+        collector_task,
+        stop_collector,
+    })
+}
+
+/// Each dependency of `app` at its sidecar's outbound route address.
+fn app_upstreams(app: DemoApp, sidecars: &[(&'static str, Running)]) -> Vec<(String, String)> {
+    let own = &sidecars[index(app)].1;
+    own.outbound_addrs
+        .iter()
+        .map(|(name, addr)| (name.to_string(), format!("http://{addr}")))
+        .collect()
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+impl Demo {
+    /// Stops sidecars (flushing spans), then apps, then the collector.
+    pub async fn shutdown(self) {
+        for (_, sidecar) in &self.sidecars {
+            sidecar.shutdown();
+        }
+        for (_, sidecar) in self.sidecars {
+            sidecar.wait().await;
+        }
+        self.stop_apps.send_replace(true);
+        for task in self.apps {
+            match task.await {
+                Ok(Err(error)) => tracing::warn!(%error, "demo app failed"),
+                Err(error) => tracing::warn!(%error, "demo app task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        self.stop_collector.send_replace(true);
+        let _ = self.collector_task.await;
+    }
+}
