@@ -1,7 +1,55 @@
 //! tracehop: a sidecar HTTP proxy that adds distributed tracing to services
 //! that have none.
 //!
-//! (Crate documentation: Layout, Request flow, Glossary, Error strategy — filled in below.)
+//! # Layout
+//!
+//! Modules depend downwards only; nothing flows back up.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`app`] | wiring from config, every long-lived task, the shutdown order, the demo topology |
+//! | [`proxy`] | one request top to bottom: listeners' handler, forwarding, error responses |
+//! | [`admin`] | `/metrics`, `/healthz`, `/readyz` |
+//! | [`collector`] | the embedded Zipkin-compatible collector and trace viewer |
+//! | [`demo`] | the three demo services (plain handlers, no tracing code) |
+//! | [`export`] | the span queue, batching, Zipkin JSON, upload with retry |
+//! | [`sampling`] | sampling decisions |
+//! | [`propagation`] | W3C Trace Context and B3 headers |
+//! | [`config`] | YAML -> validated types |
+//! | [`metrics`] | the Prometheus registry (a value, never a global) |
+//! | [`server`] | the HTTP server loop every listener uses |
+//! | [`span`] | ids, trace context, the finished span record, clocks |
+//!
+//! # Request flow
+//!
+//! For each request an inbound or outbound listener accepts
+//! ([`proxy::handle`]): extract the trace context -> sample -> start the span
+//! -> inject the span's context and rewrite headers -> forward to the
+//! upstream -> finish when the response body ends -> hand the span off with
+//! a non-blocking `try_send`. The exporter batches spans and posts them to
+//! the collector on its own task; the request path never waits for it.
+//!
+//! # Glossary
+//!
+//! - **downstream**: the caller of the service (the client of the sidecar).
+//! - **upstream**: what the sidecar forwards to: the app (inbound) or the
+//!   remote service (outbound).
+//! - **collector**: the Zipkin v2 endpoint spans are exported to.
+//! - **inbound** listener: in front of the app; records SERVER spans.
+//! - **outbound** listener: the app's calls go out through it; records
+//!   CLIENT spans.
+//!
+//! # Error strategy
+//!
+//! Each module has a small `thiserror` enum named for what failed, with the
+//! context needed to act on it (address, YAML path, header). Configuration
+//! problems are all gathered before failing ([`config::ConfigErrors`]); the
+//! binary maps them to exit code 64. Upstream failures become 502/504 in
+//! exactly one place ([`proxy::ProxyError::status_and_body`]) and an error
+//! span. Telemetry failures (full queue, collector down) are counted in
+//! metrics and logged at a limited rate, never surfaced to requests. Input
+//! from the network never panics: header, body and config parsing return
+//! errors.
 
 #![forbid(unsafe_code)]
 
