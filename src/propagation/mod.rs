@@ -3,7 +3,7 @@
 //! request it forwards ([`inject`]).
 //!
 //! Owns the wire formats: W3C Trace Context (`traceparent`, `tracestate`;
-//! [`w3c`], [`tracestate`]) and B3 (single `b3` and multi `X-B3-*`; [`b3`]).
+//! `w3c`, `tracestate`) and B3 (single `b3` and multi `X-B3-*`; `b3`).
 //! Uses [`crate::span`] for ids and [`crate::config::PropagationConfig`] for
 //! which formats are read and written. Nothing here allocates while reading
 //! unless a `tracestate` has to be kept.
