@@ -236,6 +236,7 @@ pub async fn start_demo(settings: DemoSettings) -> Result<Demo, DemoStartError> 
             inbound,
             admin,
             outbound,
+            forward_proxy: None,
         };
         sidecars.push((app.name(), start_with(config, listeners)));
     }

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Readiness};
-use crate::config::{Config, ExportConfig};
+use crate::config::{Config, ExportConfig, ForwardProxy};
 use crate::export::{self, EncodeOptions, SpanSink};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy, Upstream};
@@ -52,6 +52,8 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// (route name, bound address) per outbound route.
     pub outbound_addrs: Vec<(Arc<str>, SocketAddr)>,
+    /// The forward-proxy listener's address, when configured.
+    pub forward_proxy_addr: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
     stop: watch::Sender<bool>,
@@ -108,6 +110,8 @@ pub struct Listeners {
     pub inbound: TcpListener,
     pub admin: TcpListener,
     pub outbound: Vec<TcpListener>,
+    /// The forward-proxy listener, when configured.
+    pub forward_proxy: Option<TcpListener>,
 }
 
 /// Binds every listener the config names; fails naming the address in use.
@@ -118,10 +122,15 @@ pub async fn bind_all(config: &Config) -> Result<Listeners, AppError> {
     for route in &config.outbound.routes {
         outbound.push(bind(format!("outbound route {}", route.name), route.listen).await?);
     }
+    let forward_proxy = match &config.outbound.forward_proxy {
+        ForwardProxy::Enabled(f) => Some(bind("outbound.forward_proxy.listen", f.listen).await?),
+        ForwardProxy::Disabled => None,
+    };
     Ok(Listeners {
         inbound,
         admin,
         outbound,
+        forward_proxy,
     })
 }
 
@@ -136,7 +145,8 @@ fn server_options(config: &Config) -> ServerOptions {
     }
 }
 
-/// The proxies: the inbound one first, then one per outbound route.
+/// The proxies: the inbound one first, then one per outbound route, then
+/// the forward proxy if configured (the order of [`Listeners`]).
 fn build_proxies(config: &Config, metrics: &Metrics, sink: &SpanSink) -> Vec<Arc<Proxy>> {
     let sampler = Arc::new(Sampler::new(&config.sampling, &metrics.sampling));
     let inbound = &config.inbound;
@@ -166,6 +176,26 @@ fn build_proxies(config: &Config, metrics: &Metrics, sink: &SpanSink) -> Vec<Arc
             config.outbound.route_templates.clone(),
             Default::default(),
             config.log.access_log,
+        )));
+    }
+    if let ForwardProxy::Enabled(f) = &config.outbound.forward_proxy {
+        let proxy = Proxy::new(
+            Kind::Client,
+            config.service.name.clone(),
+            None,
+            Upstream::forward(&inbound.timeouts),
+            config.propagation.clone(),
+            sampler.clone(),
+            sink.clone(),
+            metrics.outbound.clone(),
+            config.outbound.route_templates.clone(),
+            Default::default(),
+            config.log.access_log,
+        );
+        proxies.push(Arc::new(proxy.forward_proxy(
+            f.allow.clone(),
+            f.connect,
+            inbound.timeouts.upstream_connect,
         )));
     }
     proxies
@@ -206,7 +236,13 @@ pub fn start_with(config: Config, bound: Listeners) -> Running {
     let (stop_export, export_stopped) = signal();
     let (stop_admin, admin_stopped) = signal();
     let options = server_options(&config);
-    let listeners = std::iter::once(bound.inbound).chain(bound.outbound);
+    let forward_addr = bound
+        .forward_proxy
+        .as_ref()
+        .and_then(|l| l.local_addr().ok());
+    let listeners = std::iter::once(bound.inbound)
+        .chain(bound.outbound)
+        .chain(bound.forward_proxy);
     let proxy_tasks: Vec<JoinHandle<()>> = listeners
         .zip(proxies)
         .map(|(listener, proxy)| {
@@ -252,6 +288,7 @@ pub fn start_with(config: Config, bound: Listeners) -> Running {
         inbound_addr,
         admin_addr,
         outbound_addrs,
+        forward_proxy_addr: forward_addr,
         metrics,
         readiness,
         stop,

@@ -73,6 +73,15 @@ pub(super) struct RawCapture {
 pub(super) struct RawOutbound {
     pub routes: Option<Vec<RawOutboundRoute>>,
     pub route_templates: Option<Vec<String>>,
+    pub forward_proxy: Option<RawForwardProxy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawForwardProxy {
+    pub listen: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub connect: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

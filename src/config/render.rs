@@ -72,6 +72,24 @@ fn inbound(c: &InboundConfig) -> Value {
     })
 }
 
+fn outbound(c: &OutboundConfig, routes: Vec<Value>) -> Value {
+    let mut value = json!({"routes": routes, "route_templates": templates(&c.route_templates)});
+    if let ForwardProxy::Enabled(f) = &c.forward_proxy {
+        let allow: Vec<String> = f
+            .allow
+            .iter()
+            .map(|a| match a.port {
+                Some(port) if a.host.contains(':') => format!("[{}]:{port}", a.host),
+                Some(port) => format!("{}:{port}", a.host),
+                None => format!("{}:*", a.host),
+            })
+            .collect();
+        value["forward_proxy"] =
+            json!({"listen": f.listen.to_string(), "allow": allow, "connect": f.connect});
+    }
+    value
+}
+
 fn sampler(s: &RootSampler) -> Value {
     match s {
         RootSampler::Always => json!({"type": "always"}),
@@ -126,7 +144,7 @@ impl Config {
         let doc = json!({
             "service": {"name": &*self.service.name, "tags": tags},
             "inbound": inbound(&self.inbound),
-            "outbound": {"routes": routes, "route_templates": templates(&self.outbound.route_templates)},
+            "outbound": outbound(&self.outbound, routes),
             "propagation": {
                 "extract": formats(&self.propagation.extract),
                 "inject": formats(&self.propagation.inject),

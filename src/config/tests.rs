@@ -254,3 +254,36 @@ fn route_templates_are_split_into_segments() {
     );
     assert_eq!(c.inbound.timeouts.idle, Duration::from_secs(60));
 }
+
+#[test]
+fn forward_proxy_allow_list_parses() {
+    let c = load(
+        "inbound: {upstream: \"http://x:1\"}\noutbound:\n  forward_proxy:\n    listen: 127.0.0.1:3128\n    \
+         allow: [\"API.example.com:443\", \"*.internal:*\", \"[::1]:8080\"]\n    connect: true\n",
+        Overrides::default(),
+    )
+    .unwrap();
+    let ForwardProxy::Enabled(f) = &c.outbound.forward_proxy else {
+        panic!("forward proxy enabled")
+    };
+    assert!(f.connect);
+    assert_eq!(
+        f.allow,
+        vec![
+            AllowTarget {
+                host: "api.example.com".into(),
+                port: Some(443)
+            },
+            AllowTarget {
+                host: "*.internal".into(),
+                port: None
+            },
+            AllowTarget {
+                host: "::1".into(),
+                port: Some(8080)
+            },
+        ]
+    );
+    let again = load(&c.to_yaml(), Overrides::default()).unwrap();
+    assert_eq!(c.to_yaml(), again.to_yaml());
+}

@@ -120,6 +120,35 @@ pub struct OutboundRoute {
 pub struct OutboundConfig {
     pub routes: Vec<OutboundRoute>,
     pub route_templates: Vec<RouteTemplate>,
+    /// The optional HTTP forward proxy (for apps that honour `HTTP_PROXY`).
+    pub forward_proxy: ForwardProxy,
+}
+
+/// An optional component: the forward-proxy listener.
+#[derive(Clone, Debug, Default)]
+pub enum ForwardProxy {
+    Enabled(ForwardProxyConfig),
+    #[default]
+    Disabled,
+}
+
+/// A forward proxy that only reaches allow-listed targets: never an open proxy.
+#[derive(Clone, Debug)]
+pub struct ForwardProxyConfig {
+    pub listen: SocketAddr,
+    /// Targets requests may go to; everything else gets 403.
+    pub allow: Vec<AllowTarget>,
+    /// Whether `CONNECT` tunnels (to allowed targets) are permitted.
+    pub connect: bool,
+}
+
+/// One allow-list entry: `host:port`, `*.suffix:port`, or `host:*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowTarget {
+    /// Lowercase host; a leading `*.` matches any subdomain (not the apex).
+    pub host: String,
+    /// `None` matches any port.
+    pub port: Option<u16>,
 }
 
 /// A trace-context header format.

@@ -231,7 +231,62 @@ fn outbound(raw: RawOutbound, p: &mut Problems) -> OutboundConfig {
             raw.route_templates.unwrap_or_default(),
             p,
         ),
+        forward_proxy: raw
+            .forward_proxy
+            .map_or(ForwardProxy::Disabled, |raw| forward_proxy(raw, p)),
     }
+}
+
+fn forward_proxy(raw: RawForwardProxy, p: &mut Problems) -> ForwardProxy {
+    let Some(listen) = raw.listen.as_deref() else {
+        p.push("outbound.forward_proxy.listen", "is required");
+        return ForwardProxy::Disabled;
+    };
+    let listen = p.socket_addr("outbound.forward_proxy.listen", Some(listen), "127.0.0.1:0");
+    let entries = raw.allow.unwrap_or_default();
+    if entries.is_empty() {
+        p.push(
+            "outbound.forward_proxy.allow",
+            "must list at least one host:port: the forward proxy is never open",
+        );
+    }
+    let mut allow = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        match allow_target(entry) {
+            Ok(target) => allow.push(target),
+            Err(message) => p.push(format!("outbound.forward_proxy.allow[{i}]"), message),
+        }
+    }
+    ForwardProxy::Enabled(ForwardProxyConfig {
+        listen,
+        allow,
+        connect: raw.connect.unwrap_or(false),
+    })
+}
+
+/// Parses `host:port`, `*.suffix:port`, `host:*`, `[v6]:port`.
+fn allow_target(entry: &str) -> Result<AllowTarget, String> {
+    let help = || {
+        format!("`{entry}` is not host:port (e.g. api.example.com:443, *.example.com:443, host:*)")
+    };
+    let (host, port) = entry.trim().rsplit_once(':').ok_or_else(help)?;
+    let port = match port {
+        "*" => None,
+        digits => Some(digits.parse::<u16>().map_err(|_| help())?),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let bare = host.strip_prefix("*.").unwrap_or(&host);
+    let valid = !bare.is_empty()
+        && bare
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    if !valid || host == "*" {
+        return Err(help());
+    }
+    Ok(AllowTarget { host, port })
 }
 
 fn formats(path: &str, raw: Vec<String>, p: &mut Problems) -> Vec<Format> {

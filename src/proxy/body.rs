@@ -53,6 +53,14 @@ impl<B: Body> TracedBody<B> {
             flight: Some(flight),
         }
     }
+
+    /// A body whose span is finished elsewhere (a `CONNECT` tunnel).
+    pub fn untraced(inner: B) -> Self {
+        Self {
+            inner,
+            flight: None,
+        }
+    }
 }
 
 impl<B> Body for TracedBody<B>

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use crate::server::BoxError;
+
 /// Why the upstream gave no response.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -14,7 +16,7 @@ pub enum ProxyError {
     Connect {
         upstream: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     #[error("upstream {upstream} sent no response within {timeout:?}")]
     Timeout { upstream: String, timeout: Duration },
@@ -24,8 +26,12 @@ pub enum ProxyError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
-    #[error("request target is not a valid URI")]
+    #[error(
+        "request target is not a valid URI (the forward proxy needs http://host/path, or CONNECT host:port)"
+    )]
     BadTarget,
+    #[error("{target} is not in the forward proxy's allow-list")]
+    Denied { target: String },
 }
 
 impl ProxyError {
@@ -36,6 +42,7 @@ impl ProxyError {
             ProxyError::Timeout { .. } => "timeout",
             ProxyError::Upstream { .. } => "protocol",
             ProxyError::BadTarget => "bad_request",
+            ProxyError::Denied { .. } => "denied",
         }
     }
 
@@ -46,6 +53,10 @@ impl ProxyError {
             ProxyError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream failed\n"),
             ProxyError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
             ProxyError::BadTarget => (StatusCode::BAD_REQUEST, "bad request target\n"),
+            ProxyError::Denied { .. } => (
+                StatusCode::FORBIDDEN,
+                "forbidden: target not in the forward proxy allow-list\n",
+            ),
         }
     }
 }

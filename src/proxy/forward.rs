@@ -22,7 +22,9 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// One upstream and the clients that reach it.
 pub struct Upstream {
-    authority: Authority,
+    /// `None` for the forward proxy: each request names its own target
+    /// (absolute-form request URI, RFC 9112 §3.2.2).
+    authority: Option<Authority>,
     /// Path prefix from the upstream URL (`""` when it is `/`).
     prefix: String,
     protocol: UpstreamProtocol,
@@ -51,7 +53,7 @@ impl Upstream {
             .timer(TokioTimer::new())
             .build(connector(timeouts.upstream_connect));
         Self {
-            authority: url.authority.clone(),
+            authority: Some(url.authority.clone()),
             prefix: url.path.trim_end_matches('/').to_owned(),
             protocol,
             http1,
@@ -60,13 +62,35 @@ impl Upstream {
         }
     }
 
-    /// `host:port` of the upstream, for spans and errors.
-    pub fn authority(&self) -> &Authority {
-        &self.authority
+    /// An upstream for the forward proxy: requests go where their
+    /// absolute-form URI says (the allow-list was checked before), over HTTP/1.1.
+    pub fn forward(timeouts: &ProxyTimeouts) -> Self {
+        let placeholder = UpstreamUrl {
+            scheme: crate::config::Scheme::Http,
+            authority: Authority::from_static("forward-proxy:80"),
+            path: "/".into(),
+        };
+        Self {
+            authority: None,
+            ..Self::new(&placeholder, UpstreamProtocol::Http1, timeouts)
+        }
     }
 
-    /// The upstream URI for a downstream request target.
-    fn uri_for(&self, target: Option<&PathAndQuery>) -> Result<Uri, ProxyError> {
+    /// `host:port` of the upstream, for spans and errors.
+    pub fn authority(&self) -> Option<&Authority> {
+        self.authority.as_ref()
+    }
+
+    /// The upstream URI for a downstream request.
+    fn uri_for(&self, uri: &Uri) -> Result<Uri, ProxyError> {
+        let Some(authority) = &self.authority else {
+            // Forward proxy: the target is the absolute-form URI itself.
+            return match (uri.scheme(), uri.authority()) {
+                (Some(scheme), Some(_)) if *scheme == Scheme::HTTP => Ok(uri.clone()),
+                _ => Err(ProxyError::BadTarget),
+            };
+        };
+        let target = uri.path_and_query();
         let path_and_query = match (self.prefix.is_empty(), target) {
             (true, Some(target)) => target.clone(),
             (true, None) => PathAndQuery::from_static("/"),
@@ -78,7 +102,7 @@ impl Upstream {
         };
         Uri::builder()
             .scheme(Scheme::HTTP)
-            .authority(self.authority.clone())
+            .authority(authority.clone())
             .path_and_query(path_and_query)
             .build()
             .map_err(|_| ProxyError::BadTarget)
@@ -119,7 +143,14 @@ impl Upstream {
         {
             request.headers_mut().insert(http::header::HOST, value);
         }
-        *request.uri_mut() = self.uri_for(request.uri().path_and_query())?;
+        *request.uri_mut() = self.uri_for(request.uri())?;
+        let upstream = || {
+            request
+                .uri()
+                .authority()
+                .map_or_else(String::new, |a| a.to_string())
+        };
+        let upstream = upstream();
         *request.version_mut() = if http2 {
             Version::HTTP_2
         } else {
@@ -128,17 +159,14 @@ impl Upstream {
         let client = if http2 { &self.http2 } else { &self.http1 };
         match tokio::time::timeout(self.response_timeout, client.request(request)).await {
             Err(_) => Err(ProxyError::Timeout {
-                upstream: self.authority.to_string(),
+                upstream,
                 timeout: self.response_timeout,
             }),
             Ok(Err(source)) if source.is_connect() => Err(ProxyError::Connect {
-                upstream: self.authority.to_string(),
-                source,
+                upstream,
+                source: source.into(),
             }),
-            Ok(Err(source)) => Err(ProxyError::Upstream {
-                upstream: self.authority.to_string(),
-                source,
-            }),
+            Ok(Err(source)) => Err(ProxyError::Upstream { upstream, source }),
             Ok(Ok(response)) => Ok(response),
         }
     }

@@ -16,7 +16,9 @@
 //! spans whose remote service is the route name. Nothing here waits on
 //! telemetry or logs per request except the optional access log.
 
+mod allow;
 mod body;
+mod connect;
 mod error;
 mod flight;
 mod forward;
@@ -36,7 +38,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use prometheus::IntCounter;
 
-use crate::config::{CaptureConfig, PropagationConfig, RouteTemplate};
+use crate::config::{AllowTarget, CaptureConfig, PropagationConfig, RouteTemplate};
 use crate::export::SpanSink;
 use crate::metrics::ProxyMetrics;
 use crate::propagation::{self, Seen};
@@ -62,7 +64,23 @@ pub struct Proxy {
     pub access_log: bool,
     /// `url.scheme` of requests on this listener.
     pub scheme: &'static str,
+    pub mode: Mode,
+    /// Dial timeout for `CONNECT` tunnels.
+    pub connect_timeout: std::time::Duration,
     formats_seen: [IntCounter; 4],
+}
+
+/// What a listener forwards to.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// Always the configured upstream (inbound listener, outbound routes).
+    Reverse,
+    /// Wherever the request says, if the allow-list permits (forward proxy).
+    Forward {
+        allow: Vec<AllowTarget>,
+        /// `CONNECT` tunnels permitted (to allowed targets only).
+        connect: bool,
+    },
 }
 
 impl Proxy {
@@ -96,8 +114,22 @@ impl Proxy {
             capture,
             access_log,
             scheme: "http",
+            mode: Mode::Reverse,
+            connect_timeout: std::time::Duration::from_secs(1),
             formats_seen,
         }
+    }
+
+    /// Makes this a forward proxy restricted to `allow`.
+    pub fn forward_proxy(
+        mut self,
+        allow: Vec<AllowTarget>,
+        connect: bool,
+        connect_timeout: std::time::Duration,
+    ) -> Self {
+        self.mode = Mode::Forward { allow, connect };
+        self.connect_timeout = connect_timeout;
+        self
     }
 
     fn direction(&self) -> &'static str {
@@ -125,6 +157,11 @@ pub async fn handle(
     conn: ConnInfo,
 ) -> Response<ResponseBody> {
     proxy.metrics.in_flight.inc();
+    // Forward proxy: where the request wants to go, if it may.
+    let target = match &proxy.mode {
+        Mode::Reverse => None,
+        Mode::Forward { allow, .. } => Some(allow::check(allow, &request)),
+    };
     // 1. extract
     let extracted = propagation::extract(request.headers(), &proxy.propagation);
     proxy.count_format(extracted.seen);
@@ -149,7 +186,26 @@ pub async fn handle(
         sampling: decision.sampling,
         random: extracted.parent.is_none_or(|p| p.random),
     };
-    let mut flight = start_span(&proxy, &request, conn, &context, extracted.parent);
+    let remote_service = match &target {
+        Some(Ok((host, _))) => Some(Arc::from(host.as_str())),
+        _ => proxy.remote_service.clone(),
+    };
+    let mut flight = start_span(
+        &proxy,
+        &request,
+        conn,
+        &context,
+        extracted.parent,
+        remote_service,
+    );
+    if let Some(early) = refuse_or_tunnel(&proxy, &mut request, target, conn) {
+        return match early {
+            Early::Refuse(error) => local_error(&proxy, flight, error),
+            Early::Tunnel(host, port) => {
+                connect::open(&proxy, request, flight, &host, port, proxy.connect_timeout).await
+            }
+        };
+    }
     // 4. inject
     let upgrade = is_upgrade(&request);
     let headers = request.headers_mut();
@@ -184,6 +240,40 @@ pub async fn handle(
             response.map(|body| TracedBody::new(Either::Left(body), flight))
         }
         Err(error) => local_error(&proxy, flight, error),
+    }
+}
+
+/// A request answered before forwarding.
+enum Early {
+    Refuse(ProxyError),
+    Tunnel(String, u16),
+}
+
+/// Forward-proxy checks, and `CONNECT`: refused unless this is a forward
+/// proxy with tunnels enabled and the target is allowed.
+fn refuse_or_tunnel(
+    proxy: &Proxy,
+    request: &mut Request<Incoming>,
+    target: Option<Result<(String, u16), ProxyError>>,
+    conn: ConnInfo,
+) -> Option<Early> {
+    let is_connect = request.method() == http::Method::CONNECT;
+    let connect_enabled = matches!(proxy.mode, Mode::Forward { connect: true, .. });
+    match target {
+        None if is_connect => Some(Early::Refuse(ProxyError::BadTarget)),
+        None => None,
+        Some(Err(error)) => {
+            tracing::warn!(peer = %conn.peer, uri = %request.uri(), %error, "forward proxy refused a request");
+            Some(Early::Refuse(error))
+        }
+        Some(Ok((host, port))) if is_connect && !connect_enabled => {
+            tracing::warn!(peer = %conn.peer, target = %format!("{host}:{port}"), "forward proxy refused CONNECT: tunnels are disabled");
+            Some(Early::Refuse(ProxyError::Denied {
+                target: format!("{host}:{port}"),
+            }))
+        }
+        Some(Ok((host, port))) if is_connect => Some(Early::Tunnel(host, port)),
+        Some(Ok(_)) => None,
     }
 }
 
@@ -228,6 +318,7 @@ fn start_span(
     conn: ConnInfo,
     context: &SpanContext,
     parent: Option<SpanContext>,
+    remote_service: Option<Arc<str>>,
 ) -> InFlight {
     let headers = request.headers();
     let uri = request.uri();
@@ -246,7 +337,7 @@ fn start_span(
             addr: Some(conn.peer),
         },
         Kind::Client => Endpoint {
-            service_name: proxy.remote_service.clone(),
+            service_name: remote_service,
             addr: None,
         },
     };

@@ -3,6 +3,7 @@
 
 mod admin;
 mod demo;
+mod forward_proxy;
 mod proxy;
 mod shutdown;
 mod streaming;
