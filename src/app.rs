@@ -22,11 +22,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Readiness};
-use crate::config::{Config, ExportConfig};
+use crate::config::{self, Config, ConfigErrors, ExportConfig, Overrides};
 use crate::export::{self, EncodeOptions, SpanSink};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy, Upstream};
-use crate::sampling::Sampler;
+use crate::sampling::{LiveSampler, Sampler};
 use crate::server::{self, ServerOptions};
 use crate::span::Kind;
 
@@ -50,6 +50,7 @@ pub struct Running {
     pub outbound_addrs: Vec<(Arc<str>, SocketAddr)>,
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
+    sampler: LiveSampler,
     stop: watch::Sender<bool>,
     supervisor: JoinHandle<()>,
 }
@@ -58,6 +59,21 @@ impl Running {
     /// Begins graceful shutdown; [`Running::wait`] returns when it is done.
     pub fn shutdown(&self) {
         self.stop.send_replace(true);
+    }
+
+    /// Reloads the `sampling:` section from a new configuration text.
+    ///
+    /// The whole text is validated with `overrides` (pass the ones given
+    /// at start, so flags such as `--sample-ratio` still win); on success
+    /// the new sampler replaces the old one atomically — open connections
+    /// and requests in flight are untouched. On any problem the old
+    /// sampler stays and every problem is returned. Only sampling changes
+    /// take effect; other sections need a restart.
+    pub fn reload_sampling(&self, yaml: &str, overrides: Overrides) -> Result<(), ConfigErrors> {
+        let config = config::load(yaml, overrides)?;
+        self.sampler
+            .replace(Sampler::new(&config.sampling, &self.metrics.sampling));
+        Ok(())
     }
 
     /// Waits until the sidecar has stopped (after [`Running::shutdown`]).
@@ -131,8 +147,12 @@ fn server_options(config: &Config) -> ServerOptions {
 }
 
 /// The proxies: the inbound one first, then one per outbound route.
-fn build_proxies(config: &Config, metrics: &Metrics, sink: &SpanSink) -> Vec<Arc<Proxy>> {
-    let sampler = Arc::new(Sampler::new(&config.sampling, &metrics.sampling));
+fn build_proxies(
+    config: &Config,
+    metrics: &Metrics,
+    sink: &SpanSink,
+    sampler: &LiveSampler,
+) -> Vec<Arc<Proxy>> {
     let inbound = &config.inbound;
     let mut proxies = vec![Arc::new(Proxy::new(
         Kind::Server,
@@ -187,7 +207,8 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             resource_tags: config.service.resource_tags.clone(),
         },
     );
-    let proxies = build_proxies(&config, &metrics, &sink);
+    let sampler = LiveSampler::new(Sampler::new(&config.sampling, &metrics.sampling));
+    let proxies = build_proxies(&config, &metrics, &sink, &sampler);
     drop(sink);
 
     let (stop_proxies, proxies_stopped) = signal();
@@ -242,6 +263,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         outbound_addrs,
         metrics,
         readiness,
+        sampler,
         stop,
         supervisor,
     })
