@@ -3,6 +3,7 @@
 
 mod admin;
 mod proxy;
+mod sampling;
 mod shutdown;
 mod streaming;
 mod support;
