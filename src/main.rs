@@ -1,5 +1,6 @@
 //! The `tracehop` binary: parse the command line, set up logging, call the
-//! library, map failures to exit codes (64 = configuration error).
+//! library, map failures to exit codes (64 = configuration error). While
+//! running, reload the sampling section on SIGHUP or a config file change.
 
 #![forbid(unsafe_code)]
 
@@ -152,7 +153,11 @@ async fn wait_for_stop(running: &Running, reload: Option<Reload>) -> anyhow::Res
                 return Ok(());
             }
             _ = hup.recv() => match &reload {
-                Some(reload) => reload_sampling(running, reload),
+                Some(reload) => {
+                    // The poll must not reload the same change a second time.
+                    seen = modified(&reload.file);
+                    reload_sampling(running, reload);
+                }
                 None => tracing::warn!("SIGHUP received, but no config file to reload"),
             },
             _ = poll.tick(), if reload.is_some() => {

@@ -274,6 +274,11 @@ fn rule(path: &str, raw: RawRule, p: &mut Problems) -> Option<SamplingRule> {
     let name = raw.name.as_deref().map(str::trim).unwrap_or_default();
     if name.is_empty() {
         p.push(at("name"), "is required");
+    } else if name == "probes" {
+        p.push(
+            at("name"),
+            "`probes` is the name of the built-in rules; pick another",
+        );
     }
     let method = raw.method.as_deref().and_then(|m| {
         let upper = m.trim().to_ascii_uppercase();

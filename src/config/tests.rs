@@ -208,6 +208,10 @@ fn validation_rules() {
             "sampling.rules[0].name",
         ),
         (
+            "sampling:\n  rules: [{name: probes, path: /a, sampler: {type: never}}]\n",
+            "sampling.rules[0].name",
+        ),
+        (
             "sampling:\n  rules: [{name: a, path: /a}]\n",
             "sampling.rules[0].sampler",
         ),

@@ -39,7 +39,9 @@ impl Outcome {
 /// Why an unsampled span was kept: the `sampling.reason` tag value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeepReason {
+    /// The request failed ([`Outcome::failed`]).
     Error,
+    /// The request took longer than `keep.slower_than`.
     Slow,
 }
 
@@ -72,6 +74,7 @@ pub struct Keep {
 }
 
 impl Keep {
+    /// Builds the rules and resolves their counters.
     pub fn new(config: &KeepConfig, metrics: &SamplingMetrics) -> Self {
         let pair = |reason: KeepReason| {
             [false, true].map(|kept| metrics.decision_counter(reason.label(), kept))

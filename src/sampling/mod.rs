@@ -49,11 +49,16 @@ use policy::{Policy, Stage};
 /// Why a decision came out the way it did (the metric's `reason` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
+    /// B3 debug.
     Debug,
+    /// The parent said sampled (`parent_based`).
     ParentSampled,
+    /// The parent said not sampled (`parent_based`).
     ParentUnsampled,
     /// The rule at this index of [`Sampler`]'s rule list (`rule:<name>`).
     Rule(usize),
+    /// The root sampler, by its kind; a capped `ratio` refusing counts as
+    /// `RateLimited`.
     Always,
     Never,
     Ratio,
@@ -263,6 +268,7 @@ impl Sampler {
 pub struct LiveSampler(Arc<ArcSwap<Sampler>>);
 
 impl LiveSampler {
+    /// Starts with `sampler`.
     pub fn new(sampler: Sampler) -> Self {
         Self(Arc::new(ArcSwap::from_pointee(sampler)))
     }
