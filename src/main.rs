@@ -1,14 +1,18 @@
 //! The `tracehop` binary: parse the command line, set up logging, call the
-//! library, map failures to exit codes (64 = configuration error).
+//! library, map failures to exit codes (64 = configuration error). While
+//! running, reload the sampling section on SIGHUP or a config file change.
 
 #![forbid(unsafe_code)]
 
 mod cli;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use clap::Parser;
+use tracehop::app::Running;
 use tracehop::config::{self, Config, LogFormat, Overrides};
 
 use cli::{Cli, CollectorArgs, Command, DemoAppArgs, DemoArgs, RunArgs};
@@ -188,12 +192,13 @@ fn run(args: RunArgs) -> ExitCode {
         overrides.service_name = args.service_name;
     }
     overrides.sample_ratio = args.sample_ratio;
-    let config = match read_config(args.config.as_deref(), overrides) {
+    let config = match read_config(args.config.as_deref(), overrides.clone()) {
         Ok(config) => config,
         Err(code) => return code,
     };
     init_logging(config.log.format, &config.log.level);
-    match runtime().and_then(|rt| rt.block_on(serve(config))) {
+    let reload = args.config.map(|file| Reload { file, overrides });
+    match runtime().and_then(|rt| rt.block_on(serve(config, reload))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -209,7 +214,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// Where `run` re-reads the sampling section from on SIGHUP or a file change.
+struct Reload {
+    file: PathBuf,
+    /// The overrides given at start, applied again on every reload.
+    overrides: Overrides,
+}
+
+/// How often the config file's modification time is checked.
+const RELOAD_POLL: Duration = Duration::from_secs(2);
+
+async fn serve(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
     let service = config.service.name.clone();
     let upstream = config.inbound.upstream.authority.clone();
     let running = tracehop::app::start(config).await?;
@@ -223,13 +238,52 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for (route, addr) in &running.outbound_addrs {
         tracing::info!(route = %route, listen = %addr, "outbound route listening");
     }
-    wait_for_signal().await?;
+    wait_for_stop(&running, reload).await?;
     running.shutdown();
     running.wait().await;
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+/// Resolves on SIGTERM or SIGINT (Ctrl-C); meanwhile reloads the sampling
+/// section on SIGHUP and when the config file's modification time changes.
+async fn wait_for_stop(running: &Running, reload: Option<Reload>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let mut poll = tokio::time::interval(RELOAD_POLL);
+    let mut seen = reload.as_ref().and_then(|r| modified(&r.file));
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM received");
+                return Ok(());
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT received");
+                return Ok(());
+            }
+            _ = hup.recv() => match &reload {
+                Some(reload) => {
+                    // The poll must not reload the same change a second time.
+                    seen = modified(&reload.file);
+                    reload_sampling(running, reload);
+                }
+                None => tracing::warn!("SIGHUP received, but no config file to reload"),
+            },
+            _ = poll.tick(), if reload.is_some() => {
+                let Some(reload) = &reload else { continue };
+                let now = modified(&reload.file);
+                if now.is_some() && now != seen {
+                    seen = now;
+                    reload_sampling(running, reload);
+                }
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C); for the commands without reload.
 async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
@@ -239,4 +293,26 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
     Ok(())
+}
+
+fn modified(file: &Path) -> Option<SystemTime> {
+    std::fs::metadata(file).and_then(|m| m.modified()).ok()
+}
+
+/// Re-reads the file and swaps in its sampling section; logs the outcome.
+fn reload_sampling(running: &Running, reload: &Reload) {
+    let text = match std::fs::read_to_string(&reload.file) {
+        Ok(text) => text,
+        Err(error) => {
+            tracing::error!(file = %reload.file.display(), %error, "config reload failed: cannot read the file");
+            return;
+        }
+    };
+    match running.reload_sampling(&text, reload.overrides.clone()) {
+        Ok(()) => tracing::info!(file = %reload.file.display(), "sampling configuration reloaded"),
+        Err(errors) => tracing::error!(
+            file = %reload.file.display(),
+            "config reload rejected, keeping the current sampling configuration: {errors}"
+        ),
+    }
 }

@@ -10,8 +10,8 @@
 use std::sync::{Arc, OnceLock};
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Request latency buckets, in seconds: 0.5 ms to 10 s.
@@ -78,8 +78,8 @@ pub struct ExportMetrics {
 #[derive(Clone)]
 pub struct SamplingMetrics {
     decisions: IntCounterVec,
-    /// The adaptive sampler's current ratio.
-    pub adaptive_ratio: Gauge,
+    /// Each adaptive sampler's current ratio, by sampler (`root`, `rule:<name>`).
+    adaptive_ratios: GaugeVec,
 }
 
 /// Process facts read from `/proc` at scrape time (Linux only; absent elsewhere).
@@ -335,12 +335,15 @@ impl ExportMetrics {
 
 impl SamplingMetrics {
     fn register(registry: &Registry) -> Self {
-        let adaptive_ratio = Gauge::new(
-            "tracehop_sampling_adaptive_ratio",
-            "Current sampling ratio of the adaptive sampler.",
+        let adaptive_ratios = GaugeVec::new(
+            Opts::new(
+                "tracehop_sampling_adaptive_ratio",
+                "Current sampling ratio of each adaptive sampler (root, rule:<name>).",
+            ),
+            &["sampler"],
         )
         .expect("valid metric definition");
-        register(registry, adaptive_ratio.clone());
+        register(registry, adaptive_ratios.clone());
         Self {
             decisions: counter_vec(
                 registry,
@@ -348,8 +351,13 @@ impl SamplingMetrics {
                 "Sampling decisions, by reason and outcome.",
                 &["reason", "sampled"],
             ),
-            adaptive_ratio,
+            adaptive_ratios,
         }
+    }
+
+    /// The ratio gauge of one adaptive sampler (`root` or `rule:<name>`).
+    pub fn adaptive_ratio(&self, sampler: &str) -> Gauge {
+        self.adaptive_ratios.with_label_values(&[sampler])
     }
 
     /// A counter for one (reason, sampled) pair, resolved once.

@@ -26,11 +26,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Readiness};
-use crate::config::{Config, ExportConfig, ForwardProxy};
+use crate::config::{self, Config, ConfigErrors, ExportConfig, ForwardProxy, Overrides};
 use crate::export::{self, EncodeOptions, SpanSink};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy, Upstream};
-use crate::sampling::Sampler;
+use crate::sampling::{LiveSampler, Sampler};
 use crate::server::{self, ServerOptions};
 use crate::span::Kind;
 
@@ -56,6 +56,7 @@ pub struct Running {
     pub forward_proxy_addr: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
+    sampler: LiveSampler,
     stop: watch::Sender<bool>,
     supervisor: JoinHandle<()>,
 }
@@ -64,6 +65,21 @@ impl Running {
     /// Begins graceful shutdown; [`Running::wait`] returns when it is done.
     pub fn shutdown(&self) {
         self.stop.send_replace(true);
+    }
+
+    /// Reloads the `sampling:` section from a new configuration text.
+    ///
+    /// The whole text is validated with `overrides` (pass the ones given
+    /// at start, so flags such as `--sample-ratio` still win); on success
+    /// the new sampler replaces the old one atomically — open connections
+    /// and requests in flight are untouched. On any problem the old
+    /// sampler stays and every problem is returned. Only sampling changes
+    /// take effect; other sections need a restart.
+    pub fn reload_sampling(&self, yaml: &str, overrides: Overrides) -> Result<(), ConfigErrors> {
+        let config = config::load(yaml, overrides)?;
+        self.sampler
+            .replace(Sampler::new(&config.sampling, &self.metrics.sampling));
+        Ok(())
     }
 
     /// Waits until the sidecar has stopped (after [`Running::shutdown`]).
@@ -147,8 +163,12 @@ fn server_options(config: &Config) -> ServerOptions {
 
 /// The proxies: the inbound one first, then one per outbound route, then
 /// the forward proxy if configured (the order of [`Listeners`]).
-fn build_proxies(config: &Config, metrics: &Metrics, sink: &SpanSink) -> Vec<Arc<Proxy>> {
-    let sampler = Arc::new(Sampler::new(&config.sampling, &metrics.sampling));
+fn build_proxies(
+    config: &Config,
+    metrics: &Metrics,
+    sink: &SpanSink,
+    sampler: &LiveSampler,
+) -> Vec<Arc<Proxy>> {
     let inbound = &config.inbound;
     let mut proxies = vec![Arc::new(Proxy::new(
         Kind::Server,
@@ -229,7 +249,8 @@ pub fn start_with(config: Config, bound: Listeners) -> Running {
             resource_tags: config.service.resource_tags.clone(),
         },
     );
-    let proxies = build_proxies(&config, &metrics, &sink);
+    let sampler = LiveSampler::new(Sampler::new(&config.sampling, &metrics.sampling));
+    let proxies = build_proxies(&config, &metrics, &sink, &sampler);
     drop(sink);
 
     let (stop_proxies, proxies_stopped) = signal();
@@ -291,6 +312,7 @@ pub fn start_with(config: Config, bound: Listeners) -> Running {
         forward_proxy_addr: forward_addr,
         metrics,
         readiness,
+        sampler,
         stop,
         supervisor,
     }

@@ -13,6 +13,7 @@ mod parse;
 mod problems;
 mod raw;
 mod render;
+mod sampling;
 mod types;
 mod validate;
 
@@ -89,13 +90,13 @@ impl Overrides {
             raw.admin.get_or_insert_default().listen = Some(admin);
         }
         if let Some(ratio) = self.sample_ratio {
-            let root = raw
-                .sampling
-                .get_or_insert_default()
-                .root
-                .get_or_insert_default();
-            root.kind = Some("ratio".into());
-            root.ratio = Some(ratio);
+            // Replaces the whole root sampler: settings of another type
+            // left in the file would not apply to `ratio`.
+            raw.sampling.get_or_insert_default().root = Some(sampling::RawSampler {
+                kind: Some("ratio".into()),
+                ratio: Some(ratio),
+                ..Default::default()
+            });
         }
     }
 }

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::sampling::RawSampling;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
@@ -98,22 +100,6 @@ pub(super) struct RawOutboundRoute {
 pub(super) struct RawPropagation {
     pub extract: Option<Vec<String>>,
     pub inject: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawSampling {
-    pub parent_based: Option<bool>,
-    pub root: Option<RawSampler>,
-}
-
-/// A sampler: `type` picks the kind, the other keys are its settings.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawSampler {
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub ratio: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -90,12 +90,80 @@ fn outbound(c: &OutboundConfig, routes: Vec<Value>) -> Value {
     value
 }
 
-fn sampler(s: &RootSampler) -> Value {
+fn sampler(s: &SamplerSpec) -> Value {
     match s {
-        RootSampler::Always => json!({"type": "always"}),
-        RootSampler::Never => json!({"type": "never"}),
-        RootSampler::Ratio(r) => json!({"type": "ratio", "ratio": r}),
+        SamplerSpec::Always => json!({"type": "always"}),
+        SamplerSpec::Never => json!({"type": "never"}),
+        SamplerSpec::Ratio { ratio, cap: None } => json!({"type": "ratio", "ratio": ratio}),
+        SamplerSpec::Ratio {
+            ratio,
+            cap: Some(cap),
+        } => json!({
+            "type": "ratio",
+            "ratio": ratio,
+            "max_per_second": cap.per_second,
+            "burst": cap.burst,
+        }),
+        SamplerSpec::RateLimited(limit) => json!({
+            "type": "rate_limited",
+            "per_second": limit.per_second,
+            "burst": limit.burst,
+        }),
+        SamplerSpec::Adaptive(a) => json!({
+            "type": "adaptive",
+            "target_per_second": a.target_per_second,
+            "window": duration(a.window),
+            "min_ratio": a.min_ratio,
+            "max_ratio": a.max_ratio,
+        }),
     }
+}
+
+fn rule(r: &SamplingRule) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("name".into(), json!(&*r.name));
+    if let Some(method) = &r.method {
+        out.insert("method".into(), json!(method.as_str()));
+    }
+    match &r.path {
+        Some(PathMatch::Exact(path) | PathMatch::Glob(path)) => {
+            out.insert("path".into(), json!(path));
+        }
+        Some(PathMatch::Prefix(prefix)) => {
+            out.insert("path_prefix".into(), json!(prefix));
+        }
+        None => {}
+    }
+    if !r.headers.is_empty() {
+        let headers: Vec<Value> = r
+            .headers
+            .iter()
+            .map(|h| match &h.value {
+                // Values were read from UTF-8 text, so this is lossless.
+                Some(v) => {
+                    json!({"name": h.name.as_str(), "value": String::from_utf8_lossy(v.as_bytes())})
+                }
+                None => json!({"name": h.name.as_str()}),
+            })
+            .collect();
+        out.insert("headers".into(), Value::Array(headers));
+    }
+    out.insert("sampler".into(), sampler(&r.sampler));
+    Value::Object(out)
+}
+
+fn sampling(c: &SamplingConfig) -> Value {
+    json!({
+        "parent_based": c.parent_based,
+        "rules": c.rules.iter().map(rule).collect::<Vec<_>>(),
+        "default_rules": c.default_rules,
+        "root": sampler(&c.root),
+        "keep": {
+            "errors": c.keep.errors,
+            "slower_than": c.keep.slower_than.map_or_else(|| "0s".to_owned(), duration),
+            "max_per_second": c.keep.limit.per_second,
+        },
+    })
 }
 
 fn export(c: &ExportConfig) -> Value {
@@ -149,10 +217,7 @@ impl Config {
                 "extract": formats(&self.propagation.extract),
                 "inject": formats(&self.propagation.inject),
             },
-            "sampling": {
-                "parent_based": self.sampling.parent_based,
-                "root": sampler(&self.sampling.root),
-            },
+            "sampling": sampling(&self.sampling),
             "export": export(&self.export),
             "admin": {"listen": self.admin.listen.to_string()},
             "log": {

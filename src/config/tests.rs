@@ -36,7 +36,10 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.admin.listen.to_string(), "127.0.0.1:15000");
     assert_eq!(c.propagation.extract, vec![Format::W3c, Format::B3]);
     assert!(c.propagation.inject.is_empty());
-    assert_eq!(c.sampling.root, RootSampler::Always);
+    assert_eq!(c.sampling.root, SamplerSpec::Always);
+    assert!(c.sampling.default_rules && c.sampling.rules.is_empty());
+    assert!(c.sampling.keep.errors);
+    assert_eq!(c.sampling.keep.slower_than, Some(Duration::from_secs(10)));
     assert!(c.sampling.parent_based);
     assert!(matches!(c.export, ExportConfig::Enabled(ref z) if z.batch_size == 512));
 }
@@ -156,6 +159,110 @@ fn validation_rules() {
             "sampling:\n  root: {type: always, ratio: 0.5}\n",
             "sampling.root.ratio",
         ),
+        (
+            "sampling:\n  root: {type: ratio, ratio: 0.1, burst: 5}\n",
+            "sampling.root.burst",
+        ),
+        (
+            "sampling:\n  root: {type: ratio, ratio: 0.1, max_per_second: 0}\n",
+            "sampling.root.max_per_second",
+        ),
+        (
+            "sampling:\n  root: {type: rate_limited}\n",
+            "sampling.root.per_second",
+        ),
+        (
+            "sampling:\n  root: {type: rate_limited, per_second: -1}\n",
+            "sampling.root.per_second",
+        ),
+        (
+            "sampling:\n  root: {type: rate_limited, per_second: 5, burst: 0}\n",
+            "sampling.root.burst",
+        ),
+        (
+            "sampling:\n  root: {type: rate_limited, per_second: 5, ratio: 0.1}\n",
+            "sampling.root.ratio",
+        ),
+        (
+            "sampling:\n  root: {type: adaptive}\n",
+            "sampling.root.target_per_second",
+        ),
+        (
+            "sampling:\n  root: {type: adaptive, target_per_second: 10, window: 0s}\n",
+            "sampling.root.window",
+        ),
+        (
+            "sampling:\n  root: {type: adaptive, target_per_second: 10, min_ratio: 0.5, max_ratio: 0.1}\n",
+            "sampling.root.min_ratio",
+        ),
+        (
+            "sampling:\n  root: {type: adaptive, target_per_second: 10, max_ratio: 2}\n",
+            "sampling.root.max_ratio",
+        ),
+        (
+            "sampling:\n  root: {type: never, per_second: 3}\n",
+            "sampling.root.per_second",
+        ),
+        (
+            "sampling:\n  rules: [{path: /a, sampler: {type: never}}]\n",
+            "sampling.rules[0].name",
+        ),
+        (
+            "sampling:\n  rules: [{name: probes, path: /a, sampler: {type: never}}]\n",
+            "sampling.rules[0].name",
+        ),
+        (
+            "sampling:\n  rules: [{name: a, path: /a}]\n",
+            "sampling.rules[0].sampler",
+        ),
+        (
+            "sampling:\n  rules: [{name: a, path: /a, sampler: {type: sometimes}}]\n",
+            "sampling.rules[0].sampler.type",
+        ),
+        (
+            "sampling:\n  rules: [{name: a, sampler: {type: never}}]\n",
+            "sampling.rules[0]",
+        ),
+        (
+            "sampling:\n  rules: [{name: a, method: \"GE T\", sampler: {type: never}}]\n",
+            "sampling.rules[0].method",
+        ),
+        (
+            "sampling:\n  rules: [{name: a, path: api, sampler: {type: never}}]\n",
+            "sampling.rules[0].path",
+        ),
+        (
+            "sampling:\n  rules: [{name: a, path: \"/a**\", sampler: {type: never}}]\n",
+            "sampling.rules[0].path",
+        ),
+        (
+            "sampling:\n  rules: [{name: a, path: /a, path_prefix: /b, sampler: {type: never}}]\n",
+            "sampling.rules[0].path_prefix",
+        ),
+        (
+            "sampling:\n  rules: [{name: a, headers: [{value: x}], sampler: {type: never}}]\n",
+            "sampling.rules[0].headers[0].name",
+        ),
+        (
+            "sampling:\n  rules: [{name: a, headers: [{name: \"x y\"}], sampler: {type: never}}]\n",
+            "sampling.rules[0].headers[0].name",
+        ),
+        (
+            "sampling:\n  rules: [{name: a, headers: [{name: x, value: \"a\\nb\"}], sampler: {type: never}}]\n",
+            "sampling.rules[0].headers[0].value",
+        ),
+        (
+            "sampling:\n  rules: [{name: a, path: /a, sampler: {type: never}}, {name: a, path: /b, sampler: {type: never}}]\n",
+            "sampling.rules",
+        ),
+        (
+            "sampling:\n  keep: {slower_than: soon}\n",
+            "sampling.keep.slower_than",
+        ),
+        (
+            "sampling:\n  keep: {max_per_second: 0}\n",
+            "sampling.keep.max_per_second",
+        ),
         ("export:\n  zipkin: localhost:9411\n", "export.zipkin"),
         (
             "export:\n  queue_capacity: 10\n  batch_size: 20\n",
@@ -214,7 +321,13 @@ fn overrides_win_over_the_file() {
     assert_eq!(c.inbound.listen.port(), 9000);
     assert_eq!(c.inbound.upstream.authority.as_str(), "127.0.0.1:3000");
     assert_eq!(c.admin.listen.port(), 9001);
-    assert_eq!(c.sampling.root, RootSampler::Ratio(0.25));
+    assert_eq!(
+        c.sampling.root,
+        SamplerSpec::Ratio {
+            ratio: 0.25,
+            cap: None
+        }
+    );
     assert_eq!(
         c.service.resource_tags,
         vec![("k8s.pod.name".to_owned(), "pod-1".to_owned())]
@@ -286,4 +399,86 @@ fn forward_proxy_allow_list_parses() {
     );
     let again = load(&c.to_yaml(), Overrides::default()).unwrap();
     assert_eq!(c.to_yaml(), again.to_yaml());
+}
+
+#[test]
+fn sampling_section_parses_every_sampler_and_rule_shape() {
+    let c = load(
+        &format!(
+            "{MINIMAL}sampling:\n  default_rules: false\n  keep: {{errors: false, slower_than: 0s, max_per_second: 5}}\n\
+             \x20 root: {{type: ratio, ratio: 0.1, max_per_second: 50}}\n  rules:\n\
+             \x20   - {{name: Checkout, method: post, path: \"/api/*/checkout\", headers: [{{name: X-Tenant, value: gold}}, {{name: x-canary}}], sampler: {{type: always}}}}\n\
+             \x20   - {{name: search, path_prefix: /search, sampler: {{type: rate_limited, per_second: 2.5}}}}\n\
+             \x20   - {{name: feed, path: /feed, sampler: {{type: adaptive, target_per_second: 20, window: 30s}}}}\n"
+        ),
+        Overrides::default(),
+    )
+    .unwrap();
+    let s = &c.sampling;
+    assert!(!s.default_rules);
+    assert!(!s.keep.errors);
+    assert_eq!(s.keep.slower_than, None, "0s turns the slow rule off");
+    assert_eq!(s.keep.limit.per_second, 5.0);
+    assert_eq!(
+        s.root,
+        SamplerSpec::Ratio {
+            ratio: 0.1,
+            cap: Some(RateLimit {
+                per_second: 50.0,
+                burst: 50
+            })
+        }
+    );
+    let checkout = &s.rules[0];
+    assert_eq!(&*checkout.name, "Checkout");
+    assert_eq!(checkout.method, Some(http::Method::POST));
+    assert_eq!(
+        checkout.path,
+        Some(PathMatch::Glob("/api/*/checkout".into()))
+    );
+    assert_eq!(checkout.headers[0].name.as_str(), "x-tenant");
+    assert_eq!(checkout.headers[0].value.as_ref().unwrap(), "gold");
+    assert_eq!(checkout.headers[1].value, None);
+    assert_eq!(s.rules[1].path, Some(PathMatch::Prefix("/search".into())));
+    assert_eq!(
+        s.rules[1].sampler,
+        SamplerSpec::RateLimited(RateLimit {
+            per_second: 2.5,
+            burst: 3
+        })
+    );
+    assert_eq!(s.rules[2].path, Some(PathMatch::Exact("/feed".into())));
+    assert_eq!(
+        s.rules[2].sampler,
+        SamplerSpec::Adaptive(AdaptiveSpec {
+            target_per_second: 20.0,
+            window: Duration::from_secs(30),
+            min_ratio: 0.001,
+            max_ratio: 1.0
+        })
+    );
+    // The effective config renders every shape and loads back the same.
+    let again = load(&c.to_yaml(), Overrides::default()).unwrap();
+    assert_eq!(again.to_yaml(), c.to_yaml());
+    assert_eq!(again.sampling.rules, c.sampling.rules);
+}
+
+#[test]
+fn sample_ratio_override_replaces_the_whole_root_sampler() {
+    let overrides = Overrides {
+        sample_ratio: Some(0.5),
+        ..Overrides::default()
+    };
+    let c = load(
+        &format!("{MINIMAL}sampling:\n  root: {{type: adaptive, target_per_second: 5}}\n"),
+        overrides,
+    )
+    .unwrap();
+    assert_eq!(
+        c.sampling.root,
+        SamplerSpec::Ratio {
+            ratio: 0.5,
+            cap: None
+        }
+    );
 }

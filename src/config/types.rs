@@ -170,20 +170,97 @@ pub struct PropagationConfig {
     pub inject: Vec<Format>,
 }
 
-/// The root sampler (DESIGN §5 step 4).
+/// A sampler (DESIGN §5 step 4): the root sampler, or the one a rule names.
 #[derive(Clone, Debug, PartialEq)]
-pub enum RootSampler {
+pub enum SamplerSpec {
     Always,
     Never,
-    /// Consistent probability sampling on the trace id's random bits.
-    Ratio(f64),
+    /// Consistent probability sampling on the trace id's random bits,
+    /// optionally capped at a number of traces per second.
+    Ratio {
+        ratio: f64,
+        cap: Option<RateLimit>,
+    },
+    /// A token bucket: at most `per_second` traces per second, after a burst.
+    RateLimited(RateLimit),
+    /// A ratio adjusted to hold a target number of sampled traces per second.
+    Adaptive(AdaptiveSpec),
+}
+
+/// A token-bucket rate: `per_second` tokens per second, `burst` at most at once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    /// Sustained rate; may be fractional (`0.5` = one every two seconds).
+    pub per_second: f64,
+    /// Bucket size: how many may pass at once after a quiet spell (at least 1).
+    pub burst: u32,
+}
+
+/// Settings of the adaptive sampler.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdaptiveSpec {
+    /// Sampled traces per second to aim for.
+    pub target_per_second: f64,
+    /// The ratio is recomputed once per window, from that window's counts.
+    pub window: Duration,
+    /// Bounds of the ratio, `0 <= min_ratio <= max_ratio <= 1`.
+    pub min_ratio: f64,
+    pub max_ratio: f64,
+}
+
+/// How a rule matches the request path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    /// The whole path, byte for byte.
+    Exact(String),
+    /// The path starts with this string.
+    Prefix(String),
+    /// `*` matches within one segment, a `**` segment any number of segments.
+    Glob(String),
+}
+
+/// A request header a rule requires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderMatch {
+    pub name: http::HeaderName,
+    /// `None`: present with any value; otherwise one value equals this.
+    pub value: Option<http::HeaderValue>,
+}
+
+/// A sampling rule (DESIGN §5 step 3): every condition set must hold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingRule {
+    /// Metric label `rule:<name>`.
+    pub name: Arc<str>,
+    pub method: Option<http::Method>,
+    pub path: Option<PathMatch>,
+    pub headers: Vec<HeaderMatch>,
+    pub sampler: SamplerSpec,
+}
+
+/// Keep-on-outcome (DESIGN §5 step 5): export an unsampled span anyway.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeepConfig {
+    /// Keep spans of failed requests: 5xx, no upstream response, gRPC non-zero.
+    pub errors: bool,
+    /// Keep spans of requests that took longer; `None` = off.
+    pub slower_than: Option<Duration>,
+    /// At most this many kept spans per second (protects the collector
+    /// when the upstream is down and every request fails).
+    pub limit: RateLimit,
 }
 
 #[derive(Clone, Debug)]
 pub struct SamplingConfig {
     /// Honour the downstream's sampled flag when present.
     pub parent_based: bool,
-    pub root: RootSampler,
+    /// User rules, first match wins; checked before the default rules.
+    pub rules: Vec<SamplingRule>,
+    /// Add the built-in rules that never sample probe paths.
+    pub default_rules: bool,
+    /// The sampler for requests no rule matched.
+    pub root: SamplerSpec,
+    pub keep: KeepConfig,
 }
 
 /// Where and how spans are exported.

@@ -30,7 +30,7 @@ pub(super) fn config(raw: RawConfig, p: &mut Problems) -> Config {
         inbound: inbound(raw.inbound.unwrap_or_default(), p),
         outbound: outbound(raw.outbound.unwrap_or_default(), p),
         propagation: propagation(raw.propagation.unwrap_or_default(), p),
-        sampling: sampling(raw.sampling.unwrap_or_default(), p),
+        sampling: super::sampling::sampling(raw.sampling.unwrap_or_default(), p),
         export: export(raw.export.unwrap_or_default(), p),
         admin: AdminConfig {
             listen: p.socket_addr(
@@ -322,52 +322,6 @@ fn propagation(raw: RawPropagation, p: &mut Problems) -> PropagationConfig {
         extract,
         inject: formats("propagation.inject", raw.inject.unwrap_or_default(), p),
     }
-}
-
-fn sampling(raw: RawSampling, p: &mut Problems) -> SamplingConfig {
-    SamplingConfig {
-        parent_based: raw.parent_based.unwrap_or(true),
-        root: root_sampler("sampling.root", raw.root, p),
-    }
-}
-
-fn root_sampler(path: &str, raw: Option<RawSampler>, p: &mut Problems) -> RootSampler {
-    let Some(raw) = raw else {
-        return RootSampler::Always;
-    };
-    let kind = raw.kind.as_deref().unwrap_or("ratio");
-    let sampler = match kind {
-        "always" => RootSampler::Always,
-        "never" => RootSampler::Never,
-        "ratio" => match raw.ratio {
-            Some(r) if (0.0..=1.0).contains(&r) => RootSampler::Ratio(r),
-            Some(r) => {
-                p.push(
-                    format!("{path}.ratio"),
-                    format!("{r} is not between 0 and 1"),
-                );
-                RootSampler::Always
-            }
-            None => {
-                p.push(format!("{path}.ratio"), "is required for type `ratio`");
-                RootSampler::Always
-            }
-        },
-        other => {
-            p.push(
-                format!("{path}.type"),
-                format!("`{other}` is not a sampler: use always, never or ratio"),
-            );
-            RootSampler::Always
-        }
-    };
-    if kind != "ratio" && raw.ratio.is_some() {
-        p.push(
-            format!("{path}.ratio"),
-            format!("only applies to type `ratio`, not `{kind}`"),
-        );
-    }
-    sampler
 }
 
 fn export(raw: RawExport, p: &mut Problems) -> ExportConfig {

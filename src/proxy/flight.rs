@@ -3,14 +3,17 @@
 //! [`InFlight`] is created once the sampling decision is made and moves
 //! into the response body; [`InFlight::finish`] runs exactly once, when the
 //! response is done (or failed), and does the hand-off: metrics, access log,
-//! and the span into the export queue when sampled.
+//! and the span into the export queue when sampled — or, when not sampled,
+//! when keep-on-outcome keeps it (failed or slow; tag `sampling.reason`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 
 use super::Proxy;
+use crate::sampling::Outcome;
 use crate::span::{Endpoint, HttpFacts, Sampling, Span, SpanId, SpanTimer, Tag, TraceId};
 
 /// How a response ended.
@@ -85,23 +88,41 @@ impl InFlight {
         if proxy.access_log {
             self.log_access(status, duration_us);
         }
-        if self.sampling.is_sampled() {
-            let span = Span {
-                trace_id: self.trace_id,
-                id: self.span_id,
-                parent_id: self.parent_id,
-                kind: proxy.kind,
-                debug: self.sampling == Sampling::Debug,
-                timestamp_us: self.timer.timestamp_us,
-                duration_us,
-                local_service: proxy.local_service.clone(),
-                remote: self.remote,
-                http: self.http,
-                error: self.error,
-                tags: self.tags,
+        let kept = if self.sampling.is_sampled() {
+            None
+        } else {
+            let outcome = Outcome {
+                status,
+                upstream_failed: self.error.is_some(),
+                grpc_status: self.http.grpc_status,
+                duration: Duration::from_micros(duration_us),
             };
-            proxy.sink.send(span);
+            match proxy.sampler.load().keep(&outcome, Instant::now()) {
+                Some(reason) => Some(reason),
+                None => return,
+            }
+        };
+        if let Some(reason) = kept {
+            self.tags.push(Tag {
+                key: "sampling.reason".into(),
+                value: reason.tag().into(),
+            });
         }
+        let span = Span {
+            trace_id: self.trace_id,
+            id: self.span_id,
+            parent_id: self.parent_id,
+            kind: proxy.kind,
+            debug: self.sampling == Sampling::Debug,
+            timestamp_us: self.timer.timestamp_us,
+            duration_us,
+            local_service: proxy.local_service.clone(),
+            remote: self.remote,
+            http: self.http,
+            error: self.error,
+            tags: self.tags,
+        };
+        proxy.sink.send(span);
     }
 
     fn log_access(&self, status: u16, duration_us: u64) {

@@ -4,13 +4,15 @@
 //! server loop calls [`handle`] for every request, which runs these steps:
 //!
 //! 1. **extract** the downstream's trace context (W3C / B3, configured precedence);
-//! 2. **sample**: B3 debug, the parent's decision, else the root sampler;
+//! 2. **sample**: B3 debug, the parent's decision, the first matching rule,
+//!    else the root sampler (see [`crate::sampling`]);
 //! 3. **start span**: keep the trace id (or start a trace), new span id, start clocks;
 //! 4. **inject** the span's context for the upstream, rewrite hop-by-hop and
 //!    `X-Forwarded-*` headers;
 //! 5. **forward** through the pooled client (502 unreachable, 504 timeout);
 //! 6. **finish** when the response body ends (see [`body`]);
-//! 7. **hand off** the span with a non-blocking `try_send` to the exporter.
+//! 7. **hand off** the span with a non-blocking `try_send` to the exporter,
+//!    when sampled or kept for its outcome (failed or slow).
 //!
 //! Inbound listeners record SERVER spans; outbound routes record CLIENT
 //! spans whose remote service is the route name. Nothing here waits on
@@ -42,7 +44,7 @@ use crate::config::{AllowTarget, CaptureConfig, PropagationConfig, RouteTemplate
 use crate::export::SpanSink;
 use crate::metrics::ProxyMetrics;
 use crate::propagation::{self, Seen};
-use crate::sampling::Sampler;
+use crate::sampling::{LiveSampler, RequestFacts};
 use crate::server::ConnInfo;
 use crate::span::{Endpoint, HttpFacts, Kind, SpanContext, SpanId, SpanTimer, Tag, TraceId};
 use body::TracedBody;
@@ -56,7 +58,8 @@ pub struct Proxy {
     pub remote_service: Option<Arc<str>>,
     pub upstream: Upstream,
     pub propagation: PropagationConfig,
-    pub sampler: Arc<Sampler>,
+    /// Swapped as a whole when the sampling config is reloaded.
+    pub sampler: LiveSampler,
     pub sink: SpanSink,
     pub metrics: ProxyMetrics,
     pub routes: Vec<RouteTemplate>,
@@ -92,7 +95,7 @@ impl Proxy {
         remote_service: Option<Arc<str>>,
         upstream: Upstream,
         propagation: PropagationConfig,
-        sampler: Arc<Sampler>,
+        sampler: LiveSampler,
         sink: SpanSink,
         metrics: ProxyMetrics,
         routes: Vec<RouteTemplate>,
@@ -178,7 +181,13 @@ pub async fn handle(
     let trace_id = extracted
         .parent
         .map_or_else(TraceId::random, |p| p.trace_id);
-    let decision = proxy.sampler.decide(incoming, trace_id);
+    let facts = RequestFacts {
+        method: request.method(),
+        path: request.uri().path(),
+        headers: request.headers(),
+    };
+    let now = std::time::Instant::now();
+    let decision = proxy.sampler.load().decide(incoming, trace_id, &facts, now);
     // 3. start span
     let context = SpanContext {
         trace_id,

@@ -5,6 +5,7 @@ mod admin;
 mod demo;
 mod forward_proxy;
 mod proxy;
+mod sampling;
 mod shutdown;
 mod streaming;
 mod support;
