@@ -8,7 +8,8 @@
 //! 1. readiness fails at once (`/readyz` answers 503);
 //! 2. listeners keep accepting for `shutdown.drain_delay`, so load
 //!    balancers stop sending first;
-//! 3. listeners stop accepting; in-flight requests get `shutdown.grace_period`;
+//! 3. listeners stop accepting (and the certificate reloader stops);
+//!    in-flight requests get `shutdown.grace_period`;
 //! 4. the exporter flushes what is queued, bounded by `export.shutdown_timeout`;
 //! 5. the admin listener stops last, so `/metrics` stays scrapable meanwhile.
 
@@ -22,17 +23,21 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Readiness};
-use crate::config::{Config, ExportConfig};
-use crate::export::{self, EncodeOptions, SpanSink};
+use crate::config::{Config, ConfigErrors, ExportConfig};
+use crate::export::{self, CollectorAccess, EncodeOptions, SpanSink};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy, Upstream};
 use crate::sampling::Sampler;
 use crate::server::{self, ServerOptions};
 use crate::span::Kind;
+use crate::tls::{self, TlsMaterial};
 
 /// Failures while starting.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// Files or variables named by the config are missing or unusable.
+    #[error("{0}")]
+    Material(ConfigErrors),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: String,
@@ -127,18 +132,29 @@ fn server_options(config: &Config) -> ServerOptions {
         max_connections: Some(inbound.limits.max_connections),
         max_concurrent_streams: Some(inbound.limits.max_concurrent_streams),
         grace_period: config.shutdown.grace_period,
+        tls: None,
     }
 }
 
 /// The proxies: the inbound one first, then one per outbound route.
-fn build_proxies(config: &Config, metrics: &Metrics, sink: &SpanSink) -> Vec<Arc<Proxy>> {
+fn build_proxies(
+    config: &Config,
+    material: &TlsMaterial,
+    metrics: &Metrics,
+    sink: &SpanSink,
+) -> Vec<Arc<Proxy>> {
     let sampler = Arc::new(Sampler::new(&config.sampling, &metrics.sampling));
     let inbound = &config.inbound;
     let mut proxies = vec![Arc::new(Proxy::new(
         Kind::Server,
         config.service.name.clone(),
         None,
-        Upstream::new(&inbound.upstream, inbound.protocol, &inbound.timeouts),
+        Upstream::new(
+            &inbound.upstream,
+            inbound.protocol,
+            &inbound.timeouts,
+            material.inbound_upstream.as_ref(),
+        ),
         config.propagation.clone(),
         sampler.clone(),
         sink.clone(),
@@ -147,12 +163,17 @@ fn build_proxies(config: &Config, metrics: &Metrics, sink: &SpanSink) -> Vec<Arc
         inbound.capture.clone(),
         config.log.access_log,
     ))];
-    for route in &config.outbound.routes {
+    for (route, tls) in config.outbound.routes.iter().zip(&material.outbound) {
         proxies.push(Arc::new(Proxy::new(
             Kind::Client,
             config.service.name.clone(),
             Some(route.name.clone()),
-            Upstream::new(&route.upstream, route.protocol, &inbound.timeouts),
+            Upstream::new(
+                &route.upstream,
+                route.protocol,
+                &inbound.timeouts,
+                tls.as_ref(),
+            ),
             config.propagation.clone(),
             sampler.clone(),
             sink.clone(),
@@ -167,6 +188,10 @@ fn build_proxies(config: &Config, metrics: &Metrics, sink: &SpanSink) -> Vec<Arc
 
 /// Binds every listener and starts serving.
 pub async fn start(config: Config) -> Result<Running, AppError> {
+    let material = tls::load_material(&config).map_err(AppError::Material)?;
+    for warning in &material.warnings {
+        tracing::warn!("{warning}");
+    }
     let bound = bind_all(&config).await?;
     let inbound_addr = local_addr(&bound.inbound, config.inbound.listen);
     let admin_addr = local_addr(&bound.admin, config.admin.listen);
@@ -180,33 +205,44 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
 
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::default();
-    let (sink, batcher) = export::channel(
+    let (sink, batcher) = export::channel_with(
         &config.export,
         metrics.export.clone(),
         EncodeOptions {
             resource_tags: config.service.resource_tags.clone(),
         },
+        CollectorAccess {
+            tls: material.export.clone(),
+            headers: material.export_headers.clone(),
+        },
     );
-    let proxies = build_proxies(&config, &metrics, &sink);
+    let proxies = build_proxies(&config, &material, &metrics, &sink);
     drop(sink);
+    let (inbound_tls, reloader) = material
+        .inbound
+        .map(|inbound| inbound.start(&metrics.tls))
+        .unzip();
 
     let (stop_proxies, proxies_stopped) = signal();
     let (stop_export, export_stopped) = signal();
     let (stop_admin, admin_stopped) = signal();
     let options = server_options(&config);
+    // Only the inbound listener (the first) terminates TLS.
+    let tls_options = std::iter::once(inbound_tls).chain(std::iter::repeat(None));
     let listeners = std::iter::once(bound.inbound).chain(bound.outbound);
     let proxy_tasks: Vec<JoinHandle<()>> = listeners
         .zip(proxies)
-        .map(|(listener, proxy)| {
+        .zip(tls_options)
+        .map(|((listener, proxy), tls)| {
             let handler = move |request, conn| proxy::handle(proxy.clone(), request, conn);
-            tokio::spawn(server::serve(
-                listener,
-                options.clone(),
-                handler,
-                proxies_stopped(),
-            ))
+            let options = ServerOptions {
+                tls,
+                ..options.clone()
+            };
+            tokio::spawn(server::serve(listener, options, handler, proxies_stopped()))
         })
         .collect();
+    let reload_task = reloader.map(|r| tokio::spawn(r.run(proxies_stopped())));
     let export_task = batcher.map(|b| tokio::spawn(b.run(export_stopped())));
     let admin = Admin {
         metrics: metrics.clone(),
@@ -231,6 +267,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         export_deadline: export_deadline(&config),
         stop_proxies,
         proxy_tasks,
+        reload_task,
         stop_export,
         export_task,
         stop_admin,
@@ -263,6 +300,8 @@ struct Supervised {
     export_deadline: Duration,
     stop_proxies: watch::Sender<bool>,
     proxy_tasks: Vec<JoinHandle<()>>,
+    /// The inbound certificate reloader; stops with the listeners.
+    reload_task: Option<JoinHandle<()>>,
     stop_export: watch::Sender<bool>,
     export_task: Option<JoinHandle<()>>,
     stop_admin: watch::Sender<bool>,
@@ -275,7 +314,7 @@ async fn supervise(mut s: Supervised) {
     tracing::info!(drain_delay = ?s.drain_delay, "shutting down: readiness failing");
     tokio::time::sleep(s.drain_delay).await;
     s.stop_proxies.send_replace(true);
-    for task in s.proxy_tasks {
+    for task in s.proxy_tasks.into_iter().chain(s.reload_task) {
         let _ = task.await;
     }
     tracing::info!("listeners closed; flushing spans");

@@ -149,7 +149,7 @@ pub async fn handle(
         sampling: decision.sampling,
         random: extracted.parent.is_none_or(|p| p.random),
     };
-    let mut flight = start_span(&proxy, &request, conn, &context, extracted.parent);
+    let mut flight = start_span(&proxy, &request, &conn, &context, extracted.parent);
     // 4. inject
     let upgrade = is_upgrade(&request);
     let headers = request.headers_mut();
@@ -158,7 +158,7 @@ pub async fn handle(
     headers::add_forwarded(
         headers,
         conn.peer.ip(),
-        proxy.scheme,
+        flight.http.scheme,
         host.as_ref().map(|h| h.as_bytes()),
     );
     propagation::inject(
@@ -225,7 +225,7 @@ fn is_upgrade(request: &Request<Incoming>) -> bool {
 fn start_span(
     proxy: &Arc<Proxy>,
     request: &Request<Incoming>,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     context: &SpanContext,
     parent: Option<SpanContext>,
 ) -> InFlight {
@@ -261,7 +261,12 @@ fn start_span(
             method: request.method().clone(),
             target: uri.path_and_query().cloned(),
             route: route::match_route(&proxy.routes, uri.path()),
-            scheme: proxy.scheme,
+            // A TLS connection is `https` whatever the listener's default.
+            scheme: if conn.tls.is_some() {
+                "https"
+            } else {
+                proxy.scheme
+            },
             host,
             version: request.version(),
             user_agent: headers.get(http::header::USER_AGENT).cloned(),
@@ -281,6 +286,9 @@ fn start_span(
             key: "url.query".into(),
             value: query.to_owned().into(),
         });
+    }
+    if let Some(tls) = &conn.tls {
+        flight.tags.extend(tls.tags());
     }
     capture_headers(&mut flight, headers, true);
     flight
