@@ -6,4 +6,5 @@ mod proxy;
 mod shutdown;
 mod streaming;
 mod support;
+mod tls;
 mod tracing;
