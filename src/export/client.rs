@@ -39,7 +39,7 @@ pub enum ClientError {
     Tls {
         authority: http::uri::Authority,
         #[source]
-        source: crate::tls::client::ClientTlsError,
+        source: Box<crate::tls::client::ClientTlsError>,
     },
     #[error("collector URL http://{authority}{path} is invalid: {source}")]
     InvalidUrl {
@@ -163,7 +163,7 @@ fn build_client(
         (Scheme::Https, None) => {
             Some(ClientTls::load(None).map_err(|source| ClientError::Tls {
                 authority: url.authority.clone(),
-                source,
+                source: Box::new(source),
             })?)
         }
         (_, tls) => tls,

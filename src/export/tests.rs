@@ -171,6 +171,8 @@ fn zipkin(addr: SocketAddr) -> ZipkinExport {
             max_elapsed: Duration::from_secs(20),
         },
         shutdown_timeout: Duration::from_secs(20),
+        tls: None,
+        headers: Vec::new(),
     }
 }
 

@@ -221,3 +221,6 @@ fn inbound_tls(
         seen: (cert, key),
     })
 }
+
+#[cfg(test)]
+mod tests;
