@@ -186,12 +186,42 @@ fn build_proxies(
     proxies
 }
 
-/// Binds every listener and starts serving.
-pub async fn start(config: Config) -> Result<Running, AppError> {
-    let material = tls::load_material(&config).map_err(AppError::Material)?;
+/// Spawns one server per proxy; only the inbound listener (the first)
+/// terminates TLS.
+fn spawn_proxies(
+    listeners: impl Iterator<Item = TcpListener>,
+    proxies: Vec<Arc<Proxy>>,
+    options: &ServerOptions,
+    inbound_tls: Option<Arc<tls::TlsServer>>,
+    stopped: &dyn Fn() -> Box<dyn Future<Output = ()> + Send + Unpin>,
+) -> Vec<JoinHandle<()>> {
+    let tls = std::iter::once(inbound_tls).chain(std::iter::repeat(None));
+    listeners
+        .zip(proxies)
+        .zip(tls)
+        .map(|((listener, proxy), tls)| {
+            let handler = move |request, conn| proxy::handle(proxy.clone(), request, conn);
+            let options = ServerOptions {
+                tls,
+                ..options.clone()
+            };
+            tokio::spawn(server::serve(listener, options, handler, stopped()))
+        })
+        .collect()
+}
+
+/// Reads what the config names outside itself; warnings are logged.
+fn load_material(config: &Config) -> Result<TlsMaterial, AppError> {
+    let material = tls::load_material(config).map_err(AppError::Material)?;
     for warning in &material.warnings {
         tracing::warn!("{warning}");
     }
+    Ok(material)
+}
+
+/// Binds every listener and starts serving.
+pub async fn start(config: Config) -> Result<Running, AppError> {
+    let material = load_material(&config)?;
     let bound = bind_all(&config).await?;
     let inbound_addr = local_addr(&bound.inbound, config.inbound.listen);
     let admin_addr = local_addr(&bound.admin, config.admin.listen);
@@ -226,22 +256,9 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let (stop_proxies, proxies_stopped) = signal();
     let (stop_export, export_stopped) = signal();
     let (stop_admin, admin_stopped) = signal();
-    let options = server_options(&config);
-    // Only the inbound listener (the first) terminates TLS.
-    let tls_options = std::iter::once(inbound_tls).chain(std::iter::repeat(None));
     let listeners = std::iter::once(bound.inbound).chain(bound.outbound);
-    let proxy_tasks: Vec<JoinHandle<()>> = listeners
-        .zip(proxies)
-        .zip(tls_options)
-        .map(|((listener, proxy), tls)| {
-            let handler = move |request, conn| proxy::handle(proxy.clone(), request, conn);
-            let options = ServerOptions {
-                tls,
-                ..options.clone()
-            };
-            tokio::spawn(server::serve(listener, options, handler, proxies_stopped()))
-        })
-        .collect();
+    let options = server_options(&config);
+    let proxy_tasks = spawn_proxies(listeners, proxies, &options, inbound_tls, &proxies_stopped);
     let reload_task = reloader.map(|r| tokio::spawn(r.run(proxies_stopped())));
     let export_task = batcher.map(|b| tokio::spawn(b.run(export_stopped())));
     let admin = Admin {

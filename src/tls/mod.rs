@@ -124,7 +124,7 @@ pub fn load_material_with(
     let mut warnings = Vec::new();
     let inbound = config.inbound.tls.as_ref().and_then(|settings| {
         inbound_tls(settings, &mut warnings)
-            .map_err(|e| problems.push(e))
+            .map_err(|e| problems.extend(e))
             .ok()
     });
     let mut client = |at: &str, https: bool, settings: Option<&ClientTlsConfig>| {
@@ -190,7 +190,7 @@ fn problem(key: &str, message: impl ToString) -> ConfigError {
 fn inbound_tls(
     settings: &ServerTlsConfig,
     warnings: &mut Vec<String>,
-) -> Result<InboundTls, ConfigError> {
+) -> Result<InboundTls, Vec<ConfigError>> {
     let file_key = |error: &pem::PemError| {
         if error.path() == settings.cert.as_path() {
             "cert"
@@ -198,14 +198,20 @@ fn inbound_tls(
             "key"
         }
     };
-    let cert = pem::read(&settings.cert).map_err(|e| problem("cert", e))?;
-    let key = pem::read(&settings.key).map_err(|e| problem("key", e))?;
+    let (cert, key) = match (pem::read(&settings.cert), pem::read(&settings.key)) {
+        (Ok(cert), Ok(key)) => (cert, key),
+        (cert, key) => {
+            let cert = cert.err().map(|e| problem("cert", e));
+            let key = key.err().map(|e| problem("key", e));
+            return Err(cert.into_iter().chain(key).collect());
+        }
+    };
     let loaded = pem::certified_key(&cert, &key, &settings.cert, &settings.key)
-        .map_err(|e| problem(file_key(&e), e))?;
+        .map_err(|e| vec![problem(file_key(&e), e)])?;
     if let Some(warning) = pem::expiry_warning(&loaded, &settings.cert, SystemTime::now()) {
         warnings.push(format!("inbound.tls.cert: {warning}"));
     }
-    let ca = |path: &Path| pem::ca_store(path).map_err(|e| problem("client_ca", e));
+    let ca = |path: &Path| pem::ca_store(path).map_err(|e| vec![problem("client_ca", e)]);
     let clients = match &settings.client_auth {
         ClientAuth::Off => ClientVerification::Off,
         ClientAuth::Optional { ca: path } => ClientVerification::Optional(ca(path)?),
@@ -213,7 +219,7 @@ fn inbound_tls(
     };
     let store = Arc::new(CertStore::new(loaded));
     let config =
-        server::server_config(store.clone(), clients).map_err(|e| problem("client_ca", e))?;
+        server::server_config(store.clone(), clients).map_err(|e| vec![problem("client_ca", e)])?;
     Ok(InboundTls {
         config,
         store,
