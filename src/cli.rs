@@ -91,4 +91,11 @@ pub struct RunArgs {
     /// Sample this share of new traces, 0 to 1 (sampling.root ratio).
     #[arg(long)]
     pub sample_ratio: Option<f64>,
+    /// Serve TLS on the inbound listener with this PEM certificate chain
+    /// (inbound.tls.cert); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<String>,
+    /// The PEM private key of --tls-cert (inbound.tls.key).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<String>,
 }

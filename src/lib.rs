@@ -65,3 +65,4 @@ pub mod proxy;
 pub mod sampling;
 pub mod server;
 pub mod span;
+pub mod tls;

@@ -161,12 +161,23 @@ fn env_overrides() -> Overrides {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
-    match read_config(Some(file), env_overrides()) {
-        Ok(config) => {
+    let config = match read_config(Some(file), env_overrides()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    // The files and variables the config names must be usable too.
+    match tracehop::tls::load_material(&config) {
+        Ok(material) => {
+            for warning in &material.warnings {
+                eprintln!("warning: {warning}");
+            }
             print!("{}", config.to_yaml());
             ExitCode::SUCCESS
         }
-        Err(code) => code,
+        Err(errors) => {
+            eprint!("{errors}");
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 
@@ -192,6 +203,8 @@ fn run(args: RunArgs) -> ExitCode {
         overrides.service_name = args.service_name;
     }
     overrides.sample_ratio = args.sample_ratio;
+    overrides.tls_cert = args.tls_cert;
+    overrides.tls_key = args.tls_key;
     let config = match read_config(args.config.as_deref(), overrides.clone()) {
         Ok(config) => config,
         Err(code) => return code,
@@ -202,7 +215,10 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
-            ExitCode::FAILURE
+            match error.downcast_ref::<tracehop::app::AppError>() {
+                Some(tracehop::app::AppError::Material(_)) => ExitCode::from(EXIT_CONFIG),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

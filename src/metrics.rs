@@ -33,6 +33,7 @@ pub struct Metrics {
     pub outbound: ProxyMetrics,
     pub export: ExportMetrics,
     pub sampling: SamplingMetrics,
+    pub tls: TlsMetrics,
     process: ProcessMetrics,
 }
 
@@ -82,6 +83,15 @@ pub struct SamplingMetrics {
     adaptive_ratios: GaugeVec,
 }
 
+/// TLS termination: handshake failures and certificate reloads.
+#[derive(Clone)]
+pub struct TlsMetrics {
+    handshake_failures: IntCounterVec,
+    reloads: IntCounterVec,
+    /// `notAfter` of the served certificate, in Unix seconds.
+    pub certificate_expiry: IntGauge,
+}
+
 /// Process facts read from `/proc` at scrape time (Linux only; absent elsewhere).
 struct ProcessMetrics {
     resident_memory: IntGauge,
@@ -99,6 +109,7 @@ impl Metrics {
             outbound: ProxyMetrics::new(&families, "outbound"),
             export: ExportMetrics::register(&registry),
             sampling: SamplingMetrics::register(&registry),
+            tls: TlsMetrics::register(&registry),
             process: ProcessMetrics::register(&registry),
             registry,
         };
@@ -364,6 +375,40 @@ impl SamplingMetrics {
     pub fn decision_counter(&self, reason: &str, sampled: bool) -> IntCounter {
         self.decisions
             .with_label_values(&[reason, if sampled { "true" } else { "false" }])
+    }
+}
+
+impl TlsMetrics {
+    fn register(registry: &Registry) -> Self {
+        Self {
+            handshake_failures: counter_vec(
+                registry,
+                "tracehop_tls_handshake_failures_total",
+                "Inbound TLS handshakes that failed, by reason.",
+                &["reason"],
+            ),
+            reloads: counter_vec(
+                registry,
+                "tracehop_tls_certificate_reloads_total",
+                "Changed certificate files seen, by result (loaded, rejected).",
+                &["result"],
+            ),
+            certificate_expiry: int_gauge(
+                registry,
+                "tracehop_tls_certificate_expiry_timestamp_seconds",
+                "notAfter of the inbound certificate being served, in Unix seconds.",
+            ),
+        }
+    }
+
+    /// Counts a failed handshake; `reason` is one of a fixed set.
+    pub fn handshake_failure(&self, reason: &str) {
+        self.handshake_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a certificate reload attempt (`loaded` or `rejected`).
+    pub fn reload(&self, result: &str) {
+        self.reloads.with_label_values(&[result]).inc();
     }
 }
 

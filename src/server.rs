@@ -7,6 +7,12 @@
 //! accepting, lets open connections finish their in-flight requests for up
 //! to the grace period, then aborts what is left. Connection tasks belong to
 //! the server's `JoinSet`, so none outlives it.
+//!
+//! With [`ServerOptions::tls`], each connection first completes a TLS
+//! handshake inside its own task (bounded by the header-read timeout), so a
+//! slow or failing handshake never holds up the accept loop. ALPN offers
+//! `h2` and `http/1.1`; the auto builder then recognises the HTTP/2
+//! preface a client that chose `h2` sends, and serves HTTP/1.1 otherwise.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,7 +27,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -56,10 +62,12 @@ pub fn text_response(status: http::StatusCode, text: impl Into<Bytes>) -> Respon
 }
 
 /// Facts about the connection a request arrived on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// The TLS session's facts; `None` on cleartext connections.
+    pub tls: Option<Arc<crate::tls::TlsInfo>>,
 }
 
 /// Connection-level settings.
@@ -74,6 +82,8 @@ pub struct ServerOptions {
     pub max_concurrent_streams: Option<u32>,
     /// How long open connections may take to finish after shutdown.
     pub grace_period: Duration,
+    /// Terminate TLS on every connection.
+    pub tls: Option<Arc<crate::tls::TlsServer>>,
 }
 
 impl Default for ServerOptions {
@@ -84,6 +94,7 @@ impl Default for ServerOptions {
             max_connections: None,
             max_concurrent_streams: None,
             grace_period: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -153,22 +164,24 @@ pub async fn serve<H, F, B>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
+        let mut info = ConnInfo {
             peer,
             local: local.unwrap_or(peer),
+            tls: None,
         };
         let handler = handler.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let response = handler(request, info);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let (tls, handshake_timeout) = (options.tls.clone(), options.header_read_timeout);
         connections.spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+            match tls {
+                None => drive(&builder, watcher, TokioIo::new(stream), info, handler).await,
+                Some(tls) => {
+                    if let Some((stream, facts)) = tls.accept(stream, handshake_timeout).await {
+                        info.tls = Some(facts);
+                        drive(&builder, watcher, TokioIo::new(stream), info, handler).await;
+                    }
+                }
             }
             drop(permit);
         });
@@ -184,4 +197,29 @@ pub async fn serve<H, F, B>(
         );
     }
     connections.shutdown().await;
+}
+
+/// Serves HTTP on one connection until it closes or shutdown drains it.
+async fn drive<I, H, F, B>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: I,
+    info: ConnInfo,
+    handler: H,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let peer = info.peer;
+    let service = hyper::service::service_fn(move |request| {
+        let response = handler(request, info.clone());
+        async move { Ok::<_, Infallible>(response.await) }
+    });
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    if let Err(error) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
 }

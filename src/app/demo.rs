@@ -238,7 +238,7 @@ pub async fn start_demo(settings: DemoSettings) -> Result<Demo, DemoStartError> 
             outbound,
             forward_proxy: None,
         };
-        sidecars.push((app.name(), start_with(config, listeners)));
+        sidecars.push((app.name(), start_with(config, listeners)?));
     }
 
     let (stop_apps, apps_stopped) = watch::channel(false);

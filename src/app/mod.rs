@@ -8,7 +8,8 @@
 //! 1. readiness fails at once (`/readyz` answers 503);
 //! 2. listeners keep accepting for `shutdown.drain_delay`, so load
 //!    balancers stop sending first;
-//! 3. listeners stop accepting; in-flight requests get `shutdown.grace_period`;
+//! 3. listeners stop accepting (and the certificate reloader stops);
+//!    in-flight requests get `shutdown.grace_period`;
 //! 4. the exporter flushes what is queued, bounded by `export.shutdown_timeout`;
 //! 5. the admin listener stops last, so `/metrics` stays scrapable meanwhile.
 
@@ -27,16 +28,20 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Readiness};
 use crate::config::{self, Config, ConfigErrors, ExportConfig, ForwardProxy, Overrides};
-use crate::export::{self, EncodeOptions, SpanSink};
+use crate::export::{self, CollectorAccess, EncodeOptions, SpanSink};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy, Upstream};
 use crate::sampling::{LiveSampler, Sampler};
 use crate::server::{self, ServerOptions};
 use crate::span::Kind;
+use crate::tls::{self, TlsMaterial};
 
 /// Failures while starting.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// Files or variables named by the config are missing or unusable.
+    #[error("{0}")]
+    Material(ConfigErrors),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: String,
@@ -158,6 +163,7 @@ fn server_options(config: &Config) -> ServerOptions {
         max_connections: Some(inbound.limits.max_connections),
         max_concurrent_streams: Some(inbound.limits.max_concurrent_streams),
         grace_period: config.shutdown.grace_period,
+        tls: None,
     }
 }
 
@@ -165,6 +171,7 @@ fn server_options(config: &Config) -> ServerOptions {
 /// the forward proxy if configured (the order of [`Listeners`]).
 fn build_proxies(
     config: &Config,
+    material: &TlsMaterial,
     metrics: &Metrics,
     sink: &SpanSink,
     sampler: &LiveSampler,
@@ -174,7 +181,12 @@ fn build_proxies(
         Kind::Server,
         config.service.name.clone(),
         None,
-        Upstream::new(&inbound.upstream, inbound.protocol, &inbound.timeouts),
+        Upstream::new(
+            &inbound.upstream,
+            inbound.protocol,
+            &inbound.timeouts,
+            material.inbound_upstream.as_ref(),
+        ),
         config.propagation.clone(),
         sampler.clone(),
         sink.clone(),
@@ -183,12 +195,17 @@ fn build_proxies(
         inbound.capture.clone(),
         config.log.access_log,
     ))];
-    for route in &config.outbound.routes {
+    for (route, tls) in config.outbound.routes.iter().zip(&material.outbound) {
         proxies.push(Arc::new(Proxy::new(
             Kind::Client,
             config.service.name.clone(),
             Some(route.name.clone()),
-            Upstream::new(&route.upstream, route.protocol, &inbound.timeouts),
+            Upstream::new(
+                &route.upstream,
+                route.protocol,
+                &inbound.timeouts,
+                tls.as_ref(),
+            ),
             config.propagation.clone(),
             sampler.clone(),
             sink.clone(),
@@ -221,15 +238,54 @@ fn build_proxies(
     proxies
 }
 
+/// Spawns one server per proxy; only the inbound listener (the first)
+/// terminates TLS.
+fn spawn_proxies(
+    listeners: impl Iterator<Item = TcpListener>,
+    proxies: Vec<Arc<Proxy>>,
+    options: &ServerOptions,
+    inbound_tls: Option<Arc<tls::TlsServer>>,
+    stopped: &dyn Fn() -> Box<dyn Future<Output = ()> + Send + Unpin>,
+) -> Vec<JoinHandle<()>> {
+    let tls = std::iter::once(inbound_tls).chain(std::iter::repeat(None));
+    listeners
+        .zip(proxies)
+        .zip(tls)
+        .map(|((listener, proxy), tls)| {
+            let handler = move |request, conn| proxy::handle(proxy.clone(), request, conn);
+            let options = ServerOptions {
+                tls,
+                ..options.clone()
+            };
+            tokio::spawn(server::serve(listener, options, handler, stopped()))
+        })
+        .collect()
+}
+
+/// Reads what the config names outside itself; warnings are logged.
+fn load_material(config: &Config) -> Result<TlsMaterial, AppError> {
+    let material = tls::load_material(config).map_err(AppError::Material)?;
+    for warning in &material.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(material)
+}
+
 /// Binds every listener and starts serving.
 pub async fn start(config: Config) -> Result<Running, AppError> {
+    let material = load_material(&config)?;
     let bound = bind_all(&config).await?;
-    Ok(start_with(config, bound))
+    Ok(start_bound(config, bound, material))
 }
 
 /// Starts serving on listeners bound beforehand (the demo binds a whole
 /// topology first, so every address is known before any config is built).
-pub fn start_with(config: Config, bound: Listeners) -> Running {
+pub fn start_with(config: Config, bound: Listeners) -> Result<Running, AppError> {
+    let material = load_material(&config)?;
+    Ok(start_bound(config, bound, material))
+}
+
+fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Running {
     let inbound_addr = local_addr(&bound.inbound, config.inbound.listen);
     let admin_addr = local_addr(&bound.admin, config.admin.listen);
     let outbound_addrs = config
@@ -242,16 +298,24 @@ pub fn start_with(config: Config, bound: Listeners) -> Running {
 
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::default();
-    let (sink, batcher) = export::channel(
+    let (sink, batcher) = export::channel_with(
         &config.export,
         metrics.export.clone(),
         EncodeOptions {
             resource_tags: config.service.resource_tags.clone(),
         },
+        CollectorAccess {
+            tls: material.export.clone(),
+            headers: material.export_headers.clone(),
+        },
     );
     let sampler = LiveSampler::new(Sampler::new(&config.sampling, &metrics.sampling));
-    let proxies = build_proxies(&config, &metrics, &sink, &sampler);
+    let proxies = build_proxies(&config, &material, &metrics, &sink, &sampler);
     drop(sink);
+    let (inbound_tls, reloader) = material
+        .inbound
+        .map(|inbound| inbound.start(&metrics.tls))
+        .unzip();
 
     let (stop_proxies, proxies_stopped) = signal();
     let (stop_export, export_stopped) = signal();
@@ -264,18 +328,8 @@ pub fn start_with(config: Config, bound: Listeners) -> Running {
     let listeners = std::iter::once(bound.inbound)
         .chain(bound.outbound)
         .chain(bound.forward_proxy);
-    let proxy_tasks: Vec<JoinHandle<()>> = listeners
-        .zip(proxies)
-        .map(|(listener, proxy)| {
-            let handler = move |request, conn| proxy::handle(proxy.clone(), request, conn);
-            tokio::spawn(server::serve(
-                listener,
-                options.clone(),
-                handler,
-                proxies_stopped(),
-            ))
-        })
-        .collect();
+    let proxy_tasks = spawn_proxies(listeners, proxies, &options, inbound_tls, &proxies_stopped);
+    let reload_task = reloader.map(|r| tokio::spawn(r.run(proxies_stopped())));
     let export_task = batcher.map(|b| tokio::spawn(b.run(export_stopped())));
     let admin = Admin {
         metrics: metrics.clone(),
@@ -300,6 +354,7 @@ pub fn start_with(config: Config, bound: Listeners) -> Running {
         export_deadline: export_deadline(&config),
         stop_proxies,
         proxy_tasks,
+        reload_task,
         stop_export,
         export_task,
         stop_admin,
@@ -334,6 +389,8 @@ struct Supervised {
     export_deadline: Duration,
     stop_proxies: watch::Sender<bool>,
     proxy_tasks: Vec<JoinHandle<()>>,
+    /// The inbound certificate reloader; stops with the listeners.
+    reload_task: Option<JoinHandle<()>>,
     stop_export: watch::Sender<bool>,
     export_task: Option<JoinHandle<()>>,
     stop_admin: watch::Sender<bool>,
@@ -346,7 +403,7 @@ async fn supervise(mut s: Supervised) {
     tracing::info!(drain_delay = ?s.drain_delay, "shutting down: readiness failing");
     tokio::time::sleep(s.drain_delay).await;
     s.stop_proxies.send_replace(true);
-    for task in s.proxy_tasks {
+    for task in s.proxy_tasks.into_iter().chain(s.reload_task) {
         let _ = task.await;
     }
     tracing::info!("listeners closed; flushing spans");

@@ -14,6 +14,7 @@ mod problems;
 mod raw;
 mod render;
 mod sampling;
+mod tls;
 mod types;
 mod validate;
 
@@ -38,6 +39,10 @@ pub struct Overrides {
     pub admin: Option<String>,
     /// `--sample-ratio`: root sampler ratio.
     pub sample_ratio: Option<f64>,
+    /// `--tls-cert`: serve TLS on the inbound listener with this certificate.
+    pub tls_cert: Option<String>,
+    /// `--tls-key`: the key of `--tls-cert`.
+    pub tls_key: Option<String>,
     /// Pod metadata (Kubernetes downward API), recorded as span tags:
     /// pairs of (tag name, value), e.g. `("k8s.pod.name", "api-7d9")`.
     pub resource_tags: Vec<(String, String)>,
@@ -82,6 +87,15 @@ impl Overrides {
         }
         if let Some(upstream) = self.upstream {
             inbound.upstream = Some(upstream);
+        }
+        if self.tls_cert.is_some() || self.tls_key.is_some() {
+            let tls = inbound.tls.get_or_insert_default();
+            if let Some(cert) = self.tls_cert {
+                tls.cert = Some(cert);
+            }
+            if let Some(key) = self.tls_key {
+                tls.key = Some(key);
+            }
         }
         if let Some(zipkin) = self.zipkin {
             raw.export.get_or_insert_default().zipkin = Some(zipkin);

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::sampling::RawSampling;
+use super::tls::{RawClientTls, RawHeaderValue, RawServerTls};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +44,8 @@ pub(super) struct RawInbound {
     pub timeouts: Option<RawTimeouts>,
     pub limits: Option<RawLimits>,
     pub capture: Option<RawCapture>,
+    pub tls: Option<RawServerTls>,
+    pub upstream_tls: Option<RawClientTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +96,7 @@ pub(super) struct RawOutboundRoute {
     pub listen: Option<String>,
     pub upstream: Option<String>,
     pub protocol: Option<String>,
+    pub upstream_tls: Option<RawClientTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +118,8 @@ pub(super) struct RawExport {
     pub timeout: Option<String>,
     pub retry: Option<RawRetry>,
     pub shutdown_timeout: Option<String>,
+    pub tls: Option<RawClientTls>,
+    pub headers: Option<BTreeMap<String, RawHeaderValue>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -47,8 +47,68 @@ fn templates(list: &[RouteTemplate]) -> Vec<&str> {
     list.iter().map(|r| &*r.template).collect()
 }
 
+/// What `check-config` prints instead of a literal secret.
+const REDACTED: &str = "<redacted>";
+
+fn server_tls(t: &ServerTlsConfig) -> Value {
+    let mut out = json!({
+        "cert": t.cert.display().to_string(),
+        "key": t.key.display().to_string(),
+        "reload_interval": duration(t.reload_interval),
+    });
+    let (mode, ca) = match &t.client_auth {
+        ClientAuth::Off => ("off", None),
+        ClientAuth::Optional { ca } => ("optional", Some(ca)),
+        ClientAuth::Required { ca } => ("required", Some(ca)),
+    };
+    out["client_auth"] = json!(mode);
+    if let Some(ca) = ca {
+        out["client_ca"] = json!(ca.display().to_string());
+    }
+    out
+}
+
+fn client_tls(t: &ClientTlsConfig) -> Value {
+    let mut out = match &t.trust {
+        Trust::Webpki => json!({"trust": "webpki"}),
+        Trust::System => json!({"trust": "system"}),
+        Trust::CaFile(path) => json!({"trust": "ca_file", "ca_file": path.display().to_string()}),
+    };
+    if let Some(name) = &t.server_name {
+        out["server_name"] = json!(name);
+    }
+    if let Some(pair) = &t.client_cert {
+        out["client_cert"] = json!(pair.cert.display().to_string());
+        out["client_key"] = json!(pair.key.display().to_string());
+    }
+    out
+}
+
+/// Header sources; literal values are replaced by `<redacted>`.
+fn headers(list: &[ExtraHeader]) -> Value {
+    let map: serde_json::Map<String, Value> = list
+        .iter()
+        .map(|h| {
+            let source = match &h.source {
+                SecretSource::Literal(_) => json!({"value": REDACTED}),
+                SecretSource::Env(name) => json!({"value_from_env": name}),
+                SecretSource::File(path) => json!({"value_from_file": path.display().to_string()}),
+            };
+            (h.name.to_string(), source)
+        })
+        .collect();
+    Value::Object(map)
+}
+
+/// Adds `key: value` to a JSON object when there is a value.
+fn set_some(object: &mut Value, key: &str, value: Option<Value>) {
+    if let Some(value) = value {
+        object[key] = value;
+    }
+}
+
 fn inbound(c: &InboundConfig) -> Value {
-    json!({
+    let mut out = json!({
         "listen": c.listen.to_string(),
         "upstream": url(&c.upstream),
         "protocol": protocol(c.protocol),
@@ -69,7 +129,14 @@ fn inbound(c: &InboundConfig) -> Value {
             "response_headers": c.capture.response_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
             "query": c.capture.query,
         },
-    })
+    });
+    set_some(&mut out, "tls", c.tls.as_ref().map(server_tls));
+    set_some(
+        &mut out,
+        "upstream_tls",
+        c.upstream_tls.as_ref().map(client_tls),
+    );
+    out
 }
 
 fn outbound(c: &OutboundConfig, routes: Vec<Value>) -> Value {
@@ -170,7 +237,7 @@ fn export(c: &ExportConfig) -> Value {
     let ExportConfig::Enabled(z) = c else {
         return json!({"enabled": false});
     };
-    json!({
+    let mut out = json!({
         "enabled": true,
         "zipkin": url(&z.url),
         "queue_capacity": z.queue_capacity,
@@ -184,7 +251,14 @@ fn export(c: &ExportConfig) -> Value {
             "max_elapsed": duration(z.retry.max_elapsed),
         },
         "shutdown_timeout": duration(z.shutdown_timeout),
-    })
+    });
+    set_some(&mut out, "tls", z.tls.as_ref().map(client_tls));
+    set_some(
+        &mut out,
+        "headers",
+        (!z.headers.is_empty()).then(|| headers(&z.headers)),
+    );
+    out
 }
 
 impl Config {
@@ -195,12 +269,18 @@ impl Config {
             .routes
             .iter()
             .map(|r| {
-                json!({
+                let mut route = json!({
                     "name": &*r.name,
                     "listen": r.listen.to_string(),
                     "upstream": url(&r.upstream),
                     "protocol": protocol(r.protocol),
-                })
+                });
+                set_some(
+                    &mut route,
+                    "upstream_tls",
+                    r.upstream_tls.as_ref().map(client_tls),
+                );
+                route
             })
             .collect();
         let tags: serde_json::Map<String, Value> = self

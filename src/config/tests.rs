@@ -315,6 +315,7 @@ fn overrides_win_over_the_file() {
         admin: Some("127.0.0.1:9001".into()),
         sample_ratio: Some(0.25),
         resource_tags: vec![("k8s.pod.name".into(), "pod-1".into())],
+        ..Overrides::default()
     };
     let c = load("service:\n  name: file-name\n", overrides).unwrap();
     assert_eq!(&*c.service.name, "checkout");
@@ -481,4 +482,118 @@ fn sample_ratio_override_replaces_the_whole_root_sampler() {
             cap: None
         }
     );
+}
+
+#[test]
+fn tls_sections_are_validated() {
+    let https = "inbound:\n  upstream: https://x:1\n";
+    let cases: &[(&str, &str)] = &[
+        ("  tls: {cert: a.pem}\n", "inbound.tls.key"),
+        ("  tls: {key: a.key}\n", "inbound.tls.cert"),
+        (
+            "  tls: {cert: a, key: b, client_auth: required}\n",
+            "inbound.tls.client_ca",
+        ),
+        (
+            "  tls: {cert: a, key: b, client_ca: c, client_auth: sometimes}\n",
+            "inbound.tls.client_auth",
+        ),
+        (
+            "  tls: {cert: a, key: b, reload_interval: 0s}\n",
+            "inbound.tls.reload_interval",
+        ),
+        (
+            "  upstream_tls: {trust: ca_file}\n",
+            "inbound.upstream_tls.ca_file",
+        ),
+        (
+            "  upstream_tls: {trust: browser}\n",
+            "inbound.upstream_tls.trust",
+        ),
+        (
+            "  upstream_tls: {trust: system, ca_file: ca.pem}\n",
+            "inbound.upstream_tls.ca_file",
+        ),
+        (
+            "  upstream_tls: {client_cert: c.pem}\n",
+            "inbound.upstream_tls.client_key",
+        ),
+        (
+            "  upstream_tls: {server_name: \"not a name\"}\n",
+            "inbound.upstream_tls.server_name",
+        ),
+        (
+            "export:\n  zipkin: https://z:1/api/v2/spans\n  headers: {Authorization: {}}\n",
+            "export.headers.Authorization",
+        ),
+        (
+            "export:\n  headers: {X-Token: {value: a, value_from_env: B}}\n",
+            "export.headers.X-Token",
+        ),
+        (
+            "export:\n  headers: {Content-Type: {value: text/plain}}\n",
+            "export.headers.Content-Type",
+        ),
+        (
+            "export:\n  headers: {X-Token: {value: \"a\\nb\"}}\n",
+            "export.headers.X-Token.value",
+        ),
+        ("export:\n  tls: {trust: system}\n", "export.tls"),
+    ];
+    for (extra, path) in cases {
+        let yaml = format!("{https}{extra}");
+        let e = errors(&yaml);
+        assert!(
+            e.has(path),
+            "expected a problem at {path} for:\n{yaml}\ngot: {e}"
+        );
+    }
+    let http = errors("inbound:\n  upstream: http://x:1\n  upstream_tls: {trust: system}\n");
+    assert!(http.has("inbound.upstream_tls"), "{http}");
+}
+
+#[test]
+fn tls_sections_load_and_render() {
+    let yaml = "inbound:\n  upstream: https://app:8443\n  \
+                tls: {cert: /tls/tls.crt, key: /tls/tls.key, client_ca: /tls/ca.crt, client_auth: optional}\n  \
+                upstream_tls: {ca_file: /tls/app-ca.crt, server_name: app.internal}\n\
+                export:\n  zipkin: https://zipkin:9411/api/v2/spans\n  \
+                headers:\n    Authorization: {value_from_env: ZIPKIN_TOKEN}\n    X-Key: {value: hunter2}\n";
+    let c = load(yaml, Overrides::default()).unwrap();
+    let tls = c.inbound.tls.as_ref().unwrap();
+    assert_eq!(
+        tls.client_auth,
+        ClientAuth::Optional {
+            ca: "/tls/ca.crt".into()
+        }
+    );
+    assert_eq!(tls.reload_interval, Duration::from_secs(5));
+    let up = c.inbound.upstream_tls.as_ref().unwrap();
+    assert_eq!(up.trust, Trust::CaFile("/tls/app-ca.crt".into()));
+    assert_eq!(up.server_name.as_deref(), Some("app.internal"));
+    let text = c.to_yaml();
+    assert!(
+        text.contains("<redacted>") && !text.contains("hunter2"),
+        "{text}"
+    );
+    assert!(text.contains("ZIPKIN_TOKEN"), "{text}");
+    assert!(
+        !format!("{c:?}").contains("hunter2"),
+        "Debug hides literals"
+    );
+    let again = load(&text, Overrides::default()).unwrap();
+    assert_eq!(again.to_yaml(), text);
+}
+
+#[test]
+fn tls_flags_enable_inbound_tls() {
+    let overrides = Overrides {
+        tls_cert: Some("/tls/tls.crt".into()),
+        tls_key: Some("/tls/tls.key".into()),
+        ..Overrides::default()
+    };
+    let c = load(MINIMAL, overrides).unwrap();
+    let tls = c.inbound.tls.unwrap();
+    assert_eq!(tls.cert, std::path::PathBuf::from("/tls/tls.crt"));
+    assert_eq!(tls.client_auth, ClientAuth::Off);
 }

@@ -7,6 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use super::tls::{
+    CertKeyPaths, ClientAuth, ClientTlsConfig, ExtraHeader, SecretSource, ServerTlsConfig, Trust,
+};
+
 /// The whole validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -104,6 +108,10 @@ pub struct InboundConfig {
     pub timeouts: ProxyTimeouts,
     pub limits: ProxyLimits,
     pub capture: CaptureConfig,
+    /// TLS termination; `None` serves cleartext.
+    pub tls: Option<ServerTlsConfig>,
+    /// How an `https://` upstream is checked; `None` = defaults (webpki roots).
+    pub upstream_tls: Option<ClientTlsConfig>,
 }
 
 /// One outbound route: the app calls `listen`, the sidecar forwards to `upstream`.
@@ -114,6 +122,8 @@ pub struct OutboundRoute {
     pub listen: SocketAddr,
     pub upstream: UpstreamUrl,
     pub protocol: UpstreamProtocol,
+    /// How an `https://` upstream is checked; `None` = defaults (webpki roots).
+    pub upstream_tls: Option<ClientTlsConfig>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -264,6 +274,8 @@ pub struct SamplingConfig {
 }
 
 /// Where and how spans are exported.
+// Built once at startup; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ExportConfig {
     Enabled(ZipkinExport),
@@ -285,6 +297,10 @@ pub struct ZipkinExport {
     pub retry: RetryConfig,
     /// How long the final flush at shutdown may take.
     pub shutdown_timeout: Duration,
+    /// How an `https://` collector is checked; `None` = defaults (webpki roots).
+    pub tls: Option<ClientTlsConfig>,
+    /// Extra headers on every upload (e.g. `Authorization`).
+    pub headers: Vec<ExtraHeader>,
 }
 
 #[derive(Clone, Debug)]

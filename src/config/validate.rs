@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::problems::Problems;
 use super::raw::*;
+use super::tls;
 use super::types::*;
 
 /// Headers that carry credentials: never recorded on spans.
@@ -73,11 +74,17 @@ fn protocol(path: &str, raw: Option<&str>, p: &mut Problems) -> UpstreamProtocol
 fn inbound(raw: RawInbound, p: &mut Problems) -> InboundConfig {
     let timeouts = raw.timeouts.unwrap_or_default();
     let limits = raw.limits.unwrap_or_default();
+    let upstream = p.url("inbound.upstream", raw.upstream.as_deref());
     InboundConfig {
         listen: p.socket_addr("inbound.listen", raw.listen.as_deref(), "127.0.0.1:15006"),
-        upstream: p
-            .url("inbound.upstream", raw.upstream.as_deref())
-            .unwrap_or_else(placeholder_url),
+        tls: raw.tls.and_then(|t| tls::server_tls("inbound.tls", t, p)),
+        upstream_tls: tls::client_tls(
+            "inbound.upstream_tls",
+            raw.upstream_tls,
+            upstream.as_ref(),
+            p,
+        ),
+        upstream: upstream.unwrap_or_else(placeholder_url),
         protocol: protocol("inbound.protocol", raw.protocol.as_deref(), p),
         routes: route_templates("inbound.routes", raw.routes.unwrap_or_default(), p),
         timeouts: ProxyTimeouts {
@@ -215,12 +222,17 @@ fn outbound(raw: RawOutbound, p: &mut Problems) -> OutboundConfig {
         if listen.port() != 0 && routes.iter().any(|r: &OutboundRoute| r.listen == listen) {
             p.push(at("listen"), format!("{listen} is used by another route"));
         }
+        let upstream = p.url(&at("upstream"), route.upstream.as_deref());
         routes.push(OutboundRoute {
             name: Arc::from(name.trim()),
             listen,
-            upstream: p
-                .url(&at("upstream"), route.upstream.as_deref())
-                .unwrap_or_else(placeholder_url),
+            upstream_tls: tls::client_tls(
+                &at("upstream_tls"),
+                route.upstream_tls,
+                upstream.as_ref(),
+                p,
+            ),
+            upstream: upstream.unwrap_or_else(placeholder_url),
             protocol: protocol(&at("protocol"), route.protocol.as_deref(), p),
         });
     }
@@ -335,6 +347,8 @@ fn export(raw: RawExport, p: &mut Problems) -> ExportConfig {
         ),
     );
     let settings = ZipkinExport {
+        tls: tls::client_tls("export.tls", raw.tls, url.as_ref(), p),
+        headers: tls::headers("export.headers", raw.headers.unwrap_or_default(), p),
         url: url.unwrap_or_else(placeholder_url),
         queue_capacity: p.at_least_one("export.queue_capacity", raw.queue_capacity, 8192),
         batch_size: p.at_least_one("export.batch_size", raw.batch_size, 512),

@@ -5,6 +5,11 @@
 //! delivery loop decides what each outcome means. Every upload carries
 //! `b3: 0` so that a traced collector (or a sidecar in front of it) does not
 //! trace our own uploads (B3 README, "Sampling State": `0` = deny).
+//!
+//! An `https://` collector is reached through the shared TLS connector
+//! (`tls::HttpsConnector`) with the trust configured under `export.tls`;
+//! the configured `export.headers` (e.g. `Authorization`) go on every
+//! upload, their values marked sensitive and never logged.
 
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::retry::parse_retry_after;
 use crate::config::{Scheme, UpstreamUrl, ZipkinExport};
+use crate::tls::{Alpn, ClientTls, HttpsConnector};
 
 /// Largest collector response body read; enough for an error message.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -29,8 +35,12 @@ const USER_AGENT_VALUE: &str = concat!("tracehop/", env!("CARGO_PKG_VERSION"));
 /// Why the client for the collector could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("collector {authority}: HTTPS export is not supported yet; use an http:// URL")]
-    HttpsUnsupported { authority: http::uri::Authority },
+    #[error("collector {authority}: cannot set up TLS: {source}")]
+    Tls {
+        authority: http::uri::Authority,
+        #[source]
+        source: Box<crate::tls::client::ClientTlsError>,
+    },
     #[error("collector URL http://{authority}{path} is invalid: {source}")]
     InvalidUrl {
         authority: http::uri::Authority,
@@ -66,19 +76,31 @@ pub enum Answer {
     },
 }
 
+/// What reaching the collector takes beyond its config section: the
+/// loaded TLS setting and the resolved extra headers (`tls::load_material`).
+#[derive(Clone, Debug, Default)]
+pub struct CollectorAccess {
+    /// For an `https://` collector; `None` uses the built-in webpki roots.
+    pub tls: Option<ClientTls>,
+    /// Sent on every upload; values are sensitive.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
 /// A pooled HTTP client bound to one collector URL.
 #[derive(Clone, Debug)]
 pub struct CollectorClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector, Full<Bytes>>,
     uri: Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl CollectorClient {
     /// Builds the client for `config.url`.
-    pub fn new(config: &ZipkinExport) -> Result<Self, ClientError> {
+    pub fn new(config: &ZipkinExport, access: CollectorAccess) -> Result<Self, ClientError> {
         Ok(Self {
-            client: build_client(&config.url, config.timeout)?,
+            client: build_client(&config.url, config.timeout, access.tls)?,
             uri: collector_uri(&config.url)?,
+            headers: access.headers,
         })
     }
 
@@ -124,24 +146,32 @@ impl CollectorClient {
         if gzip {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
+        for (name, value) in &self.headers {
+            headers.insert(name, value.clone());
+        }
         request
     }
 }
 
-/// The one place the connection to the collector is configured; HTTPS
-/// (a TLS connector) belongs here.
+/// The one place the connection to the collector is configured.
 fn build_client(
     url: &UpstreamUrl,
     timeout: Duration,
-) -> Result<Client<HttpConnector, Full<Bytes>>, ClientError> {
-    if url.scheme == Scheme::Https {
-        return Err(ClientError::HttpsUnsupported {
-            authority: url.authority.clone(),
-        });
-    }
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(timeout));
-    connector.set_nodelay(true);
+    tls: Option<ClientTls>,
+) -> Result<Client<HttpsConnector, Full<Bytes>>, ClientError> {
+    let tls = match (url.scheme, tls) {
+        (Scheme::Https, None) => {
+            Some(ClientTls::load(None).map_err(|source| ClientError::Tls {
+                authority: url.authority.clone(),
+                source: Box::new(source),
+            })?)
+        }
+        (_, tls) => tls,
+    };
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(timeout));
+    http.set_nodelay(true);
+    let connector = HttpsConnector::new(http, tls.as_ref(), Alpn::Http1);
     Ok(Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -254,14 +284,17 @@ mod tests {
     }
 
     #[test]
-    fn https_is_refused_until_tls_lands() {
+    fn collector_uris_keep_the_scheme() {
         let url = UpstreamUrl {
             scheme: Scheme::Https,
             authority: http::uri::Authority::from_static("zipkin:9411"),
             path: "/api/v2/spans".into(),
         };
-        let error = build_client(&url, Duration::from_secs(1)).unwrap_err();
-        assert!(error.to_string().contains("HTTPS"), "{error}");
+        assert!(build_client(&url, Duration::from_secs(1), None).is_ok());
+        assert_eq!(
+            collector_uri(&url).unwrap(),
+            "https://zipkin:9411/api/v2/spans"
+        );
         let http = UpstreamUrl {
             scheme: Scheme::Http,
             ..url

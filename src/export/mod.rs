@@ -44,6 +44,7 @@ mod sink;
 mod zipkin_json;
 
 pub use batcher::Batcher;
+pub use client::CollectorAccess;
 pub use sink::SpanSink;
 pub use zipkin_json::{EncodeOptions, encode_spans};
 
@@ -56,18 +57,29 @@ use client::CollectorClient;
 use delivery::Delivery;
 
 /// Builds the queue: the sink for the request path and, when export is
-/// enabled, the [`Batcher`] to run. A collector URL the client cannot use
-/// (HTTPS, for now) is logged as an error and export is disabled.
+/// enabled, the [`Batcher`] to run. An `https://` collector gets the
+/// built-in roots and no extra headers; see [`channel_with`].
 pub fn channel(
     config: &ExportConfig,
     metrics: ExportMetrics,
     options: EncodeOptions,
 ) -> (SpanSink, Option<Batcher>) {
+    channel_with(config, metrics, options, CollectorAccess::default())
+}
+
+/// [`channel`] with the collector's TLS setting and extra headers. A
+/// client that cannot be built is logged as an error and export disabled.
+pub fn channel_with(
+    config: &ExportConfig,
+    metrics: ExportMetrics,
+    options: EncodeOptions,
+    access: CollectorAccess,
+) -> (SpanSink, Option<Batcher>) {
     let zipkin = match config {
         ExportConfig::Enabled(zipkin) => zipkin,
         ExportConfig::Disabled => return (SpanSink::disabled(&metrics), None),
     };
-    let client = match CollectorClient::new(zipkin) {
+    let client = match CollectorClient::new(zipkin, access) {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "span export disabled");

@@ -171,6 +171,8 @@ fn zipkin(addr: SocketAddr) -> ZipkinExport {
             max_elapsed: Duration::from_secs(20),
         },
         shutdown_timeout: Duration::from_secs(20),
+        tls: None,
+        headers: Vec::new(),
     }
 }
 
@@ -533,14 +535,26 @@ async fn disabled_or_unusable_export_discards_spans() {
     sink.send(spans(1).remove(0));
     assert_eq!(dropped(&metrics, "disabled"), 1.0);
 
+    let mut unusable = zipkin("127.0.0.1:9411".parse().unwrap());
+    unusable.url.path = "/api/v2/spans with spaces".into();
+    let (sink, batcher) = channel(
+        &ExportConfig::Enabled(unusable),
+        metrics.export.clone(),
+        EncodeOptions::default(),
+    );
+    assert!(
+        batcher.is_none(),
+        "an invalid collector URI disables export"
+    );
+    sink.send(spans(1).remove(0));
+    assert_eq!(dropped(&metrics, "disabled"), 2.0);
+
     let mut https = zipkin("127.0.0.1:9411".parse().unwrap());
     https.url.scheme = Scheme::Https;
-    let (sink, batcher) = channel(
+    let (_, batcher) = channel(
         &ExportConfig::Enabled(https),
         metrics.export.clone(),
         EncodeOptions::default(),
     );
-    assert!(batcher.is_none(), "HTTPS is not supported yet");
-    sink.send(spans(1).remove(0));
-    assert_eq!(dropped(&metrics, "disabled"), 2.0);
+    assert!(batcher.is_some(), "HTTPS collectors are supported");
 }

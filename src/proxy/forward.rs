@@ -1,9 +1,11 @@
 //! Sending a request to the upstream through a pooled keep-alive client.
 //!
-//! Owns one HTTP/1.1 and one HTTP/2 (prior knowledge) client for one
-//! upstream; `protocol: auto` sends gRPC over HTTP/2 (it needs trailers)
-//! and the rest over HTTP/1.1. The connect
-//! timeout gives 502, the response-head timeout 504.
+//! Owns one HTTP/1.1 and one HTTP/2 client for one upstream; `protocol:
+//! auto` sends gRPC over HTTP/2 (it needs trailers) and the rest over
+//! HTTP/1.1. For an `https://` upstream both connect through TLS, the
+//! HTTP/1.1 client offering ALPN `http/1.1` and the HTTP/2 client `h2`
+//! (cleartext HTTP/2 uses prior knowledge). The connect timeout gives 502,
+//! the response-head timeout 504.
 
 use std::time::Duration;
 
@@ -15,7 +17,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::error::ProxyError;
-use crate::config::{ProxyTimeouts, UpstreamProtocol, UpstreamUrl};
+use crate::config::{self, ProxyTimeouts, UpstreamProtocol, UpstreamUrl};
+use crate::tls::{Alpn, ClientTls, HttpsConnector};
 
 /// Idle pooled connections to the upstream are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -25,11 +28,12 @@ pub struct Upstream {
     /// `None` for the forward proxy: each request names its own target
     /// (absolute-form request URI, RFC 9112 §3.2.2).
     authority: Option<Authority>,
+    scheme: Scheme,
     /// Path prefix from the upstream URL (`""` when it is `/`).
     prefix: String,
     protocol: UpstreamProtocol,
-    http1: Client<HttpConnector, Incoming>,
-    http2: Client<HttpConnector, Incoming>,
+    http1: Client<HttpsConnector, Incoming>,
+    http2: Client<HttpsConnector, Incoming>,
     response_timeout: Duration,
 }
 
@@ -42,18 +46,29 @@ fn connector(connect_timeout: Duration) -> HttpConnector {
 }
 
 impl Upstream {
-    pub fn new(url: &UpstreamUrl, protocol: UpstreamProtocol, timeouts: &ProxyTimeouts) -> Self {
+    /// Clients for `url`; `tls` is used when it is `https://`.
+    pub fn new(
+        url: &UpstreamUrl,
+        protocol: UpstreamProtocol,
+        timeouts: &ProxyTimeouts,
+        tls: Option<&ClientTls>,
+    ) -> Self {
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT);
-        let http1 = builder.build(connector(timeouts.upstream_connect));
+        let connect = |alpn| HttpsConnector::new(connector(timeouts.upstream_connect), tls, alpn);
+        let http1 = builder.build(connect(Alpn::Http1));
         let http2 = builder
             .http2_only(true)
             .timer(TokioTimer::new())
-            .build(connector(timeouts.upstream_connect));
+            .build(connect(Alpn::Http2));
         Self {
             authority: Some(url.authority.clone()),
+            scheme: match url.scheme {
+                config::Scheme::Http => Scheme::HTTP,
+                config::Scheme::Https => Scheme::HTTPS,
+            },
             prefix: url.path.trim_end_matches('/').to_owned(),
             protocol,
             http1,
@@ -72,7 +87,7 @@ impl Upstream {
         };
         Self {
             authority: None,
-            ..Self::new(&placeholder, UpstreamProtocol::Http1, timeouts)
+            ..Self::new(&placeholder, UpstreamProtocol::Http1, timeouts, None)
         }
     }
 
@@ -101,7 +116,7 @@ impl Upstream {
             }
         };
         Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(self.scheme.clone())
             .authority(authority.clone())
             .path_and_query(path_and_query)
             .build()

@@ -202,12 +202,12 @@ pub async fn handle(
     let mut flight = start_span(
         &proxy,
         &request,
-        conn,
+        &conn,
         &context,
         extracted.parent,
         remote_service,
     );
-    if let Some(early) = refuse_or_tunnel(&proxy, &mut request, target, conn) {
+    if let Some(early) = refuse_or_tunnel(&proxy, &request, target, &conn) {
         return match early {
             Early::Refuse(error) => local_error(&proxy, flight, error),
             Early::Tunnel(host, port) => {
@@ -223,7 +223,7 @@ pub async fn handle(
     headers::add_forwarded(
         headers,
         conn.peer.ip(),
-        proxy.scheme,
+        flight.http.scheme,
         host.as_ref().map(|h| h.as_bytes()),
     );
     propagation::inject(
@@ -262,9 +262,9 @@ enum Early {
 /// proxy with tunnels enabled and the target is allowed.
 fn refuse_or_tunnel(
     proxy: &Proxy,
-    request: &mut Request<Incoming>,
+    request: &Request<Incoming>,
     target: Option<Result<(String, u16), ProxyError>>,
-    conn: ConnInfo,
+    conn: &ConnInfo,
 ) -> Option<Early> {
     let is_connect = request.method() == http::Method::CONNECT;
     let connect_enabled = matches!(proxy.mode, Mode::Forward { connect: true, .. });
@@ -324,7 +324,7 @@ fn is_upgrade(request: &Request<Incoming>) -> bool {
 fn start_span(
     proxy: &Arc<Proxy>,
     request: &Request<Incoming>,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     context: &SpanContext,
     parent: Option<SpanContext>,
     remote_service: Option<Arc<str>>,
@@ -361,7 +361,12 @@ fn start_span(
             method: request.method().clone(),
             target: uri.path_and_query().cloned(),
             route: route::match_route(&proxy.routes, uri.path()),
-            scheme: proxy.scheme,
+            // A TLS connection is `https` whatever the listener's default.
+            scheme: if conn.tls.is_some() {
+                "https"
+            } else {
+                proxy.scheme
+            },
             host,
             version: request.version(),
             user_agent: headers.get(http::header::USER_AGENT).cloned(),
@@ -381,6 +386,9 @@ fn start_span(
             key: "url.query".into(),
             value: query.to_owned().into(),
         });
+    }
+    if let Some(tls) = &conn.tls {
+        flight.tags.extend(tls.tags());
     }
     capture_headers(&mut flight, headers, true);
     flight

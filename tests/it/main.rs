@@ -9,4 +9,5 @@ mod sampling;
 mod shutdown;
 mod streaming;
 mod support;
+mod tls;
 mod tracing;
