@@ -95,7 +95,7 @@ pub struct TlsMetrics {
 /// Process facts read from `/proc` at scrape time (Linux only; absent elsewhere).
 struct ProcessMetrics {
     resident_memory: IntGauge,
-    cpu_seconds: Gauge,
+    cpu_seconds: prometheus::Counter,
     open_fds: IntGauge,
 }
 
@@ -414,7 +414,7 @@ impl TlsMetrics {
 
 impl ProcessMetrics {
     fn register(registry: &Registry) -> Self {
-        let cpu_seconds = Gauge::new(
+        let cpu_seconds = prometheus::Counter::new(
             "process_cpu_seconds_total",
             "Total user and system CPU time spent in seconds.",
         )
@@ -451,7 +451,12 @@ impl ProcessMetrics {
             let fields: Vec<&str> = after_name.split_whitespace().collect();
             let ticks = |i: usize| fields.get(i).and_then(|s| s.parse::<f64>().ok());
             if let (Some(user), Some(system)) = (ticks(11), ticks(12)) {
-                self.cpu_seconds.set((user + system) / TICKS_PER_SECOND);
+                // A counter: add what was used since the last scrape.
+                let total = (user + system) / TICKS_PER_SECOND;
+                let delta = total - self.cpu_seconds.get();
+                if delta > 0.0 {
+                    self.cpu_seconds.inc_by(delta);
+                }
             }
         }
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
