@@ -38,6 +38,10 @@ pub struct CollectorArgs {
     /// Most spans kept in memory; whole oldest traces are evicted beyond it.
     #[arg(long, default_value_t = tracehop::collector::DEFAULT_MAX_SPANS)]
     pub max_spans: usize,
+    /// Also relay every accepted batch to this Zipkin-compatible URL, e.g.
+    /// http://zipkin:9411/api/v2/spans (Zipkin, Jaeger, Tempo).
+    #[arg(long, value_name = "URL")]
+    pub forward: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

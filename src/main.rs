@@ -44,7 +44,13 @@ fn with_runtime(command: impl std::future::Future<Output = anyhow::Result<()>>) 
 }
 
 async fn collector(args: CollectorArgs) -> anyhow::Result<()> {
-    use tracehop::collector::{self, Collector, CollectorConfig};
+    use tracehop::collector::CollectorConfig;
+    let forward = match &args.forward {
+        Some(url) => {
+            Some(config::export_defaults_for(url).map_err(|e| anyhow::anyhow!("--forward: {e}"))?)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -52,14 +58,17 @@ async fn collector(args: CollectorArgs) -> anyhow::Result<()> {
     tracing::info!(
         "collector listening: POST http://{addr}/api/v2/spans, viewer at http://{addr}/"
     );
-    let collector = Collector::new(CollectorConfig {
+    if let Some(url) = &args.forward {
+        tracing::info!(forward = %url, "relaying received spans");
+    }
+    let config = CollectorConfig {
         max_spans: args.max_spans,
-    });
+    };
     let signal = wait_for_signal();
-    collector::serve(collector, listener, async move {
+    tracehop::app::serve_collector(listener, config, forward, async move {
         let _ = signal.await;
     })
-    .await;
+    .await?;
     Ok(())
 }
 

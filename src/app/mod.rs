@@ -13,7 +13,10 @@
 //! 4. the exporter flushes what is queued, bounded by `export.shutdown_timeout`;
 //! 5. the admin listener stops last, so `/metrics` stays scrapable meanwhile.
 
+mod collector;
 mod demo;
+
+pub use collector::serve_collector;
 
 pub use demo::{Demo, DemoSettings, DemoStartError, start_demo};
 

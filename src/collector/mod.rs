@@ -35,6 +35,7 @@ pub use api::MAX_BODY_BYTES;
 pub use decode::IngestError;
 pub use dependencies::DependencyLink;
 
+use crate::export::RelaySink;
 use crate::server::{self, Body, BoxError, ServerOptions};
 use model::Span;
 use store::Store;
@@ -63,6 +64,8 @@ impl Default for CollectorConfig {
 #[derive(Clone, Debug)]
 pub struct Collector {
     store: Arc<Mutex<Store>>,
+    /// Where accepted batches are also relayed (`--forward URL`).
+    forward: Option<RelaySink>,
 }
 
 impl Collector {
@@ -70,7 +73,15 @@ impl Collector {
     pub fn new(config: CollectorConfig) -> Self {
         Self {
             store: Arc::new(Mutex::new(Store::new(config.max_spans))),
+            forward: None,
         }
+    }
+
+    /// Also relays every accepted batch, as received, through `sink` (to a
+    /// real Zipkin-compatible endpoint).
+    pub fn forwarding_to(mut self, sink: RelaySink) -> Self {
+        self.forward = Some(sink);
+        self
     }
 
     /// Handles one HTTP request (API and viewer). Generic over the body so
@@ -87,6 +98,9 @@ impl Collector {
     /// the batch had. An invalid batch stores nothing.
     pub fn ingest_json(&self, body: &[u8]) -> Result<usize, IngestError> {
         let spans = decode::decode_spans(body)?;
+        if let Some(forward) = &self.forward {
+            forward.send(Bytes::copy_from_slice(body), spans.len() as u64);
+        }
         Ok(self.ingest(spans))
     }
 

@@ -140,5 +140,20 @@ pub fn load(yaml: &str, overrides: Overrides) -> Result<Config, ConfigErrors> {
     problems.into_result(config)
 }
 
+/// Export settings for `url` with every other export key at its default
+/// (for the collector's `--forward URL`).
+pub fn export_defaults_for(url: &str) -> Result<ZipkinExport, ConfigErrors> {
+    let overrides = Overrides {
+        // inbound.upstream is required in a sidecar config; unused here.
+        upstream: Some("http://127.0.0.1:1".into()),
+        zipkin: Some(url.into()),
+        ..Overrides::default()
+    };
+    match load("", overrides)?.export {
+        ExportConfig::Enabled(export) => Ok(export),
+        ExportConfig::Disabled => unreachable!("export is enabled by default"),
+    }
+}
+
 #[cfg(test)]
 mod tests;

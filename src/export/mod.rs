@@ -36,6 +36,7 @@ mod batcher;
 mod client;
 mod delivery;
 mod json;
+mod relay;
 mod retry;
 mod route;
 #[cfg(test)]
@@ -44,7 +45,8 @@ mod sink;
 mod zipkin_json;
 
 pub use batcher::Batcher;
-pub use client::CollectorAccess;
+pub use client::{ClientError, CollectorAccess};
+pub use relay::{Relay, RelaySink, relay};
 pub use sink::SpanSink;
 pub use zipkin_json::{EncodeOptions, encode_spans};
 
