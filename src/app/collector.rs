@@ -38,10 +38,10 @@ pub async fn serve_collector(
     }
     collector::serve(collector, listener, shutdown).await;
     stop_relay.send_replace(true);
-    if let Some(task) = relay_task {
-        if let Err(error) = task.await {
-            tracing::warn!(%error, "forwarding task failed");
-        }
+    if let Some(task) = relay_task
+        && let Err(error) = task.await
+    {
+        tracing::warn!(%error, "forwarding task failed");
     }
     Ok(())
 }
