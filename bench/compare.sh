@@ -164,7 +164,7 @@ start() {  # NAME PORT COMMAND... : start in the background, record its pid and 
   "$@" > "$OUT/raw/$name.log" 2>&1 &
   STARTED+=("$!")
   wait_http "$port"
-  PIDS[$name]="$! $(ps -o pid= --ppid "$!" | tr '\n' ' ')"
+  PIDS[$name]="$! $( (ps -o pid= --ppid "$!" || true) | tr '\n' ' ')"
 }
 start_nginx() {  # NAME PORT TEMPLATE KEY=VALUE...
   local name="$1" port="$2" template="$3" dir="$OUT/run/$1"; shift 3
@@ -236,7 +236,7 @@ tracehop_counters() {  # NAME : export counters from the admin listener
 run_client() {  # OUTFILE COMMAND...
   local out="$1"; shift
   ( timeout $((DURATION + 30)) "${CLIENT[@]}" "$@" > "$out" 2>&1 || true
-    times | tail -n 1 > "$out.cpu" )
+    times > "$out.cpu" )
 }
 
 RUNS="$OUT/runs.tsv"

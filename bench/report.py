@@ -54,11 +54,12 @@ def parse_client(text):
 
 
 def client_cpu_seconds(path):
-    """Children's user+sys from bash `times` ("0m1.5s 0m0.2s")."""
+    """Children's user+sys: the second line of bash `times` ("0m1.5s 0m0.2s")."""
     try:
-        fields = Path(path).read_text().split()
+        lines = Path(path).read_text().splitlines()
     except OSError:
         return 0.0
+    fields = lines[-1].split() if lines else []
     total = 0.0
     for field in fields:
         m = re.fullmatch(r"(\d+)m([\d.]+)s", field)
@@ -243,13 +244,21 @@ def bar_table(res):
 
 
 def tracehop_counters(res):
+    """Span export counters per tracehop target, from its /metrics at the end."""
     path = res.dir / "tracehop-metrics.txt"
     if not path.exists():
         return []
-    wanted = ("spans_exported_total", "spans_dropped_total", "upstream_errors_total")
-    lines = [line.split("\t", 1) for line in path.read_text().splitlines() if "\t" in line]
-    picked = [f"`{name}`: `{metric}`" for name, metric in lines if any(w in metric for w in wanted)]
-    return ["tracehop counters after the runs (warm-up included): " + "; ".join(picked), ""] if picked else []
+    counters = {}
+    for line in path.read_text().splitlines():
+        target, _, metric = line.partition("\t")
+        m = re.match(r"tracehop_spans_(exported|dropped)_total(?:\{reason=\"(\w+)\"\})? (\S+)", metric)
+        if m:
+            label = m.group(1) + (f" ({m.group(2)})" if m.group(2) else "")
+            counters.setdefault(target, []).append(f"{label} {float(m.group(3)):.0f}")
+    if not counters:
+        return []
+    text = "; ".join(f"{t}: {', '.join(c)}" for t, c in counters.items())
+    return [f"Spans after all runs, warm-up included: {text}.", ""]
 
 
 def report(directory):

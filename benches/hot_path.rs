@@ -42,7 +42,10 @@ fn request_headers(extra: &[(&'static str, &'static str)]) -> HeaderMap {
     headers.insert("user-agent", HeaderValue::from_static("curl/8.5.0"));
     headers.insert("accept", HeaderValue::from_static("*/*"));
     for (name, value) in extra {
-        headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        headers.append(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     headers
 }
@@ -58,7 +61,10 @@ fn bench_propagation(c: &mut Criterion) {
     let mut group = c.benchmark_group("propagation");
     let both = propagation(vec![Format::W3c, Format::B3]);
     let cases: [(&str, HeaderMap); 5] = [
-        ("traceparent_parse", request_headers(&[("traceparent", TRACEPARENT)])),
+        (
+            "traceparent_parse",
+            request_headers(&[("traceparent", TRACEPARENT)]),
+        ),
         (
             "traceparent_tracestate_parse",
             request_headers(&[("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)]),
@@ -96,7 +102,15 @@ fn bench_propagation(c: &mut Criterion) {
         inject: vec![Format::B3],
     };
     group.bench_function("b3_multi_format", |b| {
-        b.iter(|| inject(&mut headers, black_box(&context), None, Seen::B3Multi, &b3_out));
+        b.iter(|| {
+            inject(
+                &mut headers,
+                black_box(&context),
+                None,
+                Seen::B3Multi,
+                &b3_out,
+            )
+        });
     });
     group.finish();
 }
@@ -148,7 +162,7 @@ fn server_span(n: u64) -> Span {
             host: Some(HeaderValue::from_static("users.local:8080")),
             version: http::Version::HTTP_11,
             user_agent: Some(HeaderValue::from_static("curl/8.5.0")),
-            status: Some(if n % 50 == 0 { 503 } else { 200 }),
+            status: Some(if n.is_multiple_of(50) { 503 } else { 200 }),
             request_body_bytes: 0,
             response_body_bytes: 512,
             grpc_status: None,
@@ -187,7 +201,9 @@ fn bench_export(c: &mut Criterion) {
         b.iter_batched_ref(
             || GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::default()),
             |encoder| {
-                encoder.write_all(black_box(&json)).expect("writing to memory");
+                encoder
+                    .write_all(black_box(&json))
+                    .expect("writing to memory");
                 encoder.try_finish().expect("writing to memory");
             },
             BatchSize::SmallInput,
