@@ -6,7 +6,7 @@
 //!   sampling decision;
 //! - export path (off the request path, in the batcher): one span to Zipkin
 //!   v2 JSON, a 512-span batch, and gzip of that batch as the batcher does it
-//!   (`flate2`, default level).
+//!   (`flate2`, default level) and at level 1 for comparison.
 //!
 //! Runs are kept short (1 s warm-up, 2 s measurement per benchmark), which
 //! is plenty for functions this small; command-line flags such as
@@ -197,18 +197,24 @@ fn bench_export(c: &mut Criterion) {
 
     let mut json = Vec::new();
     encode_spans(&batch, &options, &mut json);
-    group.bench_function("gzip_batch_512", |b| {
-        b.iter_batched_ref(
-            || GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::default()),
-            |encoder| {
-                encoder
-                    .write_all(black_box(&json))
-                    .expect("writing to memory");
-                encoder.try_finish().expect("writing to memory");
-            },
-            BatchSize::SmallInput,
-        );
-    });
+    // The batcher's level (default, 6) and the fastest one, for comparison.
+    for (name, level) in [
+        ("gzip_batch_512", Compression::default()),
+        ("gzip_batch_512_level1", Compression::fast()),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || GzEncoder::new(Vec::with_capacity(json.len() / 4), level),
+                |encoder| {
+                    encoder
+                        .write_all(black_box(&json))
+                        .expect("writing to memory");
+                    encoder.try_finish().expect("writing to memory");
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
     group.finish();
 }
 
