@@ -124,6 +124,7 @@ declare -A PORT=([direct]=$UPSTREAM_PORT [tracehop-off]=$((PORT_BASE + 1)) [trac
 declare -A PIDS ADMIN=([tracehop-off]=$((PORT_BASE + 101)) [tracehop-on]=$((PORT_BASE + 102)))
 OUT="${OUT:-$BENCH/results/$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT/raw" "$OUT/run"
+OUT="$(cd "$OUT" && pwd)"   # nginx and haproxy get absolute paths
 CLK_TCK="$(getconf CLK_TCK)"
 STARTED=()
 AUTOGROUP_OLD=""
