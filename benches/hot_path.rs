@@ -22,11 +22,11 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tracehop::config::{Format, PropagationConfig, RootSampler, SamplingConfig};
+use tracehop::config::{Format, Overrides, PropagationConfig};
 use tracehop::export::{EncodeOptions, encode_spans};
 use tracehop::metrics::Metrics;
 use tracehop::propagation::{Seen, extract, inject};
-use tracehop::sampling::Sampler;
+use tracehop::sampling::{RequestFacts, Sampler};
 use tracehop::span::{Endpoint, HttpFacts, Kind, Sampling, Span, SpanContext, SpanId, TraceId};
 
 /// The W3C Trace Context specification's example values (§3.2.2, §3.3.1).
@@ -117,20 +117,41 @@ fn bench_propagation(c: &mut Criterion) {
 
 fn bench_sampling(c: &mut Criterion) {
     let metrics = Metrics::new();
-    let sampler = Sampler::new(
-        &SamplingConfig {
-            parent_based: true,
-            root: RootSampler::Ratio(0.1),
-        },
-        &metrics.sampling,
-    );
+    // The default rules (probe paths) are on, as in production.
+    let config = tracehop::config::load(
+        "inbound: {upstream: \"http://127.0.0.1:8080\"}\nsampling: {root: {type: ratio, ratio: 0.1}}\n",
+        Overrides::default(),
+    )
+    .expect("valid sampling config");
+    let sampler = Sampler::new(&config.sampling, &metrics.sampling);
     let trace_id = TraceId::new(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736).expect("non-zero");
+    let headers = http::HeaderMap::new();
+    let facts = RequestFacts {
+        method: &http::Method::GET,
+        path: "/users/42",
+        headers: &headers,
+    };
+    let now = std::time::Instant::now();
     let mut group = c.benchmark_group("sampling");
     group.bench_function("decide_root_ratio", |b| {
-        b.iter(|| sampler.decide(black_box(Sampling::Deferred), black_box(trace_id)));
+        b.iter(|| {
+            sampler.decide(
+                black_box(Sampling::Deferred),
+                black_box(trace_id),
+                &facts,
+                now,
+            )
+        });
     });
     group.bench_function("decide_parent_sampled", |b| {
-        b.iter(|| sampler.decide(black_box(Sampling::Sampled), black_box(trace_id)));
+        b.iter(|| {
+            sampler.decide(
+                black_box(Sampling::Sampled),
+                black_box(trace_id),
+                &facts,
+                now,
+            )
+        });
     });
     group.bench_function("new_trace_id", |b| b.iter(TraceId::random));
     group.finish();
