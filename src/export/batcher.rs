@@ -184,8 +184,13 @@ impl Batcher {
 
 /// Gzip of `json` (RFC 1952), or `None` in the impossible case that
 /// writing to memory fails; the batch then goes out uncompressed.
+///
+/// The fastest level: on span JSON it costs about a seventh of the default
+/// level's time (0.7 µs against 4.6 µs per span, `benches/hot_path.rs`)
+/// for output about a quarter larger, still around 30 times smaller than
+/// the JSON.
 fn gzip(json: &[u8]) -> Option<Bytes> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::default());
+    let mut encoder = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::fast());
     encoder.write_all(json).ok()?;
     encoder.finish().ok().map(Bytes::from)
 }
