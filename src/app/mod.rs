@@ -30,14 +30,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Readiness};
-use crate::config::{self, Config, ConfigErrors, ExportConfig, ForwardProxy, Overrides};
+use crate::config::{
+    self, CaptureConfig, Config, ConfigErrors, ExportConfig, ForwardProxy, Overrides,
+};
 use crate::export::{self, CollectorAccess, EncodeOptions, SpanSink};
 use crate::metrics::Metrics;
-use crate::proxy::{self, Proxy, Upstream};
+use crate::proxy::{self, Listener, Mode, Proxy, Telemetry, Upstream};
 use crate::sampling::{LiveSampler, Sampler};
 use crate::server::{self, ServerOptions};
 use crate::span::Kind;
-use crate::tls::{self, TlsMaterial};
+use crate::tls::{self, ClientTls, TlsMaterial};
 
 /// Failures while starting.
 #[derive(Debug, thiserror::Error)]
@@ -179,66 +181,55 @@ fn build_proxies(
     sink: &SpanSink,
     sampler: &LiveSampler,
 ) -> Vec<Arc<Proxy>> {
+    let telemetry = Telemetry {
+        local_service: config.service.name.clone(),
+        propagation: config.propagation.clone(),
+        sampler: sampler.clone(),
+        sink: sink.clone(),
+        access_log: config.log.access_log,
+    };
     let inbound = &config.inbound;
-    let mut proxies = vec![Arc::new(Proxy::new(
-        Kind::Server,
-        config.service.name.clone(),
-        None,
-        Upstream::new(
+    let outbound = |remote_service, upstream, mode| Listener {
+        kind: Kind::Client,
+        remote_service,
+        upstream,
+        metrics: metrics.outbound.clone(),
+        routes: config.outbound.route_templates.clone(),
+        capture: CaptureConfig::default(),
+        mode,
+    };
+    let upstream = |url, protocol, tls: &Option<ClientTls>| {
+        Upstream::new(url, protocol, &inbound.timeouts, tls.as_ref())
+    };
+    let mut listeners = vec![Listener {
+        kind: Kind::Server,
+        remote_service: None,
+        upstream: upstream(
             &inbound.upstream,
             inbound.protocol,
-            &inbound.timeouts,
-            material.inbound_upstream.as_ref(),
+            &material.inbound_upstream,
         ),
-        config.propagation.clone(),
-        sampler.clone(),
-        sink.clone(),
-        metrics.inbound.clone(),
-        inbound.routes.clone(),
-        inbound.capture.clone(),
-        config.log.access_log,
-    ))];
+        metrics: metrics.inbound.clone(),
+        routes: inbound.routes.clone(),
+        capture: inbound.capture.clone(),
+        mode: Mode::Reverse,
+    }];
     for (route, tls) in config.outbound.routes.iter().zip(&material.outbound) {
-        proxies.push(Arc::new(Proxy::new(
-            Kind::Client,
-            config.service.name.clone(),
-            Some(route.name.clone()),
-            Upstream::new(
-                &route.upstream,
-                route.protocol,
-                &inbound.timeouts,
-                tls.as_ref(),
-            ),
-            config.propagation.clone(),
-            sampler.clone(),
-            sink.clone(),
-            metrics.outbound.clone(),
-            config.outbound.route_templates.clone(),
-            Default::default(),
-            config.log.access_log,
-        )));
+        let upstream = upstream(&route.upstream, route.protocol, tls);
+        listeners.push(outbound(Some(route.name.clone()), upstream, Mode::Reverse));
     }
     if let ForwardProxy::Enabled(f) = &config.outbound.forward_proxy {
-        let proxy = Proxy::new(
-            Kind::Client,
-            config.service.name.clone(),
-            None,
-            Upstream::forward(&inbound.timeouts),
-            config.propagation.clone(),
-            sampler.clone(),
-            sink.clone(),
-            metrics.outbound.clone(),
-            config.outbound.route_templates.clone(),
-            Default::default(),
-            config.log.access_log,
-        );
-        proxies.push(Arc::new(proxy.forward_proxy(
-            f.allow.clone(),
-            f.connect,
-            inbound.timeouts.upstream_connect,
-        )));
+        let mode = Mode::Forward {
+            allow: f.allow.clone(),
+            connect: f.connect,
+            connect_timeout: inbound.timeouts.upstream_connect,
+        };
+        listeners.push(outbound(None, Upstream::forward(&inbound.timeouts), mode));
     }
-    proxies
+    listeners
+        .into_iter()
+        .map(|listener| Arc::new(Proxy::new(telemetry.clone(), listener)))
+        .collect()
 }
 
 /// Spawns one server per proxy; only the inbound listener (the first)

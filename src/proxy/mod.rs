@@ -68,8 +68,6 @@ pub struct Proxy {
     /// `url.scheme` of requests on this listener.
     pub scheme: &'static str,
     pub mode: Mode,
-    /// Dial timeout for `CONNECT` tunnels.
-    pub connect_timeout: std::time::Duration,
     formats_seen: [IntCounter; 4],
 }
 
@@ -83,25 +81,52 @@ pub enum Mode {
         allow: Vec<AllowTarget>,
         /// `CONNECT` tunnels permitted (to allowed targets only).
         connect: bool,
+        /// Dial timeout for `CONNECT` tunnels.
+        connect_timeout: std::time::Duration,
     },
 }
 
+/// What every listener of one sidecar shares.
+#[derive(Clone)]
+pub struct Telemetry {
+    pub local_service: Arc<str>,
+    pub propagation: PropagationConfig,
+    pub sampler: LiveSampler,
+    pub sink: SpanSink,
+    pub access_log: bool,
+}
+
+/// One listener's own settings.
+pub struct Listener {
+    pub kind: Kind,
+    /// Outbound routes: the remote service's name.
+    pub remote_service: Option<Arc<str>>,
+    pub upstream: Upstream,
+    pub metrics: ProxyMetrics,
+    pub routes: Vec<RouteTemplate>,
+    pub capture: CaptureConfig,
+    pub mode: Mode,
+}
+
 impl Proxy {
-    /// Builds the proxy state and pre-resolves its counters.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        kind: Kind,
-        local_service: Arc<str>,
-        remote_service: Option<Arc<str>>,
-        upstream: Upstream,
-        propagation: PropagationConfig,
-        sampler: LiveSampler,
-        sink: SpanSink,
-        metrics: ProxyMetrics,
-        routes: Vec<RouteTemplate>,
-        capture: CaptureConfig,
-        access_log: bool,
-    ) -> Self {
+    /// Builds one listener's proxy and pre-resolves its counters.
+    pub fn new(telemetry: Telemetry, listener: Listener) -> Self {
+        let Telemetry {
+            local_service,
+            propagation,
+            sampler,
+            sink,
+            access_log,
+        } = telemetry;
+        let Listener {
+            kind,
+            remote_service,
+            upstream,
+            metrics,
+            routes,
+            capture,
+            mode,
+        } = listener;
         let formats_seen =
             ["w3c", "b3", "none", "invalid"].map(|f| metrics.context_format_counter(f));
         Self {
@@ -117,22 +142,9 @@ impl Proxy {
             capture,
             access_log,
             scheme: "http",
-            mode: Mode::Reverse,
-            connect_timeout: std::time::Duration::from_secs(1),
+            mode,
             formats_seen,
         }
-    }
-
-    /// Makes this a forward proxy restricted to `allow`.
-    pub fn forward_proxy(
-        mut self,
-        allow: Vec<AllowTarget>,
-        connect: bool,
-        connect_timeout: std::time::Duration,
-    ) -> Self {
-        self.mode = Mode::Forward { allow, connect };
-        self.connect_timeout = connect_timeout;
-        self
     }
 
     fn direction(&self) -> &'static str {
@@ -210,8 +222,8 @@ pub async fn handle(
     if let Some(early) = refuse_or_tunnel(&proxy, &request, target, &conn) {
         return match early {
             Early::Refuse(error) => local_error(&proxy, flight, error),
-            Early::Tunnel(host, port) => {
-                connect::open(&proxy, request, flight, &host, port, proxy.connect_timeout).await
+            Early::Tunnel(host, port, timeout) => {
+                connect::open(&proxy, request, flight, &host, port, timeout).await
             }
         };
     }
@@ -255,7 +267,7 @@ pub async fn handle(
 /// A request answered before forwarding.
 enum Early {
     Refuse(ProxyError),
-    Tunnel(String, u16),
+    Tunnel(String, u16, std::time::Duration),
 }
 
 /// Forward-proxy checks, and `CONNECT`: refused unless this is a forward
@@ -267,7 +279,14 @@ fn refuse_or_tunnel(
     conn: &ConnInfo,
 ) -> Option<Early> {
     let is_connect = request.method() == http::Method::CONNECT;
-    let connect_enabled = matches!(proxy.mode, Mode::Forward { connect: true, .. });
+    let tunnel_timeout = match proxy.mode {
+        Mode::Forward {
+            connect: true,
+            connect_timeout,
+            ..
+        } => Some(connect_timeout),
+        _ => None,
+    };
     match target {
         None if is_connect => Some(Early::Refuse(ProxyError::BadTarget)),
         None => None,
@@ -275,13 +294,17 @@ fn refuse_or_tunnel(
             tracing::warn!(peer = %conn.peer, uri = %request.uri(), %error, "forward proxy refused a request");
             Some(Early::Refuse(error))
         }
-        Some(Ok((host, port))) if is_connect && !connect_enabled => {
+        Some(Ok((host, port))) if is_connect && tunnel_timeout.is_none() => {
             tracing::warn!(peer = %conn.peer, target = %format!("{host}:{port}"), "forward proxy refused CONNECT: tunnels are disabled");
             Some(Early::Refuse(ProxyError::Denied {
                 target: format!("{host}:{port}"),
             }))
         }
-        Some(Ok((host, port))) if is_connect => Some(Early::Tunnel(host, port)),
+        Some(Ok((host, port))) if is_connect => Some(Early::Tunnel(
+            host,
+            port,
+            tunnel_timeout.unwrap_or_default(),
+        )),
         Some(Ok(_)) => None,
     }
 }
