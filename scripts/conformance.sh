@@ -156,6 +156,26 @@ peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$sidecar/status")
 [ "$peak_kib" -lt 65536 ] || fail "peak RSS ${peak_kib} KiB after 1 GiB each way: bodies are being buffered"
 ok "1 GiB upload and 1 GiB chunked download stream through; peak RSS ${peak_kib} KiB"
 
+# --- TLS with an RSA key, no config file ----------------------------------------
+if command -v openssl > /dev/null; then
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$work/rsa.key" -out "$work/rsa.crt" 2> /dev/null
+  tls_port=$(free_port); tls_admin=$(free_port)
+  "$bin" run --listen "127.0.0.1:$tls_port" --admin "127.0.0.1:$tls_admin" --upstream "http://127.0.0.1:$up" \
+    --zipkin "http://127.0.0.1:$sink/api/v2/spans" --tls-cert "$work/rsa.crt" --tls-key "$work/rsa.key" \
+    2> "$work/tls.log" & tls_pid=$!; pids+=($tls_pid)
+  wait_port "$tls_port"
+  curl -sf --cacert "$work/rsa.crt" "https://127.0.0.1:$tls_port/tls" > "$work/tls.json" || fail "HTTPS/1.1 with an RSA key failed: $(cat "$work/tls.log")"
+  curl -sf --http2 --cacert "$work/rsa.crt" -o /dev/null -w '%{http_version}' "https://127.0.0.1:$tls_port/tls2" > "$work/tls2.txt"
+  [ "$(cat "$work/tls2.txt")" = 2 ] || fail "HTTP/2 over TLS (ALPN h2) not negotiated: $(cat "$work/tls2.txt")"
+  grep -q '"x-forwarded-proto": "https"' "$work/tls.json" || fail "the app was not told the request came over HTTPS"
+  kill -TERM "$tls_pid"; wait "$tls_pid" || true
+  ok "--tls-cert/--tls-key with an RSA key: HTTPS over HTTP/1.1 and HTTP/2 (ALPN)"
+else
+  echo "conformance: skip: openssl not installed (RSA TLS check)"
+fi
+
 # --- graceful shutdown -------------------------------------------------------
 grep -q '"trace_id"' "$work/sidecar.log" || fail "access log lines carry no trace id"
 kill -TERM "$sidecar"
