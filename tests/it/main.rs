@@ -4,6 +4,8 @@
 mod admin;
 mod demo;
 mod forward_proxy;
+mod hostile;
+mod limits;
 mod proxy;
 mod sampling;
 mod shutdown;
