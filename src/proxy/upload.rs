@@ -6,8 +6,8 @@
 //! `inbound.timeouts.request_body`; hyper's client then aborts the upstream
 //! request, and [`stalled`] lets the caller recognise the cause (408).
 
-use std::pin::Pin;
 use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 

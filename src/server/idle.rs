@@ -127,7 +127,10 @@ mod tests {
         let ended = Instant::now();
         activity.idle_expired(idle).await;
         let waited = ended.elapsed();
-        assert!(waited >= idle && waited < idle + Duration::from_secs(2), "{waited:?}");
+        assert!(
+            waited >= idle && waited < idle + Duration::from_secs(2),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

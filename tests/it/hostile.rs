@@ -31,7 +31,10 @@ struct Case {
 }
 
 fn members(n: usize) -> String {
-    (0..n).map(|i| format!("k{i}=v{i}")).collect::<Vec<_>>().join(",")
+    (0..n)
+        .map(|i| format!("k{i}=v{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn cases() -> Vec<Case> {
@@ -60,7 +63,10 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "tracestate of 100 KB in one member",
-            headers: vec![parent(), ("tracestate", format!("k={}", "v".repeat(100_000)))],
+            headers: vec![
+                parent(),
+                ("tracestate", format!("k={}", "v".repeat(100_000))),
+            ],
             trace: Expect::Continued,
             tracestate: None,
         },
@@ -140,13 +146,18 @@ async fn hostile_trace_headers_are_survived_and_handled_per_spec() {
     let client = Client::http1();
     for case in cases() {
         let headers: Vec<(&str, &str)> = case.headers.iter().map(|(n, v)| (*n, &v[..])).collect();
-        let reply = client.get(&format!("{}/hostile", sidecar.base), &headers).await;
+        let reply = client
+            .get(&format!("{}/hostile", sidecar.base), &headers)
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{}", case.name);
         let seen = upstream.last();
         let continued = trace_id(&seen) == TRACE;
         let expected = case.trace == Expect::Continued;
         assert_eq!(continued, expected, "{}: trace continued?", case.name);
-        let tracestate = seen.headers.get("tracestate").map(|v| v.to_str().expect("ascii"));
+        let tracestate = seen
+            .headers
+            .get("tracestate")
+            .map(|v| v.to_str().expect("ascii"));
         assert_eq!(tracestate, case.tracestate, "{}: tracestate", case.name);
     }
     collector.wait_for(cases().len()).await;
@@ -218,9 +229,7 @@ async fn smuggling_attempts_get_400_and_never_reach_the_upstream() {
         ),
         (
             "obs-fold header line",
-            format!(
-                "GET /a HTTP/1.1\r\nHost: app\r\nX-Folded: one\r\n two\r\n\r\n{smuggled}"
-            ),
+            format!("GET /a HTTP/1.1\r\nHost: app\r\nX-Folded: one\r\n two\r\n\r\n{smuggled}"),
         ),
         (
             "Transfer-Encoding not ending in chunked",
@@ -231,9 +240,7 @@ async fn smuggling_attempts_get_400_and_never_reach_the_upstream() {
         ),
         (
             "space before the colon",
-            format!(
-                "POST /a HTTP/1.1\r\nHost: app\r\nContent-Length : 4\r\n\r\nabcd{smuggled}"
-            ),
+            format!("POST /a HTTP/1.1\r\nHost: app\r\nContent-Length : 4\r\n\r\nabcd{smuggled}"),
         ),
         (
             "bare LF inside a header value",

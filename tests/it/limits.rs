@@ -82,11 +82,19 @@ async fn a_slow_head_is_cut_off_and_other_clients_are_served() {
         .await
         .expect("write");
     // Meanwhile a well-behaved client is served.
-    let reply = Client::http1().get(&format!("{}/ok", sidecar.base), &[]).await;
+    let reply = Client::http1()
+        .get(&format!("{}/ok", sidecar.base), &[])
+        .await;
     assert_eq!(reply.status, 200);
     let (read, took) = read_until_closed(&mut slow).await;
-    assert!(took >= Duration::from_millis(250), "closed too early: {took:?}");
-    assert!(!read.contains("200 OK"), "the partial request was answered: {read}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "closed too early: {took:?}"
+    );
+    assert!(
+        !read.contains("200 OK"),
+        "the partial request was answered: {read}"
+    );
     assert!(upstream.seen().iter().all(|s| s.uri.path() == "/ok"));
     sidecar.stop().await;
 }
@@ -306,7 +314,9 @@ async fn http2_streams_beyond_the_limit_wait_for_a_free_one() {
         let mut sender = sender.clone();
         let url = format!("{}/stream/{i}", sidecar.base);
         calls.push(tokio::spawn(async move {
-            let request = Request::get(url).body(Full::<Bytes>::default()).expect("req");
+            let request = Request::get(url)
+                .body(Full::<Bytes>::default())
+                .expect("req");
             sender.send_request(request).await.map(|r| r.status())
         }));
     }
@@ -354,7 +364,10 @@ async fn a_stalled_upload_is_cut_off_with_408_and_an_error_span() {
     })
     .await;
     let bodies = upstream.bodies.lock().expect("lock").clone();
-    assert!(bodies[0].is_err(), "upstream got a complete body: {bodies:?}");
+    assert!(
+        bodies[0].is_err(),
+        "upstream got a complete body: {bodies:?}"
+    );
     let spans = collector.wait_for(1).await;
     let tags = &spans[0]["tags"];
     assert_eq!(tags["http.response.status_code"], "408");
