@@ -40,6 +40,37 @@ HOSTILE_HEADERS = [
 ]
 
 
+class Server(http.server.ThreadingHTTPServer):
+    """Tracks its connections so that "down" really cuts them, and keeps
+    expected broken pipes out of the output."""
+    daemon_threads = True
+
+    def __init__(self, *args):
+        self.open = set()
+        super().__init__(*args)
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        self.open.add(sock)
+        return sock, addr
+
+    def shutdown_request(self, request):
+        self.open.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        pass
+
+    def kill(self):
+        self.shutdown()
+        self.server_close()
+        for sock in list(self.open):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,22 +114,19 @@ class Upstream:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
+        self.server = Server(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def set(self, mode):
         if mode == "refuse":
-            self.server.shutdown()
-            self.server.server_close()
+            self.server.kill()
         elif self.mode == "refuse":
             self.start()
         self.mode = mode
 
     def close(self):
         if self.mode != "refuse":
-            self.server.shutdown()
-            self.server.server_close()
+            self.server.kill()
 
 
 class Collector:
@@ -138,14 +166,12 @@ class Collector:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
+        self.server = Server(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def set(self, mode):
         if mode == "down":
-            self.server.shutdown()
-            self.server.server_close()
+            self.server.kill()
         elif self.mode == "down":
             self.start()
         self.mode = mode
@@ -155,9 +181,9 @@ class Collector:
             return self.spans
 
     def close(self):
+        if self.mode != "down":
+            self.server.kill()
         self.mode = "ok"
-        self.server.shutdown()
-        self.server.server_close()
 
 
 CONFIG = """service: {{name: reliability}}
