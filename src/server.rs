@@ -13,6 +13,16 @@
 //! slow or failing handshake never holds up the accept loop. ALPN offers
 //! `h2` and `http/1.1`; the auto builder then recognises the HTTP/2
 //! preface a client that chose `h2` sends, and serves HTTP/1.1 otherwise.
+//!
+//! Limits: the HTTP/1.1 header-read timeout (hyper starts it whenever the
+//! connection waits for a request head, so it also bounds the wait between
+//! keep-alive requests), the idle timeout (see [`idle`], both protocols),
+//! the head size (431), the number of open connections (further accepts
+//! wait; open connections keep working) and HTTP/2 streams per connection.
+
+mod idle;
+
+pub use idle::TrackedBody;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,9 +37,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 /// Error type of boxed bodies.
@@ -80,6 +89,8 @@ pub struct ServerOptions {
     /// Open connections at most; further accepts wait for a free slot.
     pub max_connections: Option<usize>,
     pub max_concurrent_streams: Option<u32>,
+    /// Connections with no request in flight this long are closed.
+    pub idle_timeout: Option<Duration>,
     /// How long open connections may take to finish after shutdown.
     pub grace_period: Duration,
     /// Terminate TLS on every connection.
@@ -93,6 +104,7 @@ impl Default for ServerOptions {
             max_header_bytes: None,
             max_connections: None,
             max_concurrent_streams: None,
+            idle_timeout: None,
             grace_period: Duration::from_secs(5),
             tls: None,
         }
@@ -136,7 +148,8 @@ pub async fn serve<H, F, B>(
     B::Error: Into<BoxError>,
 {
     let builder = Arc::new(builder(&options));
-    let graceful = GracefulShutdown::new();
+    // Tells every connection to finish what it is doing and close.
+    let (drain, draining) = watch::channel(());
     let limit = options.max_connections.map(|n| Arc::new(Semaphore::new(n)));
     let mut connections = JoinSet::new();
     let local = listener.local_addr().ok();
@@ -171,15 +184,22 @@ pub async fn serve<H, F, B>(
         };
         let handler = handler.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let mut draining = draining.clone();
+        draining.mark_unchanged();
         let (tls, handshake_timeout) = (options.tls.clone(), options.header_read_timeout);
+        let idle = options.idle_timeout;
         connections.spawn(async move {
+            let conn = Conn {
+                builder: &builder,
+                draining,
+                idle,
+            };
             match tls {
-                None => drive(&builder, watcher, TokioIo::new(stream), info, handler).await,
+                None => conn.drive(TokioIo::new(stream), info, handler).await,
                 Some(tls) => {
                     if let Some((stream, facts)) = tls.accept(stream, handshake_timeout).await {
                         info.tls = Some(facts);
-                        drive(&builder, watcher, TokioIo::new(stream), info, handler).await;
+                        conn.drive(TokioIo::new(stream), info, handler).await;
                     }
                 }
             }
@@ -187,7 +207,9 @@ pub async fn serve<H, F, B>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(options.grace_period, graceful.shutdown())
+    let _ = drain.send(());
+    let finished = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(options.grace_period, finished)
         .await
         .is_err()
     {
@@ -199,27 +221,60 @@ pub async fn serve<H, F, B>(
     connections.shutdown().await;
 }
 
-/// Serves HTTP on one connection until it closes or shutdown drains it.
-async fn drive<I, H, F, B>(
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
-    io: I,
-    info: ConnInfo,
-    handler: H,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>, ConnInfo) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let peer = info.peer;
-    let service = hyper::service::service_fn(move |request| {
-        let response = handler(request, info.clone());
-        async move { Ok::<_, Infallible>(response.await) }
-    });
-    let connection = builder.serve_connection_with_upgrades(io, service);
-    if let Err(error) = watcher.watch(connection.into_owned()).await {
-        tracing::debug!(%peer, %error, "connection ended with an error");
+/// One connection's share of the server: its settings and the drain signal.
+struct Conn<'a> {
+    builder: &'a auto::Builder<TokioExecutor>,
+    /// Changes when the server shuts down.
+    draining: watch::Receiver<()>,
+    idle: Option<Duration>,
+}
+
+impl Conn<'_> {
+    /// Serves HTTP on one connection until it closes; on shutdown or after
+    /// the idle timeout it is shut down gracefully (in-flight requests finish).
+    async fn drive<I, H, F, B>(mut self, io: I, info: ConnInfo, handler: H)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        H: Fn(Request<Incoming>, ConnInfo) -> F + Send + Sync + 'static,
+        F: Future<Output = Response<B>> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let peer = info.peer;
+        let activity = idle::Activity::new();
+        let tracker = activity.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let guard = tracker.start();
+            let response = handler(request, info.clone());
+            async move {
+                let response = response.await;
+                Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))
+            }
+        });
+        let connection = self.builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(connection);
+        let idle = self.idle;
+        let expired = async {
+            match idle {
+                Some(idle) => activity.idle_expired(idle).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
+        let mut closing = false;
+        let result = loop {
+            tokio::select! {
+                result = connection.as_mut() => break result,
+                _ = self.draining.changed(), if !closing => {}
+                () = &mut expired, if !closing => {
+                    tracing::debug!(%peer, "closing idle connection");
+                }
+            }
+            connection.as_mut().graceful_shutdown();
+            closing = true;
+        };
+        if let Err(error) = result {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
     }
 }

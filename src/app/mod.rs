@@ -167,6 +167,7 @@ fn server_options(config: &Config) -> ServerOptions {
         max_header_bytes: Some(inbound.limits.max_header_bytes),
         max_connections: Some(inbound.limits.max_connections),
         max_concurrent_streams: Some(inbound.limits.max_concurrent_streams),
+        idle_timeout: Some(inbound.timeouts.idle),
         grace_period: config.shutdown.grace_period,
         tls: None,
     }

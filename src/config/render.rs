@@ -116,6 +116,7 @@ fn inbound(c: &InboundConfig) -> Value {
         "timeouts": {
             "header_read": duration(c.timeouts.header_read),
             "idle": duration(c.timeouts.idle),
+            "request_body": duration(c.timeouts.request_body),
             "upstream_connect": duration(c.timeouts.upstream_connect),
             "upstream_response": duration(c.timeouts.upstream_response),
         },

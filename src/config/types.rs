@@ -67,6 +67,9 @@ pub struct ProxyTimeouts {
     pub header_read: Duration,
     /// Keep-alive connections with no request for this long are closed.
     pub idle: Duration,
+    /// Longest pause while reading a request body; the upload is then cut
+    /// off (408 if no response was sent yet).
+    pub request_body: Duration,
     pub upstream_connect: Duration,
     /// Time until the upstream's response head arrives; 504 after.
     pub upstream_response: Duration,

@@ -98,6 +98,11 @@ fn inbound(raw: RawInbound, p: &mut Problems) -> InboundConfig {
                 timeouts.idle.as_deref(),
                 Duration::from_secs(60),
             ),
+            request_body: p.positive_duration(
+                "inbound.timeouts.request_body",
+                timeouts.request_body.as_deref(),
+                Duration::from_secs(10),
+            ),
             upstream_connect: p.positive_duration(
                 "inbound.timeouts.upstream_connect",
                 timeouts.upstream_connect.as_deref(),

@@ -26,6 +26,8 @@ pub enum ProxyError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    #[error("request body stalled for {timeout:?}; upload to {upstream} aborted")]
+    RequestBodyStalled { upstream: String, timeout: Duration },
     #[error(
         "request target is not a valid URI (the forward proxy needs http://host/path, or CONNECT host:port)"
     )]
@@ -41,6 +43,7 @@ impl ProxyError {
             ProxyError::Connect { .. } => "connect",
             ProxyError::Timeout { .. } => "timeout",
             ProxyError::Upstream { .. } => "protocol",
+            ProxyError::RequestBodyStalled { .. } => "request_body_timeout",
             ProxyError::BadTarget => "bad_request",
             ProxyError::Denied { .. } => "denied",
         }
@@ -52,6 +55,9 @@ impl ProxyError {
             ProxyError::Connect { .. } => (StatusCode::BAD_GATEWAY, "upstream unreachable\n"),
             ProxyError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream failed\n"),
             ProxyError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
+            ProxyError::RequestBodyStalled { .. } => {
+                (StatusCode::REQUEST_TIMEOUT, "request body timed out\n")
+            }
             ProxyError::BadTarget => (StatusCode::BAD_REQUEST, "bad request target\n"),
             ProxyError::Denied { .. } => (
                 StatusCode::FORBIDDEN,

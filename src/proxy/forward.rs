@@ -5,7 +5,7 @@
 //! HTTP/1.1. For an `https://` upstream both connect through TLS, the
 //! HTTP/1.1 client offering ALPN `http/1.1` and the HTTP/2 client `h2`
 //! (cleartext HTTP/2 uses prior knowledge). The connect timeout gives 502,
-//! the response-head timeout 504.
+//! the response-head timeout 504, a stalled request body 408 (see [`upload`]).
 
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::error::ProxyError;
+use super::upload::{self, UploadBody};
 use crate::config::{self, ProxyTimeouts, UpstreamProtocol, UpstreamUrl};
 use crate::tls::{Alpn, ClientTls, HttpsConnector};
 
@@ -32,9 +33,11 @@ pub struct Upstream {
     /// Path prefix from the upstream URL (`""` when it is `/`).
     prefix: String,
     protocol: UpstreamProtocol,
-    http1: Client<HttpsConnector, Incoming>,
-    http2: Client<HttpsConnector, Incoming>,
+    http1: Client<HttpsConnector, UploadBody>,
+    http2: Client<HttpsConnector, UploadBody>,
     response_timeout: Duration,
+    /// Longest pause in the downstream's request body.
+    body_timeout: Duration,
 }
 
 fn connector(connect_timeout: Duration) -> HttpConnector {
@@ -74,6 +77,7 @@ impl Upstream {
             http1,
             http2,
             response_timeout: timeouts.upstream_response,
+            body_timeout: timeouts.request_body,
         }
     }
 
@@ -172,6 +176,7 @@ impl Upstream {
             Version::HTTP_11
         };
         let client = if http2 { &self.http2 } else { &self.http1 };
+        let request = request.map(|body| UploadBody::new(body, self.body_timeout));
         match tokio::time::timeout(self.response_timeout, client.request(request)).await {
             Err(_) => Err(ProxyError::Timeout {
                 upstream,
@@ -181,7 +186,13 @@ impl Upstream {
                 upstream,
                 source: source.into(),
             }),
-            Ok(Err(source)) => Err(ProxyError::Upstream { upstream, source }),
+            Ok(Err(source)) => match upload::stalled(&source) {
+                Some(stall) => Err(ProxyError::RequestBodyStalled {
+                    timeout: stall.0,
+                    upstream,
+                }),
+                None => Err(ProxyError::Upstream { upstream, source }),
+            },
             Ok(Ok(response)) => Ok(response),
         }
     }

@@ -27,6 +27,7 @@ mod forward;
 mod headers;
 mod route;
 mod upgrade;
+mod upload;
 
 pub use body::ResponseBody;
 pub use error::ProxyError;

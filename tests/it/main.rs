@@ -5,6 +5,8 @@ mod admin;
 mod collector;
 mod demo;
 mod forward_proxy;
+mod hostile;
+mod limits;
 mod proxy;
 mod sampling;
 mod shutdown;
