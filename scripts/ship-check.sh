@@ -109,19 +109,20 @@ ok "built with '$build_cmds' in two stages: $("$bin" --version)"
 
 # --- 3. manifests --------------------------------------------------------------
 step "render and validate k8s/"
-for layout in . overlays/embedded-collector overlays/prometheus-operator ../k8s/sidecar-example; do
-  name=$(echo "$layout" | tr -c 'a-z0-9\n' '_')
-  out=$work/render$name.yaml
-  kubectl kustomize "$root/k8s/$layout" > "$out" || fail "kubectl kustomize k8s/$layout"
+rendered() { echo "$work/render-${1//[^a-z0-9]/_}.yaml"; }
+for layout in k8s k8s/overlays/embedded-collector k8s/overlays/prometheus-operator k8s/sidecar-example; do
+  out=$(rendered "$layout")
+  kubectl kustomize "$root/$layout" > "$out" || fail "kubectl kustomize $layout"
   $manifests split "$out" "$out.core" "$out.crd" > /dev/null
   kubernetes-validate --strict --quiet -k "$k8s_version" "$out.core" \
-    || fail "k8s/$layout does not validate against Kubernetes $k8s_version"
-  $manifests policy "$out" | sed 's/^/  /' || fail "k8s/$layout breaks the deployment rules"
-  ok "k8s/$layout: $(grep -c '^kind:' "$out.core") resources valid for Kubernetes $k8s_version (strict)"
+    || fail "$layout does not validate against Kubernetes $k8s_version"
+  $manifests policy "$out" > "$out.policy" || fail "$layout breaks the deployment rules"
+  sed 's/^/  /' "$out.policy"
+  ok "$layout: $(grep -c '^kind:' "$out.core") resources valid for Kubernetes $k8s_version (strict)"
 done
-demo=$work/render_.yaml
+demo=$(rendered k8s)
 [ ! -s "$demo.crd" ] || fail "plain k8s/ must not need a CRD"
-$manifests podmonitor "$work/render_overlays_prometheus_operator.yaml" "$here/ship/podmonitor.schema.json" \
+$manifests podmonitor "$(rendered k8s/overlays/prometheus-operator)" "$here/ship/podmonitor.schema.json" \
   || fail "PodMonitor does not match scripts/ship/podmonitor.schema.json"
 ok "PodMonitor (CRD) valid against scripts/ship/podmonitor.schema.json; only in the optional component"
 for key in api-gateway user-service order-service; do
