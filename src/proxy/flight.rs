@@ -71,6 +71,8 @@ impl InFlight {
         match ending {
             Ending::Complete | Ending::Dropped { complete: true } => {}
             Ending::UpstreamBodyError(message) => {
+                // The head arrived but the body broke off (reset, tunnel error).
+                self.proxy.metrics.upstream_error("body");
                 self.error = Some(format!("upstream body failed: {message}").into());
             }
             Ending::Dropped { complete: false } => self.tags.push(Tag {

@@ -159,3 +159,54 @@ async fn methods_and_bodies_are_forwarded() {
     assert_eq!(spans[0]["tags"]["http.response.body.size"], "5");
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn an_upstream_reset_mid_response_closes_the_downstream_and_is_recorded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Promises 100 bytes, sends 9, then closes the connection.
+    let (reset, reset_addr) = bind().await;
+    let server = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = reset.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-some")
+                .await;
+        }
+    });
+    let collector = FakeCollector::start().await;
+    let sidecar = Sidecar::start(Yaml::default(), reset_addr, collector.addr).await;
+    let response = Client::http1()
+        .send(
+            http::Request::get(&sidecar.base)
+                .body(http_body_util::Full::default())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the head was already on its way"
+    );
+    let body = http_body_util::BodyExt::collect(response.into_body()).await;
+    assert!(
+        body.is_err(),
+        "the downstream sees the body break off, not a short success"
+    );
+    let spans = collector.wait_for(1).await;
+    assert!(
+        spans[0]["tags"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("upstream body failed"),
+        "{}",
+        spans[0]
+    );
+    crate::support::scrape_until(
+        &sidecar.admin,
+        r#"tracehop_upstream_errors_total{direction="inbound",kind="body"} 1"#,
+    )
+    .await;
+    sidecar.stop().await;
+    server.abort();
+}
