@@ -2,8 +2,6 @@
 //! survived and handled as the specs say, and request-smuggling attempts
 //! are refused with 400 before anything reaches the upstream.
 
-use std::time::Duration;
-
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
