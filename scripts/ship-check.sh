@@ -7,14 +7,14 @@
 #   3. every kustomization rendered with `kubectl kustomize`, validated with
 #      `kubernetes-validate --strict -k 1.30.0` (the PodMonitor, a CRD,
 #      against scripts/ship/podmonitor.schema.json), plus the rules of
-#      docs/deploy.md (scripts/ship/manifests.py policy);
+#      README.md (scripts/ship/manifests.py policy);
 #   4. user-service and its sidecar with the config taken from the rendered
 #      ConfigMap (addresses moved to loopback ports), the pod metadata in the
 #      environment as the downward API sets it, a tracehop collector as the
 #      collector: traffic, /readyz, /metrics, span tags;
 #   5. a real Prometheus scraping that sidecar every second: exact request
 #      counts with the expected labels, and every PromQL query of
-#      docs/deploy.md and dashboards/tracehop.json evaluated;
+#      README.md and dashboards/tracehop.json evaluated;
 #   6. the three demo services chained through their outbound routes;
 #   7. SIGTERM: readiness fails during drain_delay while traffic is still
 #      served, then the sidecar exits 0.
@@ -234,8 +234,8 @@ PY
 expect_series 'tracehop_requests_total{direction="inbound",method="GET",status_class="2xx"}'
 expect_series 'tracehop_request_duration_seconds_count{direction="inbound",method="GET",status_class="2xx"}'
 ok "Prometheus scraped $sent requests: tracehop_requests_total and tracehop_request_duration_seconds_count agree, with labels"
-$manifests promql "$root/docs/deploy.md" "$root/dashboards/tracehop.json" > "$work/promql.txt"
-[ "$(wc -l < "$work/promql.txt")" -ge 5 ] || fail "fewer than 5 PromQL queries found in docs/deploy.md and the dashboard"
+$manifests promql "$root/README.md" "$root/dashboards/tracehop.json" > "$work/promql.txt"
+[ "$(wc -l < "$work/promql.txt")" -ge 5 ] || fail "fewer than 5 PromQL queries found in README.md and the dashboard"
 while IFS= read -r q; do
   # The dashboard's rate window, as Grafana would substitute it.
   q=${q//\$__rate_interval/1m}
@@ -254,7 +254,7 @@ for try in $(seq 101); do
   status_of "http://127.0.0.1:${in_port[user-service]}/users/1" > /dev/null
   sleep 0.2
 done
-ok "$(wc -l < "$work/promql.txt") PromQL queries of docs/deploy.md and dashboards/tracehop.json evaluate; rate and p99 have data"
+ok "$(wc -l < "$work/promql.txt") PromQL queries of README.md and dashboards/tracehop.json evaluate; rate and p99 have data"
 
 # --- 6. the demo topology on loopback -------------------------------------------
 step "api-gateway -> order-service -> user-service through outbound routes"

@@ -2,7 +2,7 @@
 """Checks on the rendered Kubernetes manifests, for scripts/ship-check.sh.
 
 Subcommands (each exits non-zero with every problem listed):
-  policy FILE            the rules docs/deploy.md promises, on a rendered demo
+  policy FILE            the rules README.md promises, on a rendered demo
   split FILE CORE CRD    write built-in kinds to CORE and custom ones to CRD
   podmonitor FILE SCHEMA validate every PodMonitor in FILE against SCHEMA
   config FILE KEY OUT    write the tracehop ConfigMap's KEY to OUT
