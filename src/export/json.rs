@@ -29,6 +29,11 @@ pub fn write_bytes_lossy(out: &mut Vec<u8>, value: &[u8]) {
 /// control characters U+0000..U+001F, which RFC 8259 §7 forbids unescaped.
 pub fn write_escaped(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
+    // Nearly every value needs no escape: one scan, one copy.
+    if !bytes.iter().any(|&b| needs_escape(b)) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut start = 0;
     for (i, &byte) in bytes.iter().enumerate() {
         if needs_escape(byte) {
@@ -43,8 +48,15 @@ pub fn write_escaped(out: &mut Vec<u8>, value: &str) {
 /// Like [`write_escaped`], lowercasing as it goes. Zipkin lowercases span
 /// and service names (Zipkin v2 API, `Span.name`, `Endpoint.serviceName`).
 pub fn write_escaped_lowercase(out: &mut Vec<u8>, value: &str) {
+    let bytes = value.as_bytes();
+    if bytes.iter().all(|&b| b.is_ascii() && !needs_escape(b)) {
+        let start = out.len();
+        out.extend_from_slice(bytes);
+        out[start..].make_ascii_lowercase();
+        return;
+    }
     if value.is_ascii() {
-        for &byte in value.as_bytes() {
+        for &byte in bytes {
             if needs_escape(byte) {
                 write_escape(out, byte);
             } else {

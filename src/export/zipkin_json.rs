@@ -7,15 +7,12 @@
 //! Zipkin API asks; `shared` is never written because every span here owns
 //! its span id (SERVER spans get a fresh id, CLIENT spans must never be shared).
 
-use std::io::Write as _;
-use std::net::IpAddr;
-
 use super::json::{
     write_bytes_lossy, write_escaped_lowercase, write_str, write_str_lowercase, write_u64,
     write_u64_str,
 };
 use super::route::template_path;
-use crate::span::{Endpoint, Kind, Span};
+use crate::span::{Endpoint, Kind, Span, canonical_ip, ip_text};
 
 /// Static facts added to every exported span (pod metadata from
 /// `ServiceConfig.resource_tags`).
@@ -124,27 +121,20 @@ fn write_remote_endpoint(remote: &Endpoint, out: &mut Vec<u8>) {
         }
         // An IPv4 client on a dual-stack socket shows up IPv4-mapped; Zipkin
         // wants it in `ipv4`.
-        match canonical_ip(addr.ip()) {
-            IpAddr::V4(ip) => {
-                let _ = write!(out, "\"ipv4\":\"{ip}\"");
-            }
-            IpAddr::V6(ip) => {
-                let _ = write!(out, "\"ipv6\":\"{ip}\"");
-            }
-        }
+        let ip = canonical_ip(addr.ip());
+        out.extend_from_slice(if ip.is_ipv4() {
+            b"\"ipv4\":\""
+        } else {
+            b"\"ipv6\":\""
+        });
+        out.extend_from_slice(ip_text(ip, &mut [0; 45]));
+        out.push(b'"');
         if addr.port() != 0 {
             out.extend_from_slice(b",\"port\":");
             write_u64(out, u64::from(addr.port()));
         }
     }
     out.push(b'}');
-}
-
-fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
 }
 
 /// Writes the members of the `tags` object, in a fixed order.
@@ -181,10 +171,10 @@ fn write_tags(span: &Span, route: Option<&str>, options: &EncodeOptions, out: &m
     }
     write_peer_and_outcome(span, &mut tags);
     for tag in &span.tags {
-        tags.text(&tag.key, &tag.value);
+        tags.any(&tag.key, &tag.value);
     }
     for (key, value) in &options.resource_tags {
-        tags.text(key, value);
+        tags.any(key, value);
     }
 }
 
@@ -193,7 +183,9 @@ fn write_peer_and_outcome(span: &Span, tags: &mut TagWriter<'_>) {
     let facts = &span.http;
     if let (Kind::Server, Some(addr)) = (span.kind, span.remote.addr) {
         tags.key("client.address");
-        let _ = write!(tags.out, "\"{}\"", canonical_ip(addr.ip()));
+        tags.out.push(b'"');
+        tags.out.extend_from_slice(ip_text(addr.ip(), &mut [0; 45]));
+        tags.out.push(b'"');
     }
     if facts.request_body_bytes > 0 {
         tags.number("http.request.body.size", facts.request_body_bytes);
@@ -267,27 +259,40 @@ struct TagWriter<'a> {
 }
 
 impl TagWriter<'_> {
-    fn key(&mut self, key: &str) {
+    /// Starts a member whose key is one of the encoder's own tag names,
+    /// which never need escaping.
+    fn key(&mut self, key: &'static str) {
+        debug_assert!(!key.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
+        self.out
+            .extend_from_slice(if self.first { b"\"" } else { b",\"" });
+        self.first = false;
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn text(&mut self, key: &'static str, value: &str) {
+        self.key(key);
+        write_str(self.out, value);
+    }
+
+    /// A tag whose key comes from configuration or a captured header.
+    fn any(&mut self, key: &str, value: &str) {
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
         write_str(self.out, key);
         self.out.push(b':');
-    }
-
-    fn text(&mut self, key: &str, value: &str) {
-        self.key(key);
         write_str(self.out, value);
     }
 
     /// Header values may hold any byte; they are written lossily.
-    fn bytes(&mut self, key: &str, value: &[u8]) {
+    fn bytes(&mut self, key: &'static str, value: &[u8]) {
         self.key(key);
         write_bytes_lossy(self.out, value);
     }
 
-    fn number(&mut self, key: &str, value: u64) {
+    fn number(&mut self, key: &'static str, value: u64) {
         self.key(key);
         write_u64_str(self.out, value);
     }

@@ -146,11 +146,35 @@ static CONTEXT_HEADERS: [&HeaderName; 8] = [
     &b3::X_B3_FLAGS,
 ];
 
+/// Which of [`CONTEXT_HEADERS`] `headers` holds, one bit each, from one
+/// pass over the names: most maps hold none or one, and a pass is cheaper
+/// than a hashed lookup per name.
+fn present(headers: &HeaderMap) -> u8 {
+    headers.keys().fold(0, |mask, name| {
+        mask | match name.as_str() {
+            "traceparent" => 1,
+            "tracestate" => 1 << 1,
+            "b3" => 1 << 2,
+            "x-b3-traceid" => 1 << 3,
+            "x-b3-spanid" => 1 << 4,
+            "x-b3-parentspanid" => 1 << 5,
+            "x-b3-sampled" => 1 << 6,
+            "x-b3-flags" => 1 << 7,
+            _ => 0,
+        }
+    })
+}
+
 /// Reads the downstream's trace context from `headers`, trying the formats
 /// of `config.extract` in order (see the module docs for precedence).
 pub fn extract(headers: &HeaderMap, config: &PropagationConfig) -> Extracted {
     let mut seen = Seen::None;
-    for &format in &config.extract {
+    let formats: &[Format] = if present(headers) == 0 {
+        &[]
+    } else {
+        &config.extract
+    };
+    for &format in formats {
         match read_format(headers, format) {
             Found::Valid(extracted) => return extracted,
             Found::Invalid => seen = Seen::Invalid,
@@ -220,8 +244,11 @@ pub fn inject(
     seen: Seen,
     config: &PropagationConfig,
 ) {
-    for name in CONTEXT_HEADERS {
-        headers.remove(name);
+    let present = present(headers);
+    for (i, name) in CONTEXT_HEADERS.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(*name);
+        }
     }
     let reply = [seen.reply_format()];
     let formats: &[Format] = if config.inject.is_empty() {

@@ -188,6 +188,20 @@ fn labels() {
     }
 }
 
+#[test]
+fn the_presence_scan_knows_every_context_header() {
+    assert_eq!(present(&headers(&[("x-app", "1"), ("baggage", "k=v")])), 0);
+    for (i, name) in CONTEXT_HEADERS.iter().enumerate() {
+        let map = headers(&[("x-app", "1"), (name.as_str(), "x")]);
+        assert_eq!(present(&map), 1 << i, "{name}");
+    }
+    // Every one of them is removed before writing, whatever else is there.
+    let all: Vec<(&str, &str)> = CONTEXT_HEADERS.iter().map(|n| (n.as_str(), "x")).collect();
+    let mut map = headers(&all);
+    inject(&mut map, &w3c_parent(), None, Seen::W3c, &config(&[], &[]));
+    assert_eq!(names(&map), vec!["traceparent"]);
+}
+
 fn names(headers: &HeaderMap) -> Vec<&str> {
     let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
     names.sort_unstable();

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that are hop-by-hop whatever `Connection` says
 /// (RFC 9110 §7.6.1, plus the non-standard `Keep-Alive` and `Proxy-Connection`).
@@ -26,9 +26,31 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Whether `name` is one of the headers [`remove_hop_by_hop`] may remove
+/// without being told by `Connection` (which is itself one of them).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+    )
+}
+
 /// Removes hop-by-hop headers. With `keep_upgrade`, `Connection: upgrade`
 /// and `Upgrade` survive (a WebSocket handshake being tunnelled).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most requests carry none: one pass over the names instead of a
+    // hashed removal per name.
+    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if let Some(connection) = headers.get(header::CONNECTION)
         && let Ok(list) = connection.to_str()
     {
@@ -63,43 +85,46 @@ pub fn remove_hop_by_hop_response(headers: &mut HeaderMap, keep_upgrade: bool) {
     headers.remove(header::TE);
 }
 
-fn append(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
-    let combined = if headers.contains_key(name) {
-        // Fold every existing field line and the new value into one list.
-        let mut joined = Vec::with_capacity(64);
-        for existing in headers.get_all(name) {
-            joined.extend_from_slice(existing.as_bytes());
-            joined.extend_from_slice(b", ");
+/// Adds `value` to the list in `name`, folding existing field lines into
+/// one (RFC 9110 §5.3); one hashed lookup.
+fn append(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
+    match headers.entry(name) {
+        Entry::Vacant(entry) => {
+            entry.insert(value);
         }
-        joined.extend_from_slice(value);
-        HeaderValue::from_bytes(&joined)
-    } else {
-        HeaderValue::from_bytes(value)
-    };
-    if let Ok(combined) = combined {
-        headers.insert(name.clone(), combined);
+        Entry::Occupied(mut entry) => {
+            let mut joined = Vec::with_capacity(64);
+            for existing in entry.iter() {
+                joined.extend_from_slice(existing.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(value.as_bytes());
+            if let Ok(combined) = HeaderValue::from_bytes(&joined) {
+                entry.insert(combined);
+            }
+        }
     }
 }
 
 /// Appends the downstream's address, scheme and host.
-pub fn add_forwarded(headers: &mut HeaderMap, peer: IpAddr, scheme: &str, host: Option<&[u8]>) {
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    scheme: &'static str,
+    host: Option<&HeaderValue>,
+) {
     let mut buf = [0u8; 45];
-    let peer = format_ip(peer, &mut buf);
-    append(headers, &X_FORWARDED_FOR, peer);
-    append(headers, &X_FORWARDED_PROTO, scheme.as_bytes());
-    if let Some(host) = host {
-        append(headers, &X_FORWARDED_HOST, host);
+    if let Ok(peer) = HeaderValue::from_bytes(crate::span::ip_text(peer, &mut buf)) {
+        append(headers, &X_FORWARDED_FOR, peer);
     }
-}
-
-/// Formats an IP address into `buf` without allocating.
-fn format_ip(ip: IpAddr, buf: &mut [u8; 45]) -> &[u8] {
-    use std::io::Write;
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    // 45 bytes hold the longest IPv6 text form.
-    let _ = write!(cursor, "{ip}");
-    let len = usize::try_from(cursor.position()).unwrap_or(0);
-    &buf[..len]
+    append(
+        headers,
+        &X_FORWARDED_PROTO,
+        HeaderValue::from_static(scheme),
+    );
+    if let Some(host) = host {
+        append(headers, &X_FORWARDED_HOST, host.clone());
+    }
 }
 
 #[cfg(test)]
@@ -163,7 +188,7 @@ mod tests {
             &mut h,
             "10.0.0.1".parse().unwrap(),
             "http",
-            Some(b"shop.example"),
+            Some(&HeaderValue::from_static("shop.example")),
         );
         assert_eq!(
             h.get("x-forwarded-for").unwrap(),

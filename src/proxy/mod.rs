@@ -232,12 +232,11 @@ pub async fn handle(
     let upgrade = is_upgrade(&request);
     let headers = request.headers_mut();
     headers::remove_hop_by_hop(headers, upgrade);
-    let host = flight.http.host.clone();
     headers::add_forwarded(
         headers,
         conn.peer.ip(),
         flight.http.scheme,
-        host.as_ref().map(|h| h.as_bytes()),
+        flight.http.host.as_ref(),
     );
     propagation::inject(
         headers,

@@ -8,9 +8,11 @@
 
 mod clock;
 mod id;
+mod ip;
 
 pub use clock::{SpanTimer, now_micros};
 pub use id::{SpanId, TraceId, parse_hex_u64, parse_hex_u128};
+pub use ip::{IpBuf, canonical_ip, ip_text};
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
