@@ -24,10 +24,11 @@ mod idle;
 
 pub use idle::TrackedBody;
 
+use std::any::Any;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -77,6 +78,40 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// The TLS session's facts; `None` on cleartext connections.
     pub tls: Option<Arc<crate::tls::TlsInfo>>,
+    /// What the handler keeps between this connection's requests.
+    pub kept: ConnLocal,
+}
+
+/// One value a handler keeps for the life of a connection, across its
+/// requests (the proxy keeps the upstream connection it last used). Dropped
+/// with the connection's last request.
+#[derive(Clone, Default)]
+pub struct ConnLocal(Arc<Mutex<Option<Box<dyn Any + Send>>>>);
+
+impl ConnLocal {
+    /// Takes the kept value out if it is a `T`; a later [`put`](Self::put)
+    /// returns it (the box is reused, so keeping costs no allocation).
+    pub fn take<T: Send + 'static>(&self) -> Option<Box<T>> {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match slot.take()?.downcast::<T>() {
+            Ok(value) => Some(value),
+            Err(other) => {
+                *slot = Some(other);
+                None
+            }
+        }
+    }
+
+    /// Keeps `value`, replacing whatever was kept.
+    pub fn put<T: Send + 'static>(&self, value: Box<T>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
+    }
+}
+
+impl std::fmt::Debug for ConnLocal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnLocal")
+    }
 }
 
 /// Connection-level settings.
@@ -181,6 +216,7 @@ pub async fn serve<H, F, B>(
             peer,
             local: local.unwrap_or(peer),
             tls: None,
+            kept: ConnLocal::default(),
         };
         let handler = handler.clone();
         let builder = builder.clone();

@@ -22,7 +22,10 @@ pub fn write_str_lowercase(out: &mut Vec<u8>, value: &str) {
 
 /// Writes raw bytes as a JSON string; invalid UTF-8 becomes U+FFFD.
 pub fn write_bytes_lossy(out: &mut Vec<u8>, value: &[u8]) {
-    write_str(out, &String::from_utf8_lossy(value));
+    match std::str::from_utf8(value) {
+        Ok(text) => write_str(out, text),
+        Err(_) => write_str(out, &String::from_utf8_lossy(value)),
+    }
 }
 
 /// Writes the body of a JSON string (no quotes), escaping `"`, `\` and the
@@ -97,19 +100,8 @@ fn write_escape(out: &mut Vec<u8>, byte: u8) {
 }
 
 /// Writes `value` in decimal, without quotes.
-pub fn write_u64(out: &mut Vec<u8>, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        // `value % 10` is below 10, so the cast cannot truncate.
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
+pub fn write_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// Writes `value` in decimal as a JSON string (Zipkin tag values are strings).

@@ -14,6 +14,13 @@ use super::json::{
 use super::route::template_path;
 use crate::span::{Endpoint, Kind, Span, canonical_ip, ip_text};
 
+/// `,"name":`, the start of a tag member, as one static string.
+macro_rules! key {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
+}
+
 /// Static facts added to every exported span (pod metadata from
 /// `ServiceConfig.resource_tags`).
 #[derive(Clone, Debug, Default)]
@@ -140,34 +147,37 @@ fn write_remote_endpoint(remote: &Endpoint, out: &mut Vec<u8>) {
 /// Writes the members of the `tags` object, in a fixed order.
 fn write_tags(span: &Span, route: Option<&str>, options: &EncodeOptions, out: &mut Vec<u8>) {
     let facts = &span.http;
-    let mut tags = TagWriter { out, first: true };
-    tags.text("http.request.method", facts.method.as_str());
+    // The method is always there, so it opens the object; every other
+    // member starts with its comma.
+    out.extend_from_slice(b"\"http.request.method\":");
+    write_str(out, facts.method.as_str());
+    let mut tags = TagWriter { out };
     if let Some(target) = &facts.target {
-        tags.text("url.path", target.path());
+        tags.text(key!("url.path"), target.path());
     }
     if !facts.scheme.is_empty() {
-        tags.text("url.scheme", facts.scheme);
+        tags.text(key!("url.scheme"), facts.scheme);
     }
     if let Some(host) = &facts.host {
         let (address, port) = split_host(host.as_bytes());
         if !address.is_empty() {
-            tags.bytes("server.address", address);
+            tags.bytes(key!("server.address"), address);
         }
         if let Some(port) = port {
-            tags.number("server.port", u64::from(port));
+            tags.number(key!("server.port"), u64::from(port));
         }
     }
     if let Some(route) = route {
-        tags.text("http.route", route);
+        tags.text(key!("http.route"), route);
     }
     if let Some(status) = facts.status {
-        tags.number("http.response.status_code", u64::from(status));
+        tags.number(key!("http.response.status_code"), u64::from(status));
     }
     if let Some(version) = protocol_version(facts.version) {
-        tags.text("network.protocol.version", version);
+        tags.text(key!("network.protocol.version"), version);
     }
     if let Some(agent) = &facts.user_agent {
-        tags.bytes("user_agent.original", agent.as_bytes());
+        tags.bytes(key!("user_agent.original"), agent.as_bytes());
     }
     write_peer_and_outcome(span, &mut tags);
     for tag in &span.tags {
@@ -182,28 +192,28 @@ fn write_tags(span: &Span, route: Option<&str>, options: &EncodeOptions, out: &m
 fn write_peer_and_outcome(span: &Span, tags: &mut TagWriter<'_>) {
     let facts = &span.http;
     if let (Kind::Server, Some(addr)) = (span.kind, span.remote.addr) {
-        tags.key("client.address");
+        tags.key(key!("client.address"));
         tags.out.push(b'"');
         tags.out.extend_from_slice(ip_text(addr.ip(), &mut [0; 45]));
         tags.out.push(b'"');
     }
     if facts.request_body_bytes > 0 {
-        tags.number("http.request.body.size", facts.request_body_bytes);
+        tags.number(key!("http.request.body.size"), facts.request_body_bytes);
     }
     if facts.response_body_bytes > 0 {
-        tags.number("http.response.body.size", facts.response_body_bytes);
+        tags.number(key!("http.response.body.size"), facts.response_body_bytes);
     }
     if let Some(grpc) = facts.grpc_status {
-        tags.number("rpc.grpc.status_code", u64::from(grpc));
+        tags.number(key!("rpc.grpc.status_code"), u64::from(grpc));
     }
     // Zipkin marks a span failed by the presence of the `error` tag; its
     // value is the message, or the status when there is no message.
     if let Some(error) = &span.error {
-        tags.text("error", error);
+        tags.text(key!("error"), error);
     } else if let Some(status) = facts.status.filter(|s| *s >= 500) {
-        tags.number("error", u64::from(status));
+        tags.number(key!("error"), u64::from(status));
     } else if let Some(grpc) = facts.grpc_status.filter(|g| *g != 0) {
-        tags.key("error");
+        tags.key(key!("error"));
         tags.out.extend_from_slice(b"\"grpc-status ");
         write_u64(tags.out, u64::from(grpc));
         tags.out.push(b'"');
@@ -252,22 +262,15 @@ fn parse_port(suffix: &[u8]) -> Option<u16> {
         .and_then(|port| u16::try_from(port).ok())
 }
 
-/// Writes `"key":"value"` members separated by commas.
+/// Writes `,"key":"value"` members after the first.
 struct TagWriter<'a> {
     out: &'a mut Vec<u8>,
-    first: bool,
 }
 
 impl TagWriter<'_> {
-    /// Starts a member whose key is one of the encoder's own tag names,
-    /// which never need escaping.
+    /// Starts a member; `key` comes from [`key!`].
     fn key(&mut self, key: &'static str) {
-        debug_assert!(!key.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
-        self.out
-            .extend_from_slice(if self.first { b"\"" } else { b",\"" });
-        self.first = false;
         self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
     }
 
     fn text(&mut self, key: &'static str, value: &str) {
@@ -277,10 +280,7 @@ impl TagWriter<'_> {
 
     /// A tag whose key comes from configuration or a captured header.
     fn any(&mut self, key: &str, value: &str) {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
+        self.out.push(b',');
         write_str(self.out, key);
         self.out.push(b':');
         write_str(self.out, value);

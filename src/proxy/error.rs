@@ -24,7 +24,7 @@ pub enum ProxyError {
     Upstream {
         upstream: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     #[error("request body stalled for {timeout:?}; upload to {upstream} aborted")]
     RequestBodyStalled { upstream: String, timeout: Duration },

@@ -1,12 +1,16 @@
-//! Sending a request to the upstream through a pooled keep-alive client.
+//! Sending a request to the upstream over keep-alive connections.
 //!
-//! Owns one HTTP/1.1 and one HTTP/2 client for one upstream; `protocol:
+//! HTTP/1.1 requests from HTTP/1.x downstreams go over the connection kept
+//! with their downstream connection ([`super::affinity`]). Everything else
+//! (HTTP/2 downstreams, upgrades, the forward proxy) uses pooled clients:
+//! one HTTP/1.1 and one HTTP/2 client for one upstream; `protocol:
 //! auto` sends gRPC over HTTP/2 (it needs trailers) and the rest over
 //! HTTP/1.1. For an `https://` upstream both connect through TLS, the
 //! HTTP/1.1 client offering ALPN `http/1.1` and the HTTP/2 client `h2`
 //! (cleartext HTTP/2 uses prior knowledge). The connect timeout gives 502,
 //! the response-head timeout 504, a stalled request body 408 (see [`upload`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -16,9 +20,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::affinity::{Failure, Http1Connections};
 use super::error::ProxyError;
 use super::upload::{self, UploadBody};
 use crate::config::{self, ProxyTimeouts, UpstreamProtocol, UpstreamUrl};
+use crate::server::ConnLocal;
 use crate::tls::{Alpn, ClientTls, HttpsConnector};
 
 /// Idle pooled connections to the upstream are closed after this long.
@@ -35,6 +41,8 @@ pub struct Upstream {
     protocol: UpstreamProtocol,
     http1: Client<HttpsConnector, UploadBody>,
     http2: Client<HttpsConnector, UploadBody>,
+    /// HTTP/1.1 connections kept per downstream connection (reverse proxy).
+    kept: Option<Arc<Http1Connections<UploadBody>>>,
     response_timeout: Duration,
     /// Longest pause in the downstream's request body.
     body_timeout: Duration,
@@ -66,16 +74,32 @@ impl Upstream {
             .http2_only(true)
             .timer(TokioTimer::new())
             .build(connect(Alpn::Http2));
+        let scheme = match url.scheme {
+            config::Scheme::Http => Scheme::HTTP,
+            config::Scheme::Https => Scheme::HTTPS,
+        };
+        let target = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(url.authority.clone())
+            .path_and_query("/")
+            .build()
+            .ok();
+        let kept = match (protocol, target) {
+            (UpstreamProtocol::Http2, _) | (_, None) => None,
+            (_, Some(target)) => Some(Http1Connections::new(
+                connect(Alpn::Http1),
+                target,
+                POOL_IDLE_TIMEOUT,
+            )),
+        };
         Self {
             authority: Some(url.authority.clone()),
-            scheme: match url.scheme {
-                config::Scheme::Http => Scheme::HTTP,
-                config::Scheme::Https => Scheme::HTTPS,
-            },
+            scheme,
             prefix: url.path.trim_end_matches('/').to_owned(),
             protocol,
             http1,
             http2,
+            kept,
             response_timeout: timeouts.upstream_response,
             body_timeout: timeouts.request_body,
         }
@@ -91,6 +115,7 @@ impl Upstream {
         };
         Self {
             authority: None,
+            kept: None,
             ..Self::new(&placeholder, UpstreamProtocol::Http1, timeouts, None)
         }
     }
@@ -109,22 +134,27 @@ impl Upstream {
                 _ => Err(ProxyError::BadTarget),
             };
         };
-        let target = uri.path_and_query();
-        let path_and_query = match (self.prefix.is_empty(), target) {
-            (true, Some(target)) => target.clone(),
-            (true, None) => PathAndQuery::from_static("/"),
-            (false, target) => {
-                let rest = target.map_or("/", |t| t.as_str());
-                PathAndQuery::try_from(format!("{}{rest}", self.prefix))
-                    .map_err(|_| ProxyError::BadTarget)?
-            }
-        };
+        let path_and_query = self.path_and_query(uri)?;
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(authority.clone())
             .path_and_query(path_and_query)
             .build()
             .map_err(|_| ProxyError::BadTarget)
+    }
+
+    /// The request target's path and query under the upstream's path prefix.
+    fn path_and_query(&self, uri: &Uri) -> Result<PathAndQuery, ProxyError> {
+        let target = uri.path_and_query();
+        match (self.prefix.is_empty(), target) {
+            (true, Some(target)) => Ok(target.clone()),
+            (true, None) => Ok(PathAndQuery::from_static("/")),
+            (false, target) => {
+                let rest = target.map_or("/", |t| t.as_str());
+                PathAndQuery::try_from(format!("{}{rest}", self.prefix))
+                    .map_err(|_| ProxyError::BadTarget)
+            }
+        }
     }
 
     /// Whether `request` goes out over HTTP/2. `auto` sends gRPC (HTTP/2
@@ -146,11 +176,13 @@ impl Upstream {
     }
 
     /// Sends `request` (headers already rewritten) and waits for the
-    /// response head, at most the response timeout.
+    /// response head, at most the response timeout. `kept` is the
+    /// downstream connection's store for its upstream connection.
     pub async fn send(
         &self,
         mut request: Request<Incoming>,
         upgrade: bool,
+        kept: &ConnLocal,
     ) -> Result<Response<Incoming>, ProxyError> {
         let http2 = !upgrade && self.use_http2(&request);
         // An HTTP/2 request has no Host header (RFC 9113 §8.3.1: :authority);
@@ -162,38 +194,68 @@ impl Upstream {
         {
             request.headers_mut().insert(http::header::HOST, value);
         }
-        *request.uri_mut() = self.uri_for(request.uri())?;
-        let upstream = || {
-            request
-                .uri()
-                .authority()
-                .map_or_else(String::new, |a| a.to_string())
+        // One request at a time per downstream connection: HTTP/1.x.
+        let sequential = request.version() <= Version::HTTP_11;
+        let direct = self
+            .kept
+            .as_ref()
+            .filter(|_| !http2 && !upgrade && sequential);
+        *request.uri_mut() = match direct {
+            // Origin form (RFC 9112 §3.2.1): the connection knows the host.
+            Some(_) => self.origin_form(request.uri())?,
+            None => self.uri_for(request.uri())?,
         };
-        let upstream = upstream();
         *request.version_mut() = if http2 {
             Version::HTTP_2
         } else {
             Version::HTTP_11
         };
-        let client = if http2 { &self.http2 } else { &self.http1 };
         let request = request.map(|body| UploadBody::new(body, self.body_timeout));
-        match tokio::time::timeout(self.response_timeout, client.request(request)).await {
+        let sent = async {
+            match direct {
+                Some(connections) => connections.send(kept, request).await,
+                None => {
+                    let client = if http2 { &self.http2 } else { &self.http1 };
+                    client.request(request).await.map_err(|error| {
+                        if error.is_connect() {
+                            Failure::Connect(error.into())
+                        } else {
+                            Failure::Request(error.into())
+                        }
+                    })
+                }
+            }
+        };
+        let upstream = || {
+            self.authority
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string)
+        };
+        match tokio::time::timeout(self.response_timeout, sent).await {
             Err(_) => Err(ProxyError::Timeout {
-                upstream,
+                upstream: upstream(),
                 timeout: self.response_timeout,
             }),
-            Ok(Err(source)) if source.is_connect() => Err(ProxyError::Connect {
-                upstream,
-                source: source.into(),
+            Ok(Err(Failure::Connect(source))) => Err(ProxyError::Connect {
+                upstream: upstream(),
+                source,
             }),
-            Ok(Err(source)) => match upload::stalled(&source) {
+            Ok(Err(Failure::Request(source))) => match upload::stalled(&*source) {
                 Some(stall) => Err(ProxyError::RequestBodyStalled {
                     timeout: stall.0,
-                    upstream,
+                    upstream: upstream(),
                 }),
-                None => Err(ProxyError::Upstream { upstream, source }),
+                None => Err(ProxyError::Upstream {
+                    upstream: upstream(),
+                    source,
+                }),
             },
             Ok(Ok(response)) => Ok(response),
         }
+    }
+
+    /// The downstream's path and query under the upstream's path prefix.
+    fn origin_form(&self, uri: &Uri) -> Result<Uri, ProxyError> {
+        Ok(Uri::from(self.path_and_query(uri)?))
     }
 }

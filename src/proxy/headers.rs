@@ -11,8 +11,9 @@ use std::net::IpAddr;
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that are hop-by-hop whatever `Connection` says
-/// (RFC 9110 §7.6.1, plus the non-standard `Keep-Alive` and `Proxy-Connection`).
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// (RFC 9110 §7.6.1, plus the non-standard `Keep-Alive` and `Proxy-Connection`),
+/// then `Upgrade` and `TE`, which have their own rules.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -20,69 +21,93 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::PROXY_AUTHORIZATION,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
 ];
+const CONNECTION: u16 = 1;
+const UPGRADE: u16 = 1 << 7;
+const TE: u16 = 1 << 8;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Whether `name` is one of the headers [`remove_hop_by_hop`] may remove
-/// without being told by `Connection` (which is itself one of them).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "te"
-    )
+/// Which of [`HOP_BY_HOP`] `headers` holds, one bit each, from one pass
+/// over the names (cheaper than a hashed lookup per name; most requests
+/// carry none, most responses only `Connection`).
+fn present(headers: &HeaderMap) -> u16 {
+    headers.keys().fold(0, |mask, name| {
+        mask | match name.as_str() {
+            "connection" => CONNECTION,
+            "keep-alive" => 1 << 1,
+            "proxy-connection" => 1 << 2,
+            "proxy-authenticate" => 1 << 3,
+            "proxy-authorization" => 1 << 4,
+            "trailer" => 1 << 5,
+            "transfer-encoding" => 1 << 6,
+            "upgrade" => UPGRADE,
+            "te" => TE,
+            _ => 0,
+        }
+    })
 }
 
 /// Removes hop-by-hop headers. With `keep_upgrade`, `Connection: upgrade`
 /// and `Upgrade` survive (a WebSocket handshake being tunnelled).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most requests carry none: one pass over the names instead of a
-    // hashed removal per name.
-    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
-        return;
+    let present = present(headers);
+    if present & CONNECTION != 0 {
+        remove_named_by_connection(headers, keep_upgrade);
     }
-    if let Some(connection) = headers.get(header::CONNECTION)
-        && let Ok(list) = connection.to_str()
-    {
-        let named: Vec<HeaderName> = list
-            .split(',')
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-            .filter(|name| !(keep_upgrade && name == header::UPGRADE))
-            .collect();
-        for name in named {
+    // Upgrade and TE follow below.
+    for (i, name) in HOP_BY_HOP[..7].iter().enumerate() {
+        if present & (1 << i) != 0 {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if present & UPGRADE != 0 {
         headers.remove(header::UPGRADE);
     }
-    if headers
-        .get(header::TE)
-        .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    if present & TE != 0
+        && headers
+            .get(header::TE)
+            .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
     {
         headers.remove(header::TE);
+    }
+}
+
+/// Removes the headers the `Connection` header names (RFC 9110 §7.6.1).
+fn remove_named_by_connection(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let mut named = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(list) = value.to_str() else { continue };
+        for token in list.split(',').map(str::trim) {
+            // The usual options name no header, or one removed anyway.
+            if token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case("close")
+                || (keep_upgrade && token.eq_ignore_ascii_case("upgrade"))
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                named.push(name);
+            }
+        }
+    }
+    for name in named {
+        headers.remove(name);
     }
 }
 
 /// Removes hop-by-hop headers from a response (no `TE` exception).
 pub fn remove_hop_by_hop_response(headers: &mut HeaderMap, keep_upgrade: bool) {
     remove_hop_by_hop(headers, keep_upgrade);
-    headers.remove(header::TE);
+    if present(headers) & TE != 0 {
+        headers.remove(header::TE);
+    }
 }
 
 /// Adds `value` to the list in `name`, folding existing field lines into
@@ -159,6 +184,23 @@ mod tests {
         remove_hop_by_hop(&mut h, false);
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, vec!["x-app", "traceparent"]);
+    }
+
+    #[test]
+    fn every_connection_line_is_honoured() {
+        let mut h = map(&[
+            ("connection", "close"),
+            ("connection", "X-Second-Hop , keep-alive"),
+            ("x-second-hop", "1"),
+            ("x-app", "kept"),
+        ]);
+        remove_hop_by_hop_response(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["x-app"]);
+        // Nothing hop-by-hop: nothing changes.
+        let mut h = map(&[("x-app", "kept"), ("te", "trailers")]);
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 2);
     }
 
     #[test]

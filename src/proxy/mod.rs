@@ -18,6 +18,7 @@
 //! spans whose remote service is the route name. Nothing here waits on
 //! telemetry or logs per request except the optional access log.
 
+mod affinity;
 mod allow;
 mod body;
 mod connect;
@@ -247,7 +248,7 @@ pub async fn handle(
     );
     // 5. forward
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-    match proxy.upstream.send(request, upgrade).await {
+    match proxy.upstream.send(request, upgrade, &conn.kept).await {
         Ok(mut response) => {
             flight.set_status(response.status().as_u16());
             flight.read_grpc_status(response.headers());

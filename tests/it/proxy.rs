@@ -32,6 +32,41 @@ async fn forwards_http1_and_http2_to_the_upstream() {
 }
 
 #[tokio::test]
+async fn upstream_connections_follow_downstream_connections() {
+    let upstream = FakeUpstream::start().await;
+    let collector = FakeCollector::start().await;
+    let sidecar = Sidecar::start(Yaml::default(), upstream.addr, collector.addr).await;
+    let peers = |from: usize| {
+        let seen = upstream.seen();
+        let peers: std::collections::HashSet<_> = seen[from..].iter().map(|s| s.peer).collect();
+        (seen.len() - from, peers.len())
+    };
+    // Sequential requests on one HTTP/1.1 connection: one upstream connection.
+    let http1 = Client::http1();
+    for i in 0..5 {
+        let reply = http1.get(&format!("{}/n/{i}", sidecar.base), &[]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    assert_eq!(peers(0), (5, 1));
+    // Concurrent HTTP/2 streams on one connection go out side by side.
+    let http2 = std::sync::Arc::new(Client::http2());
+    let mut streams = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (client, url) = (http2.clone(), format!("{}/m/{i}", sidecar.base));
+        streams.spawn(async move { client.get(&url, &[]).await });
+    }
+    while let Some(reply) = streams.join_next().await {
+        let reply = reply.expect("stream task");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (StatusCode::OK, "hello")
+        );
+    }
+    assert_eq!(upstream.seen().len(), 13);
+    sidecar.stop().await;
+}
+
+#[tokio::test]
 async fn hop_by_hop_headers_are_dropped_and_forwarded_headers_appended() {
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;

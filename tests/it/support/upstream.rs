@@ -17,6 +17,8 @@ pub struct Seen {
     pub version: Version,
     pub headers: HeaderMap,
     pub body_len: usize,
+    /// The address the request came from (one per upstream connection).
+    pub peer: SocketAddr,
 }
 
 /// Answers 200 `hello` to everything (or `/status/NNN` with that status)
@@ -33,7 +35,8 @@ impl FakeUpstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (stop, shutdown) = stopper();
         let record = seen.clone();
-        let handler = move |request: http::Request<hyper::body::Incoming>, _conn| {
+        let handler = move |request: http::Request<hyper::body::Incoming>,
+                            conn: server::ConnInfo| {
             let record = record.clone();
             async move {
                 let (parts, body) = request.into_parts();
@@ -54,6 +57,7 @@ impl FakeUpstream {
                     version: parts.version,
                     headers: parts.headers,
                     body_len: body.len(),
+                    peer: conn.peer,
                 });
                 let mut response: Response<Body> = Response::new(full("hello"));
                 *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();

@@ -1,0 +1,342 @@
+//! HTTP/1.1 upstream connections kept by downstream connection.
+//!
+//! An HTTP/1.1 downstream connection sends one request at a time, so it
+//! needs one upstream connection at a time: the one it used last is kept
+//! with it ([`crate::server::ConnLocal`]) and used again for its next
+//! request, touching no state shared with other connections. Only when a
+//! downstream connection opens (or its kept connection has died) does it
+//! take one from the shared idle list, or dial; when it closes, its
+//! upstream connection goes back to that list for the next one. A client
+//! that opens a connection per request (health probes do) therefore still
+//! reuses upstream connections.
+//!
+//! A request that a reused connection could not even start sending (the
+//! upstream closed it while it sat idle) is sent again on a fresh one, as a
+//! pooled client does; once any of it was written it is not retried.
+//!
+//! HTTP/2 downstreams (concurrent streams), HTTP/2 upstreams, upgrades and
+//! the forward proxy use the shared pooled client instead ([`super::forward`]).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response, Uri};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use tower_service::Service;
+
+use crate::server::{BoxError, ConnLocal};
+use crate::tls::HttpsConnector;
+
+/// Idle connections kept for the next downstream connection, at most.
+const MAX_IDLE: usize = 512;
+
+/// How many times a request goes out again after a reused connection
+/// turned out closed before the request could be written.
+const RETRIES: usize = 2;
+
+/// The HTTP/1.1 connections to one upstream, sending bodies of type `B`.
+pub struct Http1Connections<B> {
+    connector: HttpsConnector,
+    /// `scheme://authority` to dial.
+    target: Uri,
+    idle_timeout: Duration,
+    /// Connections no downstream connection holds, oldest first.
+    idle: Mutex<VecDeque<Idle<B>>>,
+}
+
+struct Idle<B> {
+    sender: SendRequest<B>,
+    since: Instant,
+}
+
+/// A downstream connection's upstream connection, between its requests.
+struct Kept<B> {
+    sender: Option<SendRequest<B>>,
+    connections: Arc<Http1Connections<B>>,
+}
+
+impl<B> Drop for Kept<B> {
+    /// The downstream connection closed: its upstream connection is free.
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            self.connections.put_idle(sender);
+        }
+    }
+}
+
+/// Why no response came back.
+#[derive(Debug)]
+pub enum Failure {
+    /// No connection could be made (TCP, TLS or the HTTP/1.1 handshake).
+    Connect(BoxError),
+    /// The request failed on an open connection.
+    Request(BoxError),
+}
+
+/// Where a connection for one request came from.
+enum Source {
+    Reused,
+    New,
+}
+
+impl<B> Http1Connections<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    pub fn new(connector: HttpsConnector, target: Uri, idle_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            connector,
+            target,
+            idle_timeout,
+            idle: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// Sends `request` (origin-form URI, `Host` set) on the connection kept
+    /// with `kept`, or another one, and keeps that connection there again.
+    pub async fn send(
+        self: &Arc<Self>,
+        kept: &ConnLocal,
+        mut request: Request<B>,
+    ) -> Result<Response<Incoming>, Failure> {
+        let mut slot = kept.take::<Kept<B>>().unwrap_or_else(|| {
+            Box::new(Kept {
+                sender: None,
+                connections: self.clone(),
+            })
+        });
+        let mut retries = RETRIES;
+        loop {
+            let (mut sender, source) = match slot.sender.take().or_else(|| self.take_idle()) {
+                Some(sender) => (sender, Source::Reused),
+                None => (self.dial().await?, Source::New),
+            };
+            if let Err(error) = sender.ready().await {
+                match source {
+                    // Closed while it sat idle: not this request's failure.
+                    Source::Reused => continue,
+                    Source::New => return Err(Failure::Request(error.into())),
+                }
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    slot.sender = Some(sender);
+                    kept.put(slot);
+                    return Ok(response);
+                }
+                Err(mut error) => match (error.take_message(), source) {
+                    (Some(unsent), Source::Reused) if retries > 0 => {
+                        retries -= 1;
+                        request = unsent;
+                    }
+                    _ => {
+                        kept.put(slot);
+                        return Err(Failure::Request(error.into_error().into()));
+                    }
+                },
+            }
+        }
+    }
+
+    /// A new connection: TCP (and TLS for `https`), then the HTTP/1.1
+    /// handshake; its connection task runs until the upstream or tracehop
+    /// closes it.
+    async fn dial(&self) -> Result<SendRequest<B>, Failure> {
+        let connect_error = |source: BoxError| Failure::Connect(source);
+        let io = self
+            .connector
+            .clone()
+            .call(self.target.clone())
+            .await
+            .map_err(|e| connect_error(e.into()))?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| connect_error(e.into()))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// The most recently used idle connection that is still open.
+    fn take_idle(&self) -> Option<SendRequest<B>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(entry) = idle.pop_back() {
+            if entry.since.elapsed() >= self.idle_timeout {
+                // Everything older is stale too.
+                idle.clear();
+                return None;
+            }
+            if !entry.sender.is_closed() {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+}
+
+impl<B> Http1Connections<B> {
+    /// Idle connections in the shared list.
+    #[cfg(test)]
+    fn idle_len(&self) -> usize {
+        self.idle.lock().map_or(0, |idle| idle.len())
+    }
+
+    fn put_idle(&self, sender: SendRequest<B>) {
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while idle.front().is_some_and(|e| {
+            now.duration_since(e.since) >= self.idle_timeout || idle.len() >= MAX_IDLE
+        }) {
+            idle.pop_front();
+        }
+        idle.push_back(Idle { sender, since: now });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::net::SocketAddr;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::server::{self, ServerOptions};
+    use crate::tls::Alpn;
+
+    /// An upstream answering `ok` that records the peer of every request;
+    /// idle connections are closed after `idle_close`, if given.
+    async fn upstream(idle_close: Option<Duration>) -> (SocketAddr, Arc<Mutex<Vec<SocketAddr>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let seen = peers.clone();
+        let handler = move |_request, conn: server::ConnInfo| {
+            seen.lock().unwrap().push(conn.peer);
+            async { Response::new(server::full("ok")) }
+        };
+        let options = ServerOptions {
+            header_read_timeout: idle_close,
+            ..ServerOptions::default()
+        };
+        tokio::spawn(server::serve(
+            listener,
+            options,
+            handler,
+            std::future::pending(),
+        ));
+        (addr, peers)
+    }
+
+    fn connections(addr: SocketAddr) -> Arc<Http1Connections<Empty<Bytes>>> {
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(2)));
+        let target = format!("http://{addr}/").parse().unwrap();
+        Http1Connections::new(
+            HttpsConnector::new(http, None, Alpn::Http1),
+            target,
+            Duration::from_secs(90),
+        )
+    }
+
+    async fn get(
+        connections: &Arc<Http1Connections<Empty<Bytes>>>,
+        kept: &ConnLocal,
+    ) -> Result<Bytes, Failure> {
+        let request = Request::builder()
+            .uri("/")
+            .header(http::header::HOST, "upstream")
+            .body(Empty::new())
+            .unwrap();
+        let response = connections.send(kept, request).await?;
+        Ok(response.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    fn distinct(peers: &Mutex<Vec<SocketAddr>>) -> usize {
+        peers.lock().unwrap().iter().collect::<HashSet<_>>().len()
+    }
+
+    #[tokio::test]
+    async fn a_downstream_connection_keeps_one_upstream_connection() {
+        let (addr, peers) = upstream(None).await;
+        let connections = connections(addr);
+        let kept = ConnLocal::default();
+        for _ in 0..5 {
+            assert_eq!(get(&connections, &kept).await.unwrap(), "ok");
+        }
+        assert_eq!(peers.lock().unwrap().len(), 5);
+        assert_eq!(distinct(&peers), 1);
+        // Kept with the downstream connection, not in the shared list.
+        assert_eq!(connections.idle_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_closed_downstream_connection_hands_its_upstream_connection_on() {
+        let (addr, peers) = upstream(None).await;
+        let connections = connections(addr);
+        let first = ConnLocal::default();
+        get(&connections, &first).await.unwrap();
+        drop(first);
+        assert_eq!(connections.idle_len(), 1);
+        let second = ConnLocal::default();
+        get(&connections, &second).await.unwrap();
+        assert_eq!(connections.idle_len(), 0);
+        assert_eq!(distinct(&peers), 1);
+        // Two downstream connections at once need two upstream connections.
+        let third = ConnLocal::default();
+        get(&connections, &third).await.unwrap();
+        assert_eq!(distinct(&peers), 2);
+        drop((second, third));
+        assert_eq!(connections.idle_len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_is_replaced() {
+        let (addr, peers) = upstream(Some(Duration::from_millis(100))).await;
+        let connections = connections(addr);
+        let kept = ConnLocal::default();
+        get(&connections, &kept).await.unwrap();
+        // Wait (bounded) until the upstream has closed the idle connection.
+        let slot = kept.take::<Kept<Empty<Bytes>>>().unwrap();
+        let sender = slot.sender.as_ref().unwrap();
+        let closed = async {
+            while !sender.is_closed() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), closed)
+            .await
+            .expect("the upstream closes idle connections");
+        kept.put(slot);
+        assert_eq!(get(&connections, &kept).await.unwrap(), "ok");
+        assert_eq!(distinct(&peers), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_upstream_is_a_connect_failure() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let connections = connections(addr);
+        let kept = ConnLocal::default();
+        assert!(matches!(
+            get(&connections, &kept).await,
+            Err(Failure::Connect(_))
+        ));
+        assert_eq!(connections.idle_len(), 0);
+    }
+}
