@@ -300,6 +300,8 @@ impl Conn<'_> {
         let mut closing = false;
         let result = loop {
             tokio::select! {
+                // The connection first: it is what almost every wake-up is for.
+                biased;
                 result = connection.as_mut() => break result,
                 _ = self.draining.changed(), if !closing => {}
                 () = &mut expired, if !closing => {

@@ -34,8 +34,8 @@ pub struct Batcher {
     pub(super) options: EncodeOptions,
     pub(super) delivery: Delivery,
     pub(super) metrics: ExportMetrics,
-    /// JSON buffer reused across batches.
-    pub(super) json: Vec<u8>,
+    /// Size of the last batch's JSON: the next buffer starts that large.
+    pub(super) json_hint: usize,
 }
 
 /// When to flush and how to encode.
@@ -168,15 +168,17 @@ impl Batcher {
 
     /// Encodes and empties `spans`, gzipping when configured.
     fn encode(&mut self, spans: &mut Vec<Span>) -> EncodedBatch {
-        self.json.clear();
-        encode_spans(spans, &self.options, &mut self.json);
+        // A fresh buffer per batch, handed to the upload without a copy.
+        let mut json = Vec::with_capacity(self.json_hint);
+        encode_spans(spans, &self.options, &mut json);
+        self.json_hint = json.len() + json.len() / 8;
         let n = count(spans.len());
         spans.clear();
         self.metrics.batch_spans.observe(n as f64);
-        let gzipped = self.settings.gzip.then(|| gzip(&self.json)).flatten();
+        let gzipped = self.settings.gzip.then(|| gzip(&json)).flatten();
         EncodedBatch {
             gzip: gzipped.is_some(),
-            body: gzipped.unwrap_or_else(|| Bytes::copy_from_slice(&self.json)),
+            body: gzipped.unwrap_or_else(|| Bytes::from(json)),
             spans: n,
         }
     }

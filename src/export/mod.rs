@@ -107,7 +107,7 @@ pub fn channel_with(
             metrics: metrics.clone(),
         },
         metrics,
-        json: Vec::new(),
+        json_hint: 0,
     };
     (sink, Some(batcher))
 }
