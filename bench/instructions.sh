@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# instructions.sh: user-space instructions per proxied request, counted by
+# valgrind's callgrind: tracehop (sampling 0 and 1) against nginx as a
+# reverse proxy, in front of the same nginx `return 200` upstream.
+#
+# Unlike req/s and CPU time, an instruction count does not depend on what
+# else the machine is doing, so this is the repeatable companion of
+# compare.sh on a shared machine. Each target runs under callgrind twice,
+# with N1 and N2 requests (oha, 16 connections); (Ir(N2) - Ir(N1)) / (N2 - N1)
+# is the cost of one request with start-up and shutdown cancelled out.
+# Kernel work (the syscalls themselves) is not counted: compare.sh measures
+# that. tracehop-on's count includes its exporter encoding and sending
+# every span (to an nginx answering 202).
+#
+# Usage: bench/instructions.sh [--requests N1,N2] [--port-base P] [--no-build]
+# Needs: valgrind, nginx, oha, curl. Everything listens on 127.0.0.1.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="$ROOT/bench"
+N1=4000 N2=24000 PORT_BASE=18280 BUILD=1
+
+die() { echo "instructions.sh: $*" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --requests) N1="${2%%,*}"; N2="${2##*,}"; shift 2 ;;
+    --port-base) PORT_BASE="$2"; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+done
+[ "$N2" -gt "$N1" ] || die "--requests N1,N2 needs N2 > N1"
+for tool in valgrind nginx curl; do command -v "$tool" >/dev/null || die "missing: $tool"; done
+OHA="${OHA:-$(command -v oha || echo "${CARGO_HOME:-$HOME/.cargo}/bin/oha")}"
+[ -x "$OHA" ] || die "missing: oha (cargo install oha --locked)"
+if [ "$BUILD" = 1 ]; then (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"; fi
+TRACEHOP="$ROOT/target/release/tracehop"
+
+UPSTREAM=$PORT_BASE SINK=$((PORT_BASE + 1)) PROXY=$((PORT_BASE + 2)) ADMIN=$((PORT_BASE + 3))
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+render() {  # TEMPLATE OUTFILE KEY=VALUE...
+  local text; text="$(cat "$BENCH/templates/$1")"; local out="$2"; shift 2
+  for kv in "$@"; do text="${text//@${kv%%=*}@/${kv#*=}}"; done
+  printf '%s\n' "$text" > "$out"
+}
+wait_http() {
+  for _ in $(seq 300); do
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return 0
+    sleep 0.1
+  done
+  die "nothing answers on 127.0.0.1:$1"
+}
+nginx_conf() {  # NAME TEMPLATE PORT KEY=VALUE... : config path on stdout
+  local dir="$WORK/$1"; mkdir -p "$dir"
+  render "$2" "$dir/nginx.conf" "DIR=$dir" "PORT=$3" "${@:4}"
+  echo "$dir/nginx.conf"
+}
+
+upstream_conf="$(nginx_conf upstream nginx-static.conf "$UPSTREAM" STATUS=200)"
+nginx -p "$WORK/upstream/" -c "$upstream_conf" > /dev/null 2>&1 & PIDS+=($!)
+sink_conf="$(nginx_conf sink nginx-static.conf "$SINK" STATUS=202)"
+nginx -p "$WORK/sink/" -c "$sink_conf" > /dev/null 2>&1 & PIDS+=($!)
+wait_http "$UPSTREAM"; wait_http "$SINK"
+# nginx as the proxy under callgrind: one process, no master.
+proxy_conf="$(nginx_conf proxy nginx-proxy.conf "$PROXY" "UPSTREAM=127.0.0.1:$UPSTREAM")"
+sed -i 's/^worker_processes 1;/worker_processes 1;\nmaster_process off;/' "$proxy_conf"
+
+run() {  # NAME REQUESTS COMMAND... : Ir of the whole process
+  local name="$1" n="$2" out="$WORK/$1.$2.cg"; shift 2
+  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$out" "$@" \
+    > "$WORK/$name.$n.log" 2>&1 &
+  local pid=$!
+  wait_http "$PROXY"
+  "$OHA" -n "$n" -c 16 --no-tui "http://127.0.0.1:$PROXY/" > "$WORK/$name.$n.oha" 2>&1
+  grep -q "Success rate:.*100.00%" "$WORK/$name.$n.oha" || die "$name: requests failed ($WORK/$name.$n.oha)"
+  sleep 1.5   # tracehop-on: the last export batch goes out (1 s flush interval)
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  awk '/^summary:/{print $2}' "$out"
+}
+tracehop() {  # RATIO
+  echo "$TRACEHOP" run --config "$BENCH/templates/tracehop.yaml" \
+    --listen "127.0.0.1:$PROXY" --upstream "http://127.0.0.1:$UPSTREAM" --admin "127.0.0.1:$ADMIN" \
+    --service-name bench --sample-ratio "$1" --zipkin "http://127.0.0.1:$SINK/api/v2/spans"
+}
+
+declare -A PER
+for target in nginx tracehop-off tracehop-on; do
+  case "$target" in
+    nginx) cmd=(nginx -p "$WORK/proxy/" -c "$proxy_conf") ;;
+    tracehop-off) read -ra cmd <<< "$(tracehop 0)" ;;
+    tracehop-on) read -ra cmd <<< "$(tracehop 1)" ;;
+  esac
+  ir1="$(run "$target" "$N1" "${cmd[@]}")"
+  ir2="$(run "$target" "$N2" "${cmd[@]}")"
+  PER[$target]=$(( (ir2 - ir1) / (N2 - N1) ))
+  echo "instructions.sh: $target: $ir1 Ir for $N1 requests, $ir2 Ir for $N2" >&2
+done
+
+echo "### User-space instructions per request (callgrind)"
+echo
+echo "$((N2 - N1)) requests counted (Ir with $N2 requests minus Ir with $N1), oha with 16 connections; one worker; tracehop $("$TRACEHOP" --version | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)), $(nginx -v 2>&1 | sed 's/.*: //')."
+echo
+echo "| target | instructions / request | × nginx |"
+echo "|---|---|---|"
+for target in nginx tracehop-off tracehop-on; do
+  printf '| %s | %s | %s |\n' "$target" "${PER[$target]}" \
+    "$(awk -v a="${PER[$target]}" -v b="${PER[nginx]}" 'BEGIN{printf "%.2f", a/b}')"
+done
