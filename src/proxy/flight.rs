@@ -120,7 +120,7 @@ impl InFlight {
             duration_us,
             local_service: proxy.local_service.clone(),
             remote: self.remote,
-            http: self.http,
+            http: self.http.detached(),
             error: self.error,
             tags: self.tags,
         };

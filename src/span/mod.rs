@@ -94,6 +94,27 @@ pub struct HttpFacts {
     pub grpc_status: Option<u32>,
 }
 
+impl HttpFacts {
+    /// The same facts in storage of their own. Values parsed from a request
+    /// share the connection's read buffer; a span waiting in the export
+    /// queue would keep that whole buffer alive and make the connection
+    /// allocate a new one for its next request.
+    pub fn detached(mut self) -> Self {
+        fn value(v: &http::HeaderValue) -> http::HeaderValue {
+            http::HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone())
+        }
+        self.target = self.target.map(|t| {
+            http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::copy_from_slice(
+                t.as_str().as_bytes(),
+            ))
+            .unwrap_or(t)
+        });
+        self.host = self.host.as_ref().map(value);
+        self.user_agent = self.user_agent.as_ref().map(value);
+        self
+    }
+}
+
 /// A finished span, ready for export.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Span {
@@ -113,4 +134,36 @@ pub struct Span {
     pub error: Option<Cow<'static, str>>,
     /// Everything else: captured headers, TLS facts, `sampling.reason`, pod metadata.
     pub tags: Vec<Tag>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detached_facts_keep_their_values_in_storage_of_their_own() {
+        let buffer = bytes::Bytes::from_static(b"GET /orders/7?q=1 shop.example curl/8");
+        let facts = HttpFacts {
+            method: http::Method::GET,
+            target: Some(http::uri::PathAndQuery::from_maybe_shared(buffer.slice(4..17)).unwrap()),
+            route: None,
+            scheme: "http",
+            host: Some(http::HeaderValue::from_maybe_shared(buffer.slice(18..30)).unwrap()),
+            version: http::Version::HTTP_11,
+            user_agent: Some(http::HeaderValue::from_maybe_shared(buffer.slice(31..)).unwrap()),
+            status: Some(200),
+            request_body_bytes: 0,
+            response_body_bytes: 0,
+            grpc_status: None,
+        };
+        let inside = |p: *const u8| buffer.as_ptr_range().contains(&p);
+        assert!(inside(facts.host.as_ref().unwrap().as_bytes().as_ptr()));
+        let detached = facts.clone().detached();
+        assert_eq!(detached, facts);
+        assert!(!inside(detached.target.as_ref().unwrap().as_str().as_ptr()));
+        assert!(!inside(detached.host.as_ref().unwrap().as_bytes().as_ptr()));
+        assert!(!inside(
+            detached.user_agent.as_ref().unwrap().as_bytes().as_ptr()
+        ));
+    }
 }

@@ -44,6 +44,11 @@ class Server(http.server.ThreadingHTTPServer):
     """Tracks its connections so that "down" really cuts them, and keeps
     expected broken pipes out of the output."""
     daemon_threads = True
+    # Python's default listen backlog is 5: a burst of new upstream
+    # connections (16 clients starting at once on a loaded CI machine) would
+    # overflow it, and a dropped SYN is retried only after a second, past
+    # the sidecar's 500 ms connect timeout. Real servers listen with more.
+    request_queue_size = 128
 
     def __init__(self, *args):
         self.open = set()
