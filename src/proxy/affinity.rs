@@ -147,17 +147,16 @@ where
     /// handshake; its connection task runs until the upstream or tracehop
     /// closes it.
     async fn dial(&self) -> Result<SendRequest<B>, Failure> {
-        let connect_error = |source: BoxError| Failure::Connect(source);
         let io = self
             .connector
             .clone()
             .call(self.target.clone())
             .await
-            .map_err(|e| connect_error(e.into()))?;
+            .map_err(|e| Failure::Connect(e.into()))?;
         let (sender, connection) = http1::Builder::new()
             .handshake(io)
             .await
-            .map_err(|e| connect_error(e.into()))?;
+            .map_err(|e| Failure::Connect(e.into()))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "upstream connection ended with an error");

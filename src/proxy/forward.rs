@@ -202,8 +202,13 @@ impl Upstream {
             .filter(|_| !http2 && !upgrade && sequential);
         *request.uri_mut() = match direct {
             // Origin form (RFC 9112 §3.2.1): the connection knows the host.
-            Some(_) => self.origin_form(request.uri())?,
+            Some(_) => Uri::from(self.path_and_query(request.uri())?),
             None => self.uri_for(request.uri())?,
+        };
+        // The forward proxy's upstream is the request's target.
+        let target = match &self.authority {
+            Some(_) => None,
+            None => request.uri().authority().cloned(),
         };
         *request.version_mut() = if http2 {
             Version::HTTP_2
@@ -229,6 +234,7 @@ impl Upstream {
         let upstream = || {
             self.authority
                 .as_ref()
+                .or(target.as_ref())
                 .map_or_else(String::new, ToString::to_string)
         };
         match tokio::time::timeout(self.response_timeout, sent).await {
@@ -252,10 +258,5 @@ impl Upstream {
             },
             Ok(Ok(response)) => Ok(response),
         }
-    }
-
-    /// The downstream's path and query under the upstream's path prefix.
-    fn origin_form(&self, uri: &Uri) -> Result<Uri, ProxyError> {
-        Ok(Uri::from(self.path_and_query(uri)?))
     }
 }

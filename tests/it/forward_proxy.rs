@@ -196,3 +196,38 @@ async fn connect_is_refused_unless_enabled() {
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn an_unreachable_allowed_target_is_named_in_the_error_span() {
+    let upstream = FakeUpstream::start().await;
+    let collector = FakeCollector::start().await;
+    let (listener, closed) = bind().await;
+    drop(listener);
+    let other = format!(
+        "outbound:\n  forward_proxy:\n    listen: 127.0.0.1:0\n    allow: [\"127.0.0.1:{}\"]\n",
+        closed.port()
+    );
+    let yaml = Yaml {
+        other: &other,
+        ..Yaml::default()
+    };
+    let sidecar = Sidecar::start(yaml, upstream.addr, collector.addr).await;
+    let proxy = sidecar
+        .running
+        .forward_proxy_addr
+        .expect("forward proxy bound");
+    let (head, _, _) = raw(
+        proxy,
+        &format!("GET http://{closed}/ HTTP/1.1\r\nHost: {closed}\r\nConnection: close\r\n\r\n"),
+        0,
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    let spans = collector.wait_for(1).await;
+    let error = spans[0]["tags"]["error"].as_str().expect("an error tag");
+    assert!(
+        error.contains(&format!("upstream {closed} unreachable")),
+        "{error}"
+    );
+    sidecar.stop().await;
+}
