@@ -10,9 +10,12 @@
 //! that opens a connection per request (health probes do) therefore still
 //! reuses upstream connections.
 //!
-//! A request that a reused connection could not even start sending (the
-//! upstream closed it while it sat idle) is sent again on a fresh one, as a
-//! pooled client does; once any of it was written it is not retried.
+//! The request and response travel on the connection in the downstream
+//! connection's own task ([`super::wire`]): no connection task, no channel.
+//! A connection is checked before reuse (no system call unless the socket
+//! became readable while idle). An idempotent request whose reused
+//! connection closed before any of the response came back, and before any
+//! of its body was taken, is sent again on another (RFC 9110 §9.2.2).
 //!
 //! HTTP/2 downstreams (concurrent streams), HTTP/2 upstreams, upgrades and
 //! the forward proxy use the shared pooled client instead ([`super::forward`]).
@@ -21,12 +24,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body::Body;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
 use tower_service::Service;
 
+use super::wire::{self, Connection, Home, Http1Body};
 use crate::server::{BoxError, ConnLocal};
 use crate::tls::HttpsConnector;
 
@@ -34,60 +37,67 @@ use crate::tls::HttpsConnector;
 const MAX_IDLE: usize = 512;
 
 /// How many times a request goes out again after a reused connection
-/// turned out closed before the request could be written.
+/// turned out closed before any of the response came back.
 const RETRIES: usize = 2;
 
-/// The HTTP/1.1 connections to one upstream, sending bodies of type `B`.
-pub struct Http1Connections<B> {
+/// The response body from a kept connection.
+pub type KeptBody = Http1Body<Return>;
+
+/// The HTTP/1.1 connections to one upstream.
+pub struct Http1Connections {
     connector: HttpsConnector,
     /// `scheme://authority` to dial.
     target: Uri,
     idle_timeout: Duration,
     /// Connections no downstream connection holds, oldest first.
-    idle: Mutex<VecDeque<Idle<B>>>,
+    idle: Mutex<VecDeque<Idle>>,
 }
 
-struct Idle<B> {
-    sender: SendRequest<B>,
+struct Idle {
+    connection: Box<Connection>,
     since: Instant,
 }
 
 /// A downstream connection's upstream connection, between its requests.
-struct Kept<B> {
-    sender: Option<SendRequest<B>>,
-    connections: Arc<Http1Connections<B>>,
+struct Kept {
+    connection: Option<Box<Connection>>,
+    connections: Arc<Http1Connections>,
 }
 
-impl<B> Drop for Kept<B> {
+impl Drop for Kept {
     /// The downstream connection closed: its upstream connection is free.
     fn drop(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            self.connections.put_idle(sender);
+        if let Some(connection) = self.connection.take() {
+            self.connections.put_idle(connection);
         }
+    }
+}
+
+/// Where a response body returns its connection: the downstream
+/// connection's slot, for its next request.
+pub struct Return {
+    local: ConnLocal,
+    slot: Box<Kept>,
+}
+
+impl Home for Return {
+    fn release(self, connection: Box<Connection>) {
+        let Self { local, mut slot } = self;
+        slot.connection = Some(connection);
+        local.put(slot);
     }
 }
 
 /// Why no response came back.
 #[derive(Debug)]
 pub enum Failure {
-    /// No connection could be made (TCP, TLS or the HTTP/1.1 handshake).
+    /// No connection could be made (TCP or TLS).
     Connect(BoxError),
     /// The request failed on an open connection.
     Request(BoxError),
 }
 
-/// Where a connection for one request came from.
-enum Source {
-    Reused,
-    New,
-}
-
-impl<B> Http1Connections<B>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+impl Http1Connections {
     pub fn new(connector: HttpsConnector, target: Uri, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
             connector,
@@ -98,99 +108,92 @@ where
     }
 
     /// Sends `request` (origin-form URI, `Host` set) on the connection kept
-    /// with `kept`, or another one, and keeps that connection there again.
-    pub async fn send(
+    /// with `kept`, or another one; the response body brings that
+    /// connection back to `kept` when it ends.
+    pub async fn send<B>(
         self: &Arc<Self>,
         kept: &ConnLocal,
-        mut request: Request<B>,
-    ) -> Result<Response<Incoming>, Failure> {
-        let mut slot = kept.take::<Kept<B>>().unwrap_or_else(|| {
+        request: Request<B>,
+    ) -> Result<Response<KeptBody>, Failure>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let mut slot = kept.take::<Kept>().unwrap_or_else(|| {
             Box::new(Kept {
-                sender: None,
+                connection: None,
                 connections: self.clone(),
             })
         });
+        let (parts, mut body) = request.into_parts();
         let mut retries = RETRIES;
         loop {
-            let (mut sender, source) = match slot.sender.take().or_else(|| self.take_idle()) {
-                Some(sender) => (sender, Source::Reused),
-                None => (self.dial().await?, Source::New),
+            let reused = slot.connection.take().and_then(|mut c| c.is_reusable().then_some(c));
+            let (connection, reused) = match reused.or_else(|| self.take_idle()) {
+                Some(connection) => (connection, true),
+                None => (Box::new(self.dial().await?), false),
             };
-            if let Err(error) = sender.ready().await {
-                match source {
-                    // Closed while it sat idle: not this request's failure.
-                    Source::Reused => continue,
-                    Source::New => return Err(Failure::Request(error.into())),
-                }
-            }
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    slot.sender = Some(sender);
-                    kept.put(slot);
+            match wire::exchange(connection, &parts, &mut body).await {
+                Ok(mut response) => {
+                    response.body_mut().set_home(Return {
+                        local: kept.clone(),
+                        slot,
+                    });
                     return Ok(response);
                 }
-                Err(mut error) => match (error.take_message(), source) {
-                    (Some(unsent), Source::Reused) if retries > 0 => {
-                        retries -= 1;
-                        request = unsent;
-                    }
-                    _ => {
-                        kept.put(slot);
-                        return Err(Failure::Request(error.into_error().into()));
-                    }
-                },
+                // Closed while it sat idle: not this request's failure,
+                // and safe to repeat (RFC 9110 §9.2.2).
+                Err(error)
+                    if error.retryable
+                        && reused
+                        && retries > 0
+                        && parts.method.is_idempotent() =>
+                {
+                    retries -= 1;
+                }
+                Err(error) => {
+                    kept.put(slot);
+                    return Err(Failure::Request(error.error));
+                }
             }
         }
     }
 
-    /// A new connection: TCP (and TLS for `https`), then the HTTP/1.1
-    /// handshake; its connection task runs until the upstream or tracehop
-    /// closes it.
-    async fn dial(&self) -> Result<SendRequest<B>, Failure> {
+    /// A new connection: TCP, and TLS for `https`.
+    async fn dial(&self) -> Result<Connection, Failure> {
         let io = self
             .connector
             .clone()
             .call(self.target.clone())
             .await
             .map_err(|e| Failure::Connect(e.into()))?;
-        let (sender, connection) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| Failure::Connect(e.into()))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(Connection::new(io))
     }
 
     /// The most recently used idle connection that is still open.
-    fn take_idle(&self) -> Option<SendRequest<B>> {
+    fn take_idle(&self) -> Option<Box<Connection>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(entry) = idle.pop_back() {
+        while let Some(mut entry) = idle.pop_back() {
             if entry.since.elapsed() >= self.idle_timeout {
                 // Everything older is stale too.
                 idle.clear();
                 return None;
             }
-            if !entry.sender.is_closed() {
-                return Some(entry.sender);
+            if entry.connection.is_reusable() {
+                return Some(entry.connection);
             }
         }
         None
     }
-}
 
-impl<B> Http1Connections<B> {
     /// Idle connections in the shared list.
     #[cfg(test)]
     fn idle_len(&self) -> usize {
         self.idle.lock().map_or(0, |idle| idle.len())
     }
 
-    fn put_idle(&self, sender: SendRequest<B>) {
-        if sender.is_closed() {
+    fn put_idle(&self, mut connection: Box<Connection>) {
+        if !connection.is_reusable() {
             return;
         }
         let now = Instant::now();
@@ -200,7 +203,7 @@ impl<B> Http1Connections<B> {
         }) {
             idle.pop_front();
         }
-        idle.push_back(Idle { sender, since: now });
+        idle.push_back(Idle { connection, since: now });
     }
 }
 
@@ -241,7 +244,7 @@ mod tests {
         (addr, peers)
     }
 
-    fn connections(addr: SocketAddr) -> Arc<Http1Connections<Empty<Bytes>>> {
+    fn connections(addr: SocketAddr) -> Arc<Http1Connections> {
         let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
         http.set_connect_timeout(Some(Duration::from_secs(2)));
         let target = format!("http://{addr}/").parse().unwrap();
@@ -252,10 +255,7 @@ mod tests {
         )
     }
 
-    async fn get(
-        connections: &Arc<Http1Connections<Empty<Bytes>>>,
-        kept: &ConnLocal,
-    ) -> Result<Bytes, Failure> {
+    async fn get(connections: &Arc<Http1Connections>, kept: &ConnLocal) -> Result<Bytes, Failure> {
         let request = Request::builder()
             .uri("/")
             .header(http::header::HOST, "upstream")
@@ -310,10 +310,10 @@ mod tests {
         let kept = ConnLocal::default();
         get(&connections, &kept).await.unwrap();
         // Wait (bounded) until the upstream has closed the idle connection.
-        let slot = kept.take::<Kept<Empty<Bytes>>>().unwrap();
-        let sender = slot.sender.as_ref().unwrap();
+        let mut slot = kept.take::<Kept>().unwrap();
+        let connection = slot.connection.as_mut().unwrap();
         let closed = async {
-            while !sender.is_closed() {
+            while connection.is_reusable() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };

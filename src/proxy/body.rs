@@ -15,10 +15,15 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
+use super::affinity::KeptBody;
 use super::flight::{Ending, InFlight};
 
+/// The upstream's body: from a pooled hyper client, or read off a kept
+/// HTTP/1.1 connection ([`super::wire`]).
+pub type UpstreamBody = Either<Incoming, KeptBody>;
+
 /// What the proxy sends downstream: the upstream's body or a local answer.
-pub type ResponseBody = TracedBody<Either<Incoming, Full<Bytes>>>;
+pub type ResponseBody = TracedBody<Either<UpstreamBody, Full<Bytes>>>;
 
 pin_project! {
     /// A body that finishes its span when it ends.

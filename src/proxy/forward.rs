@@ -15,12 +15,14 @@ use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::affinity::{Failure, Http1Connections};
+use super::body::UpstreamBody;
 use super::error::ProxyError;
 use super::upload::{self, UploadBody};
 use crate::config::{self, ProxyTimeouts, UpstreamProtocol, UpstreamUrl};
@@ -42,7 +44,7 @@ pub struct Upstream {
     http1: Client<HttpsConnector, UploadBody>,
     http2: Client<HttpsConnector, UploadBody>,
     /// HTTP/1.1 connections kept per downstream connection (reverse proxy).
-    kept: Option<Arc<Http1Connections<UploadBody>>>,
+    kept: Option<Arc<Http1Connections>>,
     response_timeout: Duration,
     /// Longest pause in the downstream's request body.
     body_timeout: Duration,
@@ -183,7 +185,7 @@ impl Upstream {
         mut request: Request<Incoming>,
         upgrade: bool,
         kept: &ConnLocal,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         let http2 = !upgrade && self.use_http2(&request);
         // An HTTP/2 request has no Host header (RFC 9113 §8.3.1: :authority);
         // an HTTP/1.1 upstream needs one, carrying the original authority.
@@ -218,16 +220,17 @@ impl Upstream {
         let request = request.map(|body| UploadBody::new(body, self.body_timeout));
         let sent = async {
             match direct {
-                Some(connections) => connections.send(kept, request).await,
+                Some(connections) => connections
+                    .send(kept, request)
+                    .await
+                    .map(|response| response.map(Either::Right)),
                 None => {
                     let client = if http2 { &self.http2 } else { &self.http1 };
-                    client.request(request).await.map_err(|error| {
-                        if error.is_connect() {
-                            Failure::Connect(error.into())
-                        } else {
-                            Failure::Request(error.into())
-                        }
-                    })
+                    match client.request(request).await {
+                        Ok(response) => Ok(response.map(Either::Left)),
+                        Err(error) if error.is_connect() => Err(Failure::Connect(error.into())),
+                        Err(error) => Err(Failure::Request(error.into())),
+                    }
                 }
             }
         };

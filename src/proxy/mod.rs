@@ -29,6 +29,7 @@ mod headers;
 mod route;
 mod upgrade;
 mod upload;
+mod wire;
 
 pub use body::ResponseBody;
 pub use error::ProxyError;

@@ -17,6 +17,7 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -117,6 +118,67 @@ pub enum MaybeTls {
     Plain(TokioIo<TcpStream>),
     /// Boxed: a TLS session is large, and connections are few.
     Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+}
+
+impl MaybeTls {
+    /// Whether an idle connection can carry another request: the upstream
+    /// has not closed it (or sent bytes nobody asked for). Costs no system
+    /// call unless the socket became readable while it sat idle.
+    pub fn is_reusable(&mut self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let tcp = match self {
+            Self::Plain(stream) => stream.inner(),
+            Self::Tls(stream) => stream.inner().get_ref().0,
+        };
+        if tcp.poll_read_ready(&mut cx).is_pending() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        // Nothing to read (still open) is the only good answer: EOF, an
+        // error, or data before any request was sent all disqualify it.
+        AsyncRead::poll_read(Pin::new(self), &mut cx, &mut buf).is_pending()
+    }
+}
+
+impl AsyncRead for MaybeTls {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s.inner_mut()).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.inner_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MaybeTls {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s.inner_mut()).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.inner_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s.inner_mut()).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.inner_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s.inner_mut()).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.inner_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 impl Connection for MaybeTls {

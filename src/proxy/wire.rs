@@ -1,0 +1,652 @@
+//! HTTP/1.1 on an upstream connection, spoken by the task that serves the
+//! downstream request.
+//!
+//! hyper's client runs each connection as a task of its own and passes
+//! every request and response across channels between tasks. A proxy
+//! that keeps one upstream connection per downstream connection
+//! ([`super::affinity`]) needs neither: [`exchange`] writes the request
+//! and reads the response head on the connection directly, and
+//! [`Http1Body`] streams the response body off the socket as hyper's
+//! server sends it downstream, with no copy (frames are slices of the read
+//! buffer).
+//!
+//! Framing follows RFC 9112. The request body goes out with its length
+//! when known, else chunked (§7.1); an early response stops the upload.
+//! The response body is empty for `HEAD`, 204 and 304, chunked when
+//! `Transfer-Encoding` ends in `chunked`, else as long as `Content-Length`
+//! says, else it runs to the end of the connection (§6.3). Interim 1xx
+//! responses are skipped. A connection carries another request only when
+//! the response ended cleanly on a persistent connection (§9.3) and
+//! nothing followed it.
+
+use std::future::poll_fn;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::AsyncWrite;
+
+use crate::server::BoxError;
+use crate::tls::connector::MaybeTls;
+
+/// Response header fields accepted, at most (as hyper's client).
+const MAX_HEADERS: usize = 100;
+/// Largest response head (or trailer section, or chunk-size line) accepted.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Free space the read buffer gets before each read.
+const READ_SPACE: usize = 8 * 1024;
+
+/// What went wrong on the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("upstream closed the connection before responding")]
+    ClosedBeforeResponse,
+    #[error("upstream closed the connection before the response body ended")]
+    Truncated,
+    #[error("invalid response from upstream: {0}")]
+    Invalid(&'static str),
+    #[error("invalid response head from upstream: {0}")]
+    Parse(#[from] httparse::Error),
+    #[error("upstream response head exceeds {MAX_HEAD_BYTES} bytes")]
+    TooLarge,
+    #[error("upstream connection: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A failed exchange.
+#[derive(Debug)]
+pub struct ExchangeError {
+    pub error: BoxError,
+    /// The connection failed before any of the response arrived and before
+    /// any of the request body was taken: sending the request again on
+    /// another connection is possible (if it is idempotent).
+    pub retryable: bool,
+}
+
+/// One open HTTP/1.1 connection to the upstream, between requests.
+pub struct Connection {
+    io: MaybeTls,
+    /// Read and not yet used.
+    read: BytesMut,
+    /// The request head and body chunks being written (kept for reuse).
+    write: Vec<u8>,
+}
+
+impl Connection {
+    pub fn new(io: MaybeTls) -> Self {
+        Self {
+            io,
+            read: BytesMut::new(),
+            write: Vec::new(),
+        }
+    }
+
+    /// Whether this idle connection can carry another request.
+    pub fn is_reusable(&mut self) -> bool {
+        self.read.is_empty() && self.io.is_reusable()
+    }
+
+    /// Reads more into the buffer; `Ok(0)` at end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < READ_SPACE / 4 {
+            self.read.reserve(READ_SPACE);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+    }
+}
+
+/// Where a response body hands its connection when it ended cleanly.
+pub trait Home {
+    fn release(self, connection: Box<Connection>);
+}
+
+/// How the request body is framed on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Upload {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Sends the request (`parts` with an origin-form URI and `Host`, and
+/// `body`) on `connection` and reads the response head. The response body
+/// owns the connection from then on.
+pub async fn exchange<B, H>(
+    mut connection: Box<Connection>,
+    parts: &Parts,
+    body: &mut B,
+) -> Result<Response<Http1Body<H>>, ExchangeError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    H: Home,
+{
+    let upload = if body.is_end_stream() {
+        Upload::None
+    } else {
+        body.size_hint().exact().map_or(Upload::Chunked, Upload::Length)
+    };
+    let conn = &mut *connection;
+    conn.write.clear();
+    encode_head(&mut conn.write, parts, upload);
+    let mut written = 0;
+    let mut flushed = false;
+    let mut uploaded = upload == Upload::None;
+    let mut body_taken = false;
+    let mut received = false;
+    let fail = |error: BoxError, retryable: bool| ExchangeError { error, retryable };
+    let head = poll_fn(|cx| {
+        // The request, as far as the socket and the body allow.
+        loop {
+            if written < conn.write.len() {
+                match Pin::new(&mut conn.io).poll_write(cx, &conn.write[written..]) {
+                    Poll::Ready(Ok(0)) => {
+                        let error = io::Error::from(io::ErrorKind::WriteZero);
+                        return Poll::Ready(Err(fail(WireError::Io(error).into(), false)));
+                    }
+                    Poll::Ready(Ok(n)) => written += n,
+                    Poll::Ready(Err(error)) => {
+                        let retryable = !received && !body_taken && is_reset(&error);
+                        return Poll::Ready(Err(fail(WireError::Io(error).into(), retryable)));
+                    }
+                    Poll::Pending => break,
+                }
+                continue;
+            }
+            if !flushed {
+                match Pin::new(&mut conn.io).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => flushed = true,
+                    Poll::Ready(Err(error)) => {
+                        return Poll::Ready(Err(fail(WireError::Io(error).into(), false)));
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if uploaded {
+                break;
+            }
+            conn.write.clear();
+            written = 0;
+            body_taken = true;
+            match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => encode_data(&mut conn.write, &data, upload),
+                    Err(frame) => {
+                        // Trailers end a chunked body; a sized one has no room for them.
+                        if let (Ok(trailers), Upload::Chunked) = (frame.into_trailers(), upload) {
+                            encode_trailers(&mut conn.write, &trailers);
+                            uploaded = true;
+                        }
+                    }
+                },
+                Poll::Ready(None) => {
+                    if upload == Upload::Chunked {
+                        conn.write.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    uploaded = true;
+                }
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(fail(error.into(), false))),
+                Poll::Pending => break,
+            }
+            flushed = false;
+        }
+        // The response head, whenever it comes (an early one ends the upload).
+        loop {
+            match parse_head(&mut conn.read, &parts.method) {
+                Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                Ok(None) => {}
+                Err(error) => return Poll::Ready(Err(fail(error.into(), false))),
+            }
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) => {
+                    let error = WireError::ClosedBeforeResponse;
+                    return Poll::Ready(Err(fail(error.into(), !received && !body_taken)));
+                }
+                Ok(_) => received = true,
+                Err(error) => {
+                    let retryable = !received && !body_taken && is_reset(&error);
+                    return Poll::Ready(Err(fail(WireError::Io(error).into(), retryable)));
+                }
+            }
+        }
+    })
+    .await?;
+    let (response, framing, persistent) = head;
+    let complete = uploaded && written == connection.write.len();
+    Ok(response.map(|()| Http1Body {
+        connection: Some(connection),
+        state: framing,
+        keep_alive: persistent && complete,
+        home: None,
+        delivered: false,
+        failed: None,
+    }))
+}
+
+/// A reused connection the upstream had closed fails like this.
+fn is_reset(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted
+    )
+}
+
+fn encode_head(out: &mut Vec<u8>, parts: &Parts, upload: Upload) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(if target.is_empty() { "/" } else { target }.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        // A body being sent carries the framing written below instead.
+        if upload != Upload::None && name == header::CONTENT_LENGTH {
+            continue;
+        }
+        encode_field(out, name, value);
+    }
+    match upload {
+        Upload::None => {}
+        Upload::Length(length) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Upload::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn encode_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn encode_data(out: &mut Vec<u8>, data: &[u8], upload: Upload) {
+    if data.is_empty() {
+        return; // an empty chunk would end a chunked body
+    }
+    if upload == Upload::Chunked {
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+fn encode_trailers(out: &mut Vec<u8>, trailers: &HeaderMap) {
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers {
+        encode_field(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A parsed response head: the response, how its body is framed, and
+/// whether the connection persists after it.
+type Head = (Response<()>, Framing, bool);
+
+/// Parses a final response head off the front of `read`, skipping interim
+/// (1xx) responses; `None` until the head is complete.
+fn parse_head(read: &mut BytesMut, method: &Method) -> Result<Option<Head>, WireError> {
+    loop {
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let config = httparse::ParserConfig::default();
+        let length = match config.parse_response_with_uninit_headers(&mut parsed, read, &mut fields)? {
+            httparse::Status::Complete(length) => length,
+            httparse::Status::Partial if read.len() > MAX_HEAD_BYTES => {
+                return Err(WireError::TooLarge);
+            }
+            httparse::Status::Partial => return Ok(None),
+        };
+        let code = parsed.code.unwrap_or_default();
+        if (100..200).contains(&code) {
+            if code == 101 {
+                return Err(WireError::Invalid("101 Switching Protocols without an upgrade"));
+            }
+            read.advance(length);
+            continue;
+        }
+        let status = StatusCode::from_u16(code).map_err(|_| WireError::Invalid("status code"))?;
+        let http10 = parsed.version == Some(0);
+        // Offsets of each field in the head, which becomes shared bytes.
+        let base = read.as_ptr() as usize;
+        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+        let count = parsed.headers.len();
+        for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
+            let name = field.name.as_ptr() as usize - base;
+            let value = field.value.as_ptr() as usize - base;
+            *span = (name, field.name.len(), value, field.value.len());
+        }
+        let head = read.split_to(length).freeze();
+        let mut headers = HeaderMap::with_capacity(count);
+        let mut facts = Facts::default();
+        for &(name, name_len, value, value_len) in &spans[..count] {
+            let name = HeaderName::from_bytes(&head[name..name + name_len])
+                .map_err(|_| WireError::Invalid("header name"))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
+                .map_err(|_| WireError::Invalid("header value"))?;
+            facts.note(&name, &value)?;
+            headers.append(name, value);
+        }
+        let mut response = Response::new(());
+        *response.status_mut() = status;
+        *response.version_mut() = if http10 {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        *response.headers_mut() = headers;
+        let no_body = *method == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let (framing, delimited) = match (no_body, facts.chunked, facts.length) {
+            (true, _, _) => (Framing::Length(0), true),
+            (false, Some(true), _) => (Framing::Chunked(Chunk::Size), facts.length.is_none()),
+            (false, Some(false), _) => (Framing::Eof, false),
+            (false, None, Some(length)) => (Framing::Length(length), true),
+            (false, None, None) => (Framing::Eof, false),
+        };
+        let persistent = delimited
+            && if http10 {
+                facts.keep_alive
+            } else {
+                !facts.close
+            };
+        return Ok(Some((response, framing, persistent)));
+    }
+}
+
+/// What the response's framing and connection headers say.
+#[derive(Default)]
+struct Facts {
+    length: Option<u64>,
+    /// `Some(true)` when `Transfer-Encoding` ends in `chunked`.
+    chunked: Option<bool>,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Facts {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), WireError> {
+        let value = value.as_bytes();
+        if name == header::CONTENT_LENGTH {
+            // Repeated (or comma-joined) values must agree (RFC 9110 §8.6).
+            for part in value.split(|&b| b == b',') {
+                let length = parse_decimal(part.trim_ascii())
+                    .ok_or(WireError::Invalid("Content-Length"))?;
+                if self.length.is_some_and(|seen| seen != length) {
+                    return Err(WireError::Invalid("conflicting Content-Length"));
+                }
+                self.length = Some(length);
+            }
+        } else if name == header::TRANSFER_ENCODING {
+            let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == header::CONNECTION {
+            for token in value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        digits
+            .iter()
+            .fold(0, |n, d| n * 10 + u64::from(d - b'0')),
+    )
+}
+
+/// How the rest of the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// This many bytes still to come.
+    Length(u64),
+    Chunked(Chunk),
+    /// Until the upstream closes the connection.
+    Eof,
+    Done,
+}
+
+/// Where a chunked body's decoder stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: the trailer section.
+    Trailers,
+}
+
+/// The upstream's response body, read off its connection.
+pub struct Http1Body<H> {
+    /// `None` once the body has ended.
+    connection: Option<Box<Connection>>,
+    state: Framing,
+    /// The connection may carry another request once the body ends.
+    keep_alive: bool,
+    home: Option<H>,
+    /// The last poll gave data (hyper has not flushed it yet).
+    delivered: bool,
+    /// An error held back for one poll, so hyper first sends what came before it.
+    failed: Option<WireError>,
+}
+
+impl<H: Home> Http1Body<H> {
+    /// Where the connection goes when this body ends cleanly.
+    pub fn set_home(&mut self, home: H) {
+        self.home = Some(home);
+        // hyper never polls a body that is empty from the start.
+        if matches!(self.state, Framing::Done | Framing::Length(0)) {
+            self.finish();
+        }
+    }
+
+    /// The body ended cleanly: the connection goes home if it can.
+    fn finish(&mut self) {
+        self.state = Framing::Done;
+        if let Some(connection) = self.connection.take()
+            && self.keep_alive
+            && connection.read.is_empty()
+            && let Some(home) = self.home.take()
+        {
+            home.release(connection);
+        }
+    }
+
+    /// The next frame; `Ok(None)` at the end.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Frame<Bytes>>, WireError>> {
+        loop {
+            let Some(conn) = self.connection.as_mut() else {
+                return Poll::Ready(Ok(None));
+            };
+            match self.state {
+                Framing::Done | Framing::Length(0) => {
+                    self.finish();
+                    return Poll::Ready(Ok(None));
+                }
+                Framing::Length(left) | Framing::Chunked(Chunk::Data(left)) => {
+                    if conn.read.is_empty() && ready!(conn.poll_fill(cx))? == 0 {
+                        return Poll::Ready(Err(WireError::Truncated));
+                    }
+                    let n = conn.read.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let data = conn.read.split_to(n).freeze();
+                    let left = left - n as u64;
+                    if let Framing::Length(_) = self.state {
+                        self.state = Framing::Length(left);
+                        if left == 0 {
+                            self.finish();
+                        }
+                    } else {
+                        let next = if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) };
+                        self.state = Framing::Chunked(next);
+                    }
+                    return Poll::Ready(Ok(Some(Frame::data(data))));
+                }
+                Framing::Eof => {
+                    if conn.read.is_empty() && ready!(conn.poll_fill(cx))? == 0 {
+                        self.keep_alive = false;
+                        self.finish();
+                        return Poll::Ready(Ok(None));
+                    }
+                    let data = conn.read.split().freeze();
+                    return Poll::Ready(Ok(Some(Frame::data(data))));
+                }
+                Framing::Chunked(chunk) => match decode_chunked(&mut conn.read, chunk)? {
+                    Decoded::Next(next) => self.state = Framing::Chunked(next),
+                    Decoded::End(trailers) => {
+                        self.finish();
+                        return Poll::Ready(Ok(trailers.map(Frame::trailers)));
+                    }
+                    Decoded::NeedMore => {
+                        if ready!(conn.poll_fill(cx))? == 0 {
+                            return Poll::Ready(Err(WireError::Truncated));
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// One step of the chunked decoder (data is taken by the caller).
+enum Decoded {
+    Next(Chunk),
+    /// The body ended, with these trailers if it had any.
+    End(Option<HeaderMap>),
+    NeedMore,
+}
+
+fn decode_chunked(read: &mut BytesMut, chunk: Chunk) -> Result<Decoded, WireError> {
+    match chunk {
+        Chunk::Size => {
+            let Some(end) = read.iter().position(|&b| b == b'\n') else {
+                return if read.len() > MAX_HEAD_BYTES {
+                    Err(WireError::TooLarge)
+                } else {
+                    Ok(Decoded::NeedMore)
+                };
+            };
+            let size = chunk_size(&read[..=end]).ok_or(WireError::Invalid("chunk size"))?;
+            read.advance(end + 1);
+            Ok(Decoded::Next(if size == 0 {
+                Chunk::Trailers
+            } else {
+                Chunk::Data(size)
+            }))
+        }
+        Chunk::DataEnd => match read.get(..2) {
+            None => Ok(Decoded::NeedMore),
+            Some(b"\r\n") => {
+                read.advance(2);
+                Ok(Decoded::Next(Chunk::Size))
+            }
+            Some(_) => Err(WireError::Invalid("chunk data not followed by CRLF")),
+        },
+        Chunk::Trailers => {
+            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match httparse::parse_headers(read, &mut fields)? {
+                httparse::Status::Partial if read.len() > MAX_HEAD_BYTES => Err(WireError::TooLarge),
+                httparse::Status::Partial => Ok(Decoded::NeedMore),
+                httparse::Status::Complete((length, fields)) => {
+                    let mut trailers = HeaderMap::new();
+                    for field in fields {
+                        let name = HeaderName::from_bytes(field.name.as_bytes())
+                            .map_err(|_| WireError::Invalid("trailer name"))?;
+                        let value = HeaderValue::from_bytes(field.value)
+                            .map_err(|_| WireError::Invalid("trailer value"))?;
+                        trailers.append(name, value);
+                    }
+                    read.advance(length);
+                    Ok(Decoded::End((!trailers.is_empty()).then_some(trailers)))
+                }
+            }
+        }
+        Chunk::Data(_) => unreachable!("chunk data is read by the body"),
+    }
+}
+
+/// The size on a chunk-size line (`1a;ext=1\r\n`), hex, at most 16 digits.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\n")?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let rest = line[digits..].trim_ascii_start();
+    if digits == 0 || digits > 16 || !(rest.is_empty() || rest[0] == b';') {
+        return None;
+    }
+    line[..digits].iter().try_fold(0u64, |n, &d| {
+        let digit = (d as char).to_digit(16)?;
+        Some((n << 4) | u64::from(digit))
+    })
+}
+
+impl<H: Home + Unpin> Body for Http1Body<H> {
+    type Data = Bytes;
+    type Error = WireError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
+        let this = self.get_mut();
+        if let Some(error) = this.failed.take() {
+            return Poll::Ready(Some(Err(error)));
+        }
+        match this.poll_next(cx) {
+            Poll::Pending => {
+                this.delivered = false;
+                Poll::Pending
+            }
+            Poll::Ready(Ok(frame)) => {
+                this.delivered = frame.is_some();
+                Poll::Ready(frame.map(Ok))
+            }
+            Poll::Ready(Err(error)) => {
+                // A broken body leaves the connection unusable.
+                this.connection = None;
+                this.state = Framing::Done;
+                if std::mem::take(&mut this.delivered) {
+                    // hyper sends the data it has only when the body waits:
+                    // wait once, so the downstream gets what the upstream sent.
+                    this.failed = Some(error);
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Err(error)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed.is_none() && matches!(self.state, Framing::Done | Framing::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            Framing::Length(left) => SizeHint::with_exact(left),
+            Framing::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
