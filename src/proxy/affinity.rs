@@ -128,7 +128,10 @@ impl Http1Connections {
         let (parts, mut body) = request.into_parts();
         let mut retries = RETRIES;
         loop {
-            let reused = slot.connection.take().and_then(|mut c| c.is_reusable().then_some(c));
+            let reused = slot
+                .connection
+                .take()
+                .and_then(|mut c| c.is_reusable().then_some(c));
             let (connection, reused) = match reused.or_else(|| self.take_idle()) {
                 Some(connection) => (connection, true),
                 None => (Box::new(self.dial().await?), false),
@@ -144,10 +147,7 @@ impl Http1Connections {
                 // Closed while it sat idle: not this request's failure,
                 // and safe to repeat (RFC 9110 §9.2.2).
                 Err(error)
-                    if error.retryable
-                        && reused
-                        && retries > 0
-                        && parts.method.is_idempotent() =>
+                    if error.retryable && reused && retries > 0 && parts.method.is_idempotent() =>
                 {
                     retries -= 1;
                 }
@@ -203,7 +203,10 @@ impl Http1Connections {
         }) {
             idle.pop_front();
         }
-        idle.push_back(Idle { connection, since: now });
+        idle.push_back(Idle {
+            connection,
+            since: now,
+        });
     }
 }
 

@@ -76,6 +76,15 @@ pub struct Connection {
     read: BytesMut,
     /// The request head and body chunks being written (kept for reuse).
     write: Vec<u8>,
+    /// Where each response header field sits in the head (kept for reuse).
+    fields: Vec<FieldSpan>,
+}
+
+/// Offsets of a header field's name and value in the response head.
+#[derive(Clone, Copy)]
+struct FieldSpan {
+    name: (usize, usize),
+    value: (usize, usize),
 }
 
 impl Connection {
@@ -84,6 +93,7 @@ impl Connection {
             io,
             read: BytesMut::new(),
             write: Vec::new(),
+            fields: Vec::new(),
         }
     }
 
@@ -130,7 +140,9 @@ where
     let upload = if body.is_end_stream() {
         Upload::None
     } else {
-        body.size_hint().exact().map_or(Upload::Chunked, Upload::Length)
+        body.size_hint()
+            .exact()
+            .map_or(Upload::Chunked, Upload::Length)
     };
     let conn = &mut *connection;
     conn.write.clear();
@@ -191,14 +203,16 @@ where
                     }
                     uploaded = true;
                 }
-                Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(fail(error.into(), false))),
+                Poll::Ready(Some(Err(error))) => {
+                    return Poll::Ready(Err(fail(error.into(), false)));
+                }
                 Poll::Pending => break,
             }
             flushed = false;
         }
         // The response head, whenever it comes (an early one ends the upload).
         loop {
-            match parse_head(&mut conn.read, &parts.method) {
+            match parse_head(&mut conn.read, &mut conn.fields, &parts.method) {
                 Ok(Some(head)) => return Poll::Ready(Ok(head)),
                 Ok(None) => {}
                 Err(error) => return Poll::Ready(Err(fail(error.into(), false))),
@@ -233,7 +247,9 @@ where
 fn is_reset(error: &io::Error) -> bool {
     matches!(
         error.kind(),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
     )
 }
 
@@ -296,22 +312,29 @@ type Head = (Response<()>, Framing, bool);
 
 /// Parses a final response head off the front of `read`, skipping interim
 /// (1xx) responses; `None` until the head is complete.
-fn parse_head(read: &mut BytesMut, method: &Method) -> Result<Option<Head>, WireError> {
+fn parse_head(
+    read: &mut BytesMut,
+    spans: &mut Vec<FieldSpan>,
+    method: &Method,
+) -> Result<Option<Head>, WireError> {
     loop {
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut []);
         let config = httparse::ParserConfig::default();
-        let length = match config.parse_response_with_uninit_headers(&mut parsed, read, &mut fields)? {
-            httparse::Status::Complete(length) => length,
-            httparse::Status::Partial if read.len() > MAX_HEAD_BYTES => {
-                return Err(WireError::TooLarge);
-            }
-            httparse::Status::Partial => return Ok(None),
-        };
+        let length =
+            match config.parse_response_with_uninit_headers(&mut parsed, read, &mut fields)? {
+                httparse::Status::Complete(length) => length,
+                httparse::Status::Partial if read.len() > MAX_HEAD_BYTES => {
+                    return Err(WireError::TooLarge);
+                }
+                httparse::Status::Partial => return Ok(None),
+            };
         let code = parsed.code.unwrap_or_default();
         if (100..200).contains(&code) {
             if code == 101 {
-                return Err(WireError::Invalid("101 Switching Protocols without an upgrade"));
+                return Err(WireError::Invalid(
+                    "101 Switching Protocols without an upgrade",
+                ));
             }
             read.advance(length);
             continue;
@@ -320,17 +343,17 @@ fn parse_head(read: &mut BytesMut, method: &Method) -> Result<Option<Head>, Wire
         let http10 = parsed.version == Some(0);
         // Offsets of each field in the head, which becomes shared bytes.
         let base = read.as_ptr() as usize;
-        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-        let count = parsed.headers.len();
-        for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
-            let name = field.name.as_ptr() as usize - base;
-            let value = field.value.as_ptr() as usize - base;
-            *span = (name, field.name.len(), value, field.value.len());
-        }
+        spans.clear();
+        spans.extend(parsed.headers.iter().map(|field| FieldSpan {
+            name: (field.name.as_ptr() as usize - base, field.name.len()),
+            value: (field.value.as_ptr() as usize - base, field.value.len()),
+        }));
         let head = read.split_to(length).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
+        let mut headers = HeaderMap::with_capacity(spans.len());
         let mut facts = Facts::default();
-        for &(name, name_len, value, value_len) in &spans[..count] {
+        for span in spans.iter() {
+            let (name, name_len) = span.name;
+            let (value, value_len) = span.value;
             let name = HeaderName::from_bytes(&head[name..name + name_len])
                 .map_err(|_| WireError::Invalid("header name"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
@@ -382,8 +405,8 @@ impl Facts {
         if name == header::CONTENT_LENGTH {
             // Repeated (or comma-joined) values must agree (RFC 9110 §8.6).
             for part in value.split(|&b| b == b',') {
-                let length = parse_decimal(part.trim_ascii())
-                    .ok_or(WireError::Invalid("Content-Length"))?;
+                let length =
+                    parse_decimal(part.trim_ascii()).ok_or(WireError::Invalid("Content-Length"))?;
                 if self.length.is_some_and(|seen| seen != length) {
                     return Err(WireError::Invalid("conflicting Content-Length"));
                 }
@@ -407,11 +430,7 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(
-        digits
-            .iter()
-            .fold(0, |n, d| n * 10 + u64::from(d - b'0')),
-    )
+    Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// How the rest of the response body is delimited.
@@ -452,6 +471,15 @@ pub struct Http1Body<H> {
     failed: Option<WireError>,
 }
 
+impl<H> std::fmt::Debug for Http1Body<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http1Body")
+            .field("state", &self.state)
+            .field("keep_alive", &self.keep_alive)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<H: Home> Http1Body<H> {
     /// Where the connection goes when this body ends cleanly.
     pub fn set_home(&mut self, home: H) {
@@ -489,7 +517,10 @@ impl<H: Home> Http1Body<H> {
                     if conn.read.is_empty() && ready!(conn.poll_fill(cx))? == 0 {
                         return Poll::Ready(Err(WireError::Truncated));
                     }
-                    let n = conn.read.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let n = conn
+                        .read
+                        .len()
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
                     let data = conn.read.split_to(n).freeze();
                     let left = left - n as u64;
                     if let Framing::Length(_) = self.state {
@@ -498,7 +529,11 @@ impl<H: Home> Http1Body<H> {
                             self.finish();
                         }
                     } else {
-                        let next = if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) };
+                        let next = if left == 0 {
+                            Chunk::DataEnd
+                        } else {
+                            Chunk::Data(left)
+                        };
                         self.state = Framing::Chunked(next);
                     }
                     return Poll::Ready(Ok(Some(Frame::data(data))));
@@ -566,7 +601,9 @@ fn decode_chunked(read: &mut BytesMut, chunk: Chunk) -> Result<Decoded, WireErro
         Chunk::Trailers => {
             let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
             match httparse::parse_headers(read, &mut fields)? {
-                httparse::Status::Partial if read.len() > MAX_HEAD_BYTES => Err(WireError::TooLarge),
+                httparse::Status::Partial if read.len() > MAX_HEAD_BYTES => {
+                    Err(WireError::TooLarge)
+                }
                 httparse::Status::Partial => Ok(Decoded::NeedMore),
                 httparse::Status::Complete((length, fields)) => {
                     let mut trailers = HeaderMap::new();
@@ -647,6 +684,334 @@ impl<H: Home + Unpin> Body for Http1Body<H> {
             Framing::Length(left) => SizeHint::with_exact(left),
             Framing::Done => SizeHint::with_exact(0),
             _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use http::Request;
+    use std::collections::VecDeque;
+
+    use http_body_util::{BodyExt, Empty, Full};
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// Keeps the connection a body gives back.
+    #[derive(Clone, Default)]
+    struct Shelf(Arc<Mutex<Option<Box<Connection>>>>);
+
+    impl Home for Shelf {
+        fn release(self, connection: Box<Connection>) {
+            *self.0.lock().unwrap() = Some(connection);
+        }
+    }
+
+    impl Shelf {
+        fn take(&self) -> Option<Box<Connection>> {
+            self.0.lock().unwrap().take()
+        }
+    }
+
+    /// One upstream connection: for each scripted answer, reads a whole
+    /// request (reported on the channel), then writes the answer; closes
+    /// after the last one.
+    async fn upstream(
+        answers: Vec<&'static [u8]>,
+    ) -> (Box<Connection>, mpsc::UnboundedReceiver<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (seen, requests) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            for answer in answers {
+                let request = read_request(&mut socket, &mut buf).await;
+                let _ = seen.send(request);
+                socket.write_all(answer).await.unwrap();
+            }
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        (
+            Box::new(Connection::new(MaybeTls::Plain(TokioIo::new(tcp)))),
+            requests,
+        )
+    }
+
+    /// A request off `socket`: the head, then a Content-Length or chunked body.
+    async fn read_request(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
+        let complete = |buf: &[u8]| {
+            let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+            let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+            let length = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map(|n| n.trim().parse::<usize>().unwrap());
+            match length {
+                Some(n) => (buf.len() >= head + n).then_some(head + n),
+                None if text.contains("transfer-encoding: chunked") => buf[head..]
+                    .windows(5)
+                    .position(|w| w == b"0\r\n\r\n")
+                    .map(|end| head + end + 5),
+                None => Some(head),
+            }
+        };
+        loop {
+            if let Some(end) = complete(buf) {
+                return buf.drain(..end).collect();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = socket.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "request incomplete: {:?}",
+                String::from_utf8_lossy(buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// A body of unknown length.
+    struct Frames(VecDeque<Bytes>);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.0.pop_front().map(|data| Ok(Frame::data(data))))
+        }
+    }
+
+    fn get(method: Method) -> (Parts, Empty<Bytes>) {
+        let request = Request::builder()
+            .method(method)
+            .uri("/path?q=1")
+            .header(header::HOST, "upstream")
+            .body(Empty::new())
+            .unwrap();
+        request.into_parts()
+    }
+
+    async fn send<B>(
+        connection: Box<Connection>,
+        parts: &Parts,
+        body: &mut B,
+        shelf: &Shelf,
+    ) -> Result<Response<Http1Body<Shelf>>, ExchangeError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let mut response = exchange(connection, parts, body).await?;
+        response.body_mut().set_home(shelf.clone());
+        Ok(response)
+    }
+
+    async fn text(response: Response<Http1Body<Shelf>>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_sized_response_is_read_and_the_connection_reused() {
+        let (connection, mut requests) = upstream(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\nhello",
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\nno",
+        ])
+        .await;
+        let shelf = Shelf::default();
+        let (parts, mut body) = get(Method::GET);
+        let response = send(connection, &parts, &mut body, &shelf).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["x-up"], "1");
+        assert_eq!(response.body().size_hint().exact(), Some(5));
+        assert_eq!(text(response).await, "hello");
+        assert_eq!(
+            requests.recv().await.unwrap(),
+            b"GET /path?q=1 HTTP/1.1\r\nhost: upstream\r\n\r\n"
+        );
+        let again = shelf.take().expect("the connection came back");
+        let response = send(again, &parts, &mut body, &shelf).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(text(response).await, "no");
+        assert!(shelf.take().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_chunked_response_is_decoded_with_its_trailers() {
+        let (connection, _requests) = upstream(vec![
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\ngrpc-status: 0\r\n\r\n",
+        ])
+        .await;
+        let shelf = Shelf::default();
+        let (parts, mut body) = get(Method::GET);
+        let response = send(connection, &parts, &mut body, &shelf).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "the 100 was skipped");
+        let collected = response.into_body().collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
+        assert_eq!(collected.to_bytes(), "hello, world");
+        assert!(shelf.take().is_some(), "a chunked body ends cleanly");
+    }
+
+    #[tokio::test]
+    async fn bodiless_responses_give_the_connection_back_at_once() {
+        let (connection, _requests) = upstream(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        ])
+        .await;
+        let shelf = Shelf::default();
+        let (parts, mut body) = get(Method::HEAD);
+        let response = send(connection, &parts, &mut body, &shelf).await.unwrap();
+        assert_eq!(response.headers()[header::CONTENT_LENGTH], "10");
+        assert!(response.body().is_end_stream());
+        // hyper never polls an empty body: the connection is back already.
+        let again = shelf.take().expect("returned without a poll");
+        let (parts, mut body) = get(Method::DELETE);
+        let response = send(again, &parts, &mut body, &shelf).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert!(response.body().is_end_stream());
+        assert!(shelf.take().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_response_to_the_end_of_the_connection_is_not_reused() {
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\n\r\nuntil the end"[..],
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 13\r\n\r\nuntil the end",
+            b"HTTP/1.0 200 OK\r\nContent-Length: 13\r\n\r\nuntil the end",
+        ] {
+            let (connection, _requests) = upstream(vec![answer]).await;
+            let shelf = Shelf::default();
+            let (parts, mut body) = get(Method::GET);
+            let response = send(connection, &parts, &mut body, &shelf).await.unwrap();
+            assert_eq!(text(response).await, "until the end");
+            assert!(
+                shelf.take().is_none(),
+                "{}",
+                String::from_utf8_lossy(answer)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn request_bodies_go_out_sized_or_chunked() {
+        let ok = &b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"[..];
+        let (connection, mut requests) = upstream(vec![ok, ok]).await;
+        let shelf = Shelf::default();
+        let (parts, _) = Request::post("/up")
+            .header(header::HOST, "upstream")
+            .header(header::CONTENT_LENGTH, "999")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut sized = Full::new(Bytes::from_static(b"abc"));
+        send(connection, &parts, &mut sized, &shelf).await.unwrap();
+        assert_eq!(
+            requests.recv().await.unwrap(),
+            b"POST /up HTTP/1.1\r\nhost: upstream\r\ncontent-length: 3\r\n\r\nabc",
+            "the body's own length replaces the header"
+        );
+        let mut streamed = Frames(["ab", "", "cde"].map(Bytes::from).into());
+        let again = shelf.take().unwrap();
+        send(again, &parts, &mut streamed, &shelf).await.unwrap();
+        assert_eq!(
+            requests.recv().await.unwrap(),
+            b"POST /up HTTP/1.1\r\nhost: upstream\r\ntransfer-encoding: chunked\r\n\r\n\
+              2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_responding_may_be_retried() {
+        let (connection, _requests) = upstream(vec![b""]).await;
+        let (parts, mut body) = get(Method::GET);
+        let error = exchange::<_, Shelf>(connection, &parts, &mut body)
+            .await
+            .unwrap_err();
+        assert!(error.retryable);
+        assert!(
+            error.error.to_string().contains("before responding"),
+            "{}",
+            error.error
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_responses_are_errors_not_panics() {
+        for (answer, expected) in [
+            (
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx"[..],
+                "conflicting",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                "Content-Length",
+            ),
+            (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "101"),
+            (b"NOT HTTP\r\n\r\n", "invalid response head"),
+        ] {
+            let (connection, _requests) = upstream(vec![answer]).await;
+            let (parts, mut body) = get(Method::GET);
+            let error = exchange::<_, Shelf>(connection, &parts, &mut body)
+                .await
+                .unwrap_err();
+            assert!(!error.retryable);
+            assert!(
+                error.error.to_string().contains(expected),
+                "{}",
+                error.error
+            );
+        }
+        for (answer, expected) in [
+            (
+                &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"[..],
+                "chunk size",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY0\r\n\r\n",
+                "CRLF",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort",
+                "before the response body ended",
+            ),
+        ] {
+            let (connection, _requests) = upstream(vec![answer]).await;
+            let shelf = Shelf::default();
+            let (parts, mut body) = get(Method::GET);
+            let response = send(connection, &parts, &mut body, &shelf).await.unwrap();
+            let error = response.into_body().collect().await.unwrap_err();
+            assert!(error.to_string().contains(expected), "{error}");
+            assert!(shelf.take().is_none(), "a broken connection is not reused");
+        }
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_with_optional_extensions() {
+        assert_eq!(chunk_size(b"1a\r\n"), Some(26));
+        assert_eq!(chunk_size(b"FF;name=value\r\n"), Some(255));
+        assert_eq!(chunk_size(b"0 ; x\r\n"), Some(0));
+        assert_eq!(chunk_size(b"ffffffffffffffff\r\n"), Some(u64::MAX));
+        for bad in [
+            &b"\r\n"[..],
+            b"g\r\n",
+            b"1 2\r\n",
+            b"10000000000000000\r\n",
+            b"-1\r\n",
+        ] {
+            assert_eq!(chunk_size(bad), None, "{}", String::from_utf8_lossy(bad));
         }
     }
 }
