@@ -6,7 +6,7 @@
 //! always read as `false`. The parent span id is validated when present but
 //! not kept: the sidecar's spans take the sender's span id as their parent.
 
-use super::{Carried, trim_ows, wire_value};
+use super::{Carried, Outgoing, trim_ows, wire_value};
 use crate::span::{Sampling, SpanContext, SpanId, TraceId};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -140,7 +140,7 @@ fn multi_sampling(sampled: Option<&[u8]>, flags: Option<&[u8]>) -> Result<Sampli
 }
 
 /// Writes `b3: {trace}-{span}[-{state}]`; a deferred decision has no state.
-pub(super) fn inject_single(headers: &mut HeaderMap, context: &SpanContext) {
+pub(super) fn inject_single(sink: &mut Outgoing<'_>, context: &SpanContext) {
     let mut out = [0u8; SINGLE_MAX_LEN];
     let trace_hex = context.trace_id.to_hex();
     let trace = short_trace_hex(context.trace_id, &trace_hex);
@@ -160,24 +160,24 @@ pub(super) fn inject_single(headers: &mut HeaderMap, context: &SpanContext) {
         out[len + 1] = state;
         len += 2;
     }
-    headers.insert(&B3, wire_value(&out[..len]));
+    sink.set(&B3, wire_value(&out[..len]));
 }
 
 /// Writes `X-B3-TraceId`, `X-B3-SpanId` and the sampling state: debug as
 /// `X-B3-Flags: 1` without `X-B3-Sampled` (README, "Debug Flag"), a
 /// deferred decision as no header at all.
-pub(super) fn inject_multi(headers: &mut HeaderMap, context: &SpanContext) {
+pub(super) fn inject_multi(out: &mut Outgoing<'_>, context: &SpanContext) {
     let trace_hex = context.trace_id.to_hex();
     let trace = short_trace_hex(context.trace_id, &trace_hex);
-    headers.insert(&X_B3_TRACEID, wire_value(trace));
-    headers.insert(&X_B3_SPANID, wire_value(&context.span_id.to_hex()));
+    out.set(&X_B3_TRACEID, wire_value(trace));
+    out.set(&X_B3_SPANID, wire_value(&context.span_id.to_hex()));
     let (name, value) = match context.sampling {
         Sampling::Deferred => return,
         Sampling::Sampled => (&X_B3_SAMPLED, "1"),
         Sampling::NotSampled => (&X_B3_SAMPLED, "0"),
         Sampling::Debug => (&X_B3_FLAGS, "1"),
     };
-    headers.insert(name, HeaderValue::from_static(value));
+    out.set(name, HeaderValue::from_static(value));
 }
 
 /// B3 keeps a 64-bit trace id in its 16-digit form (README, "TraceId").
@@ -400,7 +400,7 @@ mod tests {
                 unreachable!()
             };
             let mut headers = HeaderMap::new();
-            inject_single(&mut headers, &context);
+            inject_single(&mut Outgoing::new(&mut headers, None), &context);
             assert_eq!(headers[&B3], expected);
             assert_eq!(headers.len(), 1);
         }
@@ -445,7 +445,7 @@ mod tests {
                 unreachable!()
             };
             let mut headers = HeaderMap::new();
-            inject_multi(&mut headers, &context);
+            inject_multi(&mut Outgoing::new(&mut headers, None), &context);
             assert_eq!(headers[&X_B3_TRACEID], trace_hex);
             assert_eq!(headers[&X_B3_SPANID], SPAN);
             let text = |name| headers.get(name).map(|v| v.to_str().unwrap());

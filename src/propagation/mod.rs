@@ -244,10 +244,22 @@ pub fn inject(
     seen: Seen,
     config: &PropagationConfig,
 ) {
-    let present = present(headers);
+    let mut out = Outgoing::new(headers, None);
+    inject_to(&mut out, context, trace_state, seen, config);
+}
+
+/// [`inject`], with the new fields going to `out` (see [`Outgoing`]).
+pub fn inject_to(
+    out: &mut Outgoing<'_>,
+    context: &SpanContext,
+    trace_state: Option<&TraceState>,
+    seen: Seen,
+    config: &PropagationConfig,
+) {
+    let present = present(out.headers);
     for (i, name) in CONTEXT_HEADERS.iter().enumerate() {
         if present & (1 << i) != 0 {
-            headers.remove(*name);
+            out.headers.remove(*name);
         }
     }
     let reply = [seen.reply_format()];
@@ -258,16 +270,45 @@ pub fn inject(
     };
     for format in formats {
         match format {
-            Format::W3c => w3c::inject(headers, context),
-            Format::B3 => b3::inject_multi(headers, context),
-            Format::B3Single => b3::inject_single(headers, context),
+            Format::W3c => w3c::inject(out, context),
+            Format::B3 => b3::inject_multi(out, context),
+            Format::B3Single => b3::inject_single(out, context),
         }
     }
     // `tracestate` is a companion of `traceparent` (§3.3): only with W3C.
     if let Some(state) = trace_state
         && formats.contains(&Format::W3c)
     {
-        headers.insert(&w3c::TRACESTATE, state.header_value().clone());
+        out.set(&w3c::TRACESTATE, state.header_value().clone());
+    }
+}
+
+/// Header fields a request gains on its way upstream.
+pub type Added = Vec<(HeaderName, HeaderValue)>;
+
+/// Where new header fields go: into the request's own map, or, when the
+/// request is written to the wire by tracehop itself, into a list written
+/// after the map's fields. The list saves growing the map (hyper sizes it
+/// for the fields it parsed) and hashing each name. A field set here must
+/// be absent from the map (removed first, or never there).
+pub struct Outgoing<'a> {
+    pub headers: &'a mut HeaderMap,
+    added: Option<&'a mut Added>,
+}
+
+impl<'a> Outgoing<'a> {
+    pub fn new(headers: &'a mut HeaderMap, added: Option<&'a mut Added>) -> Self {
+        Self { headers, added }
+    }
+
+    /// Sets `name` (absent from the map) to `value`.
+    pub fn set(&mut self, name: &HeaderName, value: HeaderValue) {
+        match &mut self.added {
+            Some(added) => added.push((name.clone(), value)),
+            None => {
+                self.headers.insert(name, value);
+            }
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! list itself lives in [`super::tracestate`]. Uses the hex helpers of
 //! [`crate::span`]. Parsing works on the header's bytes in place.
 
-use super::{trim_ows, wire_value};
+use super::{Outgoing, trim_ows, wire_value};
 use crate::span::{Sampling, SpanContext, SpanId, TraceId, parse_hex_u64};
 use http::{HeaderMap, HeaderName};
 
@@ -108,8 +108,8 @@ fn check_length(version: u8, value: &[u8]) -> Result<(), TraceparentError> {
 
 /// Writes `traceparent: 00-{trace-id}-{parent-id}-{flags}`, always version
 /// `00` (§3.2.4), reserved flag bits zero (§3.2.2.5).
-pub(super) fn inject(headers: &mut HeaderMap, context: &SpanContext) {
-    headers.insert(&TRACEPARENT, wire_value(&encode(context)));
+pub(super) fn inject(out: &mut Outgoing<'_>, context: &SpanContext) {
+    out.set(&TRACEPARENT, wire_value(&encode(context)));
 }
 
 /// The 55-byte `traceparent` value for `context`.
@@ -383,7 +383,10 @@ mod tests {
         ];
         for &(sampling, random, flags) in cases {
             let mut headers = HeaderMap::new();
-            inject(&mut headers, &context(sampling, random));
+            inject(
+                &mut Outgoing::new(&mut headers, None),
+                &context(sampling, random),
+            );
             let expected = format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}");
             assert_eq!(headers[&TRACEPARENT], expected.as_str(), "{sampling:?}");
         }

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::{HeaderName, HeaderValue, Request, Response, Uri};
 use http_body::Body;
 use tower_service::Service;
 
@@ -107,13 +107,14 @@ impl Http1Connections {
         })
     }
 
-    /// Sends `request` (origin-form URI, `Host` set) on the connection kept
-    /// with `kept`, or another one; the response body brings that
-    /// connection back to `kept` when it ends.
+    /// Sends `request` (origin-form URI, `Host` set; `added` fields written
+    /// after its own) on the connection kept with `kept`, or another one;
+    /// the response body brings that connection back to `kept` when it ends.
     pub async fn send<B>(
         self: &Arc<Self>,
         kept: &ConnLocal,
         request: Request<B>,
+        added: &[(HeaderName, HeaderValue)],
     ) -> Result<Response<KeptBody>, Failure>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -136,7 +137,7 @@ impl Http1Connections {
                 Some(connection) => (connection, true),
                 None => (Box::new(self.dial().await?), false),
             };
-            match wire::exchange(connection, &parts, &mut body).await {
+            match wire::exchange(connection, &parts, added, &mut body).await {
                 Ok(mut response) => {
                     response.body_mut().set_home(Return {
                         local: kept.clone(),
@@ -264,7 +265,7 @@ mod tests {
             .header(http::header::HOST, "upstream")
             .body(Empty::new())
             .unwrap();
-        let response = connections.send(kept, request).await?;
+        let response = connections.send(kept, request, &[]).await?;
         Ok(response.into_body().collect().await.unwrap().to_bytes())
     }
 

@@ -26,6 +26,7 @@ use super::body::UpstreamBody;
 use super::error::ProxyError;
 use super::upload::{self, UploadBody};
 use crate::config::{self, ProxyTimeouts, UpstreamProtocol, UpstreamUrl};
+use crate::propagation::Added;
 use crate::server::ConnLocal;
 use crate::tls::{Alpn, ClientTls, HttpsConnector};
 
@@ -177,12 +178,14 @@ impl Upstream {
         }
     }
 
-    /// Sends `request` (headers already rewritten) and waits for the
-    /// response head, at most the response timeout. `kept` is the
-    /// downstream connection's store for its upstream connection.
+    /// Sends `request` (headers already rewritten, and gaining the fields
+    /// in `added`) and waits for the response head, at most the response
+    /// timeout. `kept` is the downstream connection's store for its
+    /// upstream connection.
     pub async fn send(
         &self,
         mut request: Request<Incoming>,
+        added: Added,
         upgrade: bool,
         kept: &ConnLocal,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
@@ -202,6 +205,12 @@ impl Upstream {
             .kept
             .as_ref()
             .filter(|_| !http2 && !upgrade && sequential);
+        if direct.is_none() {
+            // hyper's clients write the map: the new fields go in.
+            for (name, value) in added.iter() {
+                request.headers_mut().append(name, value.clone());
+            }
+        }
         *request.uri_mut() = match direct {
             // Origin form (RFC 9112 §3.2.1): the connection knows the host.
             Some(_) => Uri::from(self.path_and_query(request.uri())?),
@@ -221,7 +230,7 @@ impl Upstream {
         let sent = async {
             match direct {
                 Some(connections) => connections
-                    .send(kept, request)
+                    .send(kept, request, &added)
                     .await
                     .map(|response| response.map(Either::Right)),
                 None => {

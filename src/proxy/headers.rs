@@ -10,6 +10,8 @@ use std::net::IpAddr;
 
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
+use crate::propagation::Outgoing;
+
 /// Headers that are hop-by-hop whatever `Connection` says
 /// (RFC 9110 §7.6.1, plus the non-standard `Keep-Alive` and `Proxy-Connection`),
 /// then `Upgrade` and `TE`, which have their own rules.
@@ -27,15 +29,18 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 const CONNECTION: u16 = 1;
 const UPGRADE: u16 = 1 << 7;
 const TE: u16 = 1 << 8;
+const FORWARDED_FOR: u16 = 1 << 9;
+const FORWARDED_PROTO: u16 = 1 << 10;
+const FORWARDED_HOST: u16 = 1 << 11;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Which of [`HOP_BY_HOP`] `headers` holds, one bit each, from one pass
-/// over the names (cheaper than a hashed lookup per name; most requests
-/// carry none, most responses only `Connection`).
-fn present(headers: &HeaderMap) -> u16 {
+/// Which of [`HOP_BY_HOP`] and `X-Forwarded-*` `headers` holds, one bit
+/// each, from one pass over the names (cheaper than a hashed lookup per
+/// name; most requests carry none, most responses only `Connection`).
+pub fn present(headers: &HeaderMap) -> u16 {
     headers.keys().fold(0, |mask, name| {
         mask | match name.as_str() {
             "connection" => CONNECTION,
@@ -47,14 +52,18 @@ fn present(headers: &HeaderMap) -> u16 {
             "transfer-encoding" => 1 << 6,
             "upgrade" => UPGRADE,
             "te" => TE,
+            "x-forwarded-for" => FORWARDED_FOR,
+            "x-forwarded-proto" => FORWARDED_PROTO,
+            "x-forwarded-host" => FORWARDED_HOST,
             _ => 0,
         }
     })
 }
 
 /// Removes hop-by-hop headers. With `keep_upgrade`, `Connection: upgrade`
-/// and `Upgrade` survive (a WebSocket handshake being tunnelled).
-pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// and `Upgrade` survive (a WebSocket handshake being tunnelled). Returns
+/// what [`present`] found before the removal.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> u16 {
     let present = present(headers);
     if present & CONNECTION != 0 {
         remove_named_by_connection(headers, keep_upgrade);
@@ -77,6 +86,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     {
         headers.remove(header::TE);
     }
+    present
 }
 
 /// Removes the headers the `Connection` header names (RFC 9110 §7.6.1).
@@ -131,24 +141,34 @@ fn append(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
     }
 }
 
-/// Appends the downstream's address, scheme and host.
+/// Appends the downstream's address, scheme and host; `present` is what
+/// [`present`] found. A field the request does not carry yet goes to `out`
+/// as a new one; one it carries gets the value added to its list.
 pub fn add_forwarded(
-    headers: &mut HeaderMap,
+    out: &mut Outgoing<'_>,
+    present: u16,
     peer: IpAddr,
     scheme: &'static str,
     host: Option<&HeaderValue>,
 ) {
+    let mut add = |bit: u16, name: &HeaderName, value: HeaderValue| {
+        if present & bit == 0 {
+            out.set(name, value);
+        } else {
+            append(out.headers, name, value);
+        }
+    };
     let mut buf = [0u8; 45];
     if let Ok(peer) = HeaderValue::from_bytes(crate::span::ip_text(peer, &mut buf)) {
-        append(headers, &X_FORWARDED_FOR, peer);
+        add(FORWARDED_FOR, &X_FORWARDED_FOR, peer);
     }
-    append(
-        headers,
+    add(
+        FORWARDED_PROTO,
         &X_FORWARDED_PROTO,
         HeaderValue::from_static(scheme),
     );
     if let Some(host) = host {
-        append(headers, &X_FORWARDED_HOST, host.clone());
+        add(FORWARDED_HOST, &X_FORWARDED_HOST, host.clone());
     }
 }
 
@@ -226,8 +246,10 @@ mod tests {
             ("x-forwarded-for", "203.0.113.7"),
             ("x-forwarded-for", "198.51.100.2"),
         ]);
+        let present = present(&h);
         add_forwarded(
-            &mut h,
+            &mut Outgoing::new(&mut h, None),
+            present,
             "10.0.0.1".parse().unwrap(),
             "http",
             Some(&HeaderValue::from_static("shop.example")),
@@ -239,8 +261,41 @@ mod tests {
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "shop.example");
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, "2001:db8::1".parse().unwrap(), "https", None);
+        add_forwarded(
+            &mut Outgoing::new(&mut h, None),
+            0,
+            "2001:db8::1".parse().unwrap(),
+            "https",
+            None,
+        );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "2001:db8::1");
         assert!(h.get("x-forwarded-host").is_none());
+    }
+
+    #[test]
+    fn new_forwarded_fields_can_go_to_a_list_and_existing_ones_grow() {
+        let mut h = map(&[("x-forwarded-for", "203.0.113.7"), ("x-app", "1")]);
+        let mut added = Vec::new();
+        let present = present(&h);
+        add_forwarded(
+            &mut Outgoing::new(&mut h, Some(&mut added)),
+            present,
+            "10.0.0.1".parse().unwrap(),
+            "http",
+            Some(&HeaderValue::from_static("shop.example")),
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.0.0.1");
+        assert_eq!(h.len(), 2, "the map gained no field");
+        let added: Vec<(&str, &str)> = added
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            added,
+            [
+                ("x-forwarded-proto", "http"),
+                ("x-forwarded-host", "shop.example")
+            ]
+        );
     }
 }

@@ -46,7 +46,7 @@ use prometheus::IntCounter;
 use crate::config::{AllowTarget, CaptureConfig, PropagationConfig, RouteTemplate};
 use crate::export::SpanSink;
 use crate::metrics::ProxyMetrics;
-use crate::propagation::{self, Seen};
+use crate::propagation::{self, Added, Outgoing, Seen};
 use crate::sampling::{LiveSampler, RequestFacts};
 use crate::server::ConnInfo;
 use crate::span::{Endpoint, HttpFacts, Kind, SpanContext, SpanId, SpanTimer, Tag, TraceId};
@@ -233,15 +233,20 @@ pub async fn handle(
     // 4. inject
     let upgrade = is_upgrade(&request);
     let headers = request.headers_mut();
-    headers::remove_hop_by_hop(headers, upgrade);
+    let present = headers::remove_hop_by_hop(headers, upgrade);
+    // New fields are listed apart; the upstream client writes them (see
+    // `Outgoing`).
+    let mut added = Added::with_capacity(6);
+    let mut out = Outgoing::new(headers, Some(&mut added));
     headers::add_forwarded(
-        headers,
+        &mut out,
+        present,
         conn.peer.ip(),
         flight.http.scheme,
         flight.http.host.as_ref(),
     );
-    propagation::inject(
-        headers,
+    propagation::inject_to(
+        &mut out,
         &context,
         extracted.trace_state.as_ref(),
         extracted.seen,
@@ -249,7 +254,11 @@ pub async fn handle(
     );
     // 5. forward
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-    match proxy.upstream.send(request, upgrade, &conn.kept).await {
+    match proxy
+        .upstream
+        .send(request, added, upgrade, &conn.kept)
+        .await
+    {
         Ok(mut response) => {
             flight.set_status(response.status().as_u16());
             flight.read_grpc_status(response.headers());

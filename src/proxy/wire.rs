@@ -130,6 +130,7 @@ enum Upload {
 pub async fn exchange<B, H>(
     mut connection: Box<Connection>,
     parts: &Parts,
+    added: &[(HeaderName, HeaderValue)],
     body: &mut B,
 ) -> Result<Response<Http1Body<H>>, ExchangeError>
 where
@@ -146,7 +147,7 @@ where
     };
     let conn = &mut *connection;
     conn.write.clear();
-    encode_head(&mut conn.write, parts, upload);
+    encode_head(&mut conn.write, parts, added, upload);
     let mut written = 0;
     let mut flushed = false;
     let mut uploaded = upload == Upload::None;
@@ -253,7 +254,12 @@ fn is_reset(error: &io::Error) -> bool {
     )
 }
 
-fn encode_head(out: &mut Vec<u8>, parts: &Parts, upload: Upload) {
+fn encode_head(
+    out: &mut Vec<u8>,
+    parts: &Parts,
+    added: &[(HeaderName, HeaderValue)],
+    upload: Upload,
+) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -264,6 +270,9 @@ fn encode_head(out: &mut Vec<u8>, parts: &Parts, upload: Upload) {
         if upload != Upload::None && name == header::CONTENT_LENGTH {
             continue;
         }
+        encode_field(out, name, value);
+    }
+    for (name, value) in added {
         encode_field(out, name, value);
     }
     match upload {
@@ -812,7 +821,7 @@ mod tests {
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
     {
-        let mut response = exchange(connection, parts, body).await?;
+        let mut response = exchange(connection, parts, &[], body).await?;
         response.body_mut().set_home(shelf.clone());
         Ok(response)
     }
@@ -934,10 +943,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn added_fields_follow_the_request_s_own() {
+        let (connection, mut requests) =
+            upstream(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]).await;
+        let (parts, mut body) = get(Method::GET);
+        let added = [(
+            HeaderName::from_static("traceparent"),
+            HeaderValue::from_static("00-1-2-01"),
+        )];
+        exchange::<_, Shelf>(connection, &parts, &added, &mut body)
+            .await
+            .unwrap();
+        assert_eq!(
+            requests.recv().await.unwrap(),
+            b"GET /path?q=1 HTTP/1.1\r\nhost: upstream\r\ntraceparent: 00-1-2-01\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
     async fn a_connection_closed_before_responding_may_be_retried() {
         let (connection, _requests) = upstream(vec![b""]).await;
         let (parts, mut body) = get(Method::GET);
-        let error = exchange::<_, Shelf>(connection, &parts, &mut body)
+        let error = exchange::<_, Shelf>(connection, &parts, &[], &mut body)
             .await
             .unwrap_err();
         assert!(error.retryable);
@@ -964,7 +991,7 @@ mod tests {
         ] {
             let (connection, _requests) = upstream(vec![answer]).await;
             let (parts, mut body) = get(Method::GET);
-            let error = exchange::<_, Shelf>(connection, &parts, &mut body)
+            let error = exchange::<_, Shelf>(connection, &parts, &[], &mut body)
                 .await
                 .unwrap_err();
             assert!(!error.retryable);
