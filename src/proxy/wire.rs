@@ -367,8 +367,9 @@ fn parse_head(
                 .map_err(|_| WireError::Invalid("header name"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
                 .map_err(|_| WireError::Invalid("header value"))?;
-            facts.note(&name, &value)?;
-            headers.append(name, value);
+            if facts.note(&name, &value)? {
+                headers.append(name, value);
+            }
         }
         let mut response = Response::new(());
         *response.status_mut() = status;
@@ -409,7 +410,11 @@ struct Facts {
 }
 
 impl Facts {
-    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), WireError> {
+    /// Notes what a field says; `false` for a hop-by-hop field that only
+    /// concerns this connection (framing, persistence), which the response
+    /// then does not carry: it would be removed before going downstream
+    /// anyway. A `Connection` field naming other fields stays, so they go too.
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<bool, WireError> {
         let value = value.as_bytes();
         if name == header::CONTENT_LENGTH {
             // Repeated (or comma-joined) values must agree (RFC 9110 §8.6).
@@ -424,14 +429,22 @@ impl Facts {
         } else if name == header::TRANSFER_ENCODING {
             let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
             self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            return Ok(false);
         } else if name == header::CONNECTION {
+            let mut names_fields = false;
             for token in value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
-                self.close |= token.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                let close = token.eq_ignore_ascii_case(b"close");
+                let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                self.close |= close;
+                self.keep_alive |= keep_alive;
+                names_fields |= !(close || keep_alive || token.is_empty());
             }
+            return Ok(names_fields);
+        } else if name.as_str() == "keep-alive" {
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -834,7 +847,8 @@ mod tests {
     #[tokio::test]
     async fn a_sized_response_is_read_and_the_connection_reused() {
         let (connection, mut requests) = upstream(vec![
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\nConnection: keep-alive\r\n\
+              Keep-Alive: timeout=5\r\n\r\nhello",
             b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\nno",
         ])
         .await;
@@ -843,6 +857,8 @@ mod tests {
         let response = send(connection, &parts, &mut body, &shelf).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["x-up"], "1");
+        // Hop-by-hop fields about this connection stay here.
+        assert_eq!(response.headers().len(), 2, "{:?}", response.headers());
         assert_eq!(response.body().size_hint().exact(), Some(5));
         assert_eq!(text(response).await, "hello");
         assert_eq!(
@@ -1023,6 +1039,38 @@ mod tests {
             assert!(error.to_string().contains(expected), "{error}");
             assert!(shelf.take().is_none(), "a broken connection is not reused");
         }
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_noted_and_left_out_unless_they_name_others() {
+        let mut facts = Facts::default();
+        let field = |v: &'static str| HeaderValue::from_static(v);
+        assert!(
+            !facts
+                .note(&header::CONNECTION, &field("keep-alive"))
+                .unwrap()
+        );
+        assert!(facts.keep_alive && !facts.close);
+        // Kept, so that the response's hop-by-hop removal also drops X-Hop.
+        assert!(
+            facts
+                .note(&header::CONNECTION, &field("close, X-Hop"))
+                .unwrap()
+        );
+        assert!(facts.close);
+        assert!(
+            !facts
+                .note(&header::TRANSFER_ENCODING, &field("gzip, chunked"))
+                .unwrap()
+        );
+        assert_eq!(facts.chunked, Some(true));
+        assert!(
+            !facts
+                .note(&HeaderName::from_static("keep-alive"), &field("timeout=5"))
+                .unwrap()
+        );
+        assert!(facts.note(&header::CONTENT_LENGTH, &field("12")).unwrap());
+        assert_eq!(facts.length, Some(12));
     }
 
     #[test]
