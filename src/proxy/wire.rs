@@ -1073,6 +1073,51 @@ mod tests {
         assert_eq!(facts.length, Some(12));
     }
 
+    /// Runs the chunked decoder over `read` as the body would, to the end
+    /// or the first error or shortage.
+    fn decode_all(mut read: BytesMut) {
+        let mut chunk = Chunk::Size;
+        for _ in 0..1024 {
+            if let Chunk::Data(left) = chunk {
+                let take = read.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                if take == 0 {
+                    return;
+                }
+                read.advance(take);
+                let left = left - take as u64;
+                chunk = if left == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left)
+                };
+                continue;
+            }
+            match decode_chunked(&mut read, chunk) {
+                Ok(Decoded::Next(next)) => chunk = next,
+                _ => return,
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_upstream_bytes_are_an_answer_or_an_error_never_a_panic(
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            prefix in 0usize..3,
+        ) {
+            let prefix: &[u8] = [
+                &b""[..],
+                b"HTTP/1.1 200 OK\r\n",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            ][prefix];
+            let bytes = [prefix, &tail].concat();
+            let mut read = BytesMut::from(&bytes[..]);
+            let _ = parse_head(&mut read, &mut Vec::new(), &Method::GET);
+            decode_all(read);
+            decode_all(BytesMut::from(&tail[..]));
+        }
+    }
+
     #[test]
     fn chunk_sizes_are_hex_with_optional_extensions() {
         assert_eq!(chunk_size(b"1a\r\n"), Some(26));

@@ -113,6 +113,20 @@ impl tower_service::Service<Uri> for HttpsConnector {
     }
 }
 
+/// Runs `$call` with `$s` bound to the stream inside `$this` (a pinned
+/// [`MaybeTls`]), cleartext or TLS alike.
+macro_rules! on_stream {
+    ($this:expr, $s:ident => $call:expr) => {
+        match $this.get_mut() {
+            MaybeTls::Plain($s) => $call,
+            MaybeTls::Tls(tls) => {
+                let $s = tls.as_mut();
+                $call
+            }
+        }
+    };
+}
+
 /// A client connection, cleartext or TLS.
 pub enum MaybeTls {
     Plain(TokioIo<TcpStream>),
@@ -147,10 +161,7 @@ impl AsyncRead for MaybeTls {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s.inner_mut()).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.inner_mut()).poll_read(cx, buf),
-        }
+        on_stream!(self, s => Pin::new(s.inner_mut()).poll_read(cx, buf))
     }
 }
 
@@ -160,24 +171,15 @@ impl AsyncWrite for MaybeTls {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s.inner_mut()).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.inner_mut()).poll_write(cx, buf),
-        }
+        on_stream!(self, s => Pin::new(s.inner_mut()).poll_write(cx, buf))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s.inner_mut()).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.inner_mut()).poll_flush(cx),
-        }
+        on_stream!(self, s => Pin::new(s.inner_mut()).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s.inner_mut()).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.inner_mut()).poll_shutdown(cx),
-        }
+        on_stream!(self, s => Pin::new(s.inner_mut()).poll_shutdown(cx))
     }
 }
 
@@ -204,10 +206,7 @@ impl Read for MaybeTls {
         cx: &mut Context<'_>,
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+        on_stream!(self, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -217,24 +216,15 @@ impl Write for MaybeTls {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
+        on_stream!(self, s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
+        on_stream!(self, s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+        on_stream!(self, s => Pin::new(s).poll_shutdown(cx))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -249,10 +239,7 @@ impl Write for MaybeTls {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        on_stream!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 }
 
