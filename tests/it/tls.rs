@@ -350,10 +350,12 @@ async fn a_rotated_certificate_reaches_new_connections_while_old_ones_keep_worki
     sidecar.stop().await;
 }
 
-/// An HTTPS server answering `answer` and recording request headers.
+/// An HTTPS server answering `answer` and recording request headers and
+/// the peer each request came from.
 struct HttpsFake {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
     _stop: Stopper,
 }
 
@@ -374,9 +376,12 @@ impl HttpsFake {
         let (listener, addr) = bind().await;
         let (stop, shutdown) = stopper();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let peers = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
-        let handler = move |request: Request<hyper::body::Incoming>, _conn| {
+        let record_peer = peers.clone();
+        let handler = move |request: Request<hyper::body::Incoming>, conn: server::ConnInfo| {
             let record = record.clone();
+            record_peer.lock().expect("lock").push(conn.peer);
             async move {
                 let (parts, body) = request.into_parts();
                 let body = body
@@ -394,6 +399,7 @@ impl HttpsFake {
         Self {
             addr,
             seen,
+            peers,
             _stop: stop,
         }
     }
@@ -435,6 +441,22 @@ async fn https_upstream_with_a_private_ca_and_a_server_name_override() {
             .to_str()
             .unwrap()
             .contains("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    // The TLS connection to the app is kept and reused.
+    let client = crate::support::Client::http1();
+    for _ in 0..3 {
+        let reply = client.get(&format!("{}/again", sidecar.base), &[]).await;
+        assert_eq!(reply.body, "secure hello");
+    }
+    let peers = app.peers.lock().expect("lock").clone();
+    assert_eq!(peers.len(), 4);
+    assert_eq!(
+        peers[1..]
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        1,
+        "one upstream connection for one client connection: {peers:?}"
     );
     sidecar.stop().await;
 }
