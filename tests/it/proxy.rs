@@ -245,3 +245,33 @@ async fn an_upstream_reset_mid_response_closes_the_downstream_and_is_recorded() 
     sidecar.stop().await;
     server.abort();
 }
+
+#[tokio::test]
+async fn a_malformed_upstream_response_is_a_502_with_an_error_span() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Two Content-Length values that disagree (RFC 9110 §8.6).
+    let (bad, bad_addr) = bind().await;
+    let server = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = bad.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok")
+                .await;
+        }
+    });
+    let collector = FakeCollector::start().await;
+    let sidecar = Sidecar::start(Yaml::default(), bad_addr, collector.addr).await;
+    let reply = Client::http1().get(&sidecar.base, &[]).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    let spans = collector.wait_for(1).await;
+    let error = spans[0]["tags"]["error"].as_str().unwrap_or("");
+    assert!(error.contains("conflicting Content-Length"), "{}", spans[0]);
+    crate::support::scrape_until(
+        &sidecar.admin,
+        r#"tracehop_upstream_errors_total{direction="inbound",kind="protocol"} 1"#,
+    )
+    .await;
+    sidecar.stop().await;
+    server.abort();
+}
