@@ -8,8 +8,11 @@
 //!    else the root sampler (see [`crate::sampling`]);
 //! 3. **start span**: keep the trace id (or start a trace), new span id, start clocks;
 //! 4. **inject** the span's context for the upstream, rewrite hop-by-hop and
-//!    `X-Forwarded-*` headers;
-//! 5. **forward** through the pooled client (502 unreachable, 504 timeout);
+//!    `X-Forwarded-*` headers (new fields listed apart, see
+//!    [`propagation::Outgoing`]);
+//! 5. **forward** over the HTTP/1.1 connection kept with the downstream
+//!    connection ([`affinity`], [`wire`]), or a pooled client for HTTP/2,
+//!    upgrades and the forward proxy (502 unreachable, 504 timeout);
 //! 6. **finish** when the response body ends (see [`body`]);
 //! 7. **hand off** the span with a non-blocking `try_send` to the exporter,
 //!    when sampled or kept for its outcome (failed or slow).
