@@ -185,7 +185,7 @@ impl Upstream {
     pub async fn send(
         &self,
         mut request: Request<Incoming>,
-        added: Added,
+        mut added: Added,
         upgrade: bool,
         kept: &ConnLocal,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
@@ -207,8 +207,8 @@ impl Upstream {
             .filter(|_| !http2 && !upgrade && sequential);
         if direct.is_none() {
             // hyper's clients write the map: the new fields go in.
-            for (name, value) in added.iter() {
-                request.headers_mut().append(name, value.clone());
+            for (name, value) in added.drain(..) {
+                request.headers_mut().append(name, value);
             }
         }
         *request.uri_mut() = match direct {

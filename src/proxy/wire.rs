@@ -20,7 +20,7 @@
 //! nothing followed it.
 
 use std::future::poll_fn;
-use std::io;
+use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -299,7 +299,8 @@ fn encode_data(out: &mut Vec<u8>, data: &[u8], upload: Upload) {
         return; // an empty chunk would end a chunked body
     }
     if upload == Upload::Chunked {
-        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{:x}\r\n", data.len());
         out.extend_from_slice(data);
         out.extend_from_slice(b"\r\n");
     } else {

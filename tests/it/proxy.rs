@@ -195,20 +195,28 @@ async fn methods_and_bodies_are_forwarded() {
     sidecar.stop().await;
 }
 
-#[tokio::test]
-async fn an_upstream_reset_mid_response_closes_the_downstream_and_is_recorded() {
+/// An upstream that reads a request on each connection, writes `answer`
+/// as it is and closes the connection.
+async fn raw_upstream(
+    answer: &'static [u8],
+) -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // Promises 100 bytes, sends 9, then closes the connection.
-    let (reset, reset_addr) = bind().await;
+    let (listener, addr) = bind().await;
     let server = tokio::spawn(async move {
-        while let Ok((mut socket, _)) = reset.accept().await {
+        while let Ok((mut socket, _)) = listener.accept().await {
             let mut buf = [0u8; 4096];
             let _ = socket.read(&mut buf).await;
-            let _ = socket
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-some")
-                .await;
+            let _ = socket.write_all(answer).await;
         }
     });
+    (server, addr)
+}
+
+#[tokio::test]
+async fn an_upstream_reset_mid_response_closes_the_downstream_and_is_recorded() {
+    // Promises 100 bytes, sends 9, then closes the connection.
+    let (server, reset_addr) =
+        raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-some").await;
     let collector = FakeCollector::start().await;
     let sidecar = Sidecar::start(Yaml::default(), reset_addr, collector.addr).await;
     let response = Client::http1()
@@ -248,18 +256,9 @@ async fn an_upstream_reset_mid_response_closes_the_downstream_and_is_recorded() 
 
 #[tokio::test]
 async fn a_malformed_upstream_response_is_a_502_with_an_error_span() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Two Content-Length values that disagree (RFC 9110 §8.6).
-    let (bad, bad_addr) = bind().await;
-    let server = tokio::spawn(async move {
-        while let Ok((mut socket, _)) = bad.accept().await {
-            let mut buf = [0u8; 4096];
-            let _ = socket.read(&mut buf).await;
-            let _ = socket
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok")
-                .await;
-        }
-    });
+    let (server, bad_addr) =
+        raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok").await;
     let collector = FakeCollector::start().await;
     let sidecar = Sidecar::start(Yaml::default(), bad_addr, collector.addr).await;
     let reply = Client::http1().get(&sidecar.base, &[]).await;
