@@ -191,10 +191,12 @@ impl Upstream {
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let http2 = !upgrade && self.use_http2(&request);
         // An HTTP/2 request has no Host header (RFC 9113 §8.3.1: :authority);
-        // an HTTP/1.1 upstream needs one, carrying the original authority.
+        // an HTTP/1.1 upstream needs one (RFC 9112 §3.2), carrying the
+        // original authority, or the upstream's for an HTTP/1.0 request
+        // that named none.
         if !http2
             && !request.headers().contains_key(http::header::HOST)
-            && let Some(host) = request.uri().authority()
+            && let Some(host) = request.uri().authority().or(self.authority.as_ref())
             && let Ok(value) = HeaderValue::from_str(host.as_str())
         {
             request.headers_mut().insert(http::header::HOST, value);

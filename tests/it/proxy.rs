@@ -274,3 +274,31 @@ async fn a_malformed_upstream_response_is_a_502_with_an_error_span() {
     sidecar.stop().await;
     server.abort();
 }
+
+#[tokio::test]
+async fn an_http10_request_without_host_reaches_the_app_with_the_upstream_as_host() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = FakeUpstream::start().await;
+    let collector = FakeCollector::start().await;
+    let sidecar = Sidecar::start(Yaml::default(), upstream.addr, collector.addr).await;
+    let addr = sidecar.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket
+        .write_all(b"GET /old HTTP/1.0\r\n\r\n")
+        .await
+        .expect("write");
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut reply))
+        .await
+        .expect("an HTTP/1.0 response ends the connection")
+        .expect("read");
+    assert!(
+        reply.starts_with(b"HTTP/1.0 200"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    // HTTP/1.1 requires Host (RFC 9112 §3.2): the app gets its own authority.
+    let seen = upstream.last();
+    assert_eq!(seen.headers["host"], upstream.addr.to_string().as_str());
+    sidecar.stop().await;
+}
