@@ -17,7 +17,8 @@
 //! | [`propagation`] | W3C Trace Context and B3 headers |
 //! | [`config`] | YAML -> validated types |
 //! | [`metrics`] | the Prometheus registry (a value, never a global) |
-//! | [`server`] | the HTTP server loop every listener uses |
+//! | [`server`] | the HTTP server loop every listener uses, and its HTTP/1.1 fast path |
+//! | [`http1`] | HTTP/1.1 syntax shared by the server and the upstream connections |
 //! | [`span`] | ids, trace context, the finished span record, clocks |
 //!
 //! # Request flow
@@ -59,6 +60,7 @@ pub mod collector;
 pub mod config;
 pub mod demo;
 pub mod export;
+pub mod http1;
 pub mod metrics;
 pub mod propagation;
 pub mod proxy;

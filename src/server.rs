@@ -21,6 +21,7 @@
 //! wait; open connections keep working) and HTTP/2 streams per connection.
 
 mod idle;
+mod plain;
 
 pub use idle::TrackedBody;
 
@@ -28,16 +29,20 @@ use std::any::Any;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -69,6 +74,61 @@ pub fn text_response(status: http::StatusCode, text: impl Into<Bytes>) -> Respon
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// A request's body: streamed by hyper, or, for a request served on the
+/// HTTP/1.1 fast path, read with its head.
+#[derive(Debug)]
+pub struct RequestBody(BodyKind);
+
+#[derive(Debug)]
+enum BodyKind {
+    Streamed(Incoming),
+    Read(Option<Bytes>),
+}
+
+impl RequestBody {
+    /// A body already read in full.
+    pub fn read(bytes: Bytes) -> Self {
+        Self(BodyKind::Read((!bytes.is_empty()).then_some(bytes)))
+    }
+}
+
+impl From<Incoming> for RequestBody {
+    fn from(body: Incoming) -> Self {
+        Self(BodyKind::Streamed(body))
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.0 {
+            BodyKind::Streamed(body) => Pin::new(body).poll_frame(cx),
+            BodyKind::Read(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            BodyKind::Streamed(body) => body.is_end_stream(),
+            BodyKind::Read(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            BodyKind::Streamed(body) => body.size_hint(),
+            BodyKind::Read(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
 }
 
 /// Facts about the connection a request arrived on.
@@ -177,7 +237,7 @@ pub async fn serve<H, F, B>(
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) where
-    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -224,18 +284,25 @@ pub async fn serve<H, F, B>(
         draining.mark_unchanged();
         let (tls, handshake_timeout) = (options.tls.clone(), options.header_read_timeout);
         let idle = options.idle_timeout;
+        // The fast path's wait for a head: hyper's header-read timer also
+        // runs between requests, and so does the idle timeout.
+        let head_wait = match (options.header_read_timeout, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         connections.spawn(async move {
             let conn = Conn {
                 builder: &builder,
                 draining,
                 idle,
+                head_wait,
             };
             match tls {
-                None => conn.drive(TokioIo::new(stream), info, handler).await,
+                None => conn.drive(stream, info, handler).await,
                 Some(tls) => {
                     if let Some((stream, facts)) = tls.accept(stream, handshake_timeout).await {
                         info.tls = Some(facts);
-                        conn.drive(TokioIo::new(stream), info, handler).await;
+                        conn.drive(stream, info, handler).await;
                     }
                 }
             }
@@ -263,25 +330,41 @@ struct Conn<'a> {
     /// Changes when the server shuts down.
     draining: watch::Receiver<()>,
     idle: Option<Duration>,
+    /// The fast path's bound on each wait for a request head.
+    head_wait: Option<Duration>,
 }
 
 impl Conn<'_> {
-    /// Serves HTTP on one connection until it closes; on shutdown or after
-    /// the idle timeout it is shut down gracefully (in-flight requests finish).
-    async fn drive<I, H, F, B>(mut self, io: I, info: ConnInfo, handler: H)
+    /// Serves HTTP on one connection until it closes: plain HTTP/1.1
+    /// requests on the fast path ([`plain`]), everything from the first
+    /// other request on (and connections that chose HTTP/2 by ALPN) with
+    /// hyper. On shutdown or after the idle timeout it is shut down
+    /// gracefully (in-flight requests finish).
+    async fn drive<S, H, F, B>(mut self, io: S, info: ConnInfo, handler: H)
     where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-        H: Fn(Request<Incoming>, ConnInfo) -> F + Send + Sync + 'static,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Fn(Request<RequestBody>, ConnInfo) -> F + Send + Sync + 'static,
         F: Future<Output = Response<B>> + Send + 'static,
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let h2 = info.tls.as_ref().is_some_and(|tls| tls.alpn == Some("h2"));
+        let io = if h2 {
+            plain::Prefixed::new(Bytes::new(), io)
+        } else {
+            let served = plain::serve(io, &info, &handler, self.head_wait, &mut self.draining);
+            match served.await {
+                plain::Ended::Closed => return,
+                plain::Ended::Handover(io) => io,
+            }
+        };
+        let io = TokioIo::new(io);
         let peer = info.peer;
         let activity = idle::Activity::new();
         let tracker = activity.clone();
         let service = hyper::service::service_fn(move |request| {
             let guard = tracker.start();
-            let response = handler(request, info.clone());
+            let response = handler(request.map(RequestBody::from), info.clone());
             async move {
                 let response = response.await;
                 Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))

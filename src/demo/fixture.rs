@@ -183,7 +183,8 @@ impl Recorder {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&requests);
         let running = Running::spawn(|listener, stopped| async move {
-            let handler = move |request: Request<hyper::body::Incoming>, _: server::ConnInfo| {
+            let handler = move |request: Request<crate::server::RequestBody>,
+                                _: server::ConnInfo| {
                 let recorded = Recorded {
                     path: request.uri().to_string(),
                     headers: request.headers().clone(),

@@ -371,7 +371,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (count, mut counted) = watch::channel(0usize);
         let log = Arc::clone(&seen);
-        let handler = move |request: hyper::Request<hyper::body::Incoming>, _: ConnInfo| {
+        let handler = move |request: hyper::Request<crate::server::RequestBody>, _: ConnInfo| {
             let path = request.uri().to_string();
             let status = expected_status(&path);
             log.lock().expect("not poisoned").push(path);

@@ -47,7 +47,6 @@ use std::time::Duration;
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use hyper::Request;
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::server::{self, Body, ConnInfo, ServerOptions};
@@ -139,7 +138,7 @@ pub async fn serve_app(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DemoError> {
     let context = Arc::new(Context::new(app, &options)?);
-    let handler = move |request: Request<Incoming>, _: ConnInfo| {
+    let handler = move |request: Request<server::RequestBody>, _: ConnInfo| {
         let context = Arc::clone(&context);
         async move {
             // Every endpoint is a GET: the request body is never read.

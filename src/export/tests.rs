@@ -101,7 +101,7 @@ impl Fake {
 
 async fn handle(
     state: Arc<FakeState>,
-    request: http::Request<hyper::body::Incoming>,
+    request: http::Request<crate::server::RequestBody>,
 ) -> http::Response<server::Body> {
     let (parts, body) = request.into_parts();
     let raw = body.collect().await.unwrap().to_bytes();

@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
+use crate::server::RequestBody;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -21,7 +21,7 @@ use super::{Proxy, local_error};
 /// Dials `host:port` and, on success, tunnels the upgraded connection to it.
 pub async fn open(
     proxy: &Arc<Proxy>,
-    mut request: Request<Incoming>,
+    mut request: Request<RequestBody>,
     mut flight: InFlight,
     host: &str,
     port: u16,

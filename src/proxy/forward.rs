@@ -13,10 +13,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::server::RequestBody;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::Either;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -164,7 +164,7 @@ impl Upstream {
     /// with `content-type: application/grpc*`) as HTTP/2, since gRPC needs
     /// HTTP/2 end to end, and everything else as HTTP/1.1, which every app
     /// server speaks.
-    fn use_http2(&self, request: &Request<Incoming>) -> bool {
+    fn use_http2(&self, request: &Request<RequestBody>) -> bool {
         match self.protocol {
             UpstreamProtocol::Auto => {
                 request.version() == Version::HTTP_2
@@ -184,7 +184,7 @@ impl Upstream {
     /// upstream connection.
     pub async fn send(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<RequestBody>,
         mut added: Added,
         upgrade: bool,
         kept: &ConnLocal,

@@ -40,10 +40,10 @@ pub use forward::Upstream;
 
 use std::sync::Arc;
 
+use crate::server::RequestBody;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use prometheus::IntCounter;
 
 use crate::config::{AllowTarget, CaptureConfig, PropagationConfig, RouteTemplate};
@@ -174,7 +174,7 @@ impl Proxy {
 /// Proxies one request. Never fails: upstream problems become 502/504.
 pub async fn handle(
     proxy: Arc<Proxy>,
-    mut request: Request<Incoming>,
+    mut request: Request<RequestBody>,
     conn: ConnInfo,
 ) -> Response<ResponseBody> {
     proxy.metrics.in_flight.inc();
@@ -288,7 +288,7 @@ enum Early {
 /// proxy with tunnels enabled and the target is allowed.
 fn refuse_or_tunnel(
     proxy: &Proxy,
-    request: &Request<Incoming>,
+    request: &Request<RequestBody>,
     target: Option<Result<(String, u16), ProxyError>>,
     conn: &ConnInfo,
 ) -> Option<Early> {
@@ -342,7 +342,7 @@ fn local_error(proxy: &Proxy, mut flight: InFlight, error: ProxyError) -> Respon
     response
 }
 
-fn is_upgrade(request: &Request<Incoming>) -> bool {
+fn is_upgrade(request: &Request<RequestBody>) -> bool {
     request.version() == http::Version::HTTP_11
         && request.headers().contains_key(http::header::UPGRADE)
         && request
@@ -360,7 +360,7 @@ fn is_upgrade(request: &Request<Incoming>) -> bool {
 /// Step 3: the in-flight record with the request's facts.
 fn start_span(
     proxy: &Arc<Proxy>,
-    request: &Request<Incoming>,
+    request: &Request<RequestBody>,
     conn: &ConnInfo,
     context: &SpanContext,
     parent: Option<SpanContext>,

@@ -11,9 +11,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use crate::server::RequestBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::server::BoxError;
@@ -25,7 +25,7 @@ pub struct UploadStalled(pub Duration);
 
 /// The downstream's request body, failing when it stalls.
 pub struct UploadBody {
-    inner: Incoming,
+    inner: RequestBody,
     /// Started the first time the body has nothing to give, so requests
     /// without a body (or with one already buffered) never allocate it.
     timer: Option<Pin<Box<Sleep>>>,
@@ -33,7 +33,7 @@ pub struct UploadBody {
 }
 
 impl UploadBody {
-    pub fn new(inner: Incoming, timeout: Duration) -> Self {
+    pub fn new(inner: RequestBody, timeout: Duration) -> Self {
         Self {
             inner,
             timer: None,

@@ -20,7 +20,7 @@
 //! nothing followed it.
 
 use std::future::poll_fn;
-use std::io::{self, Write as _};
+use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -32,6 +32,7 @@ use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
+use crate::http1::{encode_chunk_size, encode_field, parse_decimal};
 use crate::server::BoxError;
 use crate::tls::connector::MaybeTls;
 
@@ -287,20 +288,12 @@ fn encode_head(
     out.extend_from_slice(b"\r\n");
 }
 
-fn encode_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
-    out.extend_from_slice(name.as_str().as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
 fn encode_data(out: &mut Vec<u8>, data: &[u8], upload: Upload) {
     if data.is_empty() {
         return; // an empty chunk would end a chunked body
     }
     if upload == Upload::Chunked {
-        // Writing to a Vec cannot fail.
-        let _ = write!(out, "{:x}\r\n", data.len());
+        encode_chunk_size(out, data.len());
         out.extend_from_slice(data);
         out.extend_from_slice(b"\r\n");
     } else {
@@ -447,13 +440,6 @@ impl Facts {
         }
         Ok(true)
     }
-}
-
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// How the rest of the response body is delimited.

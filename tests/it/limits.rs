@@ -251,7 +251,7 @@ impl GatedUpstream {
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let (stop, shutdown) = stopper();
         let state = (gate.clone(), active, peak.clone(), bodies.clone());
-        let handler = move |request: Request<hyper::body::Incoming>, _conn| {
+        let handler = move |request: Request<tracehop::server::RequestBody>, _conn| {
             let (gate, active, peak, bodies) = state.clone();
             async move {
                 let now = active.fetch_add(1, Ordering::SeqCst) + 1;

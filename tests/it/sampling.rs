@@ -15,7 +15,7 @@ use tracehop::server::{self, Body, ServerOptions, full};
 async fn slow_upstream(delay: Duration) -> (SocketAddr, Stopper) {
     let (listener, addr) = bind().await;
     let (stop, shutdown) = stopper();
-    let handler = move |request: http::Request<hyper::body::Incoming>, _conn| async move {
+    let handler = move |request: http::Request<tracehop::server::RequestBody>, _conn| async move {
         if request.uri().path() == "/slow" {
             // The slowness under test: the server side of the request, not a wait in the test.
             tokio::time::sleep(delay).await;

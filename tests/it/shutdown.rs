@@ -17,7 +17,7 @@ async fn in_flight_requests_complete_and_their_spans_arrive() {
     let arrived_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(arrived_tx)));
     let (listener, upstream_addr) = bind().await;
     let (_stop, shutdown) = stopper();
-    let handler = move |_request: Request<hyper::body::Incoming>, _conn| {
+    let handler = move |_request: Request<tracehop::server::RequestBody>, _conn| {
         let release_rx = release_rx.clone();
         let arrived_tx = arrived_tx.clone();
         async move {

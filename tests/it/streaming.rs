@@ -22,7 +22,7 @@ type StreamBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 /// Starts an upstream with a custom handler.
 async fn upstream<H, F>(handler: H) -> (SocketAddr, Stopper)
 where
-    H: Fn(Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<tracehop::server::RequestBody>) -> F + Clone + Send + Sync + 'static,
     F: std::future::Future<Output = Response<StreamBody>> + Send + 'static,
 {
     let (listener, addr) = bind().await;
@@ -47,7 +47,7 @@ async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> 
 async fn request_body_streams_chunk_by_chunk() {
     // The upstream reports every chunk as it arrives.
     let (chunks_tx, mut chunks) = mpsc::unbounded_channel::<usize>();
-    let (addr, _stop) = upstream(move |request: Request<hyper::body::Incoming>| {
+    let (addr, _stop) = upstream(move |request: Request<tracehop::server::RequestBody>| {
         let chunks_tx = chunks_tx.clone();
         async move {
             let mut body = request.into_body();
@@ -161,30 +161,32 @@ async fn slow_chunked_response_streams_chunk_by_chunk() {
 #[tokio::test]
 async fn websocket_upgrade_is_tunnelled() {
     // An upstream that accepts the upgrade and echoes bytes back.
-    let (addr, _stop) = upstream(|mut request: Request<hyper::body::Incoming>| async move {
-        let upgrade = hyper::upgrade::on(&mut request);
-        tokio::spawn(async move {
-            if let Ok(upgraded) = upgrade.await {
-                let mut io = hyper_util::rt::TokioIo::new(upgraded);
-                let mut buf = [0u8; 64];
-                while let Ok(n) = io.read(&mut buf).await {
-                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
-                        break;
+    let (addr, _stop) = upstream(
+        |mut request: Request<tracehop::server::RequestBody>| async move {
+            let upgrade = hyper::upgrade::on(&mut request);
+            tokio::spawn(async move {
+                if let Ok(upgraded) = upgrade.await {
+                    let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
                     }
                 }
-            }
-        });
-        let mut response =
-            Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed());
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        response
-            .headers_mut()
-            .insert("connection", "upgrade".parse().expect("value"));
-        response
-            .headers_mut()
-            .insert("upgrade", "websocket".parse().expect("value"));
-        response
-    })
+            });
+            let mut response =
+                Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed());
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            response
+                .headers_mut()
+                .insert("connection", "upgrade".parse().expect("value"));
+            response
+                .headers_mut()
+                .insert("upgrade", "websocket".parse().expect("value"));
+            response
+        },
+    )
     .await;
     let collector = FakeCollector::start().await;
     let sidecar = Sidecar::start(Yaml::default(), addr, collector.addr).await;
@@ -225,30 +227,32 @@ async fn websocket_upgrade_is_tunnelled() {
 
 #[tokio::test]
 async fn grpc_trailers_pass_through_and_nonzero_status_is_an_error() {
-    let (addr, _stop) = upstream(|request: Request<hyper::body::Incoming>| async move {
-        assert_eq!(
-            request.version(),
-            http::Version::HTTP_2,
-            "gRPC goes upstream over HTTP/2"
-        );
-        assert_eq!(
-            request.headers().get("te").map(|v| v.as_bytes()),
-            Some(&b"trailers"[..])
-        );
-        let (mut tx, body) = Channel::<Bytes, BoxError>::new(2);
-        tokio::spawn(async move {
-            let _ = tx.send_data(Bytes::from_static(b"\0\0\0\0\0")).await;
-            let mut trailers = http::HeaderMap::new();
-            trailers.insert("grpc-status", "5".parse().expect("value"));
-            trailers.insert("grpc-message", "user not found".parse().expect("value"));
-            let _ = tx.send_trailers(trailers).await;
-        });
-        let mut response = Response::new(body.boxed());
-        response
-            .headers_mut()
-            .insert("content-type", "application/grpc".parse().expect("value"));
-        response
-    })
+    let (addr, _stop) = upstream(
+        |request: Request<tracehop::server::RequestBody>| async move {
+            assert_eq!(
+                request.version(),
+                http::Version::HTTP_2,
+                "gRPC goes upstream over HTTP/2"
+            );
+            assert_eq!(
+                request.headers().get("te").map(|v| v.as_bytes()),
+                Some(&b"trailers"[..])
+            );
+            let (mut tx, body) = Channel::<Bytes, BoxError>::new(2);
+            tokio::spawn(async move {
+                let _ = tx.send_data(Bytes::from_static(b"\0\0\0\0\0")).await;
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", "5".parse().expect("value"));
+                trailers.insert("grpc-message", "user not found".parse().expect("value"));
+                let _ = tx.send_trailers(trailers).await;
+            });
+            let mut response = Response::new(body.boxed());
+            response
+                .headers_mut()
+                .insert("content-type", "application/grpc".parse().expect("value"));
+            response
+        },
+    )
     .await;
     let collector = FakeCollector::start().await;
     let sidecar = Sidecar::start(Yaml::default(), addr, collector.addr).await;

@@ -379,7 +379,8 @@ impl HttpsFake {
         let peers = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
         let record_peer = peers.clone();
-        let handler = move |request: Request<hyper::body::Incoming>, conn: server::ConnInfo| {
+        let handler = move |request: Request<tracehop::server::RequestBody>,
+                            conn: server::ConnInfo| {
             let record = record.clone();
             record_peer.lock().expect("lock").push(conn.peer);
             async move {

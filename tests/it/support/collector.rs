@@ -26,7 +26,7 @@ pub struct FakeCollector {
 
 async fn receive(
     state: Arc<Mutex<State>>,
-    request: http::Request<hyper::body::Incoming>,
+    request: http::Request<tracehop::server::RequestBody>,
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let bytes = body

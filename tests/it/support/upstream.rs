@@ -35,7 +35,7 @@ impl FakeUpstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (stop, shutdown) = stopper();
         let record = seen.clone();
-        let handler = move |request: http::Request<hyper::body::Incoming>,
+        let handler = move |request: http::Request<tracehop::server::RequestBody>,
                             conn: server::ConnInfo| {
             let record = record.clone();
             async move {

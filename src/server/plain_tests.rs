@@ -1,0 +1,381 @@
+use std::sync::{Arc, Mutex};
+
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::server::ConnLocal;
+
+type TestBody = BoxBody<Bytes, BoxError>;
+
+fn info() -> ConnInfo {
+    let addr = "127.0.0.1:9".parse().expect("address");
+    ConnInfo {
+        peer: addr,
+        local: addr,
+        tls: None,
+        kept: ConnLocal::default(),
+    }
+}
+
+fn full(text: &'static str) -> TestBody {
+    Full::new(Bytes::from_static(text.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A body of unknown length: its chunks, one frame each.
+struct Chunks(std::collections::VecDeque<&'static str>);
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let chunk = self.0.pop_front();
+        Poll::Ready(chunk.map(|c| Ok(http_body::Frame::data(Bytes::from_static(c.as_bytes())))))
+    }
+}
+
+fn streamed(chunks: &[&'static str]) -> TestBody {
+    Chunks(chunks.iter().copied().collect()).boxed()
+}
+
+/// What the handler saw of each request: `METHOD target body`, and the
+/// value of `x-seen` when present.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// Echoes each request's method, target and body into `seen`, answering
+/// with `reply` (called with the request's target).
+fn recording(
+    seen: &Seen,
+    reply: fn(&str) -> Response<TestBody>,
+) -> impl Fn(Request<RequestBody>, ConnInfo) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>>
++ use<> {
+    let seen = seen.clone();
+    move |request, _| {
+        let seen = seen.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await.expect("body").to_bytes();
+            let mut line = format!(
+                "{} {} {}",
+                parts.method,
+                parts.uri,
+                String::from_utf8_lossy(&body)
+            );
+            if let Some(v) = parts.headers.get("x-seen") {
+                line.push_str(&format!(" x-seen={}", v.to_str().unwrap_or("?")));
+            }
+            seen.lock().expect("lock").push(line);
+            reply(parts.uri.path())
+        })
+    }
+}
+
+fn ok(_: &str) -> Response<TestBody> {
+    Response::new(full("hello"))
+}
+
+/// Sends `input`, stops sending, serves until the connection ends: what
+/// the client received, and on a handover every byte hyper would read.
+async fn run<H, F, B>(input: &[u8], handler: H) -> (String, Option<Vec<u8>>)
+where
+    H: Fn(Request<RequestBody>, ConnInfo) -> F,
+    F: Future<Output = Response<B>>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (mut client, server) = duplex(1 << 20);
+    client.write_all(input).await.expect("write");
+    client.shutdown().await.expect("shutdown");
+    let (_drain, mut draining) = watch::channel(());
+    let ended = serve(
+        server,
+        &info(),
+        &handler,
+        Some(Duration::from_secs(5)),
+        &mut draining,
+    )
+    .await;
+    let handed = match ended {
+        Ended::Closed => None,
+        Ended::Handover(mut io) => {
+            let mut rest = Vec::new();
+            io.read_to_end(&mut rest).await.expect("read handover");
+            Some(rest)
+        }
+    };
+    let mut received = Vec::new();
+    client.read_to_end(&mut received).await.expect("read");
+    (String::from_utf8_lossy(&received).into_owned(), handed)
+}
+
+/// The response heads and bodies in `received`, without the `date` line.
+fn without_dates(received: &str) -> String {
+    received
+        .split("\r\n")
+        .filter(|line| !line.starts_with("date: "))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_with_their_bodies() {
+    let seen = Seen::default();
+    let input = b"GET /a?x=1 HTTP/1.1\r\nHost: app\r\nX-Seen: one\r\n\r\n\
+        POST /b HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n\r\nhello\
+        GET /c HTTP/1.1\r\nHost: app\r\n\r\n";
+    let (received, handed) = run(input, recording(&seen, ok)).await;
+    assert!(handed.is_none(), "every request was plain");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET /a?x=1  x-seen=one", "POST /b hello", "GET /c "]
+    );
+    let one = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+    assert_eq!(without_dates(&received), one.repeat(3));
+    assert_eq!(received.matches("\r\ndate: ").count(), 3, "{received}");
+}
+
+#[tokio::test]
+async fn requests_hyper_must_answer_are_handed_over_with_every_byte() {
+    let cases: [&[u8]; 9] = [
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"CONNECT app:443 HTTP/1.1\r\nHost: app:443\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: app\r\nTE: trailers\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nonly5",
+        b"GET / HTTP/1.1\r\nHost: app\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+    ];
+    for input in cases {
+        let seen = Seen::default();
+        let (received, handed) = run(input, recording(&seen, ok)).await;
+        let shown = String::from_utf8_lossy(input);
+        assert_eq!(handed.as_deref(), Some(input), "{shown}");
+        assert!(received.is_empty(), "{shown}: answered {received}");
+        assert!(seen.lock().unwrap().is_empty(), "{shown}");
+    }
+    // Malformed input is hyper's to answer (400) too.
+    let (_, handed) = run(
+        b"GET /\x01 HTTP/1.1\r\n\r\n",
+        recording(&Seen::default(), ok),
+    )
+    .await;
+    assert_eq!(handed.as_deref(), Some(&b"GET /\x01 HTTP/1.1\r\n\r\n"[..]));
+}
+
+#[tokio::test]
+async fn a_handover_after_plain_requests_starts_at_the_first_other_request() {
+    let seen = Seen::default();
+    let upgrade =
+        b"GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+    let mut input = b"GET /a HTTP/1.1\r\nHost: app\r\n\r\n".to_vec();
+    input.extend_from_slice(upgrade);
+    let (received, handed) = run(&input, recording(&seen, ok)).await;
+    assert_eq!(*seen.lock().unwrap(), ["GET /a "]);
+    assert!(received.starts_with("HTTP/1.1 200 OK\r\n"), "{received}");
+    assert_eq!(handed.as_deref(), Some(&upgrade[..]));
+}
+
+#[tokio::test]
+async fn a_head_too_large_for_the_buffer_is_handed_over() {
+    let mut input = b"GET / HTTP/1.1\r\nHost: app\r\nX-Big: ".to_vec();
+    input.resize(READ_BUFFER + 100, b'a');
+    input.extend_from_slice(b"\r\n\r\n");
+    let (_, handed) = run(&input, recording(&Seen::default(), ok)).await;
+    let handed = handed.expect("handed over");
+    assert_eq!(handed, input);
+}
+
+#[tokio::test]
+async fn responses_are_framed_as_hyper_frames_them() {
+    fn reply(path: &str) -> Response<TestBody> {
+        let mut response = match path {
+            "/stream" => Response::new(streamed(&["ab", "", "cde"])),
+            "/declared" => {
+                let mut r = Response::new(streamed(&["12", "345"]));
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+                r
+            }
+            "/empty" => Response::new(Empty::new().map_err(|never| match never {}).boxed()),
+            "/204" => {
+                let mut r = Response::new(full(""));
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                r
+            }
+            "/teapot" => {
+                let mut r = Response::new(full("short"));
+                *r.status_mut() = StatusCode::IM_A_TEAPOT;
+                r
+            }
+            _ => Response::new(full("hello")),
+        };
+        response
+            .headers_mut()
+            .insert(header::DATE, HeaderValue::from_static("then"));
+        response
+    }
+    let cases = [
+        (
+            "GET /stream",
+            "HTTP/1.1 200 OK\r\ndate: then\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n",
+        ),
+        (
+            "GET /declared",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: then\r\n\r\n12345",
+        ),
+        (
+            "GET /empty",
+            "HTTP/1.1 200 OK\r\ndate: then\r\ncontent-length: 0\r\n\r\n",
+        ),
+        ("GET /204", "HTTP/1.1 204 No Content\r\ndate: then\r\n\r\n"),
+        (
+            "GET /teapot",
+            "HTTP/1.1 418 I'm a teapot\r\ndate: then\r\ncontent-length: 5\r\n\r\nshort",
+        ),
+        (
+            "HEAD /plain",
+            "HTTP/1.1 200 OK\r\ndate: then\r\ncontent-length: 5\r\n\r\n",
+        ),
+        ("HEAD /stream", "HTTP/1.1 200 OK\r\ndate: then\r\n\r\n"),
+    ];
+    for (request, expected) in cases {
+        let input = format!("{request} HTTP/1.1\r\nHost: app\r\n\r\n");
+        let (received, handed) = run(input.as_bytes(), recording(&Seen::default(), reply)).await;
+        assert!(handed.is_none());
+        assert_eq!(received, expected, "{request}");
+    }
+}
+
+#[tokio::test]
+async fn connection_close_is_answered_then_the_connection_closes() {
+    let seen = Seen::default();
+    let input = b"GET /a HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n\
+        GET /never HTTP/1.1\r\nHost: app\r\n\r\n";
+    let (received, handed) = run(input, recording(&seen, ok)).await;
+    assert!(handed.is_none());
+    assert_eq!(*seen.lock().unwrap(), ["GET /a "]);
+    assert!(received.contains("\r\nconnection: close\r\n"), "{received}");
+    assert_eq!(received.matches("HTTP/1.1").count(), 1, "{received}");
+}
+
+#[tokio::test]
+async fn a_body_longer_than_declared_is_cut_and_the_connection_closed() {
+    fn reply(_: &str) -> Response<TestBody> {
+        let mut r = Response::new(streamed(&["1234", "5678"]));
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("6"));
+        r
+    }
+    let seen = Seen::default();
+    let input = b"GET /a HTTP/1.1\r\nHost: app\r\n\r\nGET /b HTTP/1.1\r\nHost: app\r\n\r\n";
+    let (received, _) = run(input, recording(&seen, reply)).await;
+    assert!(received.ends_with("\r\n\r\n123456"), "{received}");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "no second request on a broken connection"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_cancels_its_request() {
+    let (dropped_tx, dropped) = oneshot::channel::<()>();
+    let dropped_tx = Mutex::new(Some(dropped_tx));
+    let handler = move |_: Request<RequestBody>, _: ConnInfo| {
+        // Dropping the future drops the sender: the receiver sees it.
+        let guard = dropped_tx.lock().unwrap().take();
+        async move {
+            std::future::pending::<()>().await;
+            drop(guard);
+            Response::new(full("never"))
+        }
+    };
+    let (received, handed) = run(b"GET / HTTP/1.1\r\nHost: app\r\n\r\n", handler).await;
+    assert!(handed.is_none());
+    assert!(received.is_empty(), "{received}");
+    assert!(dropped.await.is_err(), "the handler's future was dropped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_that_does_not_arrive_in_time_closes_the_connection() {
+    let (mut client, server) = duplex(4096);
+    let (_drain, mut draining) = watch::channel(());
+    let seen = Seen::default();
+    let handler = recording(&seen, ok);
+    let started = Instant::now();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: app\r\n\r\nGET / HTTP/1.1\r\nX-Slow:")
+        .await
+        .expect("write");
+    let wait = Duration::from_secs(3);
+    let ended = serve(server, &info(), &handler, Some(wait), &mut draining).await;
+    assert!(matches!(ended, Ended::Closed));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let took = started.elapsed();
+    assert!(took >= wait && took < wait * 2, "{took:?}");
+    let mut received = String::new();
+    client.read_to_string(&mut received).await.expect("read");
+    assert_eq!(received.matches("HTTP/1.1 200").count(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_closes_an_idle_connection_and_ends_the_one_in_progress() {
+    let (_client, server) = duplex(4096);
+    let (drain, mut draining) = watch::channel(());
+    let handler = recording(&Seen::default(), ok);
+    let conn = info();
+    let serving = serve(server, &conn, &handler, None, &mut draining);
+    drain.send(()).expect("send");
+    assert!(matches!(serving.await, Ended::Closed));
+
+    // Shutdown while a request is in flight: it is answered, with close.
+    let (mut client, server) = duplex(4096);
+    let (drain, mut draining) = watch::channel(());
+    let (release_tx, release) = oneshot::channel::<()>();
+    let release = Mutex::new(Some(release));
+    let handler = move |_: Request<RequestBody>, _: ConnInfo| {
+        let release = release.lock().unwrap().take();
+        async move {
+            if let Some(release) = release {
+                let _ = release.await;
+            }
+            Response::new(full("done"))
+        }
+    };
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: app\r\n\r\n")
+        .await
+        .expect("write");
+    let conn = info();
+    let serving = serve(server, &conn, &handler, None, &mut draining);
+    let answer = async {
+        tokio::task::yield_now().await;
+        drain.send(()).expect("send");
+        release_tx.send(()).expect("release");
+        let mut received = String::new();
+        client.read_to_string(&mut received).await.expect("read");
+        received
+    };
+    let (ended, received) = tokio::join!(serving, answer);
+    assert!(matches!(ended, Ended::Closed));
+    assert!(received.ends_with("\r\n\r\ndone"), "{received}");
+    assert!(received.contains("\r\nconnection: close\r\n"), "{received}");
+}
+
+#[test]
+fn dates_are_http_dates() {
+    let mut out = Vec::new();
+    http_date(&mut out);
+    let text = String::from_utf8(out).expect("ascii");
+    assert!(httpdate::parse_http_date(&text).is_ok(), "{text}");
+}
