@@ -1,10 +1,129 @@
 //! HTTP/1.1 message syntax (RFC 9112) shared by the server's fast path
 //! ([`crate::server`]) and the proxy's upstream connections: field lines,
-//! chunk framing, `Content-Length` values and `Connection` tokens.
+//! chunk framing, `Content-Length` values, `Connection` tokens, and
+//! [`RawFields`], a response head passed on without a header map.
 
 use std::io::Write as _;
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// A response's end-to-end header fields as field lines, carried in the
+/// response's extensions instead of its header map.
+///
+/// A proxy that read the response head off an HTTP/1.1 connection has the
+/// fields as lines already; building a header map (a hashed insert and a
+/// validated name and value per field) only for the server to write the
+/// same lines again costs more than the rest of the response. The server
+/// writes these lines as they are after the map's own fields (none, as a
+/// rule), the HTTP/1.1 fast path directly, hyper's path through
+/// [`RawFields::append_to`]. Framing (`Content-Length`) and fields about the
+/// connection are not among the lines: the writer frames the body itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawFields {
+    /// `name: value\r\n` each, names as received.
+    lines: Vec<u8>,
+    /// The `Content-Length` the head declared (framing for `HEAD`).
+    pub content_length: Option<u64>,
+    /// Whether a `Date` field is among the lines.
+    pub date: bool,
+}
+
+impl RawFields {
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            lines: Vec::with_capacity(bytes),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a field. `name` must be a token and `value` free of CR, LF and
+    /// NUL (as a parser such as httparse guarantees).
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
+        self.date |= name.eq_ignore_ascii_case(b"date");
+        self.lines.extend_from_slice(name);
+        self.lines.extend_from_slice(b": ");
+        self.lines.extend_from_slice(value);
+        self.lines.extend_from_slice(b"\r\n");
+    }
+
+    /// The field lines, ready to write.
+    pub fn lines(&self) -> &[u8] {
+        &self.lines
+    }
+
+    /// Each field's name and value, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.lines
+            .split(|&b| b == b'\n')
+            .filter_map(|line| line.strip_suffix(b"\r"))
+            .filter_map(|line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                Some((&line[..colon], line[colon + 1..].trim_ascii()))
+            })
+    }
+
+    /// The first value of the field `name`.
+    pub fn get(&self, name: &HeaderName) -> Option<&[u8]> {
+        let name = name.as_str().as_bytes();
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+
+    /// Appends the fields (and the declared length) to `headers`, for a
+    /// writer that needs a header map.
+    pub fn append_to(&self, headers: &mut HeaderMap) {
+        for (name, value) in self.iter() {
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+            {
+                headers.append(name, value);
+            }
+        }
+        if let Some(length) = self.content_length {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
+    }
+}
+
+/// Looking up a response field, wherever the response keeps its fields.
+pub trait FieldLookup {
+    fn field(&self, name: &HeaderName) -> Option<&[u8]>;
+}
+
+impl FieldLookup for HeaderMap {
+    fn field(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.get(name).map(HeaderValue::as_bytes)
+    }
+}
+
+impl<B> FieldLookup for http::Response<B> {
+    fn field(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.headers().field(name).or_else(|| {
+            self.extensions()
+                .get::<RawFields>()
+                .and_then(|raw| raw.get(name))
+        })
+    }
+}
+
+/// Whether `name` is a hop-by-hop field (RFC 9110 §7.6.1: `Connection`
+/// and the fields it is about, plus the non-standard `Keep-Alive` and
+/// `Proxy-Connection`, and `Upgrade`, `TE`, `Trailer`,
+/// `Transfer-Encoding`, `Proxy-Authenticate`, `Proxy-Authorization`).
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    let candidates: &[&[u8]] = match name.len() {
+        2 => &[b"te"],
+        7 => &[b"trailer", b"upgrade"],
+        10 => &[b"connection", b"keep-alive"],
+        16 => &[b"proxy-connection"],
+        17 => &[b"transfer-encoding"],
+        18 => &[b"proxy-authenticate"],
+        19 => &[b"proxy-authorization"],
+        _ => return false,
+    };
+    candidates.iter().any(|c| name.eq_ignore_ascii_case(c))
+}
 
 /// Writes one field line.
 pub fn encode_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
@@ -58,6 +177,55 @@ mod tests {
         assert!(has_token(b"keep-alive, Close", "close"));
         assert!(!has_token(b"closed, x-close", "close"));
         assert!(!has_token(b"", "close"));
+    }
+
+    #[test]
+    fn raw_fields_keep_their_lines_and_answer_lookups() {
+        let mut raw = RawFields::with_capacity(64);
+        raw.push(b"Server", b"app");
+        raw.push(b"Date", b"Tue, 01 Dec 2026 10:00:00 GMT");
+        raw.push(b"grpc-status", b"0");
+        raw.push(b"Set-Cookie", b"a=1");
+        raw.push(b"set-cookie", b"b=2");
+        raw.content_length = Some(12);
+        assert!(raw.date);
+        assert_eq!(
+            raw.lines(),
+            b"Server: app\r\nDate: Tue, 01 Dec 2026 10:00:00 GMT\r\ngrpc-status: 0\r\n\
+              Set-Cookie: a=1\r\nset-cookie: b=2\r\n"
+        );
+        assert_eq!(
+            raw.get(&HeaderName::from_static("grpc-status")),
+            Some(&b"0"[..])
+        );
+        assert_eq!(raw.get(&http::header::SET_COOKIE), Some(&b"a=1"[..]));
+        assert_eq!(raw.get(&http::header::ETAG), None);
+        let mut map = HeaderMap::new();
+        raw.append_to(&mut map);
+        assert_eq!(map.get_all(http::header::SET_COOKIE).iter().count(), 2);
+        assert_eq!(map["content-length"], "12");
+        assert_eq!(map["server"], "app");
+        assert_eq!(map.len(), 6);
+    }
+
+    #[test]
+    fn hop_by_hop_names_are_recognised_whatever_their_case() {
+        for name in [
+            &b"Connection"[..],
+            b"keep-alive",
+            b"TE",
+            b"Trailer",
+            b"Upgrade",
+            b"Transfer-Encoding",
+            b"Proxy-Connection",
+            b"proxy-authenticate",
+            b"Proxy-Authorization",
+        ] {
+            assert!(is_hop_by_hop(name), "{}", String::from_utf8_lossy(name));
+        }
+        for name in [&b"content-length"[..], b"tee", b"upgrades", b"date", b""] {
+            assert!(!is_hop_by_hop(name), "{}", String::from_utf8_lossy(name));
+        }
     }
 
     #[test]

@@ -47,6 +47,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::http1::RawFields;
+
 /// Error type of boxed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -366,7 +368,11 @@ impl Conn<'_> {
             let guard = tracker.start();
             let response = handler(request.map(RequestBody::from), info.clone());
             async move {
-                let response = response.await;
+                let mut response = response.await;
+                // hyper writes only the header map.
+                if let Some(raw) = response.extensions_mut().remove::<RawFields>() {
+                    raw.append_to(response.headers_mut());
+                }
                 Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))
             }
         });

@@ -10,9 +10,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::HeaderMap;
+use http::HeaderName;
 
 use super::Proxy;
+use crate::http1::FieldLookup;
 use crate::sampling::Outcome;
 use crate::span::{Endpoint, HttpFacts, Sampling, Span, SpanId, SpanTimer, Tag, TraceId};
 
@@ -47,10 +48,11 @@ impl InFlight {
 
     /// Reads `grpc-status` (gRPC over HTTP/2: trailers, or the response
     /// headers of a trailers-only response).
-    pub fn read_grpc_status(&mut self, headers: &HeaderMap) {
-        if let Some(status) = headers
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
+    pub fn read_grpc_status(&mut self, fields: &impl FieldLookup) {
+        static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+        if let Some(status) = fields
+            .field(&GRPC_STATUS)
+            .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.trim().parse().ok())
         {
             self.http.grpc_status = Some(status);

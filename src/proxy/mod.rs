@@ -48,6 +48,7 @@ use prometheus::IntCounter;
 
 use crate::config::{AllowTarget, CaptureConfig, PropagationConfig, RouteTemplate};
 use crate::export::SpanSink;
+use crate::http1::FieldLookup;
 use crate::metrics::ProxyMetrics;
 use crate::propagation::{self, Added, Outgoing, Seen};
 use crate::sampling::{LiveSampler, RequestFacts};
@@ -264,8 +265,8 @@ pub async fn handle(
     {
         Ok(mut response) => {
             flight.set_status(response.status().as_u16());
-            flight.read_grpc_status(response.headers());
-            capture_headers(&mut flight, response.headers(), false);
+            flight.read_grpc_status(&response);
+            capture_headers(&mut flight, &response, false);
             let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
             if let (true, Some(downstream)) = (switching, downstream_upgrade) {
                 upgrade::tunnel(downstream, hyper::upgrade::on(&mut response));
@@ -432,7 +433,7 @@ fn start_span(
 }
 
 /// Records allow-listed header values as tags.
-fn capture_headers(flight: &mut InFlight, headers: &http::HeaderMap, request: bool) {
+fn capture_headers(flight: &mut InFlight, headers: &impl FieldLookup, request: bool) {
     let names = if request {
         &flight.proxy.capture.request_headers
     } else {
@@ -448,12 +449,10 @@ fn capture_headers(flight: &mut InFlight, headers: &http::HeaderMap, request: bo
     };
     let mut tags = Vec::new();
     for name in names {
-        if let Some(value) = headers.get(name) {
+        if let Some(value) = headers.field(name) {
             tags.push(Tag {
                 key: format!("{prefix}{name}").into(),
-                value: String::from_utf8_lossy(value.as_bytes())
-                    .into_owned()
-                    .into(),
+                value: String::from_utf8_lossy(value).into_owned().into(),
             });
         }
     }

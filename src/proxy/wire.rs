@@ -32,7 +32,7 @@ use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
-use crate::http1::{encode_chunk_size, encode_field, parse_decimal};
+use crate::http1::{RawFields, encode_chunk_size, encode_field, is_hop_by_hop, parse_decimal};
 use crate::server::BoxError;
 use crate::tls::connector::MaybeTls;
 
@@ -352,17 +352,40 @@ fn parse_head(
             value: (field.value.as_ptr() as usize - base, field.value.len()),
         }));
         let head = read.split_to(length).freeze();
-        let mut headers = HeaderMap::with_capacity(spans.len());
-        let mut facts = Facts::default();
-        for span in spans.iter() {
+        let field = |span: &FieldSpan| {
             let (name, name_len) = span.name;
             let (value, value_len) = span.value;
-            let name = HeaderName::from_bytes(&head[name..name + name_len])
-                .map_err(|_| WireError::Invalid("header name"))?;
-            let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
-                .map_err(|_| WireError::Invalid("header value"))?;
-            if facts.note(&name, &value)? {
-                headers.append(name, value);
+            (&head[name..name + name_len], value..value + value_len)
+        };
+        // The fields as lines (see `RawFields`), unless `Connection` names
+        // some: then as a map, from which the proxy removes them.
+        let mut facts = Facts::default();
+        let mut raw = RawFields::with_capacity(head.len());
+        let mut names_fields = false;
+        for span in spans.iter() {
+            let (name, value) = field(span);
+            let value = &head[value];
+            if !facts.note(name, value)? {
+                continue;
+            }
+            names_fields |= name.eq_ignore_ascii_case(b"connection");
+            if !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"content-length") {
+                raw.push(name, value);
+            }
+        }
+        let mut headers = HeaderMap::new();
+        if names_fields {
+            headers.reserve(spans.len());
+            let mut again = Facts::default();
+            for span in spans.iter() {
+                let (name, value) = field(span);
+                if again.note(name, &head[value.clone()])? {
+                    let name = HeaderName::from_bytes(name)
+                        .map_err(|_| WireError::Invalid("header name"))?;
+                    let value = HeaderValue::from_maybe_shared(head.slice(value))
+                        .map_err(|_| WireError::Invalid("header value"))?;
+                    headers.append(name, value);
+                }
             }
         }
         let mut response = Response::new(());
@@ -372,7 +395,12 @@ fn parse_head(
         } else {
             Version::HTTP_11
         };
-        *response.headers_mut() = headers;
+        if names_fields {
+            *response.headers_mut() = headers;
+        } else {
+            raw.content_length = facts.length.filter(|_| facts.chunked.is_none());
+            response.extensions_mut().insert(raw);
+        }
         let no_body = *method == Method::HEAD
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
@@ -408,9 +436,8 @@ impl Facts {
     /// concerns this connection (framing, persistence), which the response
     /// then does not carry: it would be removed before going downstream
     /// anyway. A `Connection` field naming other fields stays, so they go too.
-    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<bool, WireError> {
-        let value = value.as_bytes();
-        if name == header::CONTENT_LENGTH {
+    fn note(&mut self, name: &[u8], value: &[u8]) -> Result<bool, WireError> {
+        if name.eq_ignore_ascii_case(b"content-length") {
             // Repeated (or comma-joined) values must agree (RFC 9110 §8.6).
             for part in value.split(|&b| b == b',') {
                 let length =
@@ -420,11 +447,11 @@ impl Facts {
                 }
                 self.length = Some(length);
             }
-        } else if name == header::TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
             self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             return Ok(false);
-        } else if name == header::CONNECTION {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             let mut names_fields = false;
             for token in value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -435,7 +462,7 @@ impl Facts {
                 names_fields |= !(close || keep_alive || token.is_empty());
             }
             return Ok(names_fields);
-        } else if name.as_str() == "keep-alive" {
+        } else if name.eq_ignore_ascii_case(b"keep-alive") {
             return Ok(false);
         }
         Ok(true)
@@ -843,9 +870,15 @@ mod tests {
         let (parts, mut body) = get(Method::GET);
         let response = send(connection, &parts, &mut body, &shelf).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()["x-up"], "1");
-        // Hop-by-hop fields about this connection stay here.
-        assert_eq!(response.headers().len(), 2, "{:?}", response.headers());
+        // The fields travel as lines; those about this connection stay here,
+        // and the length goes apart (the server frames the body).
+        assert!(response.headers().is_empty());
+        let raw = response
+            .extensions()
+            .get::<RawFields>()
+            .expect("raw fields");
+        assert_eq!(raw.lines(), b"X-Up: 1\r\n");
+        assert_eq!(raw.content_length, Some(5));
         assert_eq!(response.body().size_hint().exact(), Some(5));
         assert_eq!(text(response).await, "hello");
         assert_eq!(
@@ -886,7 +919,15 @@ mod tests {
         let shelf = Shelf::default();
         let (parts, mut body) = get(Method::HEAD);
         let response = send(connection, &parts, &mut body, &shelf).await.unwrap();
-        assert_eq!(response.headers()[header::CONTENT_LENGTH], "10");
+        let raw = response
+            .extensions()
+            .get::<RawFields>()
+            .expect("raw fields");
+        assert_eq!(
+            raw.content_length,
+            Some(10),
+            "HEAD keeps the declared length"
+        );
         assert!(response.body().is_end_stream());
         // hyper never polls an empty body: the connection is back already.
         let again = shelf.take().expect("returned without a poll");
@@ -1031,33 +1072,46 @@ mod tests {
     #[test]
     fn hop_by_hop_fields_are_noted_and_left_out_unless_they_name_others() {
         let mut facts = Facts::default();
-        let field = |v: &'static str| HeaderValue::from_static(v);
-        assert!(
-            !facts
-                .note(&header::CONNECTION, &field("keep-alive"))
-                .unwrap()
-        );
+        assert!(!facts.note(b"Connection", b"keep-alive").unwrap());
         assert!(facts.keep_alive && !facts.close);
         // Kept, so that the response's hop-by-hop removal also drops X-Hop.
-        assert!(
-            facts
-                .note(&header::CONNECTION, &field("close, X-Hop"))
-                .unwrap()
-        );
+        assert!(facts.note(b"connection", b"close, X-Hop").unwrap());
         assert!(facts.close);
-        assert!(
-            !facts
-                .note(&header::TRANSFER_ENCODING, &field("gzip, chunked"))
-                .unwrap()
-        );
+        assert!(!facts.note(b"Transfer-Encoding", b"gzip, chunked").unwrap());
         assert_eq!(facts.chunked, Some(true));
-        assert!(
-            !facts
-                .note(&HeaderName::from_static("keep-alive"), &field("timeout=5"))
-                .unwrap()
-        );
-        assert!(facts.note(&header::CONTENT_LENGTH, &field("12")).unwrap());
+        assert!(!facts.note(b"keep-alive", b"timeout=5").unwrap());
+        assert!(facts.note(b"Content-Length", b"12").unwrap());
         assert_eq!(facts.length, Some(12));
+    }
+
+    #[tokio::test]
+    async fn hop_by_hop_fields_never_travel_as_lines() {
+        let (connection, _requests) = upstream(vec![
+            b"HTTP/1.1 200 OK\r\nServer: app\r\nUpgrade: h2c\r\nTrailer: x-sum\r\n\
+              Proxy-Authenticate: Basic\r\nTE: trailers\r\nDate: today\r\n\
+              Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nX-End: 2\r\n\
+              Content-Length: 0\r\n\r\n",
+        ])
+        .await;
+        let shelf = Shelf::default();
+        let (parts, mut body) = get(Method::GET);
+        let response = send(connection, &parts, &mut body, &shelf).await.unwrap();
+        let raw = response
+            .extensions()
+            .get::<RawFields>()
+            .expect("raw fields");
+        assert_eq!(raw.lines(), b"Server: app\r\nDate: today\r\n");
+        assert!(raw.date);
+        assert_eq!(raw.content_length, None, "chunked: no length to pass on");
+        assert_eq!(text(response).await, "");
+        // A `Connection` naming fields: a header map, where the proxy's
+        // hop-by-hop removal finds what it names.
+        let again = shelf.take().expect("reused");
+        let response = send(again, &parts, &mut body, &shelf).await.unwrap();
+        assert!(response.extensions().get::<RawFields>().is_none());
+        let names: Vec<_> = response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["connection", "x-hop", "x-end", "content-length"]);
     }
 
     /// Runs the chunked decoder over `read` as the body would, to the end

@@ -16,8 +16,9 @@
 //! parse. So hyper still answers every unusual or malformed request exactly
 //! as before (400, 431, `100 Continue`, ...).
 //!
-//! Responses are written as hyper writes them: lower-case field names; the
-//! handler's `Content-Length`, else the body's exact length, else chunked;
+//! Responses are written as hyper writes them: lower-case field names (and
+//! [`RawFields`] lines as they came); the handler's `Content-Length`, else
+//! the body's exact length, else chunked;
 //! no body for `HEAD`, 204 and 304; a `Date` when the handler set none;
 //! `Connection: close` when the connection closes after the response;
 //! trailers dropped (a request that asks for them, with `TE`, goes to
@@ -48,7 +49,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{BoxError, ConnInfo, RequestBody};
-use crate::http1::{encode_chunk_size, encode_field, has_token, parse_decimal};
+use crate::http1::{RawFields, encode_chunk_size, encode_field, has_token, parse_decimal};
 
 /// The read buffer. A request's head and body must fit in it together to
 /// be served here (hyper's own limit for a head is at least this).
@@ -305,13 +306,15 @@ where
     );
     let sends_body = !head_request && !bodiless;
     encode_status(out, parts.status);
+    // As hyper: no length on 204/304, none for an empty body (but HEAD
+    // keeps the length of what GET would send).
+    let keeps_length = !(bodiless || length == Some(0) && !head_request);
     let mut framing = None;
     let (mut dated, mut said_close) = (false, false);
     for (name, value) in &parts.headers {
         if name == header::CONTENT_LENGTH {
-            // As hyper: none on 204/304, none for an empty body (but HEAD
-            // keeps the length of what GET would send), the first valid one.
-            if bodiless || framing.is_some() || (length == Some(0) && !head_request) {
+            // The first valid one.
+            if !keeps_length || framing.is_some() {
                 continue;
             }
             let Some(declared) = parse_decimal(value.as_bytes().trim_ascii()) else {
@@ -339,6 +342,17 @@ where
         }
         encode_field(out, name, value);
     }
+    if let Some(raw) = parts.extensions.get::<RawFields>() {
+        out.extend_from_slice(raw.lines());
+        dated |= raw.date;
+        if let Some(declared) = raw
+            .content_length
+            .filter(|_| keeps_length && framing.is_none())
+        {
+            framing = Some(Framing::Length(declared));
+            encode_length(out, declared);
+        }
+    }
     let framing = match (framing, length) {
         (Some(framing), _) => framing,
         (None, None) if sends_body => {
@@ -348,9 +362,7 @@ where
         (None, None) => Framing::Length(0),
         (None, Some(length)) => {
             if !(bodiless || head_request && length == 0) {
-                out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
-                out.extend_from_slice(b"\r\n");
+                encode_length(out, length);
             }
             Framing::Length(length)
         }
@@ -475,6 +487,12 @@ async fn write_all<S: AsyncWrite + Unpin>(
     }
     out.clear();
     io.flush().await
+}
+
+fn encode_length(out: &mut Vec<u8>, length: u64) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 fn encode_status(out: &mut Vec<u8>, status: StatusCode) {

@@ -257,6 +257,36 @@ async fn responses_are_framed_as_hyper_frames_them() {
 }
 
 #[tokio::test]
+async fn raw_fields_are_written_as_they_came_after_the_map_s_own() {
+    fn reply(path: &str) -> Response<TestBody> {
+        let mut raw = RawFields::with_capacity(64);
+        raw.push(b"Server", b"app");
+        raw.push(b"Date", b"then");
+        raw.content_length = Some(5);
+        let body = match path {
+            "/head" => Empty::new().map_err(|never| match never {}).boxed(),
+            _ => full("hello"),
+        };
+        let mut response = Response::new(body);
+        response.extensions_mut().insert(raw);
+        response
+            .headers_mut()
+            .insert("x-map", HeaderValue::from_static("1"));
+        response
+    }
+    let fields = "x-map: 1\r\nServer: app\r\nDate: then\r\ncontent-length: 5\r\n\r\n";
+    for (request, body) in [("GET /get", "hello"), ("HEAD /head", "")] {
+        let input = format!("{request} HTTP/1.1\r\nHost: app\r\n\r\n");
+        let (received, _) = run(input.as_bytes(), recording(&Seen::default(), reply)).await;
+        assert_eq!(
+            received,
+            format!("HTTP/1.1 200 OK\r\n{fields}{body}"),
+            "{request}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn connection_close_is_answered_then_the_connection_closes() {
     let seen = Seen::default();
     let input = b"GET /a HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n\

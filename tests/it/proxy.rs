@@ -302,3 +302,50 @@ async fn an_http10_request_without_host_reaches_the_app_with_the_upstream_as_hos
     assert_eq!(seen.headers["host"], upstream.addr.to_string().as_str());
     sidecar.stop().await;
 }
+
+/// The upstream's end-to-end fields reach the client on both server paths
+/// (plain HTTP/1.1 requests are answered with the fields as they came;
+/// others, such as HTTP/1.0, through hyper from a header map), and its
+/// fields about its own connection do not.
+#[tokio::test]
+async fn response_fields_pass_through_on_both_server_paths() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (server, addr) = raw_upstream(
+        b"HTTP/1.1 200 OK\r\nServer: app\r\nX-App: 1\r\nConnection: keep-alive\r\n\
+          Keep-Alive: timeout=5\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    let collector = FakeCollector::start().await;
+    let sidecar = Sidecar::start(Yaml::default(), addr, collector.addr).await;
+    let target = sidecar.base.trim_start_matches("http://").to_owned();
+    for request in [
+        "GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+    ] {
+        let mut socket = tokio::net::TcpStream::connect(&target)
+            .await
+            .expect("connect");
+        socket.write_all(request.as_bytes()).await.expect("write");
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut reply))
+            .await
+            .expect("the response ends the connection")
+            .expect("read");
+        let reply = String::from_utf8_lossy(&reply).to_ascii_lowercase();
+        for expected in [
+            "\r\nserver: app\r\n",
+            "\r\nx-app: 1\r\n",
+            "\r\ncontent-length: 5\r\n",
+        ] {
+            assert!(reply.contains(expected), "{request:?}: {reply}");
+        }
+        assert!(reply.ends_with("\r\n\r\nhello"), "{request:?}: {reply}");
+        assert!(
+            !reply.contains("keep-alive: timeout"),
+            "{request:?}: {reply}"
+        );
+        assert_eq!(reply.matches("\r\ndate: ").count(), 1, "{reply}");
+    }
+    sidecar.stop().await;
+    server.abort();
+}
