@@ -22,11 +22,18 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 pub struct RawFields {
     /// `name: value\r\n` each, names as received.
     lines: Vec<u8>,
+    /// Where the first fields start and how long their names are, so a
+    /// lookup compares lengths instead of scanning the lines.
+    index: [(u16, u16); INDEXED],
+    fields: usize,
     /// The `Content-Length` the head declared (framing for `HEAD`).
     pub content_length: Option<u64>,
     /// Whether a `Date` field is among the lines.
     pub date: bool,
 }
+
+/// Fields indexed for lookups; a lookup past them scans the lines.
+const INDEXED: usize = 16;
 
 impl RawFields {
     pub fn with_capacity(bytes: usize) -> Self {
@@ -37,9 +44,17 @@ impl RawFields {
     }
 
     /// Adds a field. `name` must be a token and `value` free of CR, LF and
-    /// NUL (as a parser such as httparse guarantees).
+    /// NUL (as a parser such as httparse guarantees), the whole under 64 KiB.
     pub fn push(&mut self, name: &[u8], value: &[u8]) {
         self.date |= name.eq_ignore_ascii_case(b"date");
+        if let (Some(slot), Ok(start), Ok(len)) = (
+            self.index.get_mut(self.fields),
+            u16::try_from(self.lines.len()),
+            u16::try_from(name.len()),
+        ) {
+            *slot = (start, len);
+        }
+        self.fields += 1;
         self.lines.extend_from_slice(name);
         self.lines.extend_from_slice(b": ");
         self.lines.extend_from_slice(value);
@@ -65,9 +80,21 @@ impl RawFields {
     /// The first value of the field `name`.
     pub fn get(&self, name: &HeaderName) -> Option<&[u8]> {
         let name = name.as_str().as_bytes();
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
+        if self.fields > INDEXED {
+            return self
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value);
+        }
+        self.index[..self.fields].iter().find_map(|&(start, len)| {
+            let (start, len) = (usize::from(start), usize::from(len));
+            if len != name.len() || !self.lines[start..start + len].eq_ignore_ascii_case(name) {
+                return None;
+            }
+            let value = &self.lines[start + len + 2..];
+            let end = value.iter().position(|&b| b == b'\r')?;
+            Some(&value[..end])
+        })
     }
 
     /// Appends the fields (and the declared length) to `headers`, for a
@@ -200,12 +227,25 @@ mod tests {
         );
         assert_eq!(raw.get(&http::header::SET_COOKIE), Some(&b"a=1"[..]));
         assert_eq!(raw.get(&http::header::ETAG), None);
+        // Past the indexed fields, lookups scan.
+        for i in 0..INDEXED {
+            raw.push(format!("x-{i}").as_bytes(), b"v");
+        }
+        raw.push(b"X-Late", b"late");
+        assert_eq!(
+            raw.get(&HeaderName::from_static("x-late")),
+            Some(&b"late"[..])
+        );
+        assert_eq!(
+            raw.get(&HeaderName::from_static("grpc-status")),
+            Some(&b"0"[..])
+        );
         let mut map = HeaderMap::new();
         raw.append_to(&mut map);
         assert_eq!(map.get_all(http::header::SET_COOKIE).iter().count(), 2);
         assert_eq!(map["content-length"], "12");
         assert_eq!(map["server"], "app");
-        assert_eq!(map.len(), 6);
+        assert_eq!(map.len(), 6 + INDEXED + 1);
     }
 
     #[test]

@@ -354,7 +354,7 @@ impl Conn<'_> {
         let io = if h2 {
             plain::Prefixed::new(Bytes::new(), io)
         } else {
-            let served = plain::serve(io, &info, &handler, self.head_wait, &mut self.draining);
+            let served = plain::serve(io, &info, &handler, self.head_wait, &self.draining);
             match served.await {
                 plain::Ended::Closed => return,
                 plain::Ended::Handover(io) => io,

@@ -75,7 +75,7 @@ pub(super) async fn serve<S, H, F, B>(
     info: &ConnInfo,
     handler: &H,
     head_wait: Option<Duration>,
-    draining: &mut watch::Receiver<()>,
+    draining: &watch::Receiver<()>,
 ) -> Ended<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -90,6 +90,10 @@ where
     // Set to fire no later than the current head's deadline; moved on (not
     // re-armed) when it fires early, so a request costs no timer update.
     let mut timer = pin!(tokio::time::sleep(head_wait.unwrap_or(Duration::ZERO)));
+    // Resolves when shutdown begins; made once, as waiting on a watch
+    // registers (and unregisters) each time it starts.
+    let mut watcher = draining.clone();
+    let mut shutdown = pin!(watcher.changed());
     loop {
         if draining.has_changed().unwrap_or(true) {
             return Ended::Closed;
@@ -97,7 +101,7 @@ where
         let deadline = head_wait.map(|wait| Instant::now() + wait);
         let (request, closing) = loop {
             match parse(&mut read, &mut fields) {
-                Parsed::Request(request, closing) => break (*request, closing),
+                Parsed::Request(request, closing) => break (request, closing),
                 Parsed::Partial if read.len() < READ_BUFFER => {}
                 Parsed::Partial => return Ended::Handover(Prefixed::new(read.freeze(), io)),
                 Parsed::Handover(head) => {
@@ -123,7 +127,7 @@ where
                     }
                     timer.as_mut().reset(deadline);
                 }
-                _ = draining.changed(), if read.is_empty() => return Ended::Closed,
+                _ = shutdown.as_mut(), if read.is_empty() => return Ended::Closed,
             }
         };
         let head_request = request.method() == Method::HEAD;
@@ -155,10 +159,10 @@ where
 }
 
 /// What the read buffer holds.
+#[allow(clippy::large_enum_variant)] // moved once, right away: a box would cost more
 enum Parsed {
-    /// A plain request (boxed: it is far larger than the other outcomes),
-    /// and whether it asked to close the connection after it.
-    Request(Box<Request<RequestBody>>, bool),
+    /// A plain request, and whether it asked to close the connection after it.
+    Request(Request<RequestBody>, bool),
     /// Not a whole head yet.
     Partial,
     /// A request for hyper; its head, when already taken off the buffer.
@@ -206,7 +210,7 @@ fn parse(read: &mut BytesMut, fields: &mut Vec<Field>) -> Parsed {
     }));
     let head = read.split_to(head_len).freeze();
     match build(&head, method, target, fields, read) {
-        Some((request, closing)) => Parsed::Request(Box::new(request), closing),
+        Some((request, closing)) => Parsed::Request(request, closing),
         None => Parsed::Handover(head),
     }
 }

@@ -94,13 +94,13 @@ where
     let (mut client, server) = duplex(1 << 20);
     client.write_all(input).await.expect("write");
     client.shutdown().await.expect("shutdown");
-    let (_drain, mut draining) = watch::channel(());
+    let (_drain, draining) = watch::channel(());
     let ended = serve(
         server,
         &info(),
         &handler,
         Some(Duration::from_secs(5)),
-        &mut draining,
+        &draining,
     )
     .await;
     let handed = match ended {
@@ -339,7 +339,7 @@ async fn a_client_that_leaves_cancels_its_request() {
 #[tokio::test(start_paused = true)]
 async fn a_head_that_does_not_arrive_in_time_closes_the_connection() {
     let (mut client, server) = duplex(4096);
-    let (_drain, mut draining) = watch::channel(());
+    let (_drain, draining) = watch::channel(());
     let seen = Seen::default();
     let handler = recording(&seen, ok);
     let started = Instant::now();
@@ -348,7 +348,7 @@ async fn a_head_that_does_not_arrive_in_time_closes_the_connection() {
         .await
         .expect("write");
     let wait = Duration::from_secs(3);
-    let ended = serve(server, &info(), &handler, Some(wait), &mut draining).await;
+    let ended = serve(server, &info(), &handler, Some(wait), &draining).await;
     assert!(matches!(ended, Ended::Closed));
     assert_eq!(seen.lock().unwrap().len(), 1);
     let took = started.elapsed();
@@ -361,16 +361,16 @@ async fn a_head_that_does_not_arrive_in_time_closes_the_connection() {
 #[tokio::test]
 async fn shutdown_closes_an_idle_connection_and_ends_the_one_in_progress() {
     let (_client, server) = duplex(4096);
-    let (drain, mut draining) = watch::channel(());
+    let (drain, draining) = watch::channel(());
     let handler = recording(&Seen::default(), ok);
     let conn = info();
-    let serving = serve(server, &conn, &handler, None, &mut draining);
+    let serving = serve(server, &conn, &handler, None, &draining);
     drain.send(()).expect("send");
     assert!(matches!(serving.await, Ended::Closed));
 
     // Shutdown while a request is in flight: it is answered, with close.
     let (mut client, server) = duplex(4096);
-    let (drain, mut draining) = watch::channel(());
+    let (drain, draining) = watch::channel(());
     let (release_tx, release) = oneshot::channel::<()>();
     let release = Mutex::new(Some(release));
     let handler = move |_: Request<RequestBody>, _: ConnInfo| {
@@ -387,7 +387,7 @@ async fn shutdown_closes_an_idle_connection_and_ends_the_one_in_progress() {
         .await
         .expect("write");
     let conn = info();
-    let serving = serve(server, &conn, &handler, None, &mut draining);
+    let serving = serve(server, &conn, &handler, None, &draining);
     let answer = async {
         tokio::task::yield_now().await;
         drain.send(()).expect("send");

@@ -100,17 +100,26 @@ impl HttpFacts {
     /// queue would keep that whole buffer alive and make the connection
     /// allocate a new one for its next request.
     pub fn detached(mut self) -> Self {
-        fn value(v: &http::HeaderValue) -> http::HeaderValue {
-            http::HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone())
+        let text = |v: Option<&[u8]>| v.unwrap_or_default().len();
+        let target = self.target.as_ref().map(|t| t.as_str().as_bytes());
+        let host = self.host.as_ref().map(http::HeaderValue::as_bytes);
+        let agent = self.user_agent.as_ref().map(http::HeaderValue::as_bytes);
+        // One buffer for the three.
+        let mut copy = bytes::BytesMut::with_capacity(text(target) + text(host) + text(agent));
+        for part in [target, host, agent] {
+            copy.extend_from_slice(part.unwrap_or_default());
         }
-        self.target = self.target.map(|t| {
-            http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::copy_from_slice(
-                t.as_str().as_bytes(),
-            ))
-            .unwrap_or(t)
-        });
-        self.host = self.host.as_ref().map(value);
-        self.user_agent = self.user_agent.as_ref().map(value);
+        let mut copy = copy.freeze();
+        let target = copy.split_to(text(target));
+        let host = copy.split_to(text(host));
+        let value = |v: &http::HeaderValue, bytes: bytes::Bytes| {
+            http::HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| v.clone())
+        };
+        self.target = self
+            .target
+            .map(|t| http::uri::PathAndQuery::from_maybe_shared(target).unwrap_or(t));
+        self.host = self.host.as_ref().map(|v| value(v, host));
+        self.user_agent = self.user_agent.as_ref().map(|v| value(v, copy));
         self
     }
 }
