@@ -366,7 +366,10 @@ impl Conn<'_> {
         let tracker = activity.clone();
         let service = hyper::service::service_fn(move |request| {
             let guard = tracker.start();
-            let response = handler(request.map(RequestBody::from), info.clone());
+            // Boxed: a handler's future can be a few KiB, and hyper would
+            // otherwise move it by value several times per request (the
+            // fast path pins it in place instead).
+            let response = Box::pin(handler(request.map(RequestBody::from), info.clone()));
             async move {
                 let mut response = response.await;
                 // hyper writes only the header map.

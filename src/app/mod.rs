@@ -247,10 +247,7 @@ fn spawn_proxies(
         .zip(proxies)
         .zip(tls)
         .map(|((listener, proxy), tls)| {
-            // Boxed: the request's state machine is a few KiB, and hyper
-            // would otherwise move it by value several times per request.
-            let handler =
-                move |request, conn| Box::pin(proxy::handle(proxy.clone(), request, conn));
+            let handler = move |request, conn| proxy::handle(proxy.clone(), request, conn);
             let options = ServerOptions {
                 tls,
                 ..options.clone()
