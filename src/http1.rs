@@ -7,8 +7,8 @@ use std::io::Write as _;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-/// A response's end-to-end header fields as field lines, carried in the
-/// response's extensions instead of its header map.
+/// A response's end-to-end header fields as field lines, carried by the
+/// response body ([`ResponseFields`]) instead of in its header map.
 ///
 /// A proxy that read the response head off an HTTP/1.1 connection has the
 /// fields as lines already; building a header map (a hashed insert and a
@@ -16,7 +16,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 /// same lines again costs more than the rest of the response. The server
 /// writes these lines as they are after the map's own fields (none, as a
 /// rule), the HTTP/1.1 fast path directly, hyper's path through
-/// [`RawFields::append_to`]. Framing (`Content-Length`) and fields about the
+/// [`RawFields::append_to`]. (They travel with the body rather than in the
+/// response's extensions, whose map would cost three allocations.) Framing (`Content-Length`) and fields about the
 /// connection are not among the lines: the writer frames the body itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RawFields {
@@ -113,6 +114,41 @@ impl RawFields {
     }
 }
 
+/// A response body that may carry its response's fields as lines.
+pub trait ResponseFields {
+    /// The fields the body carries, if any.
+    fn fields(&self) -> Option<&RawFields> {
+        None
+    }
+
+    /// Takes the fields out, for the server to write.
+    fn take_fields(&mut self) -> Option<RawFields> {
+        None
+    }
+}
+
+impl<D, E> ResponseFields for http_body_util::combinators::BoxBody<D, E> {}
+impl<D, E> ResponseFields for http_body_util::combinators::UnsyncBoxBody<D, E> {}
+impl<D> ResponseFields for http_body_util::Full<D> {}
+impl<D> ResponseFields for http_body_util::Empty<D> {}
+impl ResponseFields for hyper::body::Incoming {}
+
+impl<L: ResponseFields, R: ResponseFields> ResponseFields for http_body_util::Either<L, R> {
+    fn fields(&self) -> Option<&RawFields> {
+        match self {
+            Self::Left(body) => body.fields(),
+            Self::Right(body) => body.fields(),
+        }
+    }
+
+    fn take_fields(&mut self) -> Option<RawFields> {
+        match self {
+            Self::Left(body) => body.take_fields(),
+            Self::Right(body) => body.take_fields(),
+        }
+    }
+}
+
 /// Looking up a response field, wherever the response keeps its fields.
 pub trait FieldLookup {
     fn field(&self, name: &HeaderName) -> Option<&[u8]>;
@@ -124,13 +160,11 @@ impl FieldLookup for HeaderMap {
     }
 }
 
-impl<B> FieldLookup for http::Response<B> {
+impl<B: ResponseFields> FieldLookup for http::Response<B> {
     fn field(&self, name: &HeaderName) -> Option<&[u8]> {
-        self.headers().field(name).or_else(|| {
-            self.extensions()
-                .get::<RawFields>()
-                .and_then(|raw| raw.get(name))
-        })
+        self.headers()
+            .field(name)
+            .or_else(|| self.body().fields().and_then(|raw| raw.get(name)))
     }
 }
 

@@ -47,7 +47,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::http1::RawFields;
+use crate::http1::ResponseFields;
 
 /// Error type of boxed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -241,7 +241,7 @@ pub async fn serve<H, F, B>(
 ) where
     H: Fn(Request<RequestBody>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + ResponseFields + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let builder = Arc::new(builder(&options));
@@ -347,7 +347,7 @@ impl Conn<'_> {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         H: Fn(Request<RequestBody>, ConnInfo) -> F + Send + Sync + 'static,
         F: Future<Output = Response<B>> + Send + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + ResponseFields + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let h2 = info.tls.as_ref().is_some_and(|tls| tls.alpn == Some("h2"));
@@ -371,12 +371,13 @@ impl Conn<'_> {
             // fast path pins it in place instead).
             let response = Box::pin(handler(request.map(RequestBody::from), info.clone()));
             async move {
-                let mut response = response.await;
+                let (mut parts, mut body) = response.await.into_parts();
                 // hyper writes only the header map.
-                if let Some(raw) = response.extensions_mut().remove::<RawFields>() {
-                    raw.append_to(response.headers_mut());
+                if let Some(raw) = body.take_fields() {
+                    raw.append_to(&mut parts.headers);
                 }
-                Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))
+                let body = TrackedBody::new(body, guard);
+                Ok::<_, Infallible>(Response::from_parts(parts, body))
             }
         });
         let connection = self.builder.serve_connection_with_upgrades(io, service);

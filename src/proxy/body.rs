@@ -17,6 +17,7 @@ use pin_project_lite::pin_project;
 
 use super::affinity::KeptBody;
 use super::flight::{Ending, InFlight};
+use crate::http1::{RawFields, ResponseFields};
 
 /// The upstream's body: from a pooled hyper client, or read off a kept
 /// HTTP/1.1 connection ([`super::wire`]).
@@ -65,6 +66,16 @@ impl<B: Body> TracedBody<B> {
             inner,
             flight: None,
         }
+    }
+}
+
+impl<B: Body + ResponseFields> ResponseFields for TracedBody<B> {
+    fn fields(&self) -> Option<&RawFields> {
+        self.inner.fields()
+    }
+
+    fn take_fields(&mut self) -> Option<RawFields> {
+        self.inner.take_fields()
     }
 }
 

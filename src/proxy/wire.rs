@@ -32,7 +32,9 @@ use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
-use crate::http1::{RawFields, encode_chunk_size, encode_field, is_hop_by_hop, parse_decimal};
+use crate::http1::{
+    RawFields, ResponseFields, encode_chunk_size, encode_field, is_hop_by_hop, parse_decimal,
+};
 use crate::server::BoxError;
 use crate::tls::connector::MaybeTls;
 
@@ -233,7 +235,7 @@ where
         }
     })
     .await?;
-    let (response, framing, persistent) = head;
+    let (response, fields, framing, persistent) = head;
     let complete = uploaded && written == connection.write.len();
     Ok(response.map(|()| Http1Body {
         connection: Some(connection),
@@ -242,6 +244,7 @@ where
         home: None,
         delivered: false,
         failed: None,
+        fields,
     }))
 }
 
@@ -311,7 +314,7 @@ fn encode_trailers(out: &mut Vec<u8>, trailers: &HeaderMap) {
 
 /// A parsed response head: the response, how its body is framed, and
 /// whether the connection persists after it.
-type Head = (Response<()>, Framing, bool);
+type Head = (Response<()>, Option<RawFields>, Framing, bool);
 
 /// Parses a final response head off the front of `read`, skipping interim
 /// (1xx) responses; `None` until the head is complete.
@@ -395,12 +398,13 @@ fn parse_head(
         } else {
             Version::HTTP_11
         };
-        if names_fields {
+        let fields = if names_fields {
             *response.headers_mut() = headers;
+            None
         } else {
             raw.content_length = facts.length.filter(|_| facts.chunked.is_none());
-            response.extensions_mut().insert(raw);
-        }
+            Some(raw)
+        };
         let no_body = *method == Method::HEAD
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
@@ -417,7 +421,7 @@ fn parse_head(
             } else {
                 !facts.close
             };
-        return Ok(Some((response, framing, persistent)));
+        return Ok(Some((response, fields, framing, persistent)));
     }
 }
 
@@ -509,6 +513,18 @@ pub struct Http1Body<H> {
     delivered: bool,
     /// An error held back for one poll, so hyper first sends what came before it.
     failed: Option<WireError>,
+    /// The response's fields, when they came as lines (see [`RawFields`]).
+    fields: Option<RawFields>,
+}
+
+impl<H> ResponseFields for Http1Body<H> {
+    fn fields(&self) -> Option<&RawFields> {
+        self.fields.as_ref()
+    }
+
+    fn take_fields(&mut self) -> Option<RawFields> {
+        self.fields.take()
+    }
 }
 
 impl<H> std::fmt::Debug for Http1Body<H> {
@@ -877,10 +893,7 @@ mod tests {
         // The fields travel as lines; those about this connection stay here,
         // and the length goes apart (the server frames the body).
         assert!(response.headers().is_empty());
-        let raw = response
-            .extensions()
-            .get::<RawFields>()
-            .expect("raw fields");
+        let raw = response.body().fields().expect("raw fields");
         assert_eq!(raw.lines(), b"X-Up: 1\r\n");
         assert_eq!(raw.content_length, Some(5));
         assert_eq!(response.body().size_hint().exact(), Some(5));
@@ -923,10 +936,7 @@ mod tests {
         let shelf = Shelf::default();
         let (parts, mut body) = get(Method::HEAD);
         let response = send(connection, &parts, &mut body, &shelf).await.unwrap();
-        let raw = response
-            .extensions()
-            .get::<RawFields>()
-            .expect("raw fields");
+        let raw = response.body().fields().expect("raw fields");
         assert_eq!(
             raw.content_length,
             Some(10),
@@ -1101,10 +1111,7 @@ mod tests {
         let shelf = Shelf::default();
         let (parts, mut body) = get(Method::GET);
         let response = send(connection, &parts, &mut body, &shelf).await.unwrap();
-        let raw = response
-            .extensions()
-            .get::<RawFields>()
-            .expect("raw fields");
+        let raw = response.body().fields().expect("raw fields");
         assert_eq!(raw.lines(), b"Server: app\r\nDate: today\r\n");
         assert!(raw.date);
         assert_eq!(raw.content_length, None, "chunked: no length to pass on");
@@ -1113,7 +1120,7 @@ mod tests {
         // hop-by-hop removal finds what it names.
         let again = shelf.take().expect("reused");
         let response = send(again, &parts, &mut body, &shelf).await.unwrap();
-        assert!(response.extensions().get::<RawFields>().is_none());
+        assert!(response.body().fields().is_none());
         let names: Vec<_> = response.headers().keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["connection", "x-hop", "x-end", "content-length"]);
     }

@@ -21,6 +21,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
+use crate::http1::{RawFields, ResponseFields};
+
 /// Requests in flight on one connection and when the last one ended.
 pub(super) struct Activity {
     opened: Instant,
@@ -88,6 +90,16 @@ pin_project_lite::pin_project! {
 impl<B> TrackedBody<B> {
     pub(super) fn new(inner: B, guard: RequestGuard) -> Self {
         Self { inner, guard }
+    }
+}
+
+impl<B: ResponseFields> ResponseFields for TrackedBody<B> {
+    fn fields(&self) -> Option<&RawFields> {
+        self.inner.fields()
+    }
+
+    fn take_fields(&mut self) -> Option<RawFields> {
+        self.inner.take_fields()
     }
 }
 

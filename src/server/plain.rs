@@ -17,7 +17,7 @@
 //! as before (400, 431, `100 Continue`, ...).
 //!
 //! Responses are written as hyper writes them: lower-case field names (and
-//! [`RawFields`] lines as they came); the handler's `Content-Length`, else
+//! [`RawFields`](crate::http1::RawFields) lines as they came); the handler's `Content-Length`, else
 //! the body's exact length, else chunked;
 //! no body for `HEAD`, 204 and 304; a `Date` when the handler set none;
 //! `Connection: close` when the connection closes after the response;
@@ -49,7 +49,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{BoxError, ConnInfo, RequestBody};
-use crate::http1::{RawFields, encode_chunk_size, encode_field, has_token, parse_decimal};
+use crate::http1::{ResponseFields, encode_chunk_size, encode_field, has_token, parse_decimal};
 
 /// The read buffer. A request's head and body must fit in it together to
 /// be served here (hyper's own limit for a head is at least this).
@@ -81,7 +81,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Fn(Request<RequestBody>, ConnInfo) -> F,
     F: Future<Output = Response<B>>,
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + ResponseFields,
     B::Error: Into<BoxError>,
 {
     let mut read = BytesMut::with_capacity(READ_BUFFER);
@@ -286,9 +286,9 @@ async fn respond<S, B>(
 ) -> bool
 where
     S: AsyncWrite + Unpin,
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + ResponseFields,
 {
-    let (parts, body) = response.into_parts();
+    let (parts, mut body) = response.into_parts();
     out.clear();
     if parts.status.is_informational() {
         // Interim responses cannot end an exchange (upgrades go to hyper).
@@ -346,7 +346,7 @@ where
         }
         encode_field(out, name, value);
     }
-    if let Some(raw) = parts.extensions.get::<RawFields>() {
+    if let Some(raw) = body.take_fields() {
         out.extend_from_slice(raw.lines());
         dated |= raw.date;
         if let Some(declared) = raw

@@ -6,9 +6,51 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::http1::RawFields;
 use crate::server::ConnLocal;
 
-type TestBody = BoxBody<Bytes, BoxError>;
+/// A boxed body that may carry its response's fields as lines.
+struct TestBody {
+    inner: BoxBody<Bytes, BoxError>,
+    fields: Option<RawFields>,
+}
+
+impl Body for TestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl ResponseFields for TestBody {
+    fn take_fields(&mut self) -> Option<RawFields> {
+        self.fields.take()
+    }
+}
+
+fn test_body(inner: impl Body<Data = Bytes, Error = BoxError> + Send + Sync + 'static) -> TestBody {
+    TestBody {
+        inner: inner.boxed(),
+        fields: None,
+    }
+}
+
+fn empty() -> TestBody {
+    test_body(Empty::new().map_err(|never| match never {}))
+}
 
 fn info() -> ConnInfo {
     let addr = "127.0.0.1:9".parse().expect("address");
@@ -21,9 +63,7 @@ fn info() -> ConnInfo {
 }
 
 fn full(text: &'static str) -> TestBody {
-    Full::new(Bytes::from_static(text.as_bytes()))
-        .map_err(|never| match never {})
-        .boxed()
+    test_body(Full::new(Bytes::from_static(text.as_bytes())).map_err(|never| match never {}))
 }
 
 /// A body of unknown length: its chunks, one frame each.
@@ -43,7 +83,7 @@ impl Body for Chunks {
 }
 
 fn streamed(chunks: &[&'static str]) -> TestBody {
-    Chunks(chunks.iter().copied().collect()).boxed()
+    test_body(Chunks(chunks.iter().copied().collect()))
 }
 
 /// What the handler saw of each request: `METHOD target body`, and the
@@ -88,7 +128,7 @@ async fn run<H, F, B>(input: &[u8], handler: H) -> (String, Option<Vec<u8>>)
 where
     H: Fn(Request<RequestBody>, ConnInfo) -> F,
     F: Future<Output = Response<B>>,
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + ResponseFields,
     B::Error: Into<BoxError>,
 {
     let (mut client, server) = duplex(1 << 20);
@@ -206,7 +246,7 @@ async fn responses_are_framed_as_hyper_frames_them() {
                     .insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
                 r
             }
-            "/empty" => Response::new(Empty::new().map_err(|never| match never {}).boxed()),
+            "/empty" => Response::new(empty()),
             "/204" => {
                 let mut r = Response::new(full(""));
                 *r.status_mut() = StatusCode::NO_CONTENT;
@@ -263,12 +303,12 @@ async fn raw_fields_are_written_as_they_came_after_the_map_s_own() {
         raw.push(b"Server", b"app");
         raw.push(b"Date", b"then");
         raw.content_length = Some(5);
-        let body = match path {
-            "/head" => Empty::new().map_err(|never| match never {}).boxed(),
+        let mut body = match path {
+            "/head" => empty(),
             _ => full("hello"),
         };
+        body.fields = Some(raw);
         let mut response = Response::new(body);
-        response.extensions_mut().insert(raw);
         response
             .headers_mut()
             .insert("x-map", HeaderValue::from_static("1"));
