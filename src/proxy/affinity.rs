@@ -21,12 +21,17 @@
 //! the forward proxy use the shared pooled client instead ([`super::forward`]).
 
 use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response, Uri};
 use http_body::Body;
+use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::wire::{self, Connection, Home, Http1Body};
@@ -62,6 +67,9 @@ struct Idle {
 struct Kept {
     connection: Option<Box<Connection>>,
     connections: Arc<Http1Connections>,
+    /// The response timeout's timer, made with the first request (see
+    /// [`Http1Connections::send`]).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Drop for Kept {
@@ -95,6 +103,8 @@ pub enum Failure {
     Connect(BoxError),
     /// The request failed on an open connection.
     Request(BoxError),
+    /// No response head within the response timeout.
+    Timeout,
 }
 
 impl Http1Connections {
@@ -115,6 +125,7 @@ impl Http1Connections {
         kept: &ConnLocal,
         request: Request<B>,
         added: &[(HeaderName, HeaderValue)],
+        timeout: Duration,
     ) -> Result<Response<KeptBody>, Failure>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -124,27 +135,71 @@ impl Http1Connections {
             Box::new(Kept {
                 connection: None,
                 connections: self.clone(),
+                timer: None,
             })
         });
         let (parts, mut body) = request.into_parts();
+        // The timer is only ever moved later, and only when it fires before
+        // the current deadline: a request costs no timer registration.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut timer = slot
+            .timer
+            .take()
+            .unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let result = {
+            let mut attempt = pin!(self.attempt(&mut slot.connection, &parts, added, &mut body));
+            poll_fn(|cx| {
+                if let Poll::Ready(result) = attempt.as_mut().poll(cx) {
+                    return Poll::Ready(result);
+                }
+                while timer.as_mut().poll(cx).is_ready() {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Poll::Ready(Err(Failure::Timeout));
+                    }
+                    timer.as_mut().reset(deadline);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        slot.timer = Some(timer);
+        match result {
+            Ok(mut response) => {
+                response.body_mut().set_home(Return {
+                    local: kept.clone(),
+                    slot,
+                });
+                Ok(response)
+            }
+            Err(error) => {
+                kept.put(slot);
+                Err(error)
+            }
+        }
+    }
+
+    /// One exchange on the kept connection, an idle one or a new one,
+    /// repeated on a reused connection that turned out closed.
+    async fn attempt<B>(
+        &self,
+        kept: &mut Option<Box<Connection>>,
+        parts: &Parts,
+        added: &[(HeaderName, HeaderValue)],
+        body: &mut B,
+    ) -> Result<Response<KeptBody>, Failure>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
         let mut retries = RETRIES;
         loop {
-            let reused = slot
-                .connection
-                .take()
-                .and_then(|mut c| c.is_reusable().then_some(c));
+            let reused = kept.take().and_then(|mut c| c.is_reusable().then_some(c));
             let (connection, reused) = match reused.or_else(|| self.take_idle()) {
                 Some(connection) => (connection, true),
                 None => (Box::new(self.dial().await?), false),
             };
-            match wire::exchange(connection, &parts, added, &mut body).await {
-                Ok(mut response) => {
-                    response.body_mut().set_home(Return {
-                        local: kept.clone(),
-                        slot,
-                    });
-                    return Ok(response);
-                }
+            match wire::exchange(connection, parts, added, body).await {
+                Ok(response) => return Ok(response),
                 // Closed while it sat idle: not this request's failure,
                 // and safe to repeat (RFC 9110 §9.2.2).
                 Err(error)
@@ -152,10 +207,7 @@ impl Http1Connections {
                 {
                     retries -= 1;
                 }
-                Err(error) => {
-                    kept.put(slot);
-                    return Err(Failure::Request(error.error));
-                }
+                Err(error) => return Err(Failure::Request(error.error)),
             }
         }
     }
@@ -265,7 +317,9 @@ mod tests {
             .header(http::header::HOST, "upstream")
             .body(Empty::new())
             .unwrap();
-        let response = connections.send(kept, request, &[]).await?;
+        let response = connections
+            .send(kept, request, &[], Duration::from_secs(5))
+            .await?;
         Ok(response.into_body().collect().await.unwrap().to_bytes())
     }
 
@@ -341,5 +395,50 @@ mod tests {
             Err(Failure::Connect(_))
         ));
         assert_eq!(connections.idle_len(), 0);
+    }
+
+    /// The timer kept with the downstream connection is only moved when it
+    /// fires: it must neither cut a later request short nor let a hanging
+    /// one wait past its own deadline.
+    #[tokio::test]
+    async fn the_response_timeout_holds_for_every_request_on_a_kept_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handler = |request: Request<server::RequestBody>, _| async move {
+            match request.uri().path() {
+                "/slow" => tokio::time::sleep(Duration::from_millis(200)).await,
+                "/hang" => std::future::pending::<()>().await,
+                _ => {}
+            }
+            Response::new(server::full("ok"))
+        };
+        let options = ServerOptions::default();
+        tokio::spawn(server::serve(
+            listener,
+            options,
+            handler,
+            std::future::pending(),
+        ));
+        let connections = connections(addr);
+        let kept = ConnLocal::default();
+        let timeout = Duration::from_millis(300);
+        let send = |path: &'static str| {
+            let request = Request::builder()
+                .uri(path)
+                .header(http::header::HOST, "upstream")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            connections.send(&kept, request, &[], timeout)
+        };
+        let fast = send("/fast").await.unwrap();
+        assert_eq!(fast.into_body().collect().await.unwrap().to_bytes(), "ok");
+        // The first request's deadline passes while the connection is idle.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let slow = send("/slow").await.expect("within its own deadline");
+        assert_eq!(slow.into_body().collect().await.unwrap().to_bytes(), "ok");
+        let started = Instant::now();
+        assert!(matches!(send("/hang").await, Err(Failure::Timeout)));
+        let took = started.elapsed();
+        assert!(took >= timeout && took < Duration::from_secs(2), "{took:?}");
     }
 }

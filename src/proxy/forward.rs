@@ -229,19 +229,20 @@ impl Upstream {
             Version::HTTP_11
         };
         let request = request.map(|body| UploadBody::new(body, self.body_timeout));
-        let sent = async {
-            match direct {
-                Some(connections) => connections
-                    .send(kept, request, &added)
-                    .await
-                    .map(|response| response.map(Either::Right)),
-                None => {
-                    let client = if http2 { &self.http2 } else { &self.http1 };
-                    match client.request(request).await {
-                        Ok(response) => Ok(response.map(Either::Left)),
-                        Err(error) if error.is_connect() => Err(Failure::Connect(error.into())),
-                        Err(error) => Err(Failure::Request(error.into())),
-                    }
+        // Both wait at most the response timeout for the head: kept
+        // connections on a timer of their own (see `affinity`).
+        let sent = match direct {
+            Some(connections) => connections
+                .send(kept, request, &added, self.response_timeout)
+                .await
+                .map(|response| response.map(Either::Right)),
+            None => {
+                let client = if http2 { &self.http2 } else { &self.http1 };
+                match tokio::time::timeout(self.response_timeout, client.request(request)).await {
+                    Err(_) => Err(Failure::Timeout),
+                    Ok(Ok(response)) => Ok(response.map(Either::Left)),
+                    Ok(Err(error)) if error.is_connect() => Err(Failure::Connect(error.into())),
+                    Ok(Err(error)) => Err(Failure::Request(error.into())),
                 }
             }
         };
@@ -251,16 +252,16 @@ impl Upstream {
                 .or(target.as_ref())
                 .map_or_else(String::new, ToString::to_string)
         };
-        match tokio::time::timeout(self.response_timeout, sent).await {
-            Err(_) => Err(ProxyError::Timeout {
+        match sent {
+            Err(Failure::Timeout) => Err(ProxyError::Timeout {
                 upstream: upstream(),
                 timeout: self.response_timeout,
             }),
-            Ok(Err(Failure::Connect(source))) => Err(ProxyError::Connect {
+            Err(Failure::Connect(source)) => Err(ProxyError::Connect {
                 upstream: upstream(),
                 source,
             }),
-            Ok(Err(Failure::Request(source))) => match upload::stalled(&*source) {
+            Err(Failure::Request(source)) => match upload::stalled(&*source) {
                 Some(stall) => Err(ProxyError::RequestBodyStalled {
                     timeout: stall.0,
                     upstream: upstream(),
@@ -270,7 +271,7 @@ impl Upstream {
                     source,
                 }),
             },
-            Ok(Ok(response)) => Ok(response),
+            Ok(response) => Ok(response),
         }
     }
 }
