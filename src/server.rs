@@ -14,7 +14,15 @@
 //! `h2` and `http/1.1`; the auto builder then recognises the HTTP/2
 //! preface a client that chose `h2` sends, and serves HTTP/1.1 otherwise.
 //!
-//! Limits: the HTTP/1.1 header-read timeout (hyper starts it whenever the
+//! Each connection starts on the HTTP/1.1 fast path ([`plain`]): plain
+//! requests are read, handed to the handler and answered in the
+//! connection's own task; the first request that is anything else (HTTP/2's
+//! preface included) hands the connection, with the bytes read so far, to
+//! hyper's server for the rest of its life. Handlers see one request type
+//! ([`RequestBody`]) either way; a response may carry its fields as lines
+//! ([`crate::http1::RawFields`]), which hyper's path turns into a map.
+//!
+//! Limits: the HTTP/1.1 header-read timeout (started whenever the
 //! connection waits for a request head, so it also bounds the wait between
 //! keep-alive requests), the idle timeout (see [`idle`], both protocols),
 //! the head size (431), the number of open connections (further accepts

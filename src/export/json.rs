@@ -33,7 +33,7 @@ pub fn write_bytes_lossy(out: &mut Vec<u8>, value: &[u8]) {
 pub fn write_escaped(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
     // Nearly every value needs no escape: one scan, one copy.
-    if !bytes.iter().any(|&b| needs_escape(b)) {
+    if !any_needs_escape(bytes) {
         out.extend_from_slice(bytes);
         return;
     }
@@ -76,6 +76,23 @@ pub fn write_escaped_lowercase(out: &mut Vec<u8>, value: &str) {
 
 fn needs_escape(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+/// Whether any byte needs an escape, eight bytes at a time: for a word
+/// `w`, `(w - 0x0101..) & !w & 0x8080..` is non-zero exactly when some
+/// byte of `w` is zero (borrows only ever add bits above a zero byte), and
+/// `(w - 0x2020..) & !w & 0x8080..` when some byte is below 0x20.
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let zero_byte = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+    let (words, rest) = bytes.as_chunks::<8>();
+    words.iter().any(|word| {
+        let w = u64::from_ne_bytes(*word);
+        w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0
+            || zero_byte(w ^ (ONES * u64::from(b'"')))
+            || zero_byte(w ^ (ONES * u64::from(b'\\')))
+    }) || rest.iter().any(|&b| needs_escape(b))
 }
 
 fn write_escape(out: &mut Vec<u8>, byte: u8) {
@@ -155,6 +172,26 @@ mod tests {
         write_bytes_lossy(&mut out, b"ok\xff\xfe\"");
         let parsed: String = serde_json::from_slice(&out).unwrap();
         assert_eq!(parsed, "ok\u{fffd}\u{fffd}\"");
+    }
+
+    #[test]
+    fn the_word_scan_finds_exactly_the_bytes_that_need_an_escape() {
+        for len in 0..24 {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = byte;
+                    assert_eq!(
+                        any_needs_escape(&bytes),
+                        needs_escape(byte),
+                        "byte {byte:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+        // High bytes (UTF-8) next to plain ones are no escape.
+        assert!(!any_needs_escape("é☃ plain text, 0123456789".as_bytes()));
+        assert!(any_needs_escape("é☃ plain text\u{1f}".as_bytes()));
     }
 
     #[test]

@@ -72,9 +72,12 @@ fn encode_span(span: &Span, options: &EncodeOptions, scratch: &mut String, out: 
     out.extend_from_slice(b",\"localEndpoint\":{\"serviceName\":");
     write_str_lowercase(out, &span.local_service);
     out.push(b'}');
-    write_remote_endpoint(&span.remote, out);
+    // The peer's address, written twice (endpoint and `client.address`).
+    let mut ip_buf = [0; 45];
+    let ip = span.remote.addr.map(|addr| ip_text(addr.ip(), &mut ip_buf));
+    write_remote_endpoint(&span.remote, ip, out);
     out.extend_from_slice(b",\"tags\":{");
-    write_tags(span, route, options, out);
+    write_tags(span, route, ip, options, out);
     out.extend_from_slice(b"}}");
 }
 
@@ -111,7 +114,8 @@ fn write_name(span: &Span, route: Option<&str>, out: &mut Vec<u8>) {
 
 /// Writes `remoteEndpoint` with only the fields that are known; nothing
 /// when none is.
-fn write_remote_endpoint(remote: &Endpoint, out: &mut Vec<u8>) {
+/// `text` is the address as text, when there is one.
+fn write_remote_endpoint(remote: &Endpoint, text: Option<&[u8]>, out: &mut Vec<u8>) {
     if remote.service_name.is_none() && remote.addr.is_none() {
         return;
     }
@@ -134,7 +138,7 @@ fn write_remote_endpoint(remote: &Endpoint, out: &mut Vec<u8>) {
         } else {
             b"\"ipv6\":\""
         });
-        out.extend_from_slice(ip_text(ip, &mut [0; 45]));
+        out.extend_from_slice(text.unwrap_or_default());
         out.push(b'"');
         if addr.port() != 0 {
             out.extend_from_slice(b",\"port\":");
@@ -145,7 +149,13 @@ fn write_remote_endpoint(remote: &Endpoint, out: &mut Vec<u8>) {
 }
 
 /// Writes the members of the `tags` object, in a fixed order.
-fn write_tags(span: &Span, route: Option<&str>, options: &EncodeOptions, out: &mut Vec<u8>) {
+fn write_tags(
+    span: &Span,
+    route: Option<&str>,
+    ip: Option<&[u8]>,
+    options: &EncodeOptions,
+    out: &mut Vec<u8>,
+) {
     let facts = &span.http;
     // The method is always there, so it opens the object; every other
     // member starts with its comma.
@@ -179,7 +189,7 @@ fn write_tags(span: &Span, route: Option<&str>, options: &EncodeOptions, out: &m
     if let Some(agent) = &facts.user_agent {
         tags.bytes(key!("user_agent.original"), agent.as_bytes());
     }
-    write_peer_and_outcome(span, &mut tags);
+    write_peer_and_outcome(span, ip, &mut tags);
     for tag in &span.tags {
         tags.any(&tag.key, &tag.value);
     }
@@ -189,12 +199,12 @@ fn write_tags(span: &Span, route: Option<&str>, options: &EncodeOptions, out: &m
 }
 
 /// Client address, body sizes, gRPC status and the `error` tag.
-fn write_peer_and_outcome(span: &Span, tags: &mut TagWriter<'_>) {
+fn write_peer_and_outcome(span: &Span, ip: Option<&[u8]>, tags: &mut TagWriter<'_>) {
     let facts = &span.http;
-    if let (Kind::Server, Some(addr)) = (span.kind, span.remote.addr) {
+    if let (Kind::Server, Some(ip)) = (span.kind, ip) {
         tags.key(key!("client.address"));
         tags.out.push(b'"');
-        tags.out.extend_from_slice(ip_text(addr.ip(), &mut [0; 45]));
+        tags.out.extend_from_slice(ip);
         tags.out.push(b'"');
     }
     if facts.request_body_bytes > 0 {
