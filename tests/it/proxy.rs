@@ -212,6 +212,21 @@ async fn raw_upstream(
     (server, addr)
 }
 
+/// Sends `request` on a new connection to the sidecar at `base` and reads
+/// until the sidecar closes it (bounded).
+async fn raw_request(base: &str, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket.write_all(request).await.expect("write");
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut reply))
+        .await
+        .expect("the response ends the connection")
+        .expect("read");
+    reply
+}
+
 #[tokio::test]
 async fn an_upstream_reset_mid_response_closes_the_downstream_and_is_recorded() {
     // Promises 100 bytes, sends 9, then closes the connection.
@@ -277,21 +292,10 @@ async fn a_malformed_upstream_response_is_a_502_with_an_error_span() {
 
 #[tokio::test]
 async fn an_http10_request_without_host_reaches_the_app_with_the_upstream_as_host() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;
     let sidecar = Sidecar::start(Yaml::default(), upstream.addr, collector.addr).await;
-    let addr = sidecar.base.trim_start_matches("http://");
-    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    socket
-        .write_all(b"GET /old HTTP/1.0\r\n\r\n")
-        .await
-        .expect("write");
-    let mut reply = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut reply))
-        .await
-        .expect("an HTTP/1.0 response ends the connection")
-        .expect("read");
+    let reply = raw_request(&sidecar.base, b"GET /old HTTP/1.0\r\n\r\n").await;
     assert!(
         reply.starts_with(b"HTTP/1.0 200"),
         "{}",
@@ -309,7 +313,6 @@ async fn an_http10_request_without_host_reaches_the_app_with_the_upstream_as_hos
 /// fields about its own connection do not.
 #[tokio::test]
 async fn response_fields_pass_through_on_both_server_paths() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (server, addr) = raw_upstream(
         b"HTTP/1.1 200 OK\r\nServer: app\r\nX-App: 1\r\nConnection: keep-alive\r\n\
           Keep-Alive: timeout=5\r\nContent-Length: 5\r\n\r\nhello",
@@ -317,20 +320,11 @@ async fn response_fields_pass_through_on_both_server_paths() {
     .await;
     let collector = FakeCollector::start().await;
     let sidecar = Sidecar::start(Yaml::default(), addr, collector.addr).await;
-    let target = sidecar.base.trim_start_matches("http://").to_owned();
     for request in [
         "GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n",
         "GET / HTTP/1.0\r\n\r\n",
     ] {
-        let mut socket = tokio::net::TcpStream::connect(&target)
-            .await
-            .expect("connect");
-        socket.write_all(request.as_bytes()).await.expect("write");
-        let mut reply = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut reply))
-            .await
-            .expect("the response ends the connection")
-            .expect("read");
+        let reply = raw_request(&sidecar.base, request.as_bytes()).await;
         let reply = String::from_utf8_lossy(&reply).to_ascii_lowercase();
         for expected in [
             "\r\nserver: app\r\n",
