@@ -168,24 +168,6 @@ impl<B: ResponseFields> FieldLookup for http::Response<B> {
     }
 }
 
-/// Whether `name` is a hop-by-hop field (RFC 9110 §7.6.1: `Connection`
-/// and the fields it is about, plus the non-standard `Keep-Alive` and
-/// `Proxy-Connection`, and `Upgrade`, `TE`, `Trailer`,
-/// `Transfer-Encoding`, `Proxy-Authenticate`, `Proxy-Authorization`).
-pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    let candidates: &[&[u8]] = match name.len() {
-        2 => &[b"te"],
-        7 => &[b"trailer", b"upgrade"],
-        10 => &[b"connection", b"keep-alive"],
-        16 => &[b"proxy-connection"],
-        17 => &[b"transfer-encoding"],
-        18 => &[b"proxy-authenticate"],
-        19 => &[b"proxy-authorization"],
-        _ => return false,
-    };
-    candidates.iter().any(|c| name.eq_ignore_ascii_case(c))
-}
-
 /// Writes one field line.
 pub fn encode_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
     out.extend_from_slice(name.as_str().as_bytes());
@@ -280,26 +262,6 @@ mod tests {
         assert_eq!(map["content-length"], "12");
         assert_eq!(map["server"], "app");
         assert_eq!(map.len(), 6 + INDEXED + 1);
-    }
-
-    #[test]
-    fn hop_by_hop_names_are_recognised_whatever_their_case() {
-        for name in [
-            &b"Connection"[..],
-            b"keep-alive",
-            b"TE",
-            b"Trailer",
-            b"Upgrade",
-            b"Transfer-Encoding",
-            b"Proxy-Connection",
-            b"proxy-authenticate",
-            b"Proxy-Authorization",
-        ] {
-            assert!(is_hop_by_hop(name), "{}", String::from_utf8_lossy(name));
-        }
-        for name in [&b"content-length"[..], b"tee", b"upgrades", b"date", b""] {
-            assert!(!is_hop_by_hop(name), "{}", String::from_utf8_lossy(name));
-        }
     }
 
     #[test]

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use crate::server::RequestBody;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper_util::rt::TokioIo;
@@ -17,6 +16,7 @@ use super::body::{ResponseBody, TracedBody};
 use super::error::ProxyError;
 use super::flight::{Ending, InFlight};
 use super::{Proxy, local_error};
+use crate::server::RequestBody;
 
 /// Dials `host:port` and, on success, tunnels the upgraded connection to it.
 pub async fn open(

@@ -13,7 +13,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::server::RequestBody;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::Either;
@@ -27,7 +26,7 @@ use super::error::ProxyError;
 use super::upload::{self, UploadBody};
 use crate::config::{self, ProxyTimeouts, UpstreamProtocol, UpstreamUrl};
 use crate::propagation::Added;
-use crate::server::ConnLocal;
+use crate::server::{ConnLocal, RequestBody};
 use crate::tls::{Alpn, ClientTls, HttpsConnector};
 
 /// Idle pooled connections to the upstream are closed after this long.

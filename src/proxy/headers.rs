@@ -37,6 +37,14 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Whether `name` (any case) is one of [`HOP_BY_HOP`]: for fields read off
+/// the wire, before any header map exists.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| hop.as_str().as_bytes().eq_ignore_ascii_case(name))
+}
+
 /// Which of [`HOP_BY_HOP`] and `X-Forwarded-*` `headers` holds, one bit
 /// each, from one pass over the names (cheaper than a hashed lookup per
 /// name; most requests carry none, most responses only `Connection`).
@@ -187,6 +195,25 @@ mod tests {
         m
     }
 
+    #[test]
+    fn hop_by_hop_names_are_recognised_whatever_their_case() {
+        for name in [
+            &b"Connection"[..],
+            b"keep-alive",
+            b"TE",
+            b"Trailer",
+            b"Upgrade",
+            b"Transfer-Encoding",
+            b"Proxy-Connection",
+            b"proxy-authenticate",
+            b"Proxy-Authorization",
+        ] {
+            assert!(is_hop_by_hop(name), "{}", String::from_utf8_lossy(name));
+        }
+        for name in [&b"content-length"[..], b"tee", b"upgrades", b"date", b""] {
+            assert!(!is_hop_by_hop(name), "{}", String::from_utf8_lossy(name));
+        }
+    }
     #[test]
     fn hop_by_hop_headers_are_removed() {
         let mut h = map(&[

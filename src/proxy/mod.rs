@@ -40,7 +40,6 @@ pub use forward::Upstream;
 
 use std::sync::Arc;
 
-use crate::server::RequestBody;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{Either, Full};
@@ -52,7 +51,7 @@ use crate::http1::FieldLookup;
 use crate::metrics::ProxyMetrics;
 use crate::propagation::{self, Added, Outgoing, Seen};
 use crate::sampling::{LiveSampler, RequestFacts};
-use crate::server::ConnInfo;
+use crate::server::{ConnInfo, RequestBody};
 use crate::span::{Endpoint, HttpFacts, Kind, SpanContext, SpanId, SpanTimer, Tag, TraceId};
 use body::TracedBody;
 use flight::InFlight;

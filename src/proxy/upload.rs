@@ -11,12 +11,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use crate::server::RequestBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::server::BoxError;
+use crate::server::{BoxError, RequestBody};
 
 /// The downstream sent no part of the request body for too long.
 #[derive(Debug, thiserror::Error)]

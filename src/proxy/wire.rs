@@ -32,9 +32,8 @@ use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
-use crate::http1::{
-    RawFields, ResponseFields, encode_chunk_size, encode_field, is_hop_by_hop, parse_decimal,
-};
+use super::headers::is_hop_by_hop;
+use crate::http1::{RawFields, ResponseFields, encode_chunk_size, encode_field, parse_decimal};
 use crate::server::BoxError;
 use crate::tls::connector::MaybeTls;
 
