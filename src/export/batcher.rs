@@ -1,13 +1,16 @@
 //! The queue's consumer: collects spans into batches, encodes them and hands
 //! them to [`Delivery`], one batch in flight at a time.
 //!
-//! A batch is flushed when it holds `batch_size` spans or `batch_interval`
-//! after its first span arrived. While a batch is being delivered (retries
-//! included) nothing is received, so the queue fills up to its capacity and
-//! then the request path drops spans: memory stays bounded by the queue plus
-//! one batch whatever the collector does. On shutdown the queue is closed,
-//! what it holds is flushed until `shutdown_timeout`, and the rest is
-//! counted as dropped for `shutdown`.
+//! Spans are encoded as they arrive, a few at a time, so the work of a
+//! batch is spread over its interval instead of falling on one turn of the
+//! worker the request path shares. A batch is flushed when it holds
+//! `batch_size` spans or `batch_interval` after its first span arrived.
+//! While a batch is being delivered (retries included) nothing is
+//! received, so the queue fills up to its capacity and then the request
+//! path drops spans: memory stays bounded by the queue plus one batch
+//! whatever the collector does. On shutdown the queue is closed, what it
+//! holds is flushed until `shutdown_timeout`, and the rest is counted as
+//! dropped for `shutdown`.
 
 use std::future::Future;
 use std::io::Write as _;
@@ -22,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::delivery::{Delivery, EncodedBatch};
-use super::zipkin_json::{EncodeOptions, encode_spans};
+use super::zipkin_json::SpanEncoder;
 use crate::metrics::ExportMetrics;
 use crate::span::Span;
 
@@ -31,11 +34,9 @@ use crate::span::Span;
 pub struct Batcher {
     pub(super) queue: mpsc::Receiver<Span>,
     pub(super) settings: BatchSettings,
-    pub(super) options: EncodeOptions,
+    pub(super) encoder: SpanEncoder,
     pub(super) delivery: Delivery,
     pub(super) metrics: ExportMetrics,
-    /// Size of the last batch's JSON: the next buffer starts that large.
-    pub(super) json_hint: usize,
 }
 
 /// When to flush and how to encode.
@@ -48,31 +49,70 @@ pub(super) struct BatchSettings {
     pub shutdown_timeout: Duration,
 }
 
+/// The batch being filled: the JSON array so far, without its closing `]`.
+struct OpenBatch {
+    json: Vec<u8>,
+    spans: usize,
+}
+
+impl OpenBatch {
+    fn new() -> Self {
+        Self {
+            json: vec![b'['],
+            spans: 0,
+        }
+    }
+
+    /// Encodes and drops every span in `received`.
+    fn add(&mut self, encoder: &mut SpanEncoder, received: &mut Vec<Span>) {
+        for span in received.drain(..) {
+            if self.spans > 0 {
+                self.json.push(b',');
+            }
+            encoder.encode(&span, &mut self.json);
+            self.spans += 1;
+        }
+    }
+
+    /// Closes the array and starts the next batch in a fresh buffer (the
+    /// closed one goes to the upload without a copy), as large as this one
+    /// and an eighth.
+    fn take(&mut self) -> (Vec<u8>, usize) {
+        self.json.push(b']');
+        let mut next = Vec::with_capacity(self.json.len() + self.json.len() / 8);
+        next.push(b'[');
+        let json = std::mem::replace(&mut self.json, next);
+        (json, std::mem::take(&mut self.spans))
+    }
+}
+
 impl Batcher {
     /// Runs until `shutdown` completes; then stops receiving, drains what is
     /// queued, and makes a final flush bounded by `shutdown_timeout`. Also
     /// returns, after flushing, once every [`super::SpanSink`] is dropped.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut spans = Vec::with_capacity(self.settings.batch_size);
+        let mut received = Vec::with_capacity(self.settings.batch_size);
+        let mut open = OpenBatch::new();
         let deadline = loop {
-            if !self.fill(&mut spans, &mut shutdown).await {
+            if !self.fill(&mut received, &mut open, &mut shutdown).await {
                 break Instant::now() + self.settings.shutdown_timeout;
             }
-            let batch = self.encode(&mut spans);
+            let batch = self.seal(&mut open);
             if let Some(deadline) = self.deliver_or_stop(&batch, &mut shutdown).await {
                 break deadline;
             }
         };
-        self.finish(spans, deadline).await;
+        self.finish(received, open, deadline).await;
     }
 
-    /// Receives into the empty `spans` until the batch is full or its
-    /// interval has passed (`true`), or until shutdown or every sink is gone
-    /// (`false`).
+    /// Receives and encodes into the empty `open` batch until it is full or
+    /// its interval has passed (`true`), or until shutdown or every sink is
+    /// gone (`false`).
     async fn fill<F: Future<Output = ()>>(
         &mut self,
-        spans: &mut Vec<Span>,
+        received: &mut Vec<Span>,
+        open: &mut OpenBatch,
         shutdown: &mut Pin<&mut F>,
     ) -> bool {
         let size = self.settings.batch_size;
@@ -84,18 +124,19 @@ impl Batcher {
                     None => std::future::pending().await,
                 }
             };
-            let room = size - spans.len();
+            let room = size - open.spans;
             tokio::select! {
                 biased;
                 () = shutdown.as_mut() => return false,
                 () = flush_due => return true,
-                received = self.queue.recv_many(spans, room) => {
-                    if received == 0 {
+                count = self.queue.recv_many(received, room) => {
+                    if count == 0 {
                         return false; // Every sink is gone and the queue is empty.
                     }
-                    lower(&self.metrics.queue_depth, received);
+                    lower(&self.metrics.queue_depth, count);
+                    open.add(&mut self.encoder, received);
                     flush_at.get_or_insert_with(|| Instant::now() + self.settings.batch_interval);
-                    if spans.len() >= size {
+                    if open.spans >= size {
                         return true;
                     }
                 }
@@ -129,35 +170,36 @@ impl Batcher {
     }
 
     /// The final flush: closes the queue (late spans are counted as
-    /// `shutdown` by the sink), then delivers the partial batch and
-    /// everything queued until `deadline`, and counts the rest as dropped.
-    async fn finish(&mut self, mut spans: Vec<Span>, deadline: Instant) {
+    /// `shutdown` by the sink), then delivers the open batch and everything
+    /// queued until `deadline`, and counts the rest as dropped.
+    async fn finish(&mut self, mut received: Vec<Span>, mut open: OpenBatch, deadline: Instant) {
         self.queue.close();
         let size = self.settings.batch_size;
         loop {
-            let room = size - spans.len();
-            let received = self.queue.recv_many(&mut spans, room).await;
-            lower(&self.metrics.queue_depth, received);
-            if spans.is_empty() {
+            let room = size - open.spans;
+            let count = self.queue.recv_many(&mut received, room).await;
+            lower(&self.metrics.queue_depth, count);
+            if open.spans == 0 && count == 0 {
                 return;
             }
             if Instant::now() >= deadline {
                 break;
             }
-            let batch = self.encode(&mut spans);
+            open.add(&mut self.encoder, &mut received);
+            let batch = self.seal(&mut open);
             self.delivery.deliver(&batch, Some(deadline)).await;
         }
         // Out of time: count what is left instead of sending it.
-        let mut left = spans.len();
-        spans.clear();
+        let mut left = open.spans + received.len();
+        received.clear();
         loop {
-            let received = self.queue.recv_many(&mut spans, size).await;
-            if received == 0 {
+            let count = self.queue.recv_many(&mut received, size).await;
+            if count == 0 {
                 break;
             }
-            lower(&self.metrics.queue_depth, received);
-            left += received;
-            spans.clear();
+            lower(&self.metrics.queue_depth, count);
+            left += count;
+            received.clear();
         }
         tracing::warn!(
             spans = left,
@@ -166,14 +208,10 @@ impl Batcher {
         self.metrics.dropped("shutdown", count(left));
     }
 
-    /// Encodes and empties `spans`, gzipping when configured.
-    fn encode(&mut self, spans: &mut Vec<Span>) -> EncodedBatch {
-        // A fresh buffer per batch, handed to the upload without a copy.
-        let mut json = Vec::with_capacity(self.json_hint);
-        encode_spans(spans, &self.options, &mut json);
-        self.json_hint = json.len() + json.len() / 8;
-        let n = count(spans.len());
-        spans.clear();
+    /// Closes the open batch, gzipping it when configured.
+    fn seal(&mut self, open: &mut OpenBatch) -> EncodedBatch {
+        let (json, spans) = open.take();
+        let n = count(spans);
         self.metrics.batch_spans.observe(n as f64);
         let gzipped = self.settings.gzip.then(|| gzip(&json)).flatten();
         EncodedBatch {
@@ -203,4 +241,40 @@ fn lower(gauge: &IntGauge, received: usize) {
 
 fn count(spans: usize) -> u64 {
     u64::try_from(spans).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::sample::spans;
+    use crate::export::{EncodeOptions, encode_spans};
+
+    #[test]
+    fn spans_encoded_as_they_arrive_make_the_batch_a_list_encoding_makes() {
+        let options = EncodeOptions {
+            resource_tags: vec![("k8s.pod.name".into(), "api-7f9".into())],
+        };
+        let mut encoder = SpanEncoder::new(&options);
+        let mut open = OpenBatch::new();
+        let all = spans(6);
+        for chunk in [&all[..3], &all[3..3], &all[3..5]] {
+            let mut received = chunk.to_vec();
+            open.add(&mut encoder, &mut received);
+            assert!(received.is_empty(), "encoded spans are dropped");
+        }
+        let (json, n) = open.take();
+        let mut expected = Vec::new();
+        encode_spans(&all[..5], &options, &mut expected);
+        assert_eq!(
+            (String::from_utf8(json).unwrap(), n),
+            (String::from_utf8(expected).unwrap(), 5)
+        );
+        // The next batch starts empty, in a buffer of its own.
+        open.add(&mut encoder, &mut all[5..].to_vec());
+        let (json, n) = open.take();
+        let mut expected = Vec::new();
+        encode_spans(&all[5..], &options, &mut expected);
+        assert_eq!((json, n), (expected, 1));
+        assert_eq!(open.take(), (b"[]".to_vec(), 0));
+    }
 }

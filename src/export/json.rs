@@ -20,8 +20,24 @@ pub fn write_str_lowercase(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
 }
 
+/// Writes text that is known to need no escape (an HTTP method, a static
+/// label) as a JSON string literal.
+pub fn write_plain_str(out: &mut Vec<u8>, value: &str) {
+    debug_assert!(!any_needs_escape(value.as_bytes()), "{value:?}");
+    out.push(b'"');
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'"');
+}
+
 /// Writes raw bytes as a JSON string; invalid UTF-8 becomes U+FFFD.
 pub fn write_bytes_lossy(out: &mut Vec<u8>, value: &[u8]) {
+    // Header values are nearly always printable ASCII: no UTF-8 check.
+    if !any_needs_escape_or_non_ascii(value) {
+        out.push(b'"');
+        out.extend_from_slice(value);
+        out.push(b'"');
+        return;
+    }
     match std::str::from_utf8(value) {
         Ok(text) => write_str(out, text),
         Err(_) => write_str(out, &String::from_utf8_lossy(value)),
@@ -52,7 +68,7 @@ pub fn write_escaped(out: &mut Vec<u8>, value: &str) {
 /// and service names (Zipkin v2 API, `Span.name`, `Endpoint.serviceName`).
 pub fn write_escaped_lowercase(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
-    if bytes.iter().all(|&b| b.is_ascii() && !needs_escape(b)) {
+    if !any_needs_escape_or_non_ascii(bytes) {
         let start = out.len();
         out.extend_from_slice(bytes);
         out[start..].make_ascii_lowercase();
@@ -83,16 +99,44 @@ fn needs_escape(byte: u8) -> bool {
 /// byte of `w` is zero (borrows only ever add bits above a zero byte), and
 /// `(w - 0x2020..) & !w & 0x8080..` when some byte is below 0x20.
 fn any_needs_escape(bytes: &[u8]) -> bool {
+    scan(bytes, false)
+}
+
+/// Like [`any_needs_escape`], and also true for any byte above 0x7f.
+fn any_needs_escape_or_non_ascii(bytes: &[u8]) -> bool {
+    scan(bytes, true)
+}
+
+#[inline(always)]
+fn scan(bytes: &[u8], non_ascii: bool) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let high = if non_ascii { HIGH } else { 0 };
     let zero_byte = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
-    let (words, rest) = bytes.as_chunks::<8>();
-    words.iter().any(|word| {
-        let w = u64::from_ne_bytes(*word);
-        w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0
+    let bad = |word: [u8; 8]| {
+        let w = u64::from_ne_bytes(word);
+        w & high != 0
+            || w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0
             || zero_byte(w ^ (ONES * u64::from(b'"')))
             || zero_byte(w ^ (ONES * u64::from(b'\\')))
-    }) || rest.iter().any(|&b| needs_escape(b))
+    };
+    let (words, rest) = bytes.as_chunks::<8>();
+    if words.iter().any(|word| bad(*word)) {
+        return true;
+    }
+    if rest.is_empty() {
+        return false;
+    }
+    // The tail as one more word: the last eight bytes (overlapping words
+    // already checked), or, in a short value, the bytes padded with spaces.
+    if let Some(last) = bytes.last_chunk::<8>() {
+        return bad(*last);
+    }
+    let mut tail = [b' '; 8];
+    for (to, from) in tail.iter_mut().zip(rest) {
+        *to = *from;
+    }
+    bad(tail)
 }
 
 fn write_escape(out: &mut Vec<u8>, byte: u8) {
@@ -192,6 +236,38 @@ mod tests {
         // High bytes (UTF-8) next to plain ones are no escape.
         assert!(!any_needs_escape("é☃ plain text, 0123456789".as_bytes()));
         assert!(any_needs_escape("é☃ plain text\u{1f}".as_bytes()));
+    }
+
+    #[test]
+    fn the_ascii_scan_also_finds_every_high_byte() {
+        for len in 0..24 {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = byte;
+                    assert_eq!(
+                        any_needs_escape_or_non_ascii(&bytes),
+                        needs_escape(byte) || !byte.is_ascii(),
+                        "byte {byte:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn header_bytes_take_the_plain_path_or_the_careful_one() {
+        for value in [
+            &b"curl/8.5.0"[..],
+            b"say \"hi\"",
+            b"caf\xc3\xa9",
+            b"tab\there",
+        ] {
+            let mut out = Vec::new();
+            write_bytes_lossy(&mut out, value);
+            let parsed: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(parsed.as_bytes(), value);
+        }
     }
 
     #[test]

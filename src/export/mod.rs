@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! request path ──SpanSink::send (try_send)──► bounded queue ──► Batcher
-//!   ──encode_spans (+gzip)──► Delivery ──CollectorClient POST──► collector
+//!   ──SpanEncoder, span by span (+gzip)──► Delivery ──CollectorClient POST──► collector
 //!                                 ▲    │ 429 / 5xx / connect / timeout
 //!                                 └────┘ retry: backoff + jitter, Retry-After
 //! ```
@@ -13,9 +13,9 @@
 //!    a full queue drops the span and counts `queue_full`.
 //! 2. The queue: a tokio bounded channel of `queue_capacity` spans; the
 //!    `tracehop_export_queue_spans` gauge follows its depth.
-//! 3. [`Batcher`] (`batcher`): flushes at `batch_size` spans or
-//!    `batch_interval` after a batch's first span, and runs the final flush
-//!    at shutdown.
+//! 3. [`Batcher`] (`batcher`): encodes spans as they arrive, flushes at
+//!    `batch_size` spans or `batch_interval` after a batch's first span,
+//!    and runs the final flush at shutdown.
 //! 4. `zipkin_json` (with `route`, `json`): renders typed spans into Zipkin
 //!    v2 JSON, names and OpenTelemetry tags included, off the request path.
 //! 5. `delivery` and `client`: POST with `b3: 0`; 2xx done, 400 and other
@@ -23,7 +23,7 @@
 //!    (`retry`) until `max_elapsed`, then dropped as `retries_exhausted`.
 //!
 //! Memory bound: the queue holds at most `queue_capacity` spans and the
-//! batcher at most one batch (`batch_size` spans, then its encoded body).
+//! batcher at most one batch (`batch_size` spans, encoded as they arrive).
 //! The batcher receives nothing while a batch is being delivered, so a slow
 //! or failing collector fills the queue and the sink starts dropping; no
 //! collector behaviour makes tracehop buffer more.
@@ -48,7 +48,7 @@ pub use batcher::Batcher;
 pub use client::{ClientError, CollectorAccess};
 pub use relay::{Relay, RelaySink, relay};
 pub use sink::SpanSink;
-pub use zipkin_json::{EncodeOptions, encode_spans};
+pub use zipkin_json::{EncodeOptions, SpanEncoder, encode_spans};
 
 use tokio::sync::mpsc;
 
@@ -99,7 +99,7 @@ pub fn channel_with(
             gzip: zipkin.gzip,
             shutdown_timeout: zipkin.shutdown_timeout,
         },
-        options,
+        encoder: SpanEncoder::new(&options),
         delivery: Delivery {
             client,
             retry: zipkin.retry.clone(),
@@ -107,7 +107,6 @@ pub fn channel_with(
             metrics: metrics.clone(),
         },
         metrics,
-        json_hint: 0,
     };
     (sink, Some(batcher))
 }

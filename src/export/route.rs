@@ -7,21 +7,42 @@
 /// The placeholder that replaces identifier segments.
 const ID: &str = "{id}";
 
-/// Writes the template of `path` (a path without its query) into `out`,
-/// replacing segments that are all digits, UUIDs or long hex strings with
-/// `{id}`. An empty path is `/`.
-pub fn template_path(path: &str, out: &mut String) {
-    out.clear();
+/// The template of `path` (a path without its query): the path with
+/// segments that are all digits, UUIDs or long hex strings replaced by
+/// `{id}`, written into `out` when that changes anything. An empty path is
+/// `/`.
+pub fn template_path<'a>(path: &'a str, out: &'a mut String) -> &'a str {
     if path.is_empty() {
-        out.push('/');
-        return;
+        return "/";
     }
+    if !may_hold_identifier(path.as_bytes()) {
+        return path;
+    }
+    out.clear();
     for (i, segment) in path.split('/').enumerate() {
         if i > 0 {
             out.push('/');
         }
         out.push_str(if is_identifier(segment) { ID } else { segment });
     }
+    out
+}
+
+/// False when no segment can be an identifier: every identifier segment
+/// holds a digit or is at least 16 bytes long.
+fn may_hold_identifier(path: &[u8]) -> bool {
+    let mut segment = 0;
+    for &byte in path {
+        if byte == b'/' {
+            segment = 0;
+            continue;
+        }
+        segment += 1;
+        if byte.is_ascii_digit() || segment >= 16 {
+            return true;
+        }
+    }
+    false
 }
 
 /// True for segments that name one record rather than a kind of resource.
@@ -81,11 +102,13 @@ mod tests {
             ("/blobs/deadbeefdeadbeeg", "/blobs/deadbeefdeadbeeg"),
             ("/a//b", "/a//b"),
             ("/users/-1", "/users/-1"),
+            // Sixteen hex letters, no digit.
+            ("/blobs/deadbeefdeadbeef/x", "/blobs/{id}/x"),
+            ("/abcdefabcdefabc", "/abcdefabcdefabc"),
         ];
         let mut out = String::new();
         for (path, expected) in cases {
-            template_path(path, &mut out);
-            assert_eq!(out, expected, "{path}");
+            assert_eq!(template_path(path, &mut out), expected, "{path}");
         }
     }
 }

@@ -7,9 +7,11 @@
 //! Zipkin API asks; `shared` is never written because every span here owns
 //! its span id (SERVER spans get a fresh id, CLIENT spans must never be shared).
 
+use std::sync::Arc;
+
 use super::json::{
-    write_bytes_lossy, write_escaped_lowercase, write_str, write_str_lowercase, write_u64,
-    write_u64_str,
+    write_bytes_lossy, write_escaped_lowercase, write_plain_str, write_str, write_str_lowercase,
+    write_u64, write_u64_str,
 };
 use super::route::template_path;
 use crate::span::{Endpoint, Kind, Span, canonical_ip, ip_text};
@@ -29,56 +31,95 @@ pub struct EncodeOptions {
     pub resource_tags: Vec<(String, String)>,
 }
 
-/// Appends the Zipkin v2 JSON array of `spans` to `out`. The batcher uses
-/// this very function; it is public for benchmarks and tests.
+/// Appends the Zipkin v2 JSON array of `spans` to `out`. The batcher
+/// encodes through [`SpanEncoder`] span by span; this is the same encoding
+/// of a whole list, for benchmarks and tests.
 pub fn encode_spans(spans: &[Span], options: &EncodeOptions, out: &mut Vec<u8>) {
-    // One scratch buffer for derived route templates, reused across spans.
-    let mut route = String::new();
+    let mut encoder = SpanEncoder::new(options);
     out.push(b'[');
     for (i, span) in spans.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        encode_span(span, options, &mut route, out);
+        encoder.encode(span, out);
     }
     out.push(b']');
 }
 
-fn encode_span(span: &Span, options: &EncodeOptions, scratch: &mut String, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"traceId\":\"");
-    span.trace_id.write_short_hex(out);
-    out.push(b'"');
-    if let Some(parent) = span.parent_id {
-        out.extend_from_slice(b",\"parentId\":\"");
-        out.extend_from_slice(&parent.to_hex());
+/// Encodes spans one at a time, keeping what repeats from span to span
+/// rendered: the resource tags, and the local endpoint of the last span
+/// (every span of a process names the same service).
+pub struct SpanEncoder {
+    /// `,"key":"value"` for every resource tag.
+    resource: Vec<u8>,
+    /// The service of the last span and its `"localEndpoint"` member.
+    local: Option<(Arc<str>, Vec<u8>)>,
+    /// Scratch space for derived route templates.
+    route: String,
+}
+
+impl SpanEncoder {
+    pub fn new(options: &EncodeOptions) -> Self {
+        let mut resource = Vec::new();
+        let mut tags = TagWriter { out: &mut resource };
+        for (key, value) in &options.resource_tags {
+            tags.any(key, value);
+        }
+        Self {
+            resource,
+            local: None,
+            route: String::new(),
+        }
+    }
+
+    /// Appends the JSON object of `span` to `out`.
+    pub fn encode(&mut self, span: &Span, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"traceId\":\"");
+        span.trace_id.write_short_hex(out);
         out.push(b'"');
+        if let Some(parent) = span.parent_id {
+            out.extend_from_slice(b",\"parentId\":\"");
+            out.extend_from_slice(&parent.to_hex());
+            out.push(b'"');
+        }
+        out.extend_from_slice(b",\"id\":\"");
+        out.extend_from_slice(&span.id.to_hex());
+        out.extend_from_slice(match span.kind {
+            Kind::Server => b"\",\"kind\":\"SERVER\"",
+            Kind::Client => b"\",\"kind\":\"CLIENT\"",
+        });
+        let route = route_of(span, &mut self.route);
+        out.extend_from_slice(b",\"name\":");
+        write_name(span, route, out);
+        out.extend_from_slice(b",\"timestamp\":");
+        write_u64(out, span.timestamp_us);
+        out.extend_from_slice(b",\"duration\":");
+        write_u64(out, span.duration_us.max(1));
+        if span.debug {
+            out.extend_from_slice(b",\"debug\":true");
+        }
+        out.extend_from_slice(local_endpoint(&mut self.local, &span.local_service));
+        // The peer's address, written twice (endpoint and `client.address`).
+        let mut ip_buf = [0; 45];
+        let ip = span.remote.addr.map(|addr| ip_text(addr.ip(), &mut ip_buf));
+        write_remote_endpoint(&span.remote, ip, out);
+        out.extend_from_slice(b",\"tags\":{");
+        write_tags(span, route, ip, out);
+        out.extend_from_slice(&self.resource);
+        out.extend_from_slice(b"}}");
     }
-    out.extend_from_slice(b",\"id\":\"");
-    out.extend_from_slice(&span.id.to_hex());
-    out.extend_from_slice(match span.kind {
-        Kind::Server => b"\",\"kind\":\"SERVER\"",
-        Kind::Client => b"\",\"kind\":\"CLIENT\"",
-    });
-    let route = route_of(span, scratch);
-    out.extend_from_slice(b",\"name\":");
-    write_name(span, route, out);
-    out.extend_from_slice(b",\"timestamp\":");
-    write_u64(out, span.timestamp_us);
-    out.extend_from_slice(b",\"duration\":");
-    write_u64(out, span.duration_us.max(1));
-    if span.debug {
-        out.extend_from_slice(b",\"debug\":true");
+}
+
+/// `,"localEndpoint":{"serviceName":…}` for `service`, from `last` when it
+/// holds the same service, else rendered into it.
+fn local_endpoint<'a>(last: &'a mut Option<(Arc<str>, Vec<u8>)>, service: &Arc<str>) -> &'a [u8] {
+    if !matches!(last, Some((name, _)) if name == service) {
+        let mut member = b",\"localEndpoint\":{\"serviceName\":".to_vec();
+        write_str_lowercase(&mut member, service);
+        member.push(b'}');
+        *last = Some((service.clone(), member));
     }
-    out.extend_from_slice(b",\"localEndpoint\":{\"serviceName\":");
-    write_str_lowercase(out, &span.local_service);
-    out.push(b'}');
-    // The peer's address, written twice (endpoint and `client.address`).
-    let mut ip_buf = [0; 45];
-    let ip = span.remote.addr.map(|addr| ip_text(addr.ip(), &mut ip_buf));
-    write_remote_endpoint(&span.remote, ip, out);
-    out.extend_from_slice(b",\"tags\":{");
-    write_tags(span, route, ip, options, out);
-    out.extend_from_slice(b"}}");
+    last.as_ref().map_or(&[], |(_, member)| member)
 }
 
 /// The route of the span: the configured template that matched, else the
@@ -91,15 +132,20 @@ fn route_of<'a>(span: &'a Span, scratch: &'a mut String) -> Option<&'a str> {
     if let Some(route) = &facts.route {
         return Some(route);
     }
-    template_path(facts.target.as_ref().map_or("", |t| t.path()), scratch);
-    Some(scratch)
+    Some(template_path(
+        facts.target.as_ref().map_or("", |t| t.path()),
+        scratch,
+    ))
 }
 
 /// `"{method} {route}"`, or `connect {host}` for tunnels, lowercased as
 /// Zipkin does with span names.
 fn write_name(span: &Span, route: Option<&str>, out: &mut Vec<u8>) {
     out.push(b'"');
-    write_escaped_lowercase(out, span.http.method.as_str());
+    match lowercase_method(&span.http.method) {
+        Some(method) => out.extend_from_slice(method.as_bytes()),
+        None => write_escaped_lowercase(out, span.http.method.as_str()),
+    }
     let target = match (route, &span.http.host) {
         (Some(route), _) => Some(route.into()),
         (None, Some(host)) => Some(String::from_utf8_lossy(host.as_bytes())),
@@ -110,6 +156,23 @@ fn write_name(span: &Span, route: Option<&str>, out: &mut Vec<u8>) {
         write_escaped_lowercase(out, &target);
     }
     out.push(b'"');
+}
+
+/// The standard methods (RFC 9110 §9) in lower case.
+fn lowercase_method(method: &http::Method) -> Option<&'static str> {
+    use http::Method;
+    Some(match *method {
+        Method::GET => "get",
+        Method::POST => "post",
+        Method::PUT => "put",
+        Method::DELETE => "delete",
+        Method::HEAD => "head",
+        Method::OPTIONS => "options",
+        Method::PATCH => "patch",
+        Method::CONNECT => "connect",
+        Method::TRACE => "trace",
+        _ => return None,
+    })
 }
 
 /// Writes `remoteEndpoint` with only the fields that are known; nothing
@@ -149,24 +212,19 @@ fn write_remote_endpoint(remote: &Endpoint, text: Option<&[u8]>, out: &mut Vec<u
 }
 
 /// Writes the members of the `tags` object, in a fixed order.
-fn write_tags(
-    span: &Span,
-    route: Option<&str>,
-    ip: Option<&[u8]>,
-    options: &EncodeOptions,
-    out: &mut Vec<u8>,
-) {
+fn write_tags(span: &Span, route: Option<&str>, ip: Option<&[u8]>, out: &mut Vec<u8>) {
     let facts = &span.http;
     // The method is always there, so it opens the object; every other
     // member starts with its comma.
     out.extend_from_slice(b"\"http.request.method\":");
-    write_str(out, facts.method.as_str());
+    // Methods are tokens (RFC 9110 §9.1), which need no escape.
+    write_plain_str(out, facts.method.as_str());
     let mut tags = TagWriter { out };
     if let Some(target) = &facts.target {
         tags.text(key!("url.path"), target.path());
     }
     if !facts.scheme.is_empty() {
-        tags.text(key!("url.scheme"), facts.scheme);
+        tags.plain(key!("url.scheme"), facts.scheme);
     }
     if let Some(host) = &facts.host {
         let (address, port) = split_host(host.as_bytes());
@@ -184,7 +242,7 @@ fn write_tags(
         tags.number(key!("http.response.status_code"), u64::from(status));
     }
     if let Some(version) = protocol_version(facts.version) {
-        tags.text(key!("network.protocol.version"), version);
+        tags.plain(key!("network.protocol.version"), version);
     }
     if let Some(agent) = &facts.user_agent {
         tags.bytes(key!("user_agent.original"), agent.as_bytes());
@@ -192,9 +250,6 @@ fn write_tags(
     write_peer_and_outcome(span, ip, &mut tags);
     for tag in &span.tags {
         tags.any(&tag.key, &tag.value);
-    }
-    for (key, value) in &options.resource_tags {
-        tags.any(key, value);
     }
 }
 
@@ -277,15 +332,25 @@ struct TagWriter<'a> {
     out: &'a mut Vec<u8>,
 }
 
+// Inlined so that every key is a constant-length copy.
 impl TagWriter<'_> {
     /// Starts a member; `key` comes from [`key!`].
+    #[inline(always)]
     fn key(&mut self, key: &'static str) {
         self.out.extend_from_slice(key.as_bytes());
     }
 
+    #[inline(always)]
     fn text(&mut self, key: &'static str, value: &str) {
         self.key(key);
         write_str(self.out, value);
+    }
+
+    /// A value known to need no escape.
+    #[inline(always)]
+    fn plain(&mut self, key: &'static str, value: &'static str) {
+        self.key(key);
+        write_plain_str(self.out, value);
     }
 
     /// A tag whose key comes from configuration or a captured header.
@@ -297,11 +362,13 @@ impl TagWriter<'_> {
     }
 
     /// Header values may hold any byte; they are written lossily.
+    #[inline(always)]
     fn bytes(&mut self, key: &'static str, value: &[u8]) {
         self.key(key);
         write_bytes_lossy(self.out, value);
     }
 
+    #[inline(always)]
     fn number(&mut self, key: &'static str, value: u64) {
         self.key(key);
         write_u64_str(self.out, value);

@@ -278,6 +278,51 @@ fn encodes_lists() {
 }
 
 #[test]
+fn each_span_keeps_its_own_service_and_method() {
+    // The encoder keeps the last local endpoint rendered: a span of another
+    // service (or the same name in another allocation) must still be right.
+    let names = ["Orders", "users", "Orders", "orders"];
+    let methods = [
+        http::Method::POST,
+        http::Method::from_bytes(b"PURGE").expect("token"),
+        http::Method::DELETE,
+        http::Method::GET,
+    ];
+    let list: Vec<Span> = names
+        .iter()
+        .zip(&methods)
+        .map(|(name, method)| {
+            let mut span = server_span();
+            span.local_service = Arc::from(*name);
+            span.http.method = method.clone();
+            span
+        })
+        .collect();
+    let mut out = Vec::new();
+    encode_spans(&list, &EncodeOptions::default(), &mut out);
+    let values: Vec<Value> = serde_json::from_slice(&out).expect("valid JSON");
+    let seen: Vec<(&str, &str, &str)> = values
+        .iter()
+        .map(|v| {
+            (
+                v["localEndpoint"]["serviceName"].as_str().unwrap(),
+                v["name"].as_str().unwrap(),
+                v["tags"]["http.request.method"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("orders", "post /users/{id}", "POST"),
+            ("users", "purge /users/{id}", "PURGE"),
+            ("orders", "delete /users/{id}", "DELETE"),
+            ("orders", "get /users/{id}", "GET"),
+        ]
+    );
+}
+
+#[test]
 fn splits_host_and_port() {
     let cases: [(&[u8], &[u8], Option<u16>); 7] = [
         (b"example.com", b"example.com", None),
