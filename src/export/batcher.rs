@@ -32,7 +32,7 @@ use crate::span::Span;
 /// Drains the span queue into batches and delivers them to the collector.
 /// Built by [`super::channel`]; run it with [`Batcher::run`].
 pub struct Batcher {
-    pub(super) queue: mpsc::Receiver<Span>,
+    pub(super) queue: mpsc::Receiver<Box<Span>>,
     pub(super) settings: BatchSettings,
     pub(super) encoder: SpanEncoder,
     pub(super) delivery: Delivery,
@@ -49,6 +49,11 @@ pub(super) struct BatchSettings {
     pub shutdown_timeout: Duration,
 }
 
+/// Spans as the queue hands them over: boxed by the request path, so every
+/// hand-off moves a pointer.
+#[allow(clippy::vec_box)]
+type Received = Vec<Box<Span>>;
+
 /// The batch being filled: the JSON array so far, without its closing `]`.
 struct OpenBatch {
     json: Vec<u8>,
@@ -64,7 +69,7 @@ impl OpenBatch {
     }
 
     /// Encodes and drops every span in `received`.
-    fn add(&mut self, encoder: &mut SpanEncoder, received: &mut Vec<Span>) {
+    fn add(&mut self, encoder: &mut SpanEncoder, received: &mut Received) {
         for span in received.drain(..) {
             if self.spans > 0 {
                 self.json.push(b',');
@@ -111,7 +116,7 @@ impl Batcher {
     /// gone (`false`).
     async fn fill<F: Future<Output = ()>>(
         &mut self,
-        received: &mut Vec<Span>,
+        received: &mut Received,
         open: &mut OpenBatch,
         shutdown: &mut Pin<&mut F>,
     ) -> bool {
@@ -172,7 +177,7 @@ impl Batcher {
     /// The final flush: closes the queue (late spans are counted as
     /// `shutdown` by the sink), then delivers the open batch and everything
     /// queued until `deadline`, and counts the rest as dropped.
-    async fn finish(&mut self, mut received: Vec<Span>, mut open: OpenBatch, deadline: Instant) {
+    async fn finish(&mut self, mut received: Received, mut open: OpenBatch, deadline: Instant) {
         self.queue.close();
         let size = self.settings.batch_size;
         loop {
@@ -258,7 +263,7 @@ mod tests {
         let mut open = OpenBatch::new();
         let all = spans(6);
         for chunk in [&all[..3], &all[3..3], &all[3..5]] {
-            let mut received = chunk.to_vec();
+            let mut received: Received = chunk.iter().cloned().map(Box::new).collect();
             open.add(&mut encoder, &mut received);
             assert!(received.is_empty(), "encoded spans are dropped");
         }
@@ -270,7 +275,7 @@ mod tests {
             (String::from_utf8(expected).unwrap(), 5)
         );
         // The next batch starts empty, in a buffer of its own.
-        open.add(&mut encoder, &mut all[5..].to_vec());
+        open.add(&mut encoder, &mut vec![Box::new(all[5].clone())]);
         let (json, n) = open.take();
         let mut expected = Vec::new();
         encode_spans(&all[5..], &options, &mut expected);

@@ -38,7 +38,7 @@ enum Inner {
 
 #[derive(Clone, Debug)]
 struct Queue {
-    sender: mpsc::Sender<Span>,
+    sender: mpsc::Sender<Box<Span>>,
     depth: IntGauge,
     queue_full: IntCounter,
     closed: IntCounter,
@@ -47,7 +47,7 @@ struct Queue {
 
 impl SpanSink {
     /// A sink feeding `sender`; the batcher owns the receiving end.
-    pub(super) fn enabled(sender: mpsc::Sender<Span>, metrics: &ExportMetrics) -> Self {
+    pub(super) fn enabled(sender: mpsc::Sender<Box<Span>>, metrics: &ExportMetrics) -> Self {
         Self {
             inner: Inner::Enabled(Queue {
                 sender,
@@ -71,7 +71,7 @@ impl SpanSink {
     /// Queues `span` for export, or drops and counts it: `queue_full` when
     /// the queue is at capacity, `shutdown` once the batcher stopped
     /// receiving, `disabled` when export is off.
-    pub fn send(&self, span: Span) {
+    pub fn send(&self, span: impl Into<Box<Span>>) {
         let queue = match &self.inner {
             Inner::Enabled(queue) => queue,
             Inner::Disabled { discarded } => {
@@ -82,7 +82,7 @@ impl SpanSink {
         // Raise the gauge before the span becomes visible to the batcher,
         // which lowers it on receipt, so it never reads below zero.
         queue.depth.inc();
-        match queue.sender.try_send(span) {
+        match queue.sender.try_send(span.into()) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 queue.depth.dec();

@@ -70,8 +70,8 @@ async fn copy(
 ) -> Ending {
     match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
         Ok((sent, received)) => {
-            flight.http.request_body_bytes = sent;
-            flight.http.response_body_bytes = received;
+            flight.http_mut().request_body_bytes = sent;
+            flight.http_mut().response_body_bytes = received;
             Ending::Complete
         }
         Err(error) => Ending::UpstreamBodyError(format!("tunnel: {error}")),

@@ -15,7 +15,7 @@ use http::HeaderName;
 use super::Proxy;
 use crate::http1::FieldLookup;
 use crate::sampling::Outcome;
-use crate::span::{Endpoint, HttpFacts, Sampling, Span, SpanId, SpanTimer, Tag, TraceId};
+use crate::span::{Endpoint, HttpFacts, Sampling, Span, SpanContext, SpanId, SpanTimer, Tag};
 
 /// How a response ended.
 pub enum Ending {
@@ -27,23 +27,63 @@ pub enum Ending {
     Dropped { complete: bool },
 }
 
-/// One request being proxied.
+/// One request being proxied. The span it becomes is filled in as the
+/// request goes and lives on the heap from the start: the record moves
+/// with the response through the server and into the export queue as one
+/// pointer, not as a few hundred bytes copied at every step.
 pub struct InFlight {
     pub(super) proxy: Arc<Proxy>,
-    pub(super) trace_id: TraceId,
-    pub(super) span_id: SpanId,
-    pub(super) parent_id: Option<SpanId>,
     pub(super) sampling: Sampling,
     pub(super) timer: SpanTimer,
-    pub(super) http: HttpFacts,
-    pub(super) remote: Endpoint,
-    pub(super) error: Option<Cow<'static, str>>,
-    pub(super) tags: Vec<Tag>,
+    /// Everything but the duration, known when the request ends.
+    pub(super) span: Box<Span>,
 }
 
 impl InFlight {
+    /// Starts the record of a request whose facts are `http`.
+    pub(super) fn start(
+        proxy: &Arc<Proxy>,
+        context: &SpanContext,
+        parent_id: Option<SpanId>,
+        http: HttpFacts,
+        remote: Endpoint,
+    ) -> Self {
+        let timer = SpanTimer::start();
+        Self {
+            proxy: proxy.clone(),
+            sampling: context.sampling,
+            span: Box::new(Span {
+                trace_id: context.trace_id,
+                id: context.span_id,
+                parent_id,
+                kind: proxy.kind,
+                debug: context.sampling == Sampling::Debug,
+                timestamp_us: timer.timestamp_us,
+                duration_us: 0,
+                local_service: proxy.local_service.clone(),
+                remote,
+                http,
+                error: None,
+                tags: Vec::new(),
+            }),
+            timer,
+        }
+    }
+
+    pub fn http(&self) -> &HttpFacts {
+        &self.span.http
+    }
+
+    pub fn http_mut(&mut self) -> &mut HttpFacts {
+        &mut self.span.http
+    }
+
+    pub fn add_tag(&mut self, tag: Tag) {
+        self.span.tags.push(tag);
+    }
+
     pub fn add_response_bytes(&mut self, n: usize) {
-        self.http.response_body_bytes += n as u64;
+        self.span.http.response_body_bytes += n as u64;
     }
 
     /// Reads `grpc-status` (gRPC over HTTP/2: trailers, or the response
@@ -55,17 +95,17 @@ impl InFlight {
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.trim().parse().ok())
         {
-            self.http.grpc_status = Some(status);
+            self.span.http.grpc_status = Some(status);
         }
     }
 
     /// Records the response head.
     pub fn set_status(&mut self, status: u16) {
-        self.http.status = Some(status);
+        self.span.http.status = Some(status);
     }
 
     pub fn set_error(&mut self, error: impl Into<Cow<'static, str>>) {
-        self.error = Some(error.into());
+        self.span.error = Some(error.into());
     }
 
     /// Ends the request: metrics, access log, and the span hand-off.
@@ -75,19 +115,19 @@ impl InFlight {
             Ending::UpstreamBodyError(message) => {
                 // The head arrived but the body broke off (reset, tunnel error).
                 self.proxy.metrics.upstream_error("body");
-                self.error = Some(format!("upstream body failed: {message}").into());
+                self.set_error(format!("upstream body failed: {message}"));
             }
-            Ending::Dropped { complete: false } => self.tags.push(Tag {
+            Ending::Dropped { complete: false } => self.add_tag(Tag {
                 key: "tracehop.downstream_cancelled".into(),
                 value: "true".into(),
             }),
         }
         let duration_us = self.timer.duration_us();
         let proxy = &self.proxy;
-        let status = self.http.status.unwrap_or(502);
+        let status = self.span.http.status.unwrap_or(502);
         proxy
             .metrics
-            .record_request(&self.http.method, status, duration_us as f64 / 1e6);
+            .record_request(&self.span.http.method, status, duration_us as f64 / 1e6);
         proxy.metrics.in_flight.dec();
         if proxy.access_log {
             self.log_access(status, duration_us);
@@ -97,8 +137,8 @@ impl InFlight {
         } else {
             let outcome = Outcome {
                 status,
-                upstream_failed: self.error.is_some(),
-                grpc_status: self.http.grpc_status,
+                upstream_failed: self.span.error.is_some(),
+                grpc_status: self.span.http.grpc_status,
                 duration: Duration::from_micros(duration_us),
             };
             match proxy.sampler.load().keep(&outcome, Instant::now()) {
@@ -106,42 +146,32 @@ impl InFlight {
                 None => return,
             }
         };
+        let span = &mut self.span;
         if let Some(reason) = kept {
-            self.tags.push(Tag {
+            span.tags.push(Tag {
                 key: "sampling.reason".into(),
                 value: reason.tag().into(),
             });
         }
-        let span = Span {
-            trace_id: self.trace_id,
-            id: self.span_id,
-            parent_id: self.parent_id,
-            kind: proxy.kind,
-            debug: self.sampling == Sampling::Debug,
-            timestamp_us: self.timer.timestamp_us,
-            duration_us,
-            local_service: proxy.local_service.clone(),
-            remote: self.remote,
-            http: self.http.detached(),
-            error: self.error,
-            tags: self.tags,
-        };
-        proxy.sink.send(span);
+        span.duration_us = duration_us;
+        span.http.detach();
+        self.proxy.sink.send(self.span);
     }
 
     fn log_access(&self, status: u16, duration_us: u64) {
-        let path = self.http.target.as_ref().map_or("/", |t| t.path());
+        let span = &self.span;
+        let path = span.http.target.as_ref().map_or("/", |t| t.path());
         tracing::info!(
             target: "tracehop::access",
             direction = self.proxy.direction(),
-            method = %self.http.method,
+            method = %span.http.method,
             path,
             status,
             duration_ms = duration_us as f64 / 1000.0,
-            trace_id = %self.trace_id,
-            span_id = %self.span_id,
+            trace_id = %span.trace_id,
+            span_id = %span.id,
             sampled = self.sampling.is_sampled(),
-            error = self.error.as_deref(),
+            error = span.error.as_deref(),
         );
     }
 }

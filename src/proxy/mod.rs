@@ -52,7 +52,7 @@ use crate::metrics::ProxyMetrics;
 use crate::propagation::{self, Added, Outgoing, Seen};
 use crate::sampling::{LiveSampler, RequestFacts};
 use crate::server::{ConnInfo, RequestBody};
-use crate::span::{Endpoint, HttpFacts, Kind, SpanContext, SpanId, SpanTimer, Tag, TraceId};
+use crate::span::{Endpoint, HttpFacts, Kind, SpanContext, SpanId, Tag, TraceId};
 use body::TracedBody;
 use flight::InFlight;
 
@@ -245,8 +245,8 @@ pub async fn handle(
         &mut out,
         present,
         conn.peer.ip(),
-        flight.http.scheme,
-        flight.http.host.as_ref(),
+        flight.http().scheme,
+        flight.http().host.as_ref(),
     );
     propagation::inject_to(
         &mut out,
@@ -387,45 +387,37 @@ fn start_span(
             addr: None,
         },
     };
-    let mut flight = InFlight {
-        proxy: proxy.clone(),
-        trace_id: context.trace_id,
-        span_id: context.span_id,
-        parent_id: parent.map(|p| p.span_id),
-        sampling: context.sampling,
-        timer: SpanTimer::start(),
-        http: HttpFacts {
-            method: request.method().clone(),
-            target: uri.path_and_query().cloned(),
-            route: route::match_route(&proxy.routes, uri.path()),
-            // A TLS connection is `https` whatever the listener's default.
-            scheme: if conn.tls.is_some() {
-                "https"
-            } else {
-                proxy.scheme
-            },
-            host,
-            version: request.version(),
-            user_agent: headers.get(http::header::USER_AGENT).cloned(),
-            status: None,
-            request_body_bytes,
-            response_body_bytes: 0,
-            grpc_status: None,
+    let http = HttpFacts {
+        method: request.method().clone(),
+        target: uri.path_and_query().cloned(),
+        route: route::match_route(&proxy.routes, uri.path()),
+        // A TLS connection is `https` whatever the listener's default.
+        scheme: if conn.tls.is_some() {
+            "https"
+        } else {
+            proxy.scheme
         },
-        remote,
-        error: None,
-        tags: Vec::new(),
+        host,
+        version: request.version(),
+        user_agent: headers.get(http::header::USER_AGENT).cloned(),
+        status: None,
+        request_body_bytes,
+        response_body_bytes: 0,
+        grpc_status: None,
     };
+    let mut flight = InFlight::start(proxy, context, parent.map(|p| p.span_id), http, remote);
     if proxy.capture.query
         && let Some(query) = uri.query()
     {
-        flight.tags.push(Tag {
+        flight.add_tag(Tag {
             key: "url.query".into(),
             value: query.to_owned().into(),
         });
     }
     if let Some(tls) = &conn.tls {
-        flight.tags.extend(tls.tags());
+        for tag in tls.tags() {
+            flight.add_tag(tag);
+        }
     }
     capture_headers(&mut flight, headers, true);
     flight
@@ -455,5 +447,7 @@ fn capture_headers(flight: &mut InFlight, headers: &impl FieldLookup, request: b
             });
         }
     }
-    flight.tags.extend(tags);
+    for tag in tags {
+        flight.add_tag(tag);
+    }
 }

@@ -95,11 +95,11 @@ pub struct HttpFacts {
 }
 
 impl HttpFacts {
-    /// The same facts in storage of their own. Values parsed from a request
-    /// share the connection's read buffer; a span waiting in the export
-    /// queue would keep that whole buffer alive and make the connection
-    /// allocate a new one for its next request.
-    pub fn detached(mut self) -> Self {
+    /// Moves the facts into storage of their own. Values parsed from a
+    /// request share the connection's read buffer; a span waiting in the
+    /// export queue would keep that whole buffer alive and make the
+    /// connection allocate a new one for its next request.
+    pub fn detach(&mut self) {
         let text = |v: Option<&[u8]>| v.unwrap_or_default().len();
         let target = self.target.as_ref().map(|t| t.as_str().as_bytes());
         let host = self.host.as_ref().map(http::HeaderValue::as_bytes);
@@ -115,12 +115,13 @@ impl HttpFacts {
         let value = |v: &http::HeaderValue, bytes: bytes::Bytes| {
             http::HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| v.clone())
         };
-        self.target = self
-            .target
-            .map(|t| http::uri::PathAndQuery::from_maybe_shared(target).unwrap_or(t));
+        if let Some(old) = &mut self.target
+            && let Ok(new) = http::uri::PathAndQuery::from_maybe_shared(target)
+        {
+            *old = new;
+        }
         self.host = self.host.as_ref().map(|v| value(v, host));
         self.user_agent = self.user_agent.as_ref().map(|v| value(v, copy));
-        self
     }
 }
 
@@ -167,7 +168,8 @@ mod tests {
         };
         let inside = |p: *const u8| buffer.as_ptr_range().contains(&p);
         assert!(inside(facts.host.as_ref().unwrap().as_bytes().as_ptr()));
-        let detached = facts.clone().detached();
+        let mut detached = facts.clone();
+        detached.detach();
         assert_eq!(detached, facts);
         assert!(!inside(detached.target.as_ref().unwrap().as_str().as_ptr()));
         assert!(!inside(detached.host.as_ref().unwrap().as_bytes().as_ptr()));
