@@ -300,6 +300,32 @@ async fn flushes_partial_batches_after_the_interval() {
     assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn spans_gather_in_the_queue_between_receipts() {
+    let fake = Fake::start(|_, _| Reply::Status(202)).await;
+    let exporter = Exporter::start(ZipkinExport {
+        batch_size: 100,
+        batch_interval: Duration::from_secs(5),
+        ..zipkin(fake.addr)
+    });
+    let queued = |exporter: &Exporter| metric(&exporter.metrics, "tracehop_export_queue_spans");
+    exporter.send(spans(1));
+    tokio::task::yield_now().await;
+    assert_eq!(
+        queued(&exporter),
+        0.0,
+        "an idle batcher takes a span at once"
+    );
+    exporter.send(spans(3));
+    tokio::task::yield_now().await;
+    assert_eq!(queued(&exporter), 3.0, "then lets the next ones gather");
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert_eq!(queued(&exporter), 0.0, "and takes them together");
+    let (_, metrics) = exporter.shut_down().await;
+    assert_eq!(fake.uploads()[0].ids.len(), 4);
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 4.0);
+}
+
 #[tokio::test]
 async fn rejected_batches_are_dropped_and_not_retried() {
     let fake = Fake::start(|index, _| Reply::Status(if index == 0 { 400 } else { 202 })).await;
