@@ -15,6 +15,8 @@
 use std::future::Future;
 use std::io::Write as _;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,19 +27,17 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::delivery::{Delivery, EncodedBatch};
+use super::sink::Doorbell;
 use super::zipkin_json::SpanEncoder;
 use crate::metrics::ExportMetrics;
 use crate::span::Span;
-
-/// How long the batcher lets spans gather in the queue after taking some:
-/// the timer's resolution. Shutdown and the flush deadline are noticed at
-/// most this late.
-const GATHER: Duration = Duration::from_millis(1);
 
 /// Drains the span queue into batches and delivers them to the collector.
 /// Built by [`super::channel`]; run it with [`Batcher::run`].
 pub struct Batcher {
     pub(super) queue: mpsc::Receiver<Box<Span>>,
+    /// Rung by the sinks every few spans while a batch is open.
+    pub(super) doorbell: Arc<Doorbell>,
     pub(super) settings: BatchSettings,
     pub(super) encoder: SpanEncoder,
     pub(super) delivery: Delivery,
@@ -120,11 +120,11 @@ impl Batcher {
     /// its interval has passed (`true`), or until shutdown or every sink is
     /// gone (`false`).
     ///
-    /// After each receipt the batcher waits [`GATHER`] before it looks at
-    /// the queue again, so that at a few thousand requests a second it wakes
-    /// once for several spans rather than once per span (each wake-up costs
-    /// about what encoding a span does). An idle batcher waits on the queue
-    /// alone: no timer wakes it.
+    /// The first span is awaited on the queue; once the batch is open, the
+    /// batcher sleeps until the [`Doorbell`] rings (every few spans) or the
+    /// flush deadline, and then takes whatever is queued. So a steady
+    /// stream of spans wakes it once per few dozen spans, and no timer
+    /// runs while there is nothing to send.
     async fn fill<F: Future<Output = ()>>(
         &mut self,
         received: &mut Received,
@@ -132,18 +132,25 @@ impl Batcher {
         shutdown: &mut Pin<&mut F>,
     ) -> bool {
         let size = self.settings.batch_size;
-        // The batch's flush deadline, armed by its first span; one timer
-        // for the whole batch.
+        // The batch's flush deadline, armed by its first span.
         let flush = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(flush);
         let mut armed = false;
         loop {
-            let room = size - open.spans;
             tokio::select! {
                 biased;
                 () = shutdown.as_mut() => return false,
-                () = &mut flush, if armed => return true,
-                count = self.queue.recv_many(received, room) => {
+                () = &mut flush, if armed => {
+                    self.take_queued(received, open);
+                    return true;
+                }
+                () = self.doorbell.bell.notified(), if armed => {
+                    self.take_queued(received, open);
+                    if open.spans >= size {
+                        return true;
+                    }
+                }
+                count = self.queue.recv_many(received, size - open.spans), if !armed => {
                     if count == 0 {
                         return false; // Every sink is gone and the queue is empty.
                     }
@@ -152,17 +159,21 @@ impl Batcher {
                     if open.spans >= size {
                         return true;
                     }
-                    if !armed {
-                        flush.as_mut().reset(Instant::now() + self.settings.batch_interval);
-                        armed = true;
-                    }
-                    // A queue a quarter full in one receipt is filling too
-                    // fast to wait on.
-                    if count * 4 < self.queue.max_capacity() {
-                        tokio::time::sleep(GATHER).await;
-                    }
+                    flush.as_mut().reset(Instant::now() + self.settings.batch_interval);
+                    armed = true;
                 }
             }
+        }
+    }
+
+    /// Encodes what is queued, up to the batch's room, without waiting and
+    /// without asking to be woken by the next span.
+    fn take_queued(&mut self, received: &mut Received, open: &mut OpenBatch) {
+        let room = self.settings.batch_size - open.spans;
+        let mut quiet = Context::from_waker(Waker::noop());
+        if let Poll::Ready(count) = self.queue.poll_recv_many(&mut quiet, received, room) {
+            lower(&self.metrics.queue_depth, count);
+            open.add(&mut self.encoder, received);
         }
     }
 

@@ -50,6 +50,8 @@ pub use relay::{Relay, RelaySink, relay};
 pub use sink::SpanSink;
 pub use zipkin_json::{EncodeOptions, SpanEncoder, encode_spans};
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use crate::config::ExportConfig;
@@ -57,6 +59,7 @@ use crate::metrics::ExportMetrics;
 use batcher::BatchSettings;
 use client::CollectorClient;
 use delivery::Delivery;
+use sink::Doorbell;
 
 /// Builds the queue: the sink for the request path and, when export is
 /// enabled, the [`Batcher`] to run. An `https://` collector gets the
@@ -90,9 +93,11 @@ pub fn channel_with(
     };
     // A zero capacity would make tokio panic; validation rejects it anyway.
     let (sender, queue) = mpsc::channel(zipkin.queue_capacity.max(1));
-    let sink = SpanSink::enabled(sender, &metrics);
+    let doorbell = Arc::new(Doorbell::new(zipkin.queue_capacity));
+    let sink = SpanSink::enabled(sender, doorbell.clone(), &metrics);
     let batcher = Batcher {
         queue,
+        doorbell,
         settings: BatchSettings {
             batch_size: zipkin.batch_size.max(1),
             batch_interval: zipkin.batch_interval,

@@ -8,10 +8,11 @@
 //! collector cannot flood the log.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntGauge};
+use tokio::sync::Notify;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::metrics::ExportMetrics;
@@ -39,6 +40,7 @@ enum Inner {
 #[derive(Clone, Debug)]
 struct Queue {
     sender: mpsc::Sender<Box<Span>>,
+    doorbell: Arc<Doorbell>,
     depth: IntGauge,
     queue_full: IntCounter,
     closed: IntCounter,
@@ -46,11 +48,17 @@ struct Queue {
 }
 
 impl SpanSink {
-    /// A sink feeding `sender`; the batcher owns the receiving end.
-    pub(super) fn enabled(sender: mpsc::Sender<Box<Span>>, metrics: &ExportMetrics) -> Self {
+    /// A sink feeding `sender` and ringing `doorbell`; the batcher owns
+    /// the receiving end.
+    pub(super) fn enabled(
+        sender: mpsc::Sender<Box<Span>>,
+        doorbell: Arc<Doorbell>,
+        metrics: &ExportMetrics,
+    ) -> Self {
         Self {
             inner: Inner::Enabled(Queue {
                 sender,
+                doorbell,
                 depth: metrics.queue_depth.clone(),
                 queue_full: metrics.dropped_counter("queue_full"),
                 closed: metrics.dropped_counter("shutdown"),
@@ -83,7 +91,7 @@ impl SpanSink {
         // which lowers it on receipt, so it never reads below zero.
         queue.depth.inc();
         match queue.sender.try_send(span.into()) {
-            Ok(()) => {}
+            Ok(()) => queue.doorbell.ring(),
             Err(TrySendError::Full(_)) => {
                 queue.depth.dec();
                 queue.queue_full.inc();
@@ -98,6 +106,36 @@ impl SpanSink {
                 queue.depth.dec();
                 queue.closed.inc();
             }
+        }
+    }
+}
+
+/// How the request path wakes a batcher that has a batch open: every
+/// `every`-th span rings the bell, so the batcher takes spans a few dozen at
+/// a time instead of being woken by each one (a wake-up of the batcher costs
+/// about what encoding a span does). A batcher with no batch open waits on
+/// the queue itself, and the first span wakes it.
+#[derive(Debug)]
+pub(super) struct Doorbell {
+    arrived: AtomicUsize,
+    every: usize,
+    pub(super) bell: Notify,
+}
+
+impl Doorbell {
+    /// A bell rung every 32 spans, or every quarter of a smaller queue.
+    pub(super) fn new(queue_capacity: usize) -> Self {
+        Self {
+            arrived: AtomicUsize::new(0),
+            every: (queue_capacity / 4).clamp(1, 32),
+            bell: Notify::new(),
+        }
+    }
+
+    fn ring(&self) {
+        let arrived = self.arrived.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if arrived.is_multiple_of(self.every) {
+            self.bell.notify_one();
         }
     }
 }
@@ -151,7 +189,7 @@ mod tests {
     fn full_queue_drops_and_counts_without_blocking() {
         let metrics = Metrics::new();
         let (sender, mut receiver) = mpsc::channel(2);
-        let sink = SpanSink::enabled(sender, &metrics.export);
+        let sink = SpanSink::enabled(sender, Arc::new(Doorbell::new(2)), &metrics.export);
         for _ in 0..5 {
             sink.send(server_span());
         }

@@ -301,11 +301,13 @@ async fn flushes_partial_batches_after_the_interval() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn spans_gather_in_the_queue_between_receipts() {
+async fn an_open_batch_takes_spans_when_the_doorbell_rings_or_at_the_deadline() {
     let fake = Fake::start(|_, _| Reply::Status(202)).await;
+    let interval = Duration::from_secs(5);
+    // A queue of 100 rings the doorbell every 25 spans.
     let exporter = Exporter::start(ZipkinExport {
         batch_size: 100,
-        batch_interval: Duration::from_secs(5),
+        batch_interval: interval,
         ..zipkin(fake.addr)
     });
     let queued = |exporter: &Exporter| metric(&exporter.metrics, "tracehop_export_queue_spans");
@@ -316,14 +318,36 @@ async fn spans_gather_in_the_queue_between_receipts() {
         0.0,
         "an idle batcher takes a span at once"
     );
-    exporter.send(spans(3));
+    exporter.send(spans(23));
     tokio::task::yield_now().await;
-    assert_eq!(queued(&exporter), 3.0, "then lets the next ones gather");
-    tokio::time::sleep(Duration::from_millis(2)).await;
-    assert_eq!(queued(&exporter), 0.0, "and takes them together");
+    assert_eq!(queued(&exporter), 23.0, "then lets the next ones gather");
+    exporter.send(spans(1));
+    tokio::task::yield_now().await;
+    assert_eq!(queued(&exporter), 0.0, "the 25th span rings");
+    exporter.send(spans(3));
+    let uploads = fake.wait_for_uploads(1).await;
+    assert_eq!(uploads[0].ids.len(), 28, "the deadline takes the rest");
+    assert_eq!(queued(&exporter), 0.0);
     let (_, metrics) = exporter.shut_down().await;
-    assert_eq!(fake.uploads()[0].ids.len(), 4);
-    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 4.0);
+    assert_eq!(fake.uploads().len(), 1);
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 28.0);
+}
+
+#[tokio::test]
+async fn spans_queued_at_shutdown_while_a_batch_is_open_are_sent() {
+    let fake = Fake::start(|_, _| Reply::Status(202)).await;
+    let exporter = Exporter::start(ZipkinExport {
+        batch_size: 100,
+        batch_interval: Duration::from_secs(3600),
+        ..zipkin(fake.addr)
+    });
+    exporter.send(spans(1));
+    tokio::task::yield_now().await;
+    exporter.send(spans(5));
+    let (_, metrics) = exporter.shut_down().await;
+    let uploads = fake.uploads();
+    assert_eq!(uploads.iter().map(|u| u.ids.len()).sum::<usize>(), 6);
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 6.0);
 }
 
 #[tokio::test]
