@@ -123,7 +123,7 @@ impl Batcher {
     /// The first span is awaited on the queue; once the batch is open, the
     /// batcher sleeps until the [`Doorbell`] rings (every few spans) or the
     /// flush deadline, and then takes whatever is queued. So a steady
-    /// stream of spans wakes it once per few spans, and no timer
+    /// stream of spans wakes it once per few dozen spans, and no timer
     /// runs while there is nothing to send.
     async fn fill<F: Future<Output = ()>>(
         &mut self,

@@ -111,15 +111,10 @@ impl SpanSink {
 }
 
 /// How the request path wakes a batcher that has a batch open: every
-/// `every`-th span rings the bell, so the batcher takes spans a few at a
-/// time instead of being woken by each one (a wake-up of the batcher costs
-/// about half of what encoding a span does). A batcher with no batch open
-/// waits on the queue itself, and the first span wakes it.
-///
-/// Seven, because the batcher frees what it encodes: glibc's per-thread
-/// cache keeps seven freed blocks of each size, so the boxes of a group no
-/// larger go straight back to the request path's next allocations instead
-/// of through the allocator's slow path.
+/// `every`-th span rings the bell, so the batcher takes spans a few dozen at
+/// a time instead of being woken by each one (a wake-up of the batcher costs
+/// about what encoding a span does). A batcher with no batch open waits on
+/// the queue itself, and the first span wakes it.
 #[derive(Debug)]
 pub(super) struct Doorbell {
     arrived: AtomicUsize,
@@ -128,11 +123,11 @@ pub(super) struct Doorbell {
 }
 
 impl Doorbell {
-    /// A bell rung every seven spans, or every quarter of a smaller queue.
+    /// A bell rung every 32 spans, or every quarter of a smaller queue.
     pub(super) fn new(queue_capacity: usize) -> Self {
         Self {
             arrived: AtomicUsize::new(0),
-            every: (queue_capacity / 4).clamp(1, 7),
+            every: (queue_capacity / 4).clamp(1, 32),
             bell: Notify::new(),
         }
     }

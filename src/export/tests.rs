@@ -304,7 +304,7 @@ async fn flushes_partial_batches_after_the_interval() {
 async fn an_open_batch_takes_spans_when_the_doorbell_rings_or_at_the_deadline() {
     let fake = Fake::start(|_, _| Reply::Status(202)).await;
     let interval = Duration::from_secs(5);
-    // The doorbell rings every seventh span.
+    // A queue of 100 rings the doorbell every 25 spans.
     let exporter = Exporter::start(ZipkinExport {
         batch_size: 100,
         batch_interval: interval,
@@ -318,19 +318,19 @@ async fn an_open_batch_takes_spans_when_the_doorbell_rings_or_at_the_deadline() 
         0.0,
         "an idle batcher takes a span at once"
     );
-    exporter.send(spans(5));
+    exporter.send(spans(23));
     tokio::task::yield_now().await;
-    assert_eq!(queued(&exporter), 5.0, "then lets the next ones gather");
+    assert_eq!(queued(&exporter), 23.0, "then lets the next ones gather");
     exporter.send(spans(1));
     tokio::task::yield_now().await;
-    assert_eq!(queued(&exporter), 0.0, "the seventh span rings");
+    assert_eq!(queued(&exporter), 0.0, "the 25th span rings");
     exporter.send(spans(3));
     let uploads = fake.wait_for_uploads(1).await;
-    assert_eq!(uploads[0].ids.len(), 10, "the deadline takes the rest");
+    assert_eq!(uploads[0].ids.len(), 28, "the deadline takes the rest");
     assert_eq!(queued(&exporter), 0.0);
     let (_, metrics) = exporter.shut_down().await;
     assert_eq!(fake.uploads().len(), 1);
-    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 10.0);
+    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 28.0);
 }
 
 #[tokio::test]
