@@ -218,21 +218,27 @@ mod tests {
         assert_eq!(parsed, "ok\u{fffd}\u{fffd}\"");
     }
 
-    #[test]
-    fn the_word_scan_finds_exactly_the_bytes_that_need_an_escape() {
+    /// `scan` against `flagged` for every byte at every position of short
+    /// runs of plain bytes.
+    fn scans_like(scan: fn(&[u8]) -> bool, flagged: fn(u8) -> bool) {
         for len in 0..24 {
             for at in 0..len {
                 for byte in 0..=255u8 {
                     let mut bytes = vec![b'a'; len];
                     bytes[at] = byte;
                     assert_eq!(
-                        any_needs_escape(&bytes),
-                        needs_escape(byte),
+                        scan(&bytes),
+                        flagged(byte),
                         "byte {byte:#x} at {at} of {len}"
                     );
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_word_scan_finds_exactly_the_bytes_that_need_an_escape() {
+        scans_like(any_needs_escape, needs_escape);
         // High bytes (UTF-8) next to plain ones are no escape.
         assert!(!any_needs_escape("é☃ plain text, 0123456789".as_bytes()));
         assert!(any_needs_escape("é☃ plain text\u{1f}".as_bytes()));
@@ -240,19 +246,9 @@ mod tests {
 
     #[test]
     fn the_ascii_scan_also_finds_every_high_byte() {
-        for len in 0..24 {
-            for at in 0..len {
-                for byte in 0..=255u8 {
-                    let mut bytes = vec![b'a'; len];
-                    bytes[at] = byte;
-                    assert_eq!(
-                        any_needs_escape_or_non_ascii(&bytes),
-                        needs_escape(byte) || !byte.is_ascii(),
-                        "byte {byte:#x} at {at} of {len}"
-                    );
-                }
-            }
-        }
+        scans_like(any_needs_escape_or_non_ascii, |byte| {
+            needs_escape(byte) || !byte.is_ascii()
+        });
     }
 
     #[test]

@@ -243,6 +243,15 @@ fn requests(metrics: &Metrics, result: &str) -> f64 {
     )
 }
 
+/// An exporter whose batches (100 spans) fill only by the `interval`.
+fn large_batches(fake: &Fake, interval: Duration) -> Exporter {
+    Exporter::start(ZipkinExport {
+        batch_size: 100,
+        batch_interval: interval,
+        ..zipkin(fake.addr)
+    })
+}
+
 fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<String> {
     range.map(|i| format!("{i:016x}")).collect()
 }
@@ -284,11 +293,7 @@ async fn flushes_full_batches_with_json_and_b3_0() {
 async fn flushes_partial_batches_after_the_interval() {
     let fake = Fake::start(|_, _| Reply::Status(202)).await;
     let interval = Duration::from_secs(5);
-    let exporter = Exporter::start(ZipkinExport {
-        batch_size: 100,
-        batch_interval: interval,
-        ..zipkin(fake.addr)
-    });
+    let exporter = large_batches(&fake, interval);
     let started = Instant::now();
     exporter.send(spans(2));
     let uploads = fake.wait_for_uploads(1).await;
@@ -303,13 +308,8 @@ async fn flushes_partial_batches_after_the_interval() {
 #[tokio::test(start_paused = true)]
 async fn an_open_batch_takes_spans_when_the_doorbell_rings_or_at_the_deadline() {
     let fake = Fake::start(|_, _| Reply::Status(202)).await;
-    let interval = Duration::from_secs(5);
     // A queue of 100 rings the doorbell every 25 spans.
-    let exporter = Exporter::start(ZipkinExport {
-        batch_size: 100,
-        batch_interval: interval,
-        ..zipkin(fake.addr)
-    });
+    let exporter = large_batches(&fake, Duration::from_secs(5));
     let queued = |exporter: &Exporter| metric(&exporter.metrics, "tracehop_export_queue_spans");
     exporter.send(spans(1));
     tokio::task::yield_now().await;
@@ -336,11 +336,7 @@ async fn an_open_batch_takes_spans_when_the_doorbell_rings_or_at_the_deadline() 
 #[tokio::test]
 async fn spans_queued_at_shutdown_while_a_batch_is_open_are_sent() {
     let fake = Fake::start(|_, _| Reply::Status(202)).await;
-    let exporter = Exporter::start(ZipkinExport {
-        batch_size: 100,
-        batch_interval: Duration::from_secs(3600),
-        ..zipkin(fake.addr)
-    });
+    let exporter = large_batches(&fake, Duration::from_secs(3600));
     exporter.send(spans(1));
     tokio::task::yield_now().await;
     exporter.send(spans(5));
