@@ -154,8 +154,7 @@ impl Batcher {
                     if count == 0 {
                         return false; // Every sink is gone and the queue is empty.
                     }
-                    lower(&self.metrics.queue_depth, count);
-                    open.add(&mut self.encoder, received);
+                    self.encode_received(count, received, open);
                     if open.spans >= size {
                         return true;
                     }
@@ -172,9 +171,15 @@ impl Batcher {
         let room = self.settings.batch_size - open.spans;
         let mut quiet = Context::from_waker(Waker::noop());
         if let Poll::Ready(count) = self.queue.poll_recv_many(&mut quiet, received, room) {
-            lower(&self.metrics.queue_depth, count);
-            open.add(&mut self.encoder, received);
+            self.encode_received(count, received, open);
         }
+    }
+
+    /// Accounts for the `count` spans just taken off the queue and encodes
+    /// them into `open`.
+    fn encode_received(&mut self, count: usize, received: &mut Received, open: &mut OpenBatch) {
+        lower(&self.metrics.queue_depth, count);
+        open.add(&mut self.encoder, received);
     }
 
     /// Delivers `batch`. When shutdown comes first, the request in flight is

@@ -24,8 +24,13 @@ pub fn write_str_lowercase(out: &mut Vec<u8>, value: &str) {
 /// label) as a JSON string literal.
 pub fn write_plain_str(out: &mut Vec<u8>, value: &str) {
     debug_assert!(!any_needs_escape(value.as_bytes()), "{value:?}");
+    write_quoted(out, value.as_bytes());
+}
+
+/// `"value"`, for bytes already known to need no escape.
+fn write_quoted(out: &mut Vec<u8>, value: &[u8]) {
     out.push(b'"');
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
     out.push(b'"');
 }
 
@@ -33,9 +38,7 @@ pub fn write_plain_str(out: &mut Vec<u8>, value: &str) {
 pub fn write_bytes_lossy(out: &mut Vec<u8>, value: &[u8]) {
     // Header values are nearly always printable ASCII: no UTF-8 check.
     if !any_needs_escape_or_non_ascii(value) {
-        out.push(b'"');
-        out.extend_from_slice(value);
-        out.push(b'"');
+        write_quoted(out, value);
         return;
     }
     match std::str::from_utf8(value) {
