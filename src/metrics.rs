@@ -9,6 +9,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crate::http1::path::ServedBy;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -190,8 +191,10 @@ impl ProxyFamilies {
             requests: counter_vec(
                 registry,
                 "tracehop_requests_total",
-                "Requests proxied, by direction, method and response status class.",
-                &["direction", "method", "status_class"],
+                "Requests proxied, by direction, method, response status class, the \
+                 server implementation that read them (path: direct or hyper) and why \
+                 hyper did (fallback).",
+                &["direction", "method", "status_class", "path", "fallback"],
             ),
             duration,
             in_flight,
@@ -244,18 +247,38 @@ impl ProxyMetrics {
         }
     }
 
-    /// Counts one finished request and its duration.
-    pub fn record_request(&self, method: &http::Method, status: u16, seconds: f64) {
+    /// Counts one finished request, read by `served`, and its duration.
+    pub fn record_request(
+        &self,
+        method: &http::Method,
+        status: u16,
+        seconds: f64,
+        served: ServedBy,
+    ) {
         let (m, c) = (method_index(method), class_index(status));
         let (requests, duration) = self.resolved[m * STATUS_CLASSES.len() + c].get_or_init(|| {
             let labels = [self.direction, METHODS[m], STATUS_CLASSES[c]];
+            let direct = ServedBy::Direct;
+            let counted = [&labels[..], &[direct.label(), direct.reason()]].concat();
             (
-                self.requests.with_label_values(&labels),
+                self.requests.with_label_values(&counted),
                 self.duration.with_label_values(&labels),
             )
         });
-        requests.inc();
         duration.observe(seconds);
+        if served == ServedBy::Direct {
+            requests.inc();
+        } else {
+            // hyper's path costs a labelled lookup; it is the slow path.
+            let labels = [
+                self.direction,
+                METHODS[m],
+                STATUS_CLASSES[c],
+                served.label(),
+                served.reason(),
+            ];
+            self.requests.with_label_values(&labels).inc();
+        }
     }
 
     /// Counts a request the upstream did not answer (`connect`, `timeout`, `reset`, ...).
@@ -475,16 +498,22 @@ mod tests {
         let metrics = Metrics::new();
         metrics
             .inbound
-            .record_request(&http::Method::GET, 204, 0.002);
-        metrics
-            .outbound
-            .record_request(&http::Method::from_bytes(b"BREW").unwrap(), 503, 0.1);
+            .record_request(&http::Method::GET, 204, 0.002, ServedBy::Direct);
+        metrics.outbound.record_request(
+            &http::Method::from_bytes(b"BREW").unwrap(),
+            503,
+            0.1,
+            ServedBy::Hyper(crate::http1::path::Fallback::Expect),
+        );
         let text = String::from_utf8(metrics.render()).unwrap();
         assert!(text.contains(
-            r#"tracehop_requests_total{direction="inbound",method="GET",status_class="2xx"} 1"#
+            r#"tracehop_requests_total{direction="inbound",fallback="none",method="GET",path="direct",status_class="2xx"} 1"#
         ));
         assert!(text.contains(
-            r#"tracehop_requests_total{direction="outbound",method="_OTHER",status_class="5xx"} 1"#
+            r#"tracehop_requests_total{direction="outbound",fallback="expect",method="_OTHER",path="hyper",status_class="5xx"} 1"#
+        ));
+        assert!(text.contains(
+            r#"tracehop_request_duration_seconds_count{direction="outbound",method="_OTHER",status_class="5xx"} 1"#
         ));
         assert!(text.contains(r#"tracehop_build_info{version=""#));
     }

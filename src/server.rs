@@ -14,7 +14,7 @@
 //! `h2` and `http/1.1`; the auto builder then recognises the HTTP/2
 //! preface a client that chose `h2` sends, and serves HTTP/1.1 otherwise.
 //!
-//! Each connection starts on the HTTP/1.1 fast path ([`plain`]): plain
+//! Each connection starts on the HTTP/1.1 direct path ([`http1_server`]): plain
 //! requests are read, handed to the handler and answered in the
 //! connection's own task; the first request that is anything else (HTTP/2's
 //! preface included) hands the connection, with the bytes read so far, to
@@ -29,24 +29,21 @@
 //! wait; open connections keep working) and HTTP/2 streams per connection.
 
 mod idle;
-mod plain;
 
+pub use crate::http1::{BoxError, RequestBody};
 pub use idle::TrackedBody;
 
 use std::any::Any;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -56,9 +53,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::http1::ResponseFields;
-
-/// Error type of boxed bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::http1::path::{Fallback, ServedBy};
+use crate::http1::server::{self as http1_server, Ended, Prefixed};
 
 /// The one boxed body type, for responses that are not streamed through.
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -84,61 +80,6 @@ pub fn text_response(status: http::StatusCode, text: impl Into<Bytes>) -> Respon
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
-}
-
-/// A request's body: streamed by hyper, or, for a request served on the
-/// HTTP/1.1 fast path, read with its head.
-#[derive(Debug)]
-pub struct RequestBody(BodyKind);
-
-#[derive(Debug)]
-enum BodyKind {
-    Streamed(Incoming),
-    Read(Option<Bytes>),
-}
-
-impl RequestBody {
-    /// A body already read in full.
-    pub fn read(bytes: Bytes) -> Self {
-        Self(BodyKind::Read((!bytes.is_empty()).then_some(bytes)))
-    }
-}
-
-impl From<Incoming> for RequestBody {
-    fn from(body: Incoming) -> Self {
-        Self(BodyKind::Streamed(body))
-    }
-}
-
-impl http_body::Body for RequestBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.0 {
-            BodyKind::Streamed(body) => Pin::new(body).poll_frame(cx),
-            BodyKind::Read(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.0 {
-            BodyKind::Streamed(body) => body.is_end_stream(),
-            BodyKind::Read(bytes) => bytes.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.0 {
-            BodyKind::Streamed(body) => body.size_hint(),
-            BodyKind::Read(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
-        }
-    }
 }
 
 /// Facts about the connection a request arrived on.
@@ -184,6 +125,48 @@ impl std::fmt::Debug for ConnLocal {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// What hyper sends: the handler's response body, or a refusal's.
+    #[project = ReplyProjection]
+    enum Reply<B> {
+        Handler { #[pin] body: B },
+        Refused { body: Body },
+    }
+}
+
+impl<B> http_body::Body for Reply<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            ReplyProjection::Handler { body } => body.poll_frame(cx).map_err(Into::into),
+            ReplyProjection::Refused { body } => std::pin::Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Handler { body } => body.is_end_stream(),
+            Self::Refused { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Self::Handler { body } => body.size_hint(),
+            Self::Refused { body } => body.size_hint(),
+        }
+    }
+}
+
 /// Connection-level settings.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
@@ -200,6 +183,9 @@ pub struct ServerOptions {
     pub grace_period: Duration,
     /// Terminate TLS on every connection.
     pub tls: Option<Arc<crate::tls::TlsServer>>,
+    /// Serve every HTTP/1.1 connection with hyper from its first byte
+    /// ([`crate::http1::path::Forced`]: tests prove both paths alike).
+    pub force_hyper: bool,
 }
 
 impl Default for ServerOptions {
@@ -212,6 +198,7 @@ impl Default for ServerOptions {
             idle_timeout: None,
             grace_period: Duration::from_secs(5),
             tls: None,
+            force_hyper: false,
         }
     }
 }
@@ -222,7 +209,9 @@ fn builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
         let mut http1 = builder.http1();
         http1
             .timer(TokioTimer::new())
-            .header_read_timeout(options.header_read_timeout);
+            .header_read_timeout(options.header_read_timeout)
+            // A client that half-closes after its request gets the response.
+            .half_close(true);
         if let Some(max) = options.max_header_bytes {
             // hyper answers 431 when the head does not fit its read buffer.
             http1.max_buf_size(max.max(8192));
@@ -294,6 +283,7 @@ pub async fn serve<H, F, B>(
         draining.mark_unchanged();
         let (tls, handshake_timeout) = (options.tls.clone(), options.header_read_timeout);
         let idle = options.idle_timeout;
+        let force_hyper = options.force_hyper;
         // The fast path's wait for a head: hyper's header-read timer also
         // runs between requests, and so does the idle timeout.
         let head_wait = match (options.header_read_timeout, idle) {
@@ -306,6 +296,7 @@ pub async fn serve<H, F, B>(
                 draining,
                 idle,
                 head_wait,
+                force_hyper,
             };
             match tls {
                 None => conn.drive(stream, info, handler).await,
@@ -340,13 +331,14 @@ struct Conn<'a> {
     /// Changes when the server shuts down.
     draining: watch::Receiver<()>,
     idle: Option<Duration>,
-    /// The fast path's bound on each wait for a request head.
+    /// The direct path's bound on each wait for a request head.
     head_wait: Option<Duration>,
+    force_hyper: bool,
 }
 
 impl Conn<'_> {
     /// Serves HTTP on one connection until it closes: plain HTTP/1.1
-    /// requests on the fast path ([`plain`]), everything from the first
+    /// requests on the direct path ([`http1_server`]), everything from the first
     /// other request on (and connections that chose HTTP/2 by ALPN) with
     /// hyper. On shutdown or after the idle timeout it is shut down
     /// gracefully (in-flight requests finish).
@@ -359,32 +351,58 @@ impl Conn<'_> {
         B::Error: Into<BoxError>,
     {
         let h2 = info.tls.as_ref().is_some_and(|tls| tls.alpn == Some("h2"));
-        let io = if h2 {
-            plain::Prefixed::new(Bytes::new(), io)
+        let (io, fallback) = if h2 {
+            (Prefixed::new(Bytes::new(), io), Fallback::Http2)
+        } else if self.force_hyper {
+            (Prefixed::new(Bytes::new(), io), Fallback::Forced)
         } else {
-            let served = plain::serve(io, &info, &handler, self.head_wait, &self.draining);
+            let served = http1_server::serve(io, &info, &handler, self.head_wait, &self.draining);
             match served.await {
-                plain::Ended::Closed => return,
-                plain::Ended::Handover(io) => io,
+                Ended::Closed => return,
+                Ended::Handover(io, fallback) => (io, fallback),
             }
         };
         let io = TokioIo::new(io);
         let peer = info.peer;
         let activity = idle::Activity::new();
         let tracker = activity.clone();
-        let service = hyper::service::service_fn(move |request| {
+        // The first request hyper reads is the one handed over; the rest
+        // follow it on the same connection (HTTP/2 is all hyper's).
+        let handed_over = AtomicBool::new(fallback != Fallback::Http2);
+        let service = hyper::service::service_fn(move |request: Request<_>| {
             let guard = tracker.start();
+            let reason = match handed_over.swap(false, Ordering::Relaxed) {
+                true => fallback,
+                false if fallback == Fallback::Http2 => fallback,
+                false => Fallback::Connection,
+            };
+            let served = ServedBy::Hyper(reason);
+            let mut request = request.map(|body| RequestBody::streamed(body, served));
+            // The rules hyper does not enforce (Host), before the handler.
+            let refused = http1_server::check_hyper_request(&mut request).err();
             // Boxed: a handler's future can be a few KiB, and hyper would
             // otherwise move it by value several times per request (the
-            // fast path pins it in place instead).
-            let response = Box::pin(handler(request.map(RequestBody::from), info.clone()));
+            // direct path pins it in place instead).
+            let response = refused
+                .is_none()
+                .then(|| Box::pin(handler(request, info.clone())));
             async move {
+                let Some(response) = response else {
+                    let status = refused.unwrap_or(http::StatusCode::BAD_REQUEST);
+                    let (mut parts, body) = text_response(status, "bad request\n").into_parts();
+                    parts.headers.insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                    let body = TrackedBody::new(Reply::Refused { body }, guard);
+                    return Ok::<_, Infallible>(Response::from_parts(parts, body));
+                };
                 let (mut parts, mut body) = response.await.into_parts();
                 // hyper writes only the header map.
                 if let Some(raw) = body.take_fields() {
                     raw.append_to(&mut parts.headers);
                 }
-                let body = TrackedBody::new(body, guard);
+                let body = TrackedBody::new(Reply::Handler { body }, guard);
                 Ok::<_, Infallible>(Response::from_parts(parts, body))
             }
         });

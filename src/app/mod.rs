@@ -170,6 +170,7 @@ fn server_options(config: &Config) -> ServerOptions {
         idle_timeout: Some(inbound.timeouts.idle),
         grace_period: config.shutdown.grace_period,
         tls: None,
+        force_hyper: config.paths.hyper,
     }
 }
 
@@ -200,7 +201,7 @@ fn build_proxies(
         mode,
     };
     let upstream = |url, protocol, tls: &Option<ClientTls>| {
-        Upstream::new(url, protocol, &inbound.timeouts, tls.as_ref())
+        Upstream::new(url, protocol, &inbound.timeouts, tls.as_ref()).force(config.paths)
     };
     let mut listeners = vec![Listener {
         kind: Kind::Server,
@@ -225,7 +226,11 @@ fn build_proxies(
             connect: f.connect,
             connect_timeout: inbound.timeouts.upstream_connect,
         };
-        listeners.push(outbound(None, Upstream::forward(&inbound.timeouts), mode));
+        listeners.push(outbound(
+            None,
+            Upstream::forward(&inbound.timeouts).force(config.paths),
+            mode,
+        ));
     }
     listeners
         .into_iter()

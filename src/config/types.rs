@@ -23,6 +23,10 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
+    /// Not from YAML: forces every request of every proxying listener onto
+    /// hyper's server and the pooled upstream client, so tests can prove
+    /// both implementations behave alike.
+    pub paths: crate::http1::path::Forced,
 }
 
 /// Who this sidecar reports as.

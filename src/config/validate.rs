@@ -42,6 +42,7 @@ pub(super) fn config(raw: RawConfig, p: &mut Problems) -> Config {
         },
         log: log(raw.log.unwrap_or_default(), p),
         shutdown: shutdown(raw.shutdown.unwrap_or_default(), p),
+        paths: Default::default(),
     }
 }
 

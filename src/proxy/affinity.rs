@@ -34,7 +34,7 @@ use http_body::Body;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use super::wire::{self, Connection, Home, Http1Body};
+use crate::http1::client::{self as wire, Connection, Home, Http1Body};
 use crate::server::{BoxError, ConnLocal};
 use crate::tls::HttpsConnector;
 

@@ -14,6 +14,7 @@ use http::HeaderName;
 
 use super::Proxy;
 use crate::http1::FieldLookup;
+use crate::http1::path::ServedBy;
 use crate::sampling::Outcome;
 use crate::span::{Endpoint, HttpFacts, Sampling, Span, SpanContext, SpanId, SpanTimer, Tag};
 
@@ -37,6 +38,8 @@ pub struct InFlight {
     pub(super) timer: SpanTimer,
     /// Everything but the duration, known when the request ends.
     pub(super) span: Box<Span>,
+    /// Which server implementation read the request (a metric label).
+    pub(super) served: ServedBy,
 }
 
 impl InFlight {
@@ -47,6 +50,7 @@ impl InFlight {
         parent_id: Option<SpanId>,
         http: HttpFacts,
         remote: Endpoint,
+        served: ServedBy,
     ) -> Self {
         let timer = SpanTimer::start();
         Self {
@@ -67,6 +71,7 @@ impl InFlight {
                 tags: Vec::new(),
             }),
             timer,
+            served,
         }
     }
 
@@ -125,9 +130,12 @@ impl InFlight {
         let duration_us = self.timer.duration_us();
         let proxy = &self.proxy;
         let status = self.span.http.status.unwrap_or(502);
-        proxy
-            .metrics
-            .record_request(&self.span.http.method, status, duration_us as f64 / 1e6);
+        proxy.metrics.record_request(
+            &self.span.http.method,
+            status,
+            duration_us as f64 / 1e6,
+            self.served,
+        );
         proxy.metrics.in_flight.dec();
         if proxy.access_log {
             self.log_access(status, duration_us);

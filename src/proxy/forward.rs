@@ -25,6 +25,7 @@ use super::body::UpstreamBody;
 use super::error::ProxyError;
 use super::upload::{self, UploadBody};
 use crate::config::{self, ProxyTimeouts, UpstreamProtocol, UpstreamUrl};
+use crate::http1::path::{self, Forced, PoolReason, UpstreamFacts, UpstreamPath};
 use crate::propagation::Added;
 use crate::server::{ConnLocal, RequestBody};
 use crate::tls::{Alpn, ClientTls, HttpsConnector};
@@ -48,6 +49,8 @@ pub struct Upstream {
     response_timeout: Duration,
     /// Longest pause in the downstream's request body.
     body_timeout: Duration,
+    /// Paths forced for tests ([`crate::http1::path::Forced`]).
+    forced: Forced,
 }
 
 fn connector(connect_timeout: Duration) -> HttpConnector {
@@ -104,7 +107,14 @@ impl Upstream {
             kept,
             response_timeout: timeouts.upstream_response,
             body_timeout: timeouts.request_body,
+            forced: Forced::default(),
         }
+    }
+
+    /// Sends every request the way `forced` says (tests).
+    pub fn force(mut self, forced: Forced) -> Self {
+        self.forced = forced;
+        self
     }
 
     /// An upstream for the forward proxy: requests go where their
@@ -177,18 +187,30 @@ impl Upstream {
         }
     }
 
+    /// The connection `request` takes to the upstream (the one decision,
+    /// [`path::upstream`]).
+    pub fn path_for(&self, request: &Request<RequestBody>, upgrade: bool) -> UpstreamPath {
+        path::upstream(&UpstreamFacts {
+            forward_proxy: self.authority.is_none(),
+            http2_upstream: !upgrade && self.use_http2(request),
+            sequential: request.version() <= Version::HTTP_11,
+            upgrade,
+            forced: self.forced,
+        })
+    }
+
     /// Sends `request` (headers already rewritten, and gaining the fields
-    /// in `added`) and waits for the response head, at most the response
-    /// timeout. `kept` is the downstream connection's store for its
-    /// upstream connection.
+    /// in `added`) over `path` and waits for the response head, at most
+    /// the response timeout. `kept` is the downstream connection's store
+    /// for its upstream connection.
     pub async fn send(
         &self,
         mut request: Request<RequestBody>,
         mut added: Added,
-        upgrade: bool,
+        path: UpstreamPath,
         kept: &ConnLocal,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
-        let http2 = !upgrade && self.use_http2(&request);
+        let http2 = path == UpstreamPath::Pooled(PoolReason::Http2);
         // An HTTP/2 request has no Host header (RFC 9113 §8.3.1: :authority);
         // an HTTP/1.1 upstream needs one (RFC 9112 §3.2), carrying the
         // original authority, or the upstream's for an HTTP/1.0 request
@@ -200,12 +222,10 @@ impl Upstream {
         {
             request.headers_mut().insert(http::header::HOST, value);
         }
-        // One request at a time per downstream connection: HTTP/1.x.
-        let sequential = request.version() <= Version::HTTP_11;
-        let direct = self
-            .kept
-            .as_ref()
-            .filter(|_| !http2 && !upgrade && sequential);
+        let direct = match path {
+            UpstreamPath::Kept => self.kept.as_ref(),
+            UpstreamPath::Pooled(_) => None,
+        };
         if direct.is_none() {
             // hyper's clients write the map: the new fields go in.
             for (name, value) in added.drain(..) {

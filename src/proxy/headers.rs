@@ -1,34 +1,52 @@
 //! Header rewriting between downstream and upstream.
 //!
 //! Hop-by-hop headers apply to one connection only and must not be
-//! forwarded (RFC 9110 §7.6.1): the fixed list below plus every header the
-//! `Connection` header names. `TE: trailers` is the exception on requests:
-//! gRPC requires it end to end over HTTP/2. `X-Forwarded-For`, `-Proto`
-//! and `-Host` are appended so the app sees who called.
+//! forwarded: which those are is [`semantics`]'s to say (the fixed list,
+//! and every field the `Connection` header names, RFC 9110 §7.6.1).
+//! `TE: trailers` is the exception on requests: gRPC requires it end to
+//! end over HTTP/2. When `Transfer-Encoding` was present, `Content-Length`
+//! goes too (RFC 9112 §6.3 item 3: the proxy frames the body anew).
+//! `X-Forwarded-For`, `-Proto` and `-Host` are appended so the app sees
+//! who called.
 
 use std::net::IpAddr;
 
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
+use crate::http1::semantics::{self, HOP_BY_HOP};
 use crate::propagation::Outgoing;
 
-/// Headers that are hop-by-hop whatever `Connection` says
-/// (RFC 9110 §7.6.1, plus the non-standard `Keep-Alive` and `Proxy-Connection`),
-/// then `Upgrade` and `TE`, which have their own rules.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::TE,
-];
-const CONNECTION: u16 = 1;
-const UPGRADE: u16 = 1 << 7;
-const TE: u16 = 1 << 8;
+/// The bit of [`present`] for a [`HOP_BY_HOP`] name: its position.
+const fn hop_bit(name: &str) -> u16 {
+    let mut i = 0;
+    while i < HOP_BY_HOP.len() {
+        if same(HOP_BY_HOP[i].as_bytes(), name.as_bytes()) {
+            return 1 << i;
+        }
+        i += 1;
+    }
+    panic!("not a hop-by-hop field")
+}
+
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const CONNECTION: u16 = hop_bit("connection");
+const TRANSFER_ENCODING: u16 = hop_bit("transfer-encoding");
+const UPGRADE: u16 = hop_bit("upgrade");
+const TE: u16 = hop_bit("te");
+// The `X-Forwarded-*` bits follow the hop-by-hop ones.
 const FORWARDED_FOR: u16 = 1 << 9;
 const FORWARDED_PROTO: u16 = 1 << 10;
 const FORWARDED_HOST: u16 = 1 << 11;
@@ -37,33 +55,20 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Whether `name` (any case) is one of [`HOP_BY_HOP`]: for fields read off
-/// the wire, before any header map exists.
-pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP
-        .iter()
-        .any(|hop| hop.as_str().as_bytes().eq_ignore_ascii_case(name))
-}
-
 /// Which of [`HOP_BY_HOP`] and `X-Forwarded-*` `headers` holds, one bit
 /// each, from one pass over the names (cheaper than a hashed lookup per
 /// name; most requests carry none, most responses only `Connection`).
 pub fn present(headers: &HeaderMap) -> u16 {
     headers.keys().fold(0, |mask, name| {
-        mask | match name.as_str() {
-            "connection" => CONNECTION,
-            "keep-alive" => 1 << 1,
-            "proxy-connection" => 1 << 2,
-            "proxy-authenticate" => 1 << 3,
-            "proxy-authorization" => 1 << 4,
-            "trailer" => 1 << 5,
-            "transfer-encoding" => 1 << 6,
-            "upgrade" => UPGRADE,
-            "te" => TE,
-            "x-forwarded-for" => FORWARDED_FOR,
-            "x-forwarded-proto" => FORWARDED_PROTO,
-            "x-forwarded-host" => FORWARDED_HOST,
-            _ => 0,
+        let bytes = name.as_str().as_bytes();
+        mask | match semantics::hop_by_hop_index(bytes) {
+            Some(i) => 1 << i,
+            None => match name.as_str() {
+                "x-forwarded-for" => FORWARDED_FOR,
+                "x-forwarded-proto" => FORWARDED_PROTO,
+                "x-forwarded-host" => FORWARDED_HOST,
+                _ => 0,
+            },
         }
     })
 }
@@ -74,12 +79,15 @@ pub fn present(headers: &HeaderMap) -> u16 {
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> u16 {
     let present = present(headers);
     if present & CONNECTION != 0 {
-        remove_named_by_connection(headers, keep_upgrade);
+        remove_named_by_connection(headers);
     }
-    // Upgrade and TE follow below.
-    for (i, name) in HOP_BY_HOP[..7].iter().enumerate() {
-        if present & (1 << i) != 0 {
-            headers.remove(name);
+    if present & TRANSFER_ENCODING != 0 {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        // Upgrade and TE have rules of their own, below.
+        if present & (1 << i) != 0 && !matches!(*name, "upgrade" | "te") {
+            headers.remove(*name);
         }
     }
     if keep_upgrade {
@@ -97,20 +105,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> u16 {
     present
 }
 
-/// Removes the headers the `Connection` header names (RFC 9110 §7.6.1).
-fn remove_named_by_connection(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// Removes the headers the `Connection` header names.
+fn remove_named_by_connection(headers: &mut HeaderMap) {
     let mut named = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
-        let Ok(list) = value.to_str() else { continue };
-        for token in list.split(',').map(str::trim) {
-            // The usual options name no header, or one removed anyway.
-            if token.eq_ignore_ascii_case("keep-alive")
-                || token.eq_ignore_ascii_case("close")
-                || (keep_upgrade && token.eq_ignore_ascii_case("upgrade"))
-            {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+        for name in semantics::named_fields(value.as_bytes()) {
+            if let Ok(name) = HeaderName::from_bytes(name) {
                 named.push(name);
             }
         }
@@ -123,9 +123,7 @@ fn remove_named_by_connection(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// Removes hop-by-hop headers from a response (no `TE` exception).
 pub fn remove_hop_by_hop_response(headers: &mut HeaderMap, keep_upgrade: bool) {
     remove_hop_by_hop(headers, keep_upgrade);
-    if present(headers) & TE != 0 {
-        headers.remove(header::TE);
-    }
+    headers.remove(header::TE);
 }
 
 /// Adds `value` to the list in `name`, folding existing field lines into
@@ -195,25 +193,6 @@ mod tests {
         m
     }
 
-    #[test]
-    fn hop_by_hop_names_are_recognised_whatever_their_case() {
-        for name in [
-            &b"Connection"[..],
-            b"keep-alive",
-            b"TE",
-            b"Trailer",
-            b"Upgrade",
-            b"Transfer-Encoding",
-            b"Proxy-Connection",
-            b"proxy-authenticate",
-            b"Proxy-Authorization",
-        ] {
-            assert!(is_hop_by_hop(name), "{}", String::from_utf8_lossy(name));
-        }
-        for name in [&b"content-length"[..], b"tee", b"upgrades", b"date", b""] {
-            assert!(!is_hop_by_hop(name), "{}", String::from_utf8_lossy(name));
-        }
-    }
     #[test]
     fn hop_by_hop_headers_are_removed() {
         let mut h = map(&[

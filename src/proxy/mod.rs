@@ -32,7 +32,6 @@ mod headers;
 mod route;
 mod upgrade;
 mod upload;
-mod wire;
 
 pub use body::ResponseBody;
 pub use error::ProxyError;
@@ -48,6 +47,7 @@ use prometheus::IntCounter;
 use crate::config::{AllowTarget, CaptureConfig, PropagationConfig, RouteTemplate};
 use crate::export::SpanSink;
 use crate::http1::FieldLookup;
+use crate::http1::semantics::{self, ConnectionOptions};
 use crate::metrics::ProxyMetrics;
 use crate::propagation::{self, Added, Outgoing, Seen};
 use crate::sampling::{LiveSampler, RequestFacts};
@@ -257,11 +257,14 @@ pub async fn handle(
     );
     // 5. forward
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-    match proxy
-        .upstream
-        .send(request, added, upgrade, &conn.kept)
-        .await
-    {
+    let path = proxy.upstream.path_for(&request, upgrade);
+    tracing::debug!(
+        path = flight.served.label(),
+        fallback = flight.served.reason(),
+        upstream_path = path.label(),
+        "forwarding"
+    );
+    match proxy.upstream.send(request, added, path, &conn.kept).await {
         Ok(mut response) => {
             flight.set_status(response.status().as_u16());
             flight.read_grpc_status(&response);
@@ -343,18 +346,13 @@ fn local_error(proxy: &Proxy, mut flight: InFlight, error: ProxyError) -> Respon
 }
 
 fn is_upgrade(request: &Request<RequestBody>) -> bool {
-    request.version() == http::Version::HTTP_11
-        && request.headers().contains_key(http::header::UPGRADE)
-        && request
-            .headers()
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .any(|v| {
-                v.to_str().is_ok_and(|v| {
-                    v.split(',')
-                        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-                })
-            })
+    let headers = request.headers();
+    let connection = headers.get_all(http::header::CONNECTION).iter();
+    semantics::wants_upgrade(
+        request.version() != http::Version::HTTP_11,
+        ConnectionOptions::of(connection.map(http::HeaderValue::as_bytes)),
+        headers.contains_key(http::header::UPGRADE),
+    )
 }
 
 /// Step 3: the in-flight record with the request's facts.
@@ -405,7 +403,15 @@ fn start_span(
         response_body_bytes: 0,
         grpc_status: None,
     };
-    let mut flight = InFlight::start(proxy, context, parent.map(|p| p.span_id), http, remote);
+    let served = request.body().served_by();
+    let mut flight = InFlight::start(
+        proxy,
+        context,
+        parent.map(|p| p.span_id),
+        http,
+        remote,
+        served,
+    );
     if proxy.capture.query
         && let Some(query) = uri.query()
     {

@@ -18,8 +18,8 @@ async fn metrics_count_requests_spans_and_formats() {
     collector.wait_for(2).await;
     let text = scrape_until(&sidecar.admin, "tracehop_spans_exported_total 2").await;
     for line in [
-        r#"tracehop_requests_total{direction="inbound",method="GET",status_class="2xx"} 1"#,
-        r#"tracehop_requests_total{direction="inbound",method="GET",status_class="5xx"} 1"#,
+        r#"tracehop_requests_total{direction="inbound",fallback="none",method="GET",path="direct",status_class="2xx"} 1"#,
+        r#"tracehop_requests_total{direction="inbound",fallback="none",method="GET",path="direct",status_class="5xx"} 1"#,
         r#"tracehop_request_duration_seconds_count{direction="inbound",method="GET",status_class="2xx"} 1"#,
         r#"tracehop_trace_context_total{direction="inbound",format="none"} 1"#,
         r#"tracehop_trace_context_total{direction="inbound",format="b3"} 1"#,

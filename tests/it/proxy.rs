@@ -280,7 +280,11 @@ async fn a_malformed_upstream_response_is_a_502_with_an_error_span() {
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     let spans = collector.wait_for(1).await;
     let error = spans[0]["tags"]["error"].as_str().unwrap_or("");
-    assert!(error.contains("conflicting Content-Length"), "{}", spans[0]);
+    assert!(
+        error.contains("Content-Length values disagree"),
+        "{}",
+        spans[0]
+    );
     crate::support::scrape_until(
         &sidecar.admin,
         r#"tracehop_upstream_errors_total{direction="inbound",kind="protocol"} 1"#,

@@ -32,15 +32,11 @@ use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
-use super::headers::is_hop_by_hop;
-use crate::http1::{RawFields, ResponseFields, encode_chunk_size, encode_field, parse_decimal};
-use crate::server::BoxError;
+use super::BoxError;
+use super::fields::{RawFields, ResponseFields, encode_chunk_size, encode_field, encode_length};
+use super::semantics::{self, BodyLength, MAX_FIELDS, MAX_RESPONSE_HEAD};
 use crate::tls::connector::MaybeTls;
 
-/// Response header fields accepted, at most (as hyper's client).
-const MAX_HEADERS: usize = 100;
-/// Largest response head (or trailer section, or chunk-size line) accepted.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Free space the read buffer gets before each read.
 const READ_SPACE: usize = 8 * 1024;
 
@@ -55,7 +51,9 @@ pub enum WireError {
     Invalid(&'static str),
     #[error("invalid response head from upstream: {0}")]
     Parse(#[from] httparse::Error),
-    #[error("upstream response head exceeds {MAX_HEAD_BYTES} bytes")]
+    #[error("untrustworthy response framing from upstream: {0}")]
+    Framing(semantics::FramingError),
+    #[error("upstream response head exceeds {MAX_RESPONSE_HEAD} bytes")]
     TooLarge,
     #[error("upstream connection: {0}")]
     Io(#[from] io::Error),
@@ -243,7 +241,7 @@ where
         home: None,
         delivered: false,
         failed: None,
-        fields,
+        fields: Some(fields),
     }))
 }
 
@@ -280,11 +278,7 @@ fn encode_head(
     }
     match upload {
         Upload::None => {}
-        Upload::Length(length) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
+        Upload::Length(length) => encode_length(out, length),
         Upload::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"\r\n");
@@ -311,25 +305,30 @@ fn encode_trailers(out: &mut Vec<u8>, trailers: &HeaderMap) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// A parsed response head: the response, how its body is framed, and
-/// whether the connection persists after it.
-type Head = (Response<()>, Option<RawFields>, Framing, bool);
+/// A parsed response head: the response, its fields as lines, how its
+/// body is framed, and whether the connection persists after it.
+type Head = (Response<()>, RawFields, Framing, bool);
 
 /// Parses a final response head off the front of `read`, skipping interim
-/// (1xx) responses; `None` until the head is complete.
+/// (1xx) responses; `None` until the head is complete. The framing and
+/// persistence decisions are [`semantics::Framing::response`]'s.
 fn parse_head(
     read: &mut BytesMut,
     spans: &mut Vec<FieldSpan>,
     method: &Method,
 ) -> Result<Option<Head>, WireError> {
     loop {
-        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
         let mut parsed = httparse::Response::new(&mut []);
         let config = httparse::ParserConfig::default();
         let length =
             match config.parse_response_with_uninit_headers(&mut parsed, read, &mut fields)? {
+                // The limit holds for the whole head, however it arrived.
+                httparse::Status::Complete(length) if length > MAX_RESPONSE_HEAD => {
+                    return Err(WireError::TooLarge);
+                }
                 httparse::Status::Complete(length) => length,
-                httparse::Status::Partial if read.len() > MAX_HEAD_BYTES => {
+                httparse::Status::Partial if read.len() > MAX_RESPONSE_HEAD => {
                     return Err(WireError::TooLarge);
                 }
                 httparse::Status::Partial => return Ok(None),
@@ -357,39 +356,38 @@ fn parse_head(
         let field = |span: &FieldSpan| {
             let (name, name_len) = span.name;
             let (value, value_len) = span.value;
-            (&head[name..name + name_len], value..value + value_len)
+            (
+                &head[name..name + name_len],
+                &head[value..value + value_len],
+            )
         };
-        // The fields as lines (see `RawFields`), unless `Connection` names
-        // some: then as a map, from which the proxy removes them.
-        let mut facts = Facts::default();
-        let mut raw = RawFields::with_capacity(head.len());
-        let mut names_fields = false;
+        let mut framing = semantics::Framing::default();
         for span in spans.iter() {
             let (name, value) = field(span);
-            let value = &head[value];
-            if !facts.note(name, value)? {
-                continue;
-            }
-            names_fields |= name.eq_ignore_ascii_case(b"connection");
-            if !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"content-length") {
+            framing.note(name, value);
+        }
+        let decided = framing
+            .response(method, status, http10)
+            .map_err(WireError::Framing)?;
+        // The end-to-end fields as lines (see `RawFields`): not those
+        // about this connection, nor those its `Connection` names, nor the
+        // length, which whoever frames the body writes again.
+        let mut raw = RawFields::with_capacity(head.len());
+        let named = |name: &[u8]| {
+            framing.connection.names_fields
+                && spans.iter().any(|span| {
+                    let (other, value) = field(span);
+                    other.eq_ignore_ascii_case(b"connection")
+                        && semantics::named_fields(value).any(|n| n.eq_ignore_ascii_case(name))
+                })
+        };
+        for span in spans.iter() {
+            let (name, value) = field(span);
+            if semantics::forwarded_as_is(name) && !named(name) {
                 raw.push(name, value);
             }
         }
-        let mut headers = HeaderMap::new();
-        if names_fields {
-            headers.reserve(spans.len());
-            let mut again = Facts::default();
-            for span in spans.iter() {
-                let (name, value) = field(span);
-                if again.note(name, &head[value.clone()])? {
-                    let name = HeaderName::from_bytes(name)
-                        .map_err(|_| WireError::Invalid("header name"))?;
-                    let value = HeaderValue::from_maybe_shared(head.slice(value))
-                        .map_err(|_| WireError::Invalid("header value"))?;
-                    headers.append(name, value);
-                }
-            }
-        }
+        raw.content_length = framing.forwarded_length();
         let mut response = Response::new(());
         *response.status_mut() = status;
         *response.version_mut() = if http10 {
@@ -397,82 +395,12 @@ fn parse_head(
         } else {
             Version::HTTP_11
         };
-        let fields = if names_fields {
-            *response.headers_mut() = headers;
-            None
-        } else {
-            raw.content_length = facts.length.filter(|_| facts.chunked.is_none());
-            Some(raw)
+        let framing = match decided.body {
+            BodyLength::Known(length) => Framing::Length(length),
+            BodyLength::Chunked => Framing::Chunked(Chunk::Size),
+            BodyLength::UntilClose => Framing::Eof,
         };
-        let no_body = *method == Method::HEAD
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED;
-        let (framing, delimited) = match (no_body, facts.chunked, facts.length) {
-            (true, _, _) => (Framing::Length(0), true),
-            (false, Some(true), _) => (Framing::Chunked(Chunk::Size), facts.length.is_none()),
-            (false, Some(false), _) => (Framing::Eof, false),
-            (false, None, Some(length)) => (Framing::Length(length), true),
-            (false, None, None) => (Framing::Eof, false),
-        };
-        let persistent = delimited
-            && if http10 {
-                facts.keep_alive
-            } else {
-                !facts.close
-            };
-        return Ok(Some((response, fields, framing, persistent)));
-    }
-}
-
-/// What the response's framing and connection headers say.
-#[derive(Default)]
-struct Facts {
-    length: Option<u64>,
-    /// `Some(true)` when `Transfer-Encoding` ends in `chunked`.
-    chunked: Option<bool>,
-    close: bool,
-    keep_alive: bool,
-}
-
-impl Facts {
-    /// Notes what a field says; `false` for a hop-by-hop field that only
-    /// concerns this connection (framing, persistence), which the response
-    /// then does not carry: it would be removed before going downstream
-    /// anyway. A `Connection` field naming other fields stays, so they go too.
-    fn note(&mut self, name: &[u8], value: &[u8]) -> Result<bool, WireError> {
-        // Most fields are none of these: their length says so.
-        if !matches!(name.len(), 10 | 14 | 17) {
-            return Ok(true);
-        }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            // Repeated (or comma-joined) values must agree (RFC 9110 §8.6).
-            for part in value.split(|&b| b == b',') {
-                let length =
-                    parse_decimal(part.trim_ascii()).ok_or(WireError::Invalid("Content-Length"))?;
-                if self.length.is_some_and(|seen| seen != length) {
-                    return Err(WireError::Invalid("conflicting Content-Length"));
-                }
-                self.length = Some(length);
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
-            self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            return Ok(false);
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            let mut names_fields = false;
-            for token in value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                let close = token.eq_ignore_ascii_case(b"close");
-                let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
-                self.close |= close;
-                self.keep_alive |= keep_alive;
-                names_fields |= !(close || keep_alive || token.is_empty());
-            }
-            return Ok(names_fields);
-        } else if name.eq_ignore_ascii_case(b"keep-alive") {
-            return Ok(false);
-        }
-        Ok(true)
+        return Ok(Some((response, raw, framing, decided.reusable)));
     }
 }
 
@@ -631,7 +559,7 @@ fn decode_chunked(read: &mut BytesMut, chunk: Chunk) -> Result<Decoded, WireErro
     match chunk {
         Chunk::Size => {
             let Some(end) = read.iter().position(|&b| b == b'\n') else {
-                return if read.len() > MAX_HEAD_BYTES {
+                return if read.len() > MAX_RESPONSE_HEAD {
                     Err(WireError::TooLarge)
                 } else {
                     Ok(Decoded::NeedMore)
@@ -654,9 +582,9 @@ fn decode_chunked(read: &mut BytesMut, chunk: Chunk) -> Result<Decoded, WireErro
             Some(_) => Err(WireError::Invalid("chunk data not followed by CRLF")),
         },
         Chunk::Trailers => {
-            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
             match httparse::parse_headers(read, &mut fields)? {
-                httparse::Status::Partial if read.len() > MAX_HEAD_BYTES => {
+                httparse::Status::Partial if read.len() > MAX_RESPONSE_HEAD => {
                     Err(WireError::TooLarge)
                 }
                 httparse::Status::Partial => Ok(Decoded::NeedMore),
@@ -674,7 +602,8 @@ fn decode_chunked(read: &mut BytesMut, chunk: Chunk) -> Result<Decoded, WireErro
                 }
             }
         }
-        Chunk::Data(_) => unreachable!("chunk data is read by the body"),
+        // Chunk data is taken by the body before it calls the decoder.
+        Chunk::Data(_) => Err(WireError::Invalid("chunk data where a chunk line belongs")),
     }
 }
 
@@ -1037,13 +966,17 @@ mod tests {
         for (answer, expected) in [
             (
                 &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx"[..],
-                "conflicting",
+                "Content-Length values disagree",
             ),
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
                 "Content-Length",
             ),
             (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "101"),
+            (
+                b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                "HTTP/1.0",
+            ),
             (b"NOT HTTP\r\n\r\n", "invalid response head"),
         ] {
             let (connection, _requests) = upstream(vec![answer]).await;
@@ -1082,21 +1015,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn hop_by_hop_fields_are_noted_and_left_out_unless_they_name_others() {
-        let mut facts = Facts::default();
-        assert!(!facts.note(b"Connection", b"keep-alive").unwrap());
-        assert!(facts.keep_alive && !facts.close);
-        // Kept, so that the response's hop-by-hop removal also drops X-Hop.
-        assert!(facts.note(b"connection", b"close, X-Hop").unwrap());
-        assert!(facts.close);
-        assert!(!facts.note(b"Transfer-Encoding", b"gzip, chunked").unwrap());
-        assert_eq!(facts.chunked, Some(true));
-        assert!(!facts.note(b"keep-alive", b"timeout=5").unwrap());
-        assert!(facts.note(b"Content-Length", b"12").unwrap());
-        assert_eq!(facts.length, Some(12));
-    }
-
     #[tokio::test]
     async fn hop_by_hop_fields_never_travel_as_lines() {
         let (connection, _requests) = upstream(vec![
@@ -1115,13 +1033,13 @@ mod tests {
         assert!(raw.date);
         assert_eq!(raw.content_length, None, "chunked: no length to pass on");
         assert_eq!(text(response).await, "");
-        // A `Connection` naming fields: a header map, where the proxy's
-        // hop-by-hop removal finds what it names.
+        // A `Connection` naming fields: those go too, the rest stay lines.
         let again = shelf.take().expect("reused");
         let response = send(again, &parts, &mut body, &shelf).await.unwrap();
-        assert!(response.body().fields().is_none());
-        let names: Vec<_> = response.headers().keys().map(|n| n.as_str()).collect();
-        assert_eq!(names, ["connection", "x-hop", "x-end", "content-length"]);
+        let raw = response.body().fields().expect("raw fields");
+        assert_eq!(raw.lines(), b"X-End: 2\r\n");
+        assert_eq!(raw.content_length, Some(0));
+        assert!(response.headers().is_empty());
     }
 
     /// Runs the chunked decoder over `read` as the body would, to the end

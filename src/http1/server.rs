@@ -1,32 +1,36 @@
-//! The HTTP/1.1 fast path: plain requests served without hyper.
+//! The server side of an HTTP/1.1 connection: plain requests served in the
+//! connection's own task.
 //!
 //! Nearly every request a sidecar sees is a plain HTTP/1.1 request on a
 //! keep-alive connection: a head, and no body or a small one that arrived
 //! with it. hyper serves each request through a general dispatcher (a boxed
 //! handler future, a boxed header timer, a body fed over a channel, a read
 //! buffer reallocated per request); for plain requests [`serve`] reads the
-//! head, calls the handler and writes the response itself, in the
-//! connection's own task.
+//! head, calls the handler and writes the response itself.
 //!
-//! Anything else hands the connection, with the bytes read so far, to
-//! hyper for the rest of its life ([`Ended::Handover`]): HTTP/2 (its
-//! preface does not parse as HTTP/1.1), HTTP/1.0, `CONNECT`, upgrades,
-//! `Expect`, `TE`, `Transfer-Encoding`, a body that did not arrive with its
-//! head, a head larger than the read buffer, and anything that does not
-//! parse. So hyper still answers every unusual or malformed request exactly
-//! as before (400, 431, `100 Continue`, ...).
+//! Every head is parsed and checked here first, with the rules of
+//! [`super::semantics`]: a malformed head, a bad Host, untrustworthy
+//! framing or an HTTP/2 preface after the first request get 400 (too many
+//! fields 431, another major version 505) and the connection closes. Any
+//! HTTP/1.x minor version is read as HTTP/1.1 (RFC 9112 §2.3). A request
+//! that needs more than this connection does ([`super::path::downstream`]
+//! says which and why: HTTP/1.0, `CONNECT`, upgrades, `Expect`, trailers,
+//! a chunked or streamed upload, a head larger than the read buffer) hands
+//! the connection, with the bytes read so far, to hyper for the rest of its
+//! life ([`Ended::Handover`]), as does an HTTP/2 preface on a new
+//! connection.
 //!
 //! Responses are written as hyper writes them: lower-case field names (and
-//! [`RawFields`](crate::http1::RawFields) lines as they came); the handler's `Content-Length`, else
-//! the body's exact length, else chunked;
-//! no body for `HEAD`, 204 and 304; a `Date` when the handler set none;
+//! [`RawFields`](super::RawFields) lines as they came); the handler's
+//! `Content-Length`, else the body's exact length, else chunked; no body
+//! where [`response_has_body`] says so; a `Date` when the handler set none;
 //! `Connection: close` when the connection closes after the response;
 //! trailers dropped (a request that asks for them, with `TE`, goes to
 //! hyper). And as under hyper, the connection
 //! - bounds the wait for each request head by `header_read` (and by `idle`
 //!   between requests), closing silently when it runs out;
-//! - notices a client that leaves while its request is in flight, and
-//!   drops the handler's future;
+//! - answers a client that half-closes after its request, then closes;
+//! - drops the handler's future when the client's connection fails;
 //! - stops between requests on shutdown, after the response in progress;
 //! - closes instead of answering out of step: a body that fails, or runs
 //!   shorter or longer than its declared length, ends the connection.
@@ -48,38 +52,44 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{BoxError, ConnInfo, RequestBody};
-use crate::http1::{ResponseFields, encode_chunk_size, encode_field, has_token, parse_decimal};
+use super::fields::{ResponseFields, encode_chunk_size, encode_field, encode_length};
+use super::path::{self, Fallback, HeadFacts};
+use super::semantics::{
+    self, BodyLength, ConnectionOptions, Framing, MAX_FIELDS, final_coding_is_chunked,
+    response_has_body,
+};
+use super::{BoxError, RequestBody};
 
 /// The read buffer. A request's head and body must fit in it together to
 /// be served here (hyper's own limit for a head is at least this).
 const READ_BUFFER: usize = 8 * 1024;
-/// Request header fields, at most (hyper's limit: more gets its 431).
-const MAX_FIELDS: usize = 100;
 /// Body data up to this size is copied behind the head into one write;
 /// larger frames go out in a vectored write.
 const COPY_LIMIT: usize = 16 * 1024;
 
 /// How [`serve`] stopped.
-pub(super) enum Ended<S> {
+pub enum Ended<S> {
     /// The connection is done (closed by either side, timed out, shut down).
     Closed,
-    /// hyper serves the rest of the connection, starting with these bytes.
-    Handover(Prefixed<S>),
+    /// hyper serves the rest of the connection, starting with these bytes,
+    /// for this reason.
+    Handover(Prefixed<S>, Fallback),
 }
 
 /// Serves plain HTTP/1.1 requests on `io` until the connection ends or a
-/// request needs hyper. `head_wait` bounds each wait for a request head.
-pub(super) async fn serve<S, H, F, B>(
+/// request needs hyper. `head_wait` bounds each wait for a request head;
+/// `context` goes to the handler with each request.
+pub async fn serve<S, C, H, F, B>(
     mut io: S,
-    info: &ConnInfo,
+    context: &C,
     handler: &H,
     head_wait: Option<Duration>,
     draining: &watch::Receiver<()>,
 ) -> Ended<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    H: Fn(Request<RequestBody>, ConnInfo) -> F,
+    C: Clone,
+    H: Fn(Request<RequestBody>, C) -> F,
     F: Future<Output = Response<B>>,
     B: Body<Data = Bytes> + ResponseFields,
     B::Error: Into<BoxError>,
@@ -94,25 +104,33 @@ where
     // registers (and unregisters) each time it starts.
     let mut watcher = draining.clone();
     let mut shutdown = pin!(watcher.changed());
+    let mut first = true;
     loop {
         if draining.has_changed().unwrap_or(true) {
             return Ended::Closed;
         }
         let deadline = head_wait.map(|wait| Instant::now() + wait);
         let (request, closing) = loop {
-            match parse(&mut read, &mut fields) {
+            match parse(&mut read, &mut fields, first) {
                 Parsed::Request(request, closing) => break (request, closing),
                 Parsed::Partial if read.len() < READ_BUFFER => {}
-                Parsed::Partial => return Ended::Handover(Prefixed::new(read.freeze(), io)),
-                Parsed::Handover(head) => {
+                Parsed::Partial => {
+                    let io = Prefixed::new(read.freeze(), io);
+                    return Ended::Handover(io, Fallback::LargeHead);
+                }
+                Parsed::Handover(head, fallback) => {
                     let mut prefix = BytesMut::from(&head[..]);
                     prefix.extend_from_slice(&read);
-                    return Ended::Handover(Prefixed::new(prefix.freeze(), io));
+                    return Ended::Handover(Prefixed::new(prefix.freeze(), io), fallback);
+                }
+                Parsed::Refused(status) => {
+                    refuse(&mut io, &mut out, status).await;
+                    return Ended::Closed;
                 }
             }
             if read.capacity() - read.len() < READ_BUFFER / 2 {
                 // Reuses the buffer in place once earlier heads are gone.
-                read.reserve(READ_BUFFER - read.len());
+                read.reserve(READ_BUFFER.saturating_sub(read.len()));
             }
             tokio::select! {
                 biased;
@@ -130,28 +148,33 @@ where
                 _ = shutdown.as_mut(), if read.is_empty() => return Ended::Closed,
             }
         };
-        let head_request = request.method() == Method::HEAD;
+        first = false;
+        let method = request.method().clone();
         if read.capacity() == read.len() {
             read.reserve(READ_BUFFER);
         }
+        // A client that half-closes after its request still gets the
+        // response; the connection closes after it.
+        let mut half_closed = false;
         let response = {
-            let mut response = pin!(handler(request, info.clone()));
+            let mut response = pin!(handler(request, context.clone()));
             loop {
                 tokio::select! {
                     biased;
                     response = response.as_mut() => break response,
-                    // Watching the connection: a client that leaves cancels
-                    // its request; one that sends its next request early
-                    // (pipelining) has it kept for later.
-                    result = io.read_buf(&mut read), if read.len() < read.capacity() => match result {
-                        Ok(0) | Err(_) => return Ended::Closed,
+                    // Watching the connection: a client whose connection
+                    // fails cancels its request; one that sends its next
+                    // request early (pipelining) has it kept for later.
+                    result = io.read_buf(&mut read), if !half_closed && read.len() < read.capacity() => match result {
+                        Ok(0) => half_closed = true,
+                        Err(_) => return Ended::Closed,
                         Ok(_) => {}
                     },
                 }
             }
         };
-        let closing = closing || draining.has_changed().unwrap_or(true);
-        if !respond(&mut io, &mut out, response, head_request, closing).await {
+        let closing = closing || half_closed || draining.has_changed().unwrap_or(true);
+        if !respond(&mut io, &mut out, response, &method, closing).await {
             let _ = io.shutdown().await;
             return Ended::Closed;
         }
@@ -161,12 +184,15 @@ where
 /// What the read buffer holds.
 #[allow(clippy::large_enum_variant)] // moved once, right away: a box would cost more
 enum Parsed {
-    /// A plain request, and whether it asked to close the connection after it.
+    /// A plain request, and whether the connection closes after it.
     Request(Request<RequestBody>, bool),
     /// Not a whole head yet.
     Partial,
-    /// A request for hyper; its head, when already taken off the buffer.
-    Handover(Bytes),
+    /// A request for hyper: its head, when already taken off the buffer,
+    /// and why.
+    Handover(Bytes, Fallback),
+    /// A request answered with this error status, then the connection closes.
+    Refused(StatusCode),
 }
 
 /// Where one field's name and value lie in the head.
@@ -175,10 +201,19 @@ struct Field {
     value: Range<usize>,
 }
 
-/// Takes a plain request off the front of `read`. `fields` is scratch space.
-fn parse(read: &mut BytesMut, fields: &mut Vec<Field>) -> Parsed {
+/// Takes a plain request off the front of `read`. `fields` is scratch
+/// space; `first` says whether this is the connection's first request.
+fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -> Parsed {
     if read.is_empty() {
         return Parsed::Partial;
+    }
+    if semantics::is_http2_preface(read) {
+        // RFC 9113 §3.4: the preface opens a connection, nothing else.
+        return match (first, read.len() >= semantics::HTTP2_PREFACE.len()) {
+            (false, _) => Parsed::Refused(StatusCode::BAD_REQUEST),
+            (true, true) => Parsed::Handover(Bytes::new(), Fallback::Http2),
+            (true, false) => Parsed::Partial,
+        };
     }
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let mut parsed = httparse::Request::new(&mut []);
@@ -186,17 +221,18 @@ fn parse(read: &mut BytesMut, fields: &mut Vec<Field>) -> Parsed {
     let head_len = match config.parse_request_with_uninit_headers(&mut parsed, read, &mut slots) {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Handover(Bytes::new()),
+        Err(httparse::Error::Version) if normalize_minor_version(read) => {
+            return parse(read, fields, first);
+        }
+        Err(error) => return Parsed::Refused(refusal(error, read)),
     };
-    let (Some(method), Some(target), Some(1)) = (parsed.method, parsed.path, parsed.version) else {
-        return Parsed::Handover(Bytes::new());
+    let (Some(method), Some(target), Some(version)) = (parsed.method, parsed.path, parsed.version)
+    else {
+        return Parsed::Refused(StatusCode::BAD_REQUEST);
     };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-        return Parsed::Handover(Bytes::new());
+        return Parsed::Refused(StatusCode::BAD_REQUEST);
     };
-    if method == Method::CONNECT {
-        return Parsed::Handover(Bytes::new());
-    }
     let base = read.as_ptr() as usize;
     let range = |s: &[u8]| {
         let start = s.as_ptr() as usize - base;
@@ -209,62 +245,186 @@ fn parse(read: &mut BytesMut, fields: &mut Vec<Field>) -> Parsed {
         value: range(field.value),
     }));
     let head = read.split_to(head_len).freeze();
-    match build(&head, method, target, fields, read) {
-        Some((request, closing)) => Parsed::Request(request, closing),
-        None => Parsed::Handover(head),
+    let line = RequestLine {
+        method,
+        target,
+        http10: version == 0,
+    };
+    match build(&head, line, fields, read) {
+        Built::Request(request, closing) => Parsed::Request(request, closing),
+        Built::Handover(fallback) => Parsed::Handover(head, fallback),
+        Built::Refused(status) => Parsed::Refused(status),
     }
 }
 
-/// The request in `head` (and its body, from `rest`), or `None` when it
-/// is not plain.
-fn build(
-    head: &Bytes,
+/// Reads `HTTP/1.x` with a minor version above 1 as `HTTP/1.1`, in place
+/// (RFC 9112 §2.3); whether the request line changed.
+fn normalize_minor_version(read: &mut BytesMut) -> bool {
+    let Some(end) = read.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let line = read[..end].strip_suffix(b"\r").unwrap_or(&read[..end]);
+    let Some(start) = line.len().checked_sub(8) else {
+        return false;
+    };
+    match semantics::minor_version(&line[start..]) {
+        Some(minor) if minor > 1 => {
+            read[start + 7] = b'1';
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The status for a head httparse refused: 431 for too many fields, 505
+/// for another major version, else 400.
+fn refusal(error: httparse::Error, read: &[u8]) -> StatusCode {
+    match error {
+        httparse::Error::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        httparse::Error::Version if has_http_version(read) => {
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED
+        }
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// Whether the request line ends in a well-formed `HTTP/d.d` version.
+fn has_http_version(read: &[u8]) -> bool {
+    let line = read.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    matches!(
+        line.rsplit(|&b| b == b' ').next(),
+        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
+            if major.is_ascii_digit() && minor.is_ascii_digit()
+    )
+}
+
+/// Answers with `status` and closes: the request cannot be read.
+async fn refuse<S: AsyncWrite + Unpin>(io: &mut S, out: &mut Vec<u8>, status: StatusCode) {
+    tracing::debug!(%status, "refused a malformed request");
+    out.clear();
+    encode_status(out, status);
+    out.extend_from_slice(b"content-length: 0\r\nconnection: close\r\n\r\n");
+    let _ = write_all(io, out, &[]).await;
+    let _ = io.shutdown().await;
+}
+
+/// Checks a request hyper read against the rules hyper does not enforce
+/// (Host, RFC 9112 §3.2) and applies §3.2.2 (an absolute-form target's
+/// authority replaces Host); the status to refuse it with otherwise.
+/// HTTP/2 requests carry `:authority` instead and pass untouched.
+pub fn check_hyper_request<B>(request: &mut Request<B>) -> Result<(), StatusCode> {
+    let http10 = match request.version() {
+        Version::HTTP_10 | Version::HTTP_09 => true,
+        Version::HTTP_11 => false,
+        _ => return Ok(()),
+    };
+    let hosts = request.headers().get_all(header::HOST).iter();
+    if let Err(error) = semantics::check_host(http10, hosts.map(HeaderValue::as_bytes)) {
+        tracing::debug!(%error, "refused a request");
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    if let Some(host) = request
+        .uri()
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+    {
+        request.headers_mut().insert(header::HOST, host);
+    }
+    Ok(())
+}
+
+/// The request line, parsed.
+struct RequestLine {
     method: Method,
     target: Range<usize>,
-    fields: &[Field],
-    rest: &mut BytesMut,
-) -> Option<(Request<RequestBody>, bool)> {
-    let uri = Uri::from_maybe_shared(head.slice(target)).ok()?;
+    http10: bool,
+}
+
+/// What [`build`] made of a head.
+#[allow(clippy::large_enum_variant)] // moved once, right away
+enum Built {
+    Request(Request<RequestBody>, bool),
+    Handover(Fallback),
+    Refused(StatusCode),
+}
+
+/// The request in `head` (and its body, from `rest`), checked against the
+/// rules, or why it goes to hyper or is refused.
+fn build(head: &Bytes, line: RequestLine, fields: &[Field], rest: &mut BytesMut) -> Built {
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(line.target)) else {
+        return Built::Refused(StatusCode::BAD_REQUEST);
+    };
     let mut headers = HeaderMap::with_capacity(fields.len());
-    let mut length = None;
-    let mut closing = false;
+    let mut framing = Framing::default();
+    let mut facts = HeadFacts {
+        http10: line.http10,
+        connect: line.method == Method::CONNECT,
+        buffered: rest.len(),
+        ..HeadFacts::default()
+    };
+    let mut has_upgrade = false;
     for field in fields {
-        let name = HeaderName::from_bytes(&head[field.name.clone()]).ok()?;
-        let value = &head[field.value.clone()];
-        if name == header::CONTENT_LENGTH {
-            // One value only; anything else is hyper's to judge.
-            if length.is_some() {
-                return None;
-            }
-            length = Some(parse_decimal(value)?);
-        } else if name == header::TRANSFER_ENCODING
-            || name == header::UPGRADE
-            || name == header::EXPECT
-            || name == header::TE
-        {
-            return None;
-        } else if name == header::CONNECTION {
-            closing |= has_token(value, "close");
+        let raw_name = &head[field.name.clone()];
+        let raw_value = &head[field.value.clone()];
+        framing.note(raw_name, raw_value);
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(raw_name),
+            HeaderValue::from_maybe_shared(head.slice(field.value.clone())),
+        ) else {
+            return Built::Refused(StatusCode::BAD_REQUEST);
+        };
+        if name == header::EXPECT {
+            facts.expect_continue |= semantics::expects_continue(raw_value);
+        } else if name == header::UPGRADE {
+            has_upgrade = true;
+        } else if name == header::TE {
+            facts.trailers |= semantics::has_token(raw_value, "trailers");
         }
-        let value = HeaderValue::from_maybe_shared(head.slice(field.value.clone())).ok()?;
         headers.append(name, value);
     }
-    let length = usize::try_from(length.unwrap_or(0)).ok()?;
-    if length > rest.len() {
-        return None;
+    let hosts = headers
+        .get_all(header::HOST)
+        .iter()
+        .map(HeaderValue::as_bytes);
+    if let Err(error) = semantics::check_host(line.http10, hosts) {
+        tracing::debug!(%error, "refused a request");
+        return Built::Refused(StatusCode::BAD_REQUEST);
     }
-    let body = RequestBody::read(rest.split_to(length).freeze());
+    let (body, persists) = match framing.request(line.http10) {
+        Ok(decided) => decided,
+        Err(error) => {
+            tracing::debug!(%error, "refused a request");
+            return Built::Refused(StatusCode::BAD_REQUEST);
+        }
+    };
+    facts.upgrade = semantics::wants_upgrade(line.http10, framing.connection, has_upgrade);
+    facts.body = Some(body);
+    if let Err(fallback) = path::downstream(&facts) {
+        return Built::Handover(fallback);
+    }
+    // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
+    if let Some(authority) = uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(header::HOST, host);
+    }
+    let length = match body {
+        BodyLength::Known(length) => usize::try_from(length).unwrap_or(usize::MAX),
+        BodyLength::Chunked | BodyLength::UntilClose => 0,
+    };
+    let body = RequestBody::read(rest.split_to(length.min(rest.len())).freeze());
     let mut request = Request::new(body);
-    *request.method_mut() = method;
+    *request.method_mut() = line.method;
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
-    Some((request, closing))
+    Built::Request(request, !persists)
 }
 
-/// How the response body is delimited.
+/// How the response body is written.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Framing {
+enum Writing {
     Length(u64),
     Chunked,
 }
@@ -276,12 +436,13 @@ enum Next<F> {
     Flush,
 }
 
-/// Writes `response`; whether the connection can carry another request.
+/// Writes `response` to a `method` request; whether the connection can
+/// carry another request.
 async fn respond<S, B>(
     io: &mut S,
     out: &mut Vec<u8>,
     response: Response<B>,
-    head_request: bool,
+    method: &Method,
     mut closing: bool,
 ) -> bool
 where
@@ -304,41 +465,40 @@ where
     } else {
         body.size_hint().exact()
     };
-    let bodiless = matches!(
-        parts.status,
-        StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
-    );
-    let sends_body = !head_request && !bodiless;
+    let head_request = *method == Method::HEAD;
+    let sends_body = response_has_body(method, parts.status);
+    let bodiless = !sends_body && !head_request;
     encode_status(out, parts.status);
     // As hyper: no length on 204/304, none for an empty body (but HEAD
     // keeps the length of what GET would send).
     let keeps_length = !(bodiless || length == Some(0) && !head_request);
-    let mut framing = None;
+    // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3 item 3).
+    let chunked = sends_body && parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let mut writing = chunked.then_some(Writing::Chunked);
     let (mut dated, mut said_close) = (false, false);
     for (name, value) in &parts.headers {
         if name == header::CONTENT_LENGTH {
             // The first valid one.
-            if !keeps_length || framing.is_some() {
+            if !keeps_length || writing.is_some() {
                 continue;
             }
-            let Some(declared) = parse_decimal(value.as_bytes().trim_ascii()) else {
+            let Some(declared) = semantics::parse_decimal(value.as_bytes().trim_ascii()) else {
                 continue;
             };
-            framing = Some(Framing::Length(declared));
+            writing = Some(Writing::Length(declared));
         } else if name == header::TRANSFER_ENCODING {
-            if !sends_body || framing.is_some() {
+            if !sends_body {
                 continue;
             }
-            framing = Some(Framing::Chunked);
             out.extend_from_slice(b"transfer-encoding: ");
             out.extend_from_slice(value.as_bytes());
-            if !ends_chunked(value.as_bytes()) {
+            if final_coding_is_chunked(value.as_bytes()) != Some(true) {
                 out.extend_from_slice(b", chunked");
             }
             out.extend_from_slice(b"\r\n");
             continue;
         } else if name == header::CONNECTION {
-            let close = has_token(value.as_bytes(), "close");
+            let close = ConnectionOptions::of([value.as_bytes()]).close;
             closing |= close;
             said_close |= close;
         } else if name == header::DATE {
@@ -351,24 +511,24 @@ where
         dated |= raw.date;
         if let Some(declared) = raw
             .content_length
-            .filter(|_| keeps_length && framing.is_none())
+            .filter(|_| keeps_length && writing.is_none())
         {
-            framing = Some(Framing::Length(declared));
+            writing = Some(Writing::Length(declared));
             encode_length(out, declared);
         }
     }
-    let framing = match (framing, length) {
-        (Some(framing), _) => framing,
+    let writing = match (writing, length) {
+        (Some(writing), _) => writing,
         (None, None) if sends_body => {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-            Framing::Chunked
+            Writing::Chunked
         }
-        (None, None) => Framing::Length(0),
+        (None, None) => Writing::Length(0),
         (None, Some(length)) => {
             if !(bodiless || head_request && length == 0) {
                 encode_length(out, length);
             }
-            Framing::Length(length)
+            Writing::Length(length)
         }
     };
     if closing && !said_close {
@@ -382,8 +542,8 @@ where
     out.extend_from_slice(b"\r\n");
     let intact = {
         let body = pin!(body);
-        if sends_body && framing != Framing::Length(0) {
-            match send_body(io, out, body, framing).await {
+        if sends_body && writing != Writing::Length(0) {
+            match send_body(io, out, body, writing).await {
                 Ok(intact) => intact,
                 Err(_) => return false,
             }
@@ -401,15 +561,15 @@ async fn send_body<S, B>(
     io: &mut S,
     out: &mut Vec<u8>,
     mut body: Pin<&mut B>,
-    framing: Framing,
+    writing: Writing,
 ) -> io::Result<bool>
 where
     S: AsyncWrite + Unpin,
     B: Body<Data = Bytes>,
 {
-    let mut left = match framing {
-        Framing::Length(length) => Some(length),
-        Framing::Chunked => None,
+    let mut left = match writing {
+        Writing::Length(length) => Some(length),
+        Writing::Chunked => None,
     };
     loop {
         let next = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
@@ -493,12 +653,6 @@ async fn write_all<S: AsyncWrite + Unpin>(
     io.flush().await
 }
 
-fn encode_length(out: &mut Vec<u8>, length: u64) {
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
 fn encode_status(out: &mut Vec<u8>, status: StatusCode) {
     if status == StatusCode::OK {
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
@@ -510,11 +664,6 @@ fn encode_status(out: &mut Vec<u8>, status: StatusCode) {
     // A reason must be written: many parsers expect one.
     out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
     out.extend_from_slice(b"\r\n");
-}
-
-fn ends_chunked(value: &[u8]) -> bool {
-    let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
-    last.trim_ascii().eq_ignore_ascii_case(b"chunked")
 }
 
 /// Appends the current time as an HTTP date (RFC 9110 §5.6.7), formatted
@@ -537,13 +686,13 @@ fn http_date(out: &mut Vec<u8>) {
 }
 
 /// A connection whose first bytes were already read.
-pub(super) struct Prefixed<S> {
+pub struct Prefixed<S> {
     prefix: Bytes,
     io: S,
 }
 
 impl<S> Prefixed<S> {
-    pub(super) fn new(prefix: Bytes, io: S) -> Self {
+    pub fn new(prefix: Bytes, io: S) -> Self {
         Self { prefix, io }
     }
 }
@@ -595,5 +744,5 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 }
 
 #[cfg(test)]
-#[path = "plain_tests.rs"]
+#[path = "server_tests.rs"]
 mod tests;

@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::http1::RawFields;
-use crate::server::ConnLocal;
+use crate::http1::path::Fallback;
 
 /// A boxed body that may carry its response's fields as lines.
 struct TestBody {
@@ -52,15 +52,9 @@ fn empty() -> TestBody {
     test_body(Empty::new().map_err(|never| match never {}))
 }
 
-fn info() -> ConnInfo {
-    let addr = "127.0.0.1:9".parse().expect("address");
-    ConnInfo {
-        peer: addr,
-        local: addr,
-        tls: None,
-        kept: ConnLocal::default(),
-    }
-}
+/// The connection's context, passed to the handler (the server passes
+/// its connection facts).
+fn info() {}
 
 fn full(text: &'static str) -> TestBody {
     test_body(Full::new(Bytes::from_static(text.as_bytes())).map_err(|never| match never {}))
@@ -95,8 +89,8 @@ type Seen = Arc<Mutex<Vec<String>>>;
 fn recording(
     seen: &Seen,
     reply: fn(&str) -> Response<TestBody>,
-) -> impl Fn(Request<RequestBody>, ConnInfo) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>>
-+ use<> {
+) -> impl Fn(Request<RequestBody>, ()) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>> + use<>
+{
     let seen = seen.clone();
     move |request, _| {
         let seen = seen.clone();
@@ -124,9 +118,9 @@ fn ok(_: &str) -> Response<TestBody> {
 
 /// Sends `input`, stops sending, serves until the connection ends: what
 /// the client received, and on a handover every byte hyper would read.
-async fn run<H, F, B>(input: &[u8], handler: H) -> (String, Option<Vec<u8>>)
+async fn run<H, F, B>(input: &[u8], handler: H) -> (String, Option<(Vec<u8>, Fallback)>)
 where
-    H: Fn(Request<RequestBody>, ConnInfo) -> F,
+    H: Fn(Request<RequestBody>, ()) -> F,
     F: Future<Output = Response<B>>,
     B: Body<Data = Bytes> + ResponseFields,
     B::Error: Into<BoxError>,
@@ -137,7 +131,7 @@ where
     let (_drain, draining) = watch::channel(());
     let ended = serve(
         server,
-        &info(),
+        &(),
         &handler,
         Some(Duration::from_secs(5)),
         &draining,
@@ -145,10 +139,10 @@ where
     .await;
     let handed = match ended {
         Ended::Closed => None,
-        Ended::Handover(mut io) => {
+        Ended::Handover(mut io, fallback) => {
             let mut rest = Vec::new();
             io.read_to_end(&mut rest).await.expect("read handover");
-            Some(rest)
+            Some((rest, fallback))
         }
     };
     let mut received = Vec::new();
@@ -184,32 +178,145 @@ async fn pipelined_requests_are_answered_in_order_with_their_bodies() {
 
 #[tokio::test]
 async fn requests_hyper_must_answer_are_handed_over_with_every_byte() {
-    let cases: [&[u8]; 9] = [
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-        b"GET / HTTP/1.0\r\n\r\n",
-        b"CONNECT app:443 HTTP/1.1\r\nHost: app:443\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: app\r\nTE: trailers\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nonly5",
-        b"GET / HTTP/1.1\r\nHost: app\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+    let cases: [(&[u8], Fallback); 8] = [
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Fallback::Http2),
+        (b"GET / HTTP/1.0\r\n\r\n", Fallback::Http10),
+        (b"CONNECT app:443 HTTP/1.1\r\nHost: app:443\r\n\r\n", Fallback::Connect),
+        (
+            b"GET / HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            Fallback::Upgrade,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+            Fallback::Expect,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            Fallback::Chunked,
+        ),
+        (b"GET / HTTP/1.1\r\nHost: app\r\nTE: trailers\r\n\r\n", Fallback::Trailers),
+        (
+            b"POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nonly5",
+            Fallback::StreamedBody,
+        ),
     ];
-    for input in cases {
+    for (input, expected) in cases {
         let seen = Seen::default();
         let (received, handed) = run(input, recording(&seen, ok)).await;
         let shown = String::from_utf8_lossy(input);
-        assert_eq!(handed.as_deref(), Some(input), "{shown}");
+        let (handed, fallback) = handed.unwrap_or_else(|| panic!("{shown}: not handed over"));
+        assert_eq!(handed, input, "{shown}");
+        assert_eq!(fallback, expected, "{shown}");
         assert!(received.is_empty(), "{shown}: answered {received}");
         assert!(seen.lock().unwrap().is_empty(), "{shown}");
     }
-    // Malformed input is hyper's to answer (400) too.
-    let (_, handed) = run(
-        b"GET /\x01 HTTP/1.1\r\n\r\n",
-        recording(&Seen::default(), ok),
-    )
-    .await;
-    assert_eq!(handed.as_deref(), Some(&b"GET /\x01 HTTP/1.1\r\n\r\n"[..]));
+}
+
+#[tokio::test]
+async fn heads_that_break_the_rules_are_refused_here() {
+    let cases: [(&[u8], &str); 12] = [
+        (b"GET /\x01 HTTP/1.1\r\n\r\n", "400"),
+        (b"GET / HTTP/1.1\r\n\r\n", "400"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"),
+        (b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", "400"),
+        (b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n", "400"),
+        (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", "400"),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\nx",
+            "400",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+            "400",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "400",
+        ),
+        (
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "400",
+        ),
+        (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", "505"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: \x7f\r\n\r\n", "400"),
+    ];
+    for (input, status) in cases {
+        let seen = Seen::default();
+        let (received, handed) = run(input, recording(&seen, ok)).await;
+        let shown = String::from_utf8_lossy(input);
+        assert!(handed.is_none(), "{shown}: handed over");
+        assert!(
+            received.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{shown}: answered {received}"
+        );
+        assert!(received.contains("connection: close\r\n"), "{shown}");
+        assert!(seen.lock().unwrap().is_empty(), "{shown}");
+    }
+    let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..MAX_FIELDS {
+        many.extend_from_slice(format!("x-{i}: 1\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let (received, _) = run(&many, recording(&Seen::default(), ok)).await;
+    assert!(received.starts_with("HTTP/1.1 431 "), "{received}");
+}
+
+#[tokio::test]
+async fn the_http2_preface_counts_only_as_a_connection_s_first_bytes() {
+    let seen = Seen::default();
+    let mut input = b"GET /a HTTP/1.1\r\nHost: app\r\n\r\n".to_vec();
+    input.extend_from_slice(semantics::HTTP2_PREFACE);
+    let (received, handed) = run(&input, recording(&seen, ok)).await;
+    assert!(
+        handed.is_none(),
+        "not handed to HTTP/2 after an HTTP/1.1 request"
+    );
+    assert_eq!(*seen.lock().unwrap(), ["GET /a "]);
+    let second = received
+        .find("HTTP/1.1 400 ")
+        .expect("the preface is refused");
+    assert!(
+        received[..second].starts_with("HTTP/1.1 200 OK\r\n"),
+        "{received}"
+    );
+}
+
+#[tokio::test]
+async fn later_minor_versions_are_served_as_http_1_1_and_absolute_targets_set_host() {
+    let seen = Seen::default();
+    let input = b"GET /a HTTP/1.2\r\nHost: app\r\n\r\n\
+        GET http://other.example:8080/b HTTP/1.1\r\nHost: app\r\nX-Seen: x\r\n\r\n";
+    let handler = {
+        let seen = seen.clone();
+        move |request: Request<RequestBody>, _: ()| {
+            let host = request.headers()[header::HOST].to_str().unwrap().to_owned();
+            seen.lock()
+                .unwrap()
+                .push(format!("{} {}", request.uri(), host));
+            async { Response::new(full("ok")) }
+        }
+    };
+    let (received, handed) = run(input, handler).await;
+    assert!(handed.is_none());
+    assert_eq!(
+        received.matches("HTTP/1.1 200 OK\r\n").count(),
+        2,
+        "{received}"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["/a app", "http://other.example:8080/b other.example:8080"]
+    );
+}
+
+#[tokio::test]
+async fn identical_lengths_are_one_length_and_te_with_length_closes_after() {
+    let seen = Seen::default();
+    let input = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx";
+    let (received, handed) = run(input, recording(&seen, ok)).await;
+    assert!(handed.is_none());
+    assert_eq!(*seen.lock().unwrap(), ["POST /a x"]);
+    assert!(received.starts_with("HTTP/1.1 200 OK\r\n"), "{received}");
 }
 
 #[tokio::test]
@@ -222,7 +329,9 @@ async fn a_handover_after_plain_requests_starts_at_the_first_other_request() {
     let (received, handed) = run(&input, recording(&seen, ok)).await;
     assert_eq!(*seen.lock().unwrap(), ["GET /a "]);
     assert!(received.starts_with("HTTP/1.1 200 OK\r\n"), "{received}");
-    assert_eq!(handed.as_deref(), Some(&upgrade[..]));
+    let (handed, fallback) = handed.expect("handed over");
+    assert_eq!(handed, upgrade);
+    assert_eq!(fallback, Fallback::Upgrade);
 }
 
 #[tokio::test]
@@ -231,8 +340,9 @@ async fn a_head_too_large_for_the_buffer_is_handed_over() {
     input.resize(READ_BUFFER + 100, b'a');
     input.extend_from_slice(b"\r\n\r\n");
     let (_, handed) = run(&input, recording(&Seen::default(), ok)).await;
-    let handed = handed.expect("handed over");
+    let (handed, fallback) = handed.expect("handed over");
     assert_eq!(handed, input);
+    assert_eq!(fallback, Fallback::LargeHead);
 }
 
 #[tokio::test]
@@ -358,22 +468,18 @@ async fn a_body_longer_than_declared_is_cut_and_the_connection_closed() {
 }
 
 #[tokio::test]
-async fn a_client_that_leaves_cancels_its_request() {
-    let (dropped_tx, dropped) = oneshot::channel::<()>();
-    let dropped_tx = Mutex::new(Some(dropped_tx));
-    let handler = move |_: Request<RequestBody>, _: ConnInfo| {
-        // Dropping the future drops the sender: the receiver sees it.
-        let guard = dropped_tx.lock().unwrap().take();
-        async move {
-            std::future::pending::<()>().await;
-            drop(guard);
-            Response::new(full("never"))
-        }
+async fn a_client_that_half_closes_after_its_request_gets_the_response() {
+    // `run` shuts the client's sending side down right after the request.
+    let handler = |_: Request<RequestBody>, _: ()| async {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Response::new(full("late"))
     };
     let (received, handed) = run(b"GET / HTTP/1.1\r\nHost: app\r\n\r\n", handler).await;
     assert!(handed.is_none());
-    assert!(received.is_empty(), "{received}");
-    assert!(dropped.await.is_err(), "the handler's future was dropped");
+    assert!(received.starts_with("HTTP/1.1 200 OK\r\n"), "{received}");
+    assert!(received.contains("connection: close\r\n"), "{received}");
+    assert!(received.ends_with("late"), "{received}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -403,8 +509,7 @@ async fn shutdown_closes_an_idle_connection_and_ends_the_one_in_progress() {
     let (_client, server) = duplex(4096);
     let (drain, draining) = watch::channel(());
     let handler = recording(&Seen::default(), ok);
-    let conn = info();
-    let serving = serve(server, &conn, &handler, None, &draining);
+    let serving = serve(server, &(), &handler, None, &draining);
     drain.send(()).expect("send");
     assert!(matches!(serving.await, Ended::Closed));
 
@@ -413,7 +518,7 @@ async fn shutdown_closes_an_idle_connection_and_ends_the_one_in_progress() {
     let (drain, draining) = watch::channel(());
     let (release_tx, release) = oneshot::channel::<()>();
     let release = Mutex::new(Some(release));
-    let handler = move |_: Request<RequestBody>, _: ConnInfo| {
+    let handler = move |_: Request<RequestBody>, _: ()| {
         let release = release.lock().unwrap().take();
         async move {
             if let Some(release) = release {
@@ -426,8 +531,7 @@ async fn shutdown_closes_an_idle_connection_and_ends_the_one_in_progress() {
         .write_all(b"GET / HTTP/1.1\r\nHost: app\r\n\r\n")
         .await
         .expect("write");
-    let conn = info();
-    let serving = serve(server, &conn, &handler, None, &draining);
+    let serving = serve(server, &(), &handler, None, &draining);
     let answer = async {
         tokio::task::yield_now().await;
         drain.send(()).expect("send");

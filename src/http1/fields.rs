@@ -1,7 +1,6 @@
-//! HTTP/1.1 message syntax (RFC 9112) shared by the server's fast path
-//! ([`crate::server`]) and the proxy's upstream connections: field lines,
-//! chunk framing, `Content-Length` values, `Connection` tokens, and
-//! [`RawFields`], a response head passed on without a header map.
+//! Field lines and chunk framing as written on the wire (RFC 9112 §5,
+//! §7.1), and [`RawFields`], a response head passed on without a header
+//! map.
 
 use std::io::Write as _;
 
@@ -176,51 +175,22 @@ pub fn encode_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Writes a `Content-Length` field line.
+pub fn encode_length(out: &mut Vec<u8>, length: u64) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Writes the size line that opens a chunk of `len` bytes (§7.1).
 pub fn encode_chunk_size(out: &mut Vec<u8>, len: usize) {
     // Writing to a Vec cannot fail.
     let _ = write!(out, "{len:x}\r\n");
 }
 
-/// A `Content-Length` value: ASCII digits only, at most 19 of them.
-pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
-}
-
-/// Whether a comma-separated field value lists `token` (case-insensitive).
-pub fn has_token(value: &[u8], token: &str) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decimals_are_digits_only_and_bounded() {
-        assert_eq!(parse_decimal(b"0"), Some(0));
-        assert_eq!(parse_decimal(b"1234"), Some(1234));
-        assert_eq!(
-            parse_decimal(b"9999999999999999999"),
-            Some(9_999_999_999_999_999_999)
-        );
-        for bad in [&b""[..], b"+1", b"1 ", b"0x10", b"12345678901234567890"] {
-            assert_eq!(parse_decimal(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn tokens_are_found_in_lists_whatever_their_case() {
-        assert!(has_token(b"close", "close"));
-        assert!(has_token(b"keep-alive, Close", "close"));
-        assert!(!has_token(b"closed, x-close", "close"));
-        assert!(!has_token(b"", "close"));
-    }
 
     #[test]
     fn raw_fields_keep_their_lines_and_answer_lookups() {
