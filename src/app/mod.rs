@@ -15,6 +15,7 @@
 
 mod collector;
 mod demo;
+mod proxies;
 
 pub use collector::serve_collector;
 
@@ -30,16 +31,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Readiness};
-use crate::config::{
-    self, CaptureConfig, Config, ConfigErrors, ExportConfig, ForwardProxy, Overrides,
-};
-use crate::export::{self, CollectorAccess, EncodeOptions, SpanSink};
+use crate::config::{self, Config, ConfigErrors, ExportConfig, ForwardProxy, Overrides};
+use crate::export::{self, CollectorAccess, EncodeOptions};
 use crate::metrics::Metrics;
-use crate::proxy::{self, Listener, Mode, Proxy, Telemetry, Upstream};
 use crate::sampling::{LiveSampler, Sampler};
 use crate::server::{self, ServerOptions};
-use crate::span::Kind;
-use crate::tls::{self, ClientTls, TlsMaterial};
+use crate::tls::{self, TlsMaterial};
+use proxies::{build_proxies, server_options, spawn_proxies};
 
 /// Failures while starting.
 #[derive(Debug, thiserror::Error)]
@@ -158,103 +156,6 @@ pub async fn bind_all(config: &Config) -> Result<Listeners, AppError> {
         outbound,
         forward_proxy,
     })
-}
-
-fn server_options(config: &Config) -> ServerOptions {
-    let inbound = &config.inbound;
-    ServerOptions {
-        header_read_timeout: Some(inbound.timeouts.header_read),
-        max_header_bytes: Some(inbound.limits.max_header_bytes),
-        max_connections: Some(inbound.limits.max_connections),
-        max_concurrent_streams: Some(inbound.limits.max_concurrent_streams),
-        idle_timeout: Some(inbound.timeouts.idle),
-        grace_period: config.shutdown.grace_period,
-        tls: None,
-    }
-}
-
-/// The proxies: the inbound one first, then one per outbound route, then
-/// the forward proxy if configured (the order of [`Listeners`]).
-fn build_proxies(
-    config: &Config,
-    material: &TlsMaterial,
-    metrics: &Metrics,
-    sink: &SpanSink,
-    sampler: &LiveSampler,
-) -> Vec<Arc<Proxy>> {
-    let telemetry = Telemetry {
-        local_service: config.service.name.clone(),
-        propagation: config.propagation.clone(),
-        sampler: sampler.clone(),
-        sink: sink.clone(),
-        access_log: config.log.access_log,
-    };
-    let inbound = &config.inbound;
-    let outbound = |remote_service, upstream, mode| Listener {
-        kind: Kind::Client,
-        remote_service,
-        upstream,
-        metrics: metrics.outbound.clone(),
-        routes: config.outbound.route_templates.clone(),
-        capture: CaptureConfig::default(),
-        mode,
-    };
-    let upstream = |url, protocol, tls: &Option<ClientTls>| {
-        Upstream::new(url, protocol, &inbound.timeouts, tls.as_ref())
-    };
-    let mut listeners = vec![Listener {
-        kind: Kind::Server,
-        remote_service: None,
-        upstream: upstream(
-            &inbound.upstream,
-            inbound.protocol,
-            &material.inbound_upstream,
-        ),
-        metrics: metrics.inbound.clone(),
-        routes: inbound.routes.clone(),
-        capture: inbound.capture.clone(),
-        mode: Mode::Reverse,
-    }];
-    for (route, tls) in config.outbound.routes.iter().zip(&material.outbound) {
-        let upstream = upstream(&route.upstream, route.protocol, tls);
-        listeners.push(outbound(Some(route.name.clone()), upstream, Mode::Reverse));
-    }
-    if let ForwardProxy::Enabled(f) = &config.outbound.forward_proxy {
-        let mode = Mode::Forward {
-            allow: f.allow.clone(),
-            connect: f.connect,
-            connect_timeout: inbound.timeouts.upstream_connect,
-        };
-        listeners.push(outbound(None, Upstream::forward(&inbound.timeouts), mode));
-    }
-    listeners
-        .into_iter()
-        .map(|listener| Arc::new(Proxy::new(telemetry.clone(), listener)))
-        .collect()
-}
-
-/// Spawns one server per proxy; only the inbound listener (the first)
-/// terminates TLS.
-fn spawn_proxies(
-    listeners: impl Iterator<Item = TcpListener>,
-    proxies: Vec<Arc<Proxy>>,
-    options: &ServerOptions,
-    inbound_tls: Option<Arc<tls::TlsServer>>,
-    stopped: &dyn Fn() -> Box<dyn Future<Output = ()> + Send + Unpin>,
-) -> Vec<JoinHandle<()>> {
-    let tls = std::iter::once(inbound_tls).chain(std::iter::repeat(None));
-    listeners
-        .zip(proxies)
-        .zip(tls)
-        .map(|((listener, proxy), tls)| {
-            let handler = move |request, conn| proxy::handle(proxy.clone(), request, conn);
-            let options = ServerOptions {
-                tls,
-                ..options.clone()
-            };
-            tokio::spawn(server::serve(listener, options, handler, stopped()))
-        })
-        .collect()
 }
 
 /// Reads what the config names outside itself; warnings are logged.
