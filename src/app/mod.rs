@@ -12,14 +12,25 @@
 //!    in-flight requests get `shutdown.grace_period`;
 //! 4. the exporter flushes what is queued, bounded by `export.shutdown_timeout`;
 //! 5. the admin listener stops last, so `/metrics` stays scrapable meanwhile.
+//!
+//! Each command of the binary has its entry point here: [`run`] (the
+//! sidecar, with live reload of sampling in `reload`), [`run_collector`],
+//! [`start_demo`] and [`run_demo_app`]; they wait on process signals
+//! (`signals`) so that `main` only parses, logs and maps errors. The
+//! proxying listeners are built in `proxies`.
 
 mod collector;
 mod demo;
 mod proxies;
+mod reload;
+mod runtime;
+mod signals;
 
-pub use collector::serve_collector;
-
-pub use demo::{Demo, DemoSettings, DemoStartError, start_demo};
+pub use collector::{run_collector, serve_collector};
+pub use demo::{Demo, DemoSettings, DemoStartError, run_demo_app, start_demo};
+pub use reload::ConfigFile;
+pub use runtime::runtime;
+pub use signals::{SignalError, stop_requested};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -32,14 +43,15 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Readiness};
 use crate::config::{self, Config, ConfigErrors, ExportConfig, ForwardProxy, Overrides};
-use crate::export::{self, CollectorAccess, EncodeOptions};
+use crate::demo::DemoError;
+use crate::export::{self, ClientError, CollectorAccess, EncodeOptions};
 use crate::metrics::Metrics;
 use crate::sampling::{LiveSampler, Sampler};
 use crate::server::{self, ServerOptions};
 use crate::tls::{self, TlsMaterial};
 use proxies::{build_proxies, server_options, spawn_proxies};
 
-/// Failures while starting.
+/// Failures while starting or running a command.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// Files or variables named by the config are missing or unusable.
@@ -52,6 +64,16 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    /// `tracehop collector --forward URL`: the URL is unusable.
+    #[error("--forward: {0}")]
+    Forward(ConfigErrors),
+    /// The collector's relay client could not be built.
+    #[error(transparent)]
+    Relay(#[from] ClientError),
+    #[error(transparent)]
+    DemoApp(#[from] DemoError),
 }
 
 /// A started sidecar: its addresses and the means to stop it.
@@ -165,6 +187,32 @@ fn load_material(config: &Config) -> Result<TlsMaterial, AppError> {
         tracing::warn!("{warning}");
     }
     Ok(material)
+}
+
+/// `tracehop run`: starts the sidecar and logs every address it listens
+/// on; serves until SIGTERM or SIGINT, reloading the sampling section from
+/// `file` on SIGHUP or when the file changes; then shuts down gracefully.
+pub async fn run(config: Config, file: Option<ConfigFile>) -> Result<(), AppError> {
+    let service = config.service.name.clone();
+    let upstream = config.inbound.upstream.authority.clone();
+    let running = start(config).await?;
+    tracing::info!(
+        service = %service,
+        inbound = %running.inbound_addr,
+        upstream = %upstream,
+        admin = %running.admin_addr,
+        "tracehop listening"
+    );
+    for (route, addr) in &running.outbound_addrs {
+        tracing::info!(route = %route, listen = %addr, "outbound route listening");
+    }
+    if let Some(addr) = running.forward_proxy_addr {
+        tracing::info!(listen = %addr, "forward proxy listening");
+    }
+    let served = reload::serve_until_stopped(&running, file).await;
+    running.shutdown();
+    running.wait().await;
+    Ok(served?)
 }
 
 /// Binds every listener and starts serving.

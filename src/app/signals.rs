@@ -73,11 +73,15 @@ impl Signals {
             _ = hup => Request::Reload,
         }
     }
+
+    /// Resolves on the first SIGTERM or SIGINT.
+    pub async fn stopped(mut self) {
+        while self.next().await != Request::Stop {}
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C); for the commands without reload.
 pub async fn stop_requested() -> Result<(), SignalError> {
-    let mut signals = Signals::listen(false)?;
-    while signals.next().await != Request::Stop {}
+    Signals::listen(false)?.stopped().await;
     Ok(())
 }
