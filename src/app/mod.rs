@@ -49,7 +49,7 @@ use crate::metrics::Metrics;
 use crate::sampling::{LiveSampler, Sampler};
 use crate::server::{self, ServerOptions};
 use crate::tls::{self, TlsMaterial};
-use proxies::{build_proxies, server_options, spawn_proxies};
+use proxies::{build_proxies, spawn_proxies};
 
 /// Failures while starting or running a command.
 #[derive(Debug, thiserror::Error)]
@@ -264,7 +264,6 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
     let (stop_proxies, proxies_stopped) = signal();
     let (stop_export, export_stopped) = signal();
     let (stop_admin, admin_stopped) = signal();
-    let options = server_options(&config);
     let forward_addr = bound
         .forward_proxy
         .as_ref()
@@ -272,7 +271,7 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
     let listeners = std::iter::once(bound.inbound)
         .chain(bound.outbound)
         .chain(bound.forward_proxy);
-    let proxy_tasks = spawn_proxies(listeners, proxies, &options, inbound_tls, &proxies_stopped);
+    let proxy_tasks = spawn_proxies(listeners, proxies, inbound_tls, &proxies_stopped);
     let reload_task = reloader.map(|r| tokio::spawn(r.run(proxies_stopped())));
     let export_task = batcher.map(|b| tokio::spawn(b.run(export_stopped())));
     let admin = Admin {

@@ -7,41 +7,56 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::{CaptureConfig, Config, ForwardProxy};
+use crate::config::{
+    CaptureConfig, Config, ForwardProxy, InboundConfig, ProxyLimits, ProxyTimeouts,
+};
 use crate::export::SpanSink;
 use crate::metrics::Metrics;
 use crate::proxy::{self, Listener, Mode, Proxy, Telemetry, Upstream};
 use crate::sampling::LiveSampler;
 use crate::server::{self, ServerOptions};
 use crate::span::Kind;
-use crate::tls::{self, ClientTls, TlsMaterial};
+use crate::tls::{self, TlsMaterial};
 
-pub(super) fn server_options(config: &Config) -> ServerOptions {
-    let inbound = &config.inbound;
+/// A proxy and the server options of the listener it serves.
+pub(super) struct Served {
+    proxy: Arc<Proxy>,
+    options: ServerOptions,
+}
+
+/// Server options from one listener's own timeouts and limits.
+fn server_options(
+    timeouts: &ProxyTimeouts,
+    limits: &ProxyLimits,
+    grace_period: Duration,
+) -> ServerOptions {
     ServerOptions {
-        header_read_timeout: Some(inbound.timeouts.header_read),
-        max_header_bytes: Some(inbound.limits.max_header_bytes),
-        max_connections: Some(inbound.limits.max_connections),
-        max_concurrent_streams: Some(inbound.limits.max_concurrent_streams),
-        idle_timeout: Some(inbound.timeouts.idle),
-        grace_period: config.shutdown.grace_period,
+        header_read_timeout: Some(timeouts.header_read),
+        max_header_bytes: Some(limits.max_header_bytes),
+        max_connections: Some(limits.max_connections),
+        max_concurrent_streams: Some(limits.max_concurrent_streams),
+        idle_timeout: Some(timeouts.idle),
+        grace_period,
         tls: None,
     }
 }
 
 /// The proxies: the inbound one first, then one per outbound route, then
 /// the forward proxy if configured (the order of [`super::Listeners`]).
+/// Each listener kind uses its own timeouts and limits, for its server and
+/// for its upstream connections.
 pub(super) fn build_proxies(
     config: &Config,
     material: &TlsMaterial,
     metrics: &Metrics,
     sink: &SpanSink,
     sampler: &LiveSampler,
-) -> Vec<Arc<Proxy>> {
+) -> Vec<Served> {
     let telemetry = Telemetry {
         local_service: config.service.name.clone(),
         propagation: config.propagation.clone(),
@@ -49,7 +64,10 @@ pub(super) fn build_proxies(
         sink: sink.clone(),
         access_log: config.log.access_log,
     };
-    let inbound = &config.inbound;
+    let served = |listener, timeouts, limits| Served {
+        proxy: Arc::new(Proxy::new(telemetry.clone(), listener)),
+        options: server_options(timeouts, limits, config.shutdown.grace_period),
+    };
     let outbound = |remote_service, upstream, mode| Listener {
         kind: Kind::Client,
         remote_service,
@@ -59,46 +77,60 @@ pub(super) fn build_proxies(
         capture: CaptureConfig::default(),
         mode,
     };
-    let upstream = |url, protocol, tls: &Option<ClientTls>| {
-        Upstream::new(url, protocol, &inbound.timeouts, tls.as_ref())
-    };
-    let mut listeners = vec![Listener {
-        kind: Kind::Server,
-        remote_service: None,
-        upstream: upstream(
-            &inbound.upstream,
-            inbound.protocol,
-            &material.inbound_upstream,
-        ),
-        metrics: metrics.inbound.clone(),
-        routes: inbound.routes.clone(),
-        capture: inbound.capture.clone(),
-        mode: Mode::Reverse,
-    }];
+    let inbound = &config.inbound;
+    let mut all = vec![served(
+        inbound_listener(inbound, material, metrics),
+        &inbound.timeouts,
+        &inbound.limits,
+    )];
     for (route, tls) in config.outbound.routes.iter().zip(&material.outbound) {
-        let upstream = upstream(&route.upstream, route.protocol, tls);
-        listeners.push(outbound(Some(route.name.clone()), upstream, Mode::Reverse));
+        let upstream = Upstream::new(
+            &route.upstream,
+            route.protocol,
+            &route.timeouts,
+            tls.as_ref(),
+        );
+        let listener = outbound(Some(route.name.clone()), upstream, Mode::Reverse);
+        all.push(served(listener, &route.timeouts, &route.limits));
     }
     if let ForwardProxy::Enabled(f) = &config.outbound.forward_proxy {
         let mode = Mode::Forward {
             allow: f.allow.clone(),
             connect: f.connect,
-            connect_timeout: inbound.timeouts.upstream_connect,
+            connect_timeout: f.timeouts.upstream_connect,
         };
-        listeners.push(outbound(None, Upstream::forward(&inbound.timeouts), mode));
+        let listener = outbound(None, Upstream::forward(&f.timeouts), mode);
+        all.push(served(listener, &f.timeouts, &f.limits));
     }
-    listeners
-        .into_iter()
-        .map(|listener| Arc::new(Proxy::new(telemetry.clone(), listener)))
-        .collect()
+    all
+}
+
+fn inbound_listener(
+    inbound: &InboundConfig,
+    material: &TlsMaterial,
+    metrics: &Metrics,
+) -> Listener {
+    Listener {
+        kind: Kind::Server,
+        remote_service: None,
+        upstream: Upstream::new(
+            &inbound.upstream,
+            inbound.protocol,
+            &inbound.timeouts,
+            material.inbound_upstream.as_ref(),
+        ),
+        metrics: metrics.inbound.clone(),
+        routes: inbound.routes.clone(),
+        capture: inbound.capture.clone(),
+        mode: Mode::Reverse,
+    }
 }
 
 /// Spawns one server per proxy; only the inbound listener (the first)
 /// terminates TLS.
 pub(super) fn spawn_proxies(
     listeners: impl Iterator<Item = TcpListener>,
-    proxies: Vec<Arc<Proxy>>,
-    options: &ServerOptions,
+    proxies: Vec<Served>,
     inbound_tls: Option<Arc<tls::TlsServer>>,
     stopped: &dyn Fn() -> Box<dyn Future<Output = ()> + Send + Unpin>,
 ) -> Vec<JoinHandle<()>> {
@@ -106,12 +138,9 @@ pub(super) fn spawn_proxies(
     listeners
         .zip(proxies)
         .zip(tls)
-        .map(|((listener, proxy), tls)| {
+        .map(|((listener, Served { proxy, options }), tls)| {
             let handler = move |request, conn| proxy::handle(proxy.clone(), request, conn);
-            let options = ServerOptions {
-                tls,
-                ..options.clone()
-            };
+            let options = ServerOptions { tls, ..options };
             tokio::spawn(server::serve(listener, options, handler, stopped()))
         })
         .collect()
