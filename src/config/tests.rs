@@ -7,6 +7,15 @@ fn errors(yaml: &str) -> ConfigErrors {
     load(yaml, Overrides::default()).expect_err("config should be rejected")
 }
 
+/// Fails unless `yaml` is rejected with a problem at `path`.
+fn assert_problem_at(yaml: &str, path: &str) {
+    let e = errors(yaml);
+    assert!(
+        e.has(path),
+        "expected a problem at {path} for:\n{yaml}\ngot: {e}"
+    );
+}
+
 const MINIMAL: &str = "inbound:\n  upstream: http://127.0.0.1:8080\n";
 
 #[test]
@@ -287,11 +296,7 @@ fn validation_rules() {
         } else {
             format!("{up}{yaml}")
         };
-        let e = errors(&yaml);
-        assert!(
-            e.has(path),
-            "expected a problem at {path} for:\n{yaml}\ngot: {e}"
-        );
+        assert_problem_at(&yaml, path);
     }
 }
 
@@ -542,11 +547,7 @@ fn tls_sections_are_validated() {
     ];
     for (extra, path) in cases {
         let yaml = format!("{https}{extra}");
-        let e = errors(&yaml);
-        assert!(
-            e.has(path),
-            "expected a problem at {path} for:\n{yaml}\ngot: {e}"
-        );
+        assert_problem_at(&yaml, path);
     }
     let http = errors("inbound:\n  upstream: http://x:1\n  upstream_tls: {trust: system}\n");
     assert!(http.has("inbound.upstream_tls"), "{http}");
@@ -664,11 +665,7 @@ fn listener_timeouts_and_limits_are_validated_with_their_paths() {
         ),
     ];
     for (yaml, path) in &cases {
-        let e = errors(yaml);
-        assert!(
-            e.has(path),
-            "expected a problem at {path} for:\n{yaml}\ngot: {e}"
-        );
+        assert_problem_at(yaml, path);
     }
 }
 
