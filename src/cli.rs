@@ -1,9 +1,15 @@
-//! Command-line interface: subcommands and flags.
+//! Command-line interface: subcommands, flags, and what they mean for the
+//! library's settings (config overrides, collector and demo options).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tracehop::app::DemoSettings;
+use tracehop::collector::CollectorConfig;
+use tracehop::config::Overrides;
+use tracehop::demo::{DemoApp, DemoOptions};
 
 /// A sidecar HTTP proxy that adds distributed tracing to services that have none.
 #[derive(Debug, Parser)]
@@ -102,4 +108,67 @@ pub struct RunArgs {
     /// The PEM private key of --tls-cert (inbound.tls.key).
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<String>,
+}
+
+impl RunArgs {
+    /// `base` (the environment) with the flags given on top.
+    pub fn overrides(&self, base: Overrides) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            zipkin: self.zipkin.clone(),
+            admin: self.admin.clone(),
+            service_name: self.service_name.clone().or(base.service_name),
+            sample_ratio: self.sample_ratio,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            ..base
+        }
+    }
+}
+
+impl CollectorArgs {
+    pub fn config(&self) -> CollectorConfig {
+        CollectorConfig {
+            max_spans: self.max_spans,
+        }
+    }
+}
+
+impl DemoArgs {
+    pub fn settings(&self) -> DemoSettings {
+        DemoSettings {
+            base_port: self.base_port,
+            propagate: !self.no_propagation,
+            latency: true,
+        }
+    }
+}
+
+impl DemoAppArgs {
+    /// The demo app named on the command line.
+    pub fn app(&self) -> anyhow::Result<DemoApp> {
+        DemoApp::parse(&self.name).with_context(|| {
+            format!(
+                "unknown demo app {:?}: use api-gateway, user-service or order-service",
+                self.name
+            )
+        })
+    }
+
+    /// How the app runs: its `--upstream NAME=URL` pairs and flags.
+    pub fn options(&self) -> anyhow::Result<DemoOptions> {
+        let mut upstreams = Vec::with_capacity(self.upstreams.len());
+        for pair in &self.upstreams {
+            let (name, url) = pair
+                .split_once('=')
+                .with_context(|| format!("--upstream {pair:?}: write NAME=URL"))?;
+            upstreams.push((name.to_owned(), url.to_owned()));
+        }
+        Ok(DemoOptions {
+            upstreams,
+            propagate: !self.no_propagation,
+            latency: true,
+        })
+    }
 }

@@ -7,7 +7,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`app`] | wiring from config, every long-lived task, the shutdown order, the demo topology |
+//! | [`app`] | wiring from config, every long-lived task, the shutdown order, signals and live reload, each command's entry point, the demo topology |
 //! | [`proxy`] | one request top to bottom: listeners' handler, forwarding, error responses |
 //! | [`admin`] | `/metrics`, `/healthz`, `/readyz` |
 //! | [`collector`] | the embedded Zipkin-compatible collector and trace viewer |

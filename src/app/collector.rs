@@ -1,19 +1,47 @@
 //! `tracehop collector`: the embedded collector, optionally relaying what
 //! it receives to a real Zipkin-compatible endpoint.
 //!
-//! Owns the relay task: started before serving, stopped after the
+//! [`run_collector`] is the command: it binds, logs where to send spans,
+//! and serves until SIGTERM or SIGINT. Owns the relay task: started before serving, stopped after the
 //! listener has drained, so batches accepted last are still forwarded
 //! (within the export shutdown timeout).
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::signals::Signals;
+use super::{AppError, bind, local_addr};
 use crate::collector::{self, Collector, CollectorConfig};
-use crate::config::ZipkinExport;
+use crate::config::{self, ZipkinExport};
 use crate::export::{self, ClientError, CollectorAccess};
 use crate::metrics::Metrics;
+
+/// `tracehop collector`: serves on `listen` until SIGTERM or SIGINT; with
+/// `forward` (a Zipkin URL), every accepted batch is relayed there too.
+pub async fn run_collector(
+    listen: SocketAddr,
+    config: CollectorConfig,
+    forward: Option<&str>,
+) -> Result<(), AppError> {
+    let target = forward
+        .map(config::export_defaults_for)
+        .transpose()
+        .map_err(AppError::Forward)?;
+    let listener = bind("collector", listen).await?;
+    let addr = local_addr(&listener, listen);
+    tracing::info!(
+        "collector listening: POST http://{addr}/api/v2/spans, viewer at http://{addr}/"
+    );
+    if let Some(url) = forward {
+        tracing::info!(forward = %url, "relaying received spans");
+    }
+    let stopped = Signals::listen(false)?.stopped();
+    serve_collector(listener, config, target, stopped).await?;
+    Ok(())
+}
 
 /// Serves the collector on `listener` until `shutdown`; with `forward`,
 /// every accepted batch is also relayed there.

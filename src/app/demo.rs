@@ -15,18 +15,23 @@
 //! can name the real addresses (ports are `base + offset`, or all ephemeral
 //! with base 0, which the tests use). Shutdown runs outside-in: sidecars
 //! first (they flush their spans into the collector), then the apps, then
-//! the collector.
+//! the collector. The demo owns the optional load generator
+//! ([`Demo::start_load`]), stopped before anything else.
+//!
+//! [`run_demo_app`] runs one of the services alone (`tracehop demo-app`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::signals::Signals;
 use super::{AppError, Listeners, Running, start_with};
 use crate::collector::{self, Collector, CollectorConfig, DEFAULT_MAX_SPANS};
 use crate::config::{self, ConfigErrors, Overrides};
-use crate::demo::{DemoApp, DemoError, DemoOptions, serve_app};
+use crate::demo::{DemoApp, DemoError, DemoOptions, LoadSummary, generate_load, serve_app};
 
 /// Port offsets from `--base-port`.
 const SIDECAR_INBOUND: u16 = 0;
@@ -76,7 +81,18 @@ pub struct Demo {
     stop_apps: watch::Sender<bool>,
     collector_task: JoinHandle<()>,
     stop_collector: watch::Sender<bool>,
+    load: Option<Load>,
 }
+
+/// The running load generator.
+struct Load {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<LoadSummary>,
+}
+
+/// How long the load generator may take to stop (it gives requests in
+/// flight a grace period of its own, shorter than this).
+const LOAD_STOP_DEADLINE: Duration = Duration::from_secs(5);
 
 fn port(base: u16, offset: u16) -> u16 {
     if base == 0 {
@@ -261,6 +277,7 @@ pub async fn start_demo(settings: DemoSettings) -> Result<Demo, DemoStartError> 
         stop_apps,
         collector_task,
         stop_collector,
+        load: None,
     })
 }
 
@@ -278,8 +295,62 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 impl Demo {
-    /// Stops sidecars (flushing spans), then apps, then the collector.
-    pub async fn shutdown(self) {
+    /// What to try, for the terminal: one line each.
+    pub fn instructions(&self) -> String {
+        let gateway = self.gateway;
+        let mut text = format!(
+            "tracehop demo is running. Try:\n\
+             \x20 curl http://{gateway}/api/orders/1001      (gateway -> order-service -> user-service)\n\
+             \x20 curl http://{gateway}/api/users/1\n\
+             \x20 curl 'http://{gateway}/api/orders/1001?fail=1'   (an error trace)\n\
+             \x20 curl 'http://{gateway}/api/orders/1001?delay=300ms'   (a slow trace)\n\
+             Trace viewer:  http://{}/\n",
+            self.collector_addr
+        );
+        for (name, sidecar) in &self.sidecars {
+            text.push_str(&format!(
+                "{name:>14} sidecar metrics: http://{}/metrics\n",
+                sidecar.admin_addr
+            ));
+        }
+        text.push_str("Press Ctrl-C to stop.\n");
+        text
+    }
+
+    /// Starts sending `rps` requests a second to the gateway (see
+    /// [`generate_load`]) until [`Demo::stop_load`] or shutdown.
+    pub fn start_load(&mut self, rps: u32) {
+        let gateway: http::Uri = format!("http://{}", self.gateway)
+            .parse()
+            .expect("a socket address makes a valid URI");
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(generate_load(gateway, rps, stopped(stop_rx)));
+        self.load = Some(Load { stop, task });
+    }
+
+    /// Stops the load generator and returns what it did; `None` when none
+    /// was running or it did not stop in time.
+    pub async fn stop_load(&mut self) -> Option<LoadSummary> {
+        let Load { stop, mut task } = self.load.take()?;
+        stop.send_replace(true);
+        match tokio::time::timeout(LOAD_STOP_DEADLINE, &mut task).await {
+            Ok(Ok(summary)) => Some(summary),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "load generator failed");
+                None
+            }
+            Err(_) => {
+                task.abort();
+                tracing::warn!("load generator did not stop in time");
+                None
+            }
+        }
+    }
+
+    /// Stops the load generator, then sidecars (flushing spans), then
+    /// apps, then the collector.
+    pub async fn shutdown(mut self) {
+        self.stop_load().await;
         for (_, sidecar) in &self.sidecars {
             sidecar.shutdown();
         }
@@ -297,4 +368,18 @@ impl Demo {
         self.stop_collector.send_replace(true);
         let _ = self.collector_task.await;
     }
+}
+
+/// `tracehop demo-app`: one demo service alone on `listen` (as in the
+/// Kubernetes manifests) until SIGTERM or SIGINT.
+pub async fn run_demo_app(
+    app: DemoApp,
+    options: DemoOptions,
+    listen: SocketAddr,
+) -> Result<(), AppError> {
+    let listener = super::bind(app.name(), listen).await?;
+    tracing::info!(app = app.name(), listen = %listen, "demo app listening");
+    let stopped = Signals::listen(false)?.stopped();
+    serve_app(app, options, listener, stopped).await?;
+    Ok(())
 }

@@ -12,13 +12,25 @@
 //!    in-flight requests get `shutdown.grace_period`;
 //! 4. the exporter flushes what is queued, bounded by `export.shutdown_timeout`;
 //! 5. the admin listener stops last, so `/metrics` stays scrapable meanwhile.
+//!
+//! Each command of the binary has its entry point here: [`run`] (the
+//! sidecar, with live reload of sampling in `reload`), [`run_collector`],
+//! [`start_demo`] and [`run_demo_app`]; they wait on process signals
+//! (`signals`) so that `main` only parses, logs and maps errors. The
+//! proxying listeners are built in `proxies`.
 
 mod collector;
 mod demo;
+mod proxies;
+mod reload;
+mod runtime;
+mod signals;
 
-pub use collector::serve_collector;
-
-pub use demo::{Demo, DemoSettings, DemoStartError, start_demo};
+pub use collector::{run_collector, serve_collector};
+pub use demo::{Demo, DemoSettings, DemoStartError, run_demo_app, start_demo};
+pub use reload::ConfigFile;
+pub use runtime::runtime;
+pub use signals::{SignalError, stop_requested};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,18 +42,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Readiness};
-use crate::config::{
-    self, CaptureConfig, Config, ConfigErrors, ExportConfig, ForwardProxy, Overrides,
-};
-use crate::export::{self, CollectorAccess, EncodeOptions, SpanSink};
+use crate::config::{self, Config, ConfigErrors, ExportConfig, ForwardProxy, Overrides};
+use crate::demo::DemoError;
+use crate::export::{self, ClientError, CollectorAccess, EncodeOptions};
 use crate::metrics::Metrics;
-use crate::proxy::{self, Listener, Mode, Proxy, Telemetry, Upstream};
 use crate::sampling::{LiveSampler, Sampler};
 use crate::server::{self, ServerOptions};
-use crate::span::Kind;
-use crate::tls::{self, ClientTls, TlsMaterial};
+use crate::tls::{self, TlsMaterial};
+use proxies::{build_proxies, spawn_proxies};
 
-/// Failures while starting.
+/// Failures while starting or running a command.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// Files or variables named by the config are missing or unusable.
@@ -54,6 +64,16 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    /// `tracehop collector --forward URL`: the URL is unusable.
+    #[error("--forward: {0}")]
+    Forward(ConfigErrors),
+    /// The collector's relay client could not be built.
+    #[error(transparent)]
+    Relay(#[from] ClientError),
+    #[error(transparent)]
+    DemoApp(#[from] DemoError),
 }
 
 /// A started sidecar: its addresses and the means to stop it.
@@ -160,108 +180,6 @@ pub async fn bind_all(config: &Config) -> Result<Listeners, AppError> {
     })
 }
 
-fn server_options(config: &Config) -> ServerOptions {
-    let inbound = &config.inbound;
-    ServerOptions {
-        header_read_timeout: Some(inbound.timeouts.header_read),
-        max_header_bytes: Some(inbound.limits.max_header_bytes),
-        max_connections: Some(inbound.limits.max_connections),
-        max_concurrent_streams: Some(inbound.limits.max_concurrent_streams),
-        idle_timeout: Some(inbound.timeouts.idle),
-        grace_period: config.shutdown.grace_period,
-        tls: None,
-        force_hyper: config.paths.hyper,
-    }
-}
-
-/// The proxies: the inbound one first, then one per outbound route, then
-/// the forward proxy if configured (the order of [`Listeners`]).
-fn build_proxies(
-    config: &Config,
-    material: &TlsMaterial,
-    metrics: &Metrics,
-    sink: &SpanSink,
-    sampler: &LiveSampler,
-) -> Vec<Arc<Proxy>> {
-    let telemetry = Telemetry {
-        local_service: config.service.name.clone(),
-        propagation: config.propagation.clone(),
-        sampler: sampler.clone(),
-        sink: sink.clone(),
-        access_log: config.log.access_log,
-    };
-    let inbound = &config.inbound;
-    let outbound = |remote_service, upstream, mode| Listener {
-        kind: Kind::Client,
-        remote_service,
-        upstream,
-        metrics: metrics.outbound.clone(),
-        routes: config.outbound.route_templates.clone(),
-        capture: CaptureConfig::default(),
-        mode,
-    };
-    let upstream = |url, protocol, tls: &Option<ClientTls>| {
-        Upstream::new(url, protocol, &inbound.timeouts, tls.as_ref()).force(config.paths)
-    };
-    let mut listeners = vec![Listener {
-        kind: Kind::Server,
-        remote_service: None,
-        upstream: upstream(
-            &inbound.upstream,
-            inbound.protocol,
-            &material.inbound_upstream,
-        ),
-        metrics: metrics.inbound.clone(),
-        routes: inbound.routes.clone(),
-        capture: inbound.capture.clone(),
-        mode: Mode::Reverse,
-    }];
-    for (route, tls) in config.outbound.routes.iter().zip(&material.outbound) {
-        let upstream = upstream(&route.upstream, route.protocol, tls);
-        listeners.push(outbound(Some(route.name.clone()), upstream, Mode::Reverse));
-    }
-    if let ForwardProxy::Enabled(f) = &config.outbound.forward_proxy {
-        let mode = Mode::Forward {
-            allow: f.allow.clone(),
-            connect: f.connect,
-            connect_timeout: inbound.timeouts.upstream_connect,
-        };
-        listeners.push(outbound(
-            None,
-            Upstream::forward(&inbound.timeouts).force(config.paths),
-            mode,
-        ));
-    }
-    listeners
-        .into_iter()
-        .map(|listener| Arc::new(Proxy::new(telemetry.clone(), listener)))
-        .collect()
-}
-
-/// Spawns one server per proxy; only the inbound listener (the first)
-/// terminates TLS.
-fn spawn_proxies(
-    listeners: impl Iterator<Item = TcpListener>,
-    proxies: Vec<Arc<Proxy>>,
-    options: &ServerOptions,
-    inbound_tls: Option<Arc<tls::TlsServer>>,
-    stopped: &dyn Fn() -> Box<dyn Future<Output = ()> + Send + Unpin>,
-) -> Vec<JoinHandle<()>> {
-    let tls = std::iter::once(inbound_tls).chain(std::iter::repeat(None));
-    listeners
-        .zip(proxies)
-        .zip(tls)
-        .map(|((listener, proxy), tls)| {
-            let handler = move |request, conn| proxy::handle(proxy.clone(), request, conn);
-            let options = ServerOptions {
-                tls,
-                ..options.clone()
-            };
-            tokio::spawn(server::serve(listener, options, handler, stopped()))
-        })
-        .collect()
-}
-
 /// Reads what the config names outside itself; warnings are logged.
 fn load_material(config: &Config) -> Result<TlsMaterial, AppError> {
     let material = tls::load_material(config).map_err(AppError::Material)?;
@@ -269,6 +187,32 @@ fn load_material(config: &Config) -> Result<TlsMaterial, AppError> {
         tracing::warn!("{warning}");
     }
     Ok(material)
+}
+
+/// `tracehop run`: starts the sidecar and logs every address it listens
+/// on; serves until SIGTERM or SIGINT, reloading the sampling section from
+/// `file` on SIGHUP or when the file changes; then shuts down gracefully.
+pub async fn run(config: Config, file: Option<ConfigFile>) -> Result<(), AppError> {
+    let service = config.service.name.clone();
+    let upstream = config.inbound.upstream.authority.clone();
+    let running = start(config).await?;
+    tracing::info!(
+        service = %service,
+        inbound = %running.inbound_addr,
+        upstream = %upstream,
+        admin = %running.admin_addr,
+        "tracehop listening"
+    );
+    for (route, addr) in &running.outbound_addrs {
+        tracing::info!(route = %route, listen = %addr, "outbound route listening");
+    }
+    if let Some(addr) = running.forward_proxy_addr {
+        tracing::info!(listen = %addr, "forward proxy listening");
+    }
+    let served = reload::serve_until_stopped(&running, file).await;
+    running.shutdown();
+    running.wait().await;
+    Ok(served?)
 }
 
 /// Binds every listener and starts serving.
@@ -320,7 +264,6 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
     let (stop_proxies, proxies_stopped) = signal();
     let (stop_export, export_stopped) = signal();
     let (stop_admin, admin_stopped) = signal();
-    let options = server_options(&config);
     let forward_addr = bound
         .forward_proxy
         .as_ref()
@@ -328,7 +271,7 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
     let listeners = std::iter::once(bound.inbound)
         .chain(bound.outbound)
         .chain(bound.forward_proxy);
-    let proxy_tasks = spawn_proxies(listeners, proxies, &options, inbound_tls, &proxies_stopped);
+    let proxy_tasks = spawn_proxies(listeners, proxies, inbound_tls, &proxies_stopped);
     let reload_task = reloader.map(|r| tokio::spawn(r.run(proxies_stopped())));
     let export_task = batcher.map(|b| tokio::spawn(b.run(export_stopped())));
     let admin = Admin {

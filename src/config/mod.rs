@@ -9,6 +9,7 @@
 //! Precedence, highest first: command-line flags, environment
 //! (`TRACEHOP_SERVICE_NAME`, pod metadata), the file, built-in defaults.
 
+mod limits;
 mod parse;
 mod problems;
 mod raw;

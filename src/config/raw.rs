@@ -80,6 +80,10 @@ pub(super) struct RawOutbound {
     pub routes: Option<Vec<RawOutboundRoute>>,
     pub route_templates: Option<Vec<String>>,
     pub forward_proxy: Option<RawForwardProxy>,
+    /// Defaults of every route's `timeouts`.
+    pub timeouts: Option<RawTimeouts>,
+    /// Defaults of every route's `limits`.
+    pub limits: Option<RawLimits>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +92,8 @@ pub(super) struct RawForwardProxy {
     pub listen: Option<String>,
     pub allow: Option<Vec<String>>,
     pub connect: Option<bool>,
+    pub timeouts: Option<RawTimeouts>,
+    pub limits: Option<RawLimits>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +104,10 @@ pub(super) struct RawOutboundRoute {
     pub upstream: Option<String>,
     pub protocol: Option<String>,
     pub upstream_tls: Option<RawClientTls>,
+    /// Overrides `outbound.timeouts` field by field.
+    pub timeouts: Option<RawTimeouts>,
+    /// Overrides `outbound.limits` field by field.
+    pub limits: Option<RawLimits>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -107,24 +107,32 @@ fn set_some(object: &mut Value, key: &str, value: Option<Value>) {
     }
 }
 
+fn timeouts(t: &ProxyTimeouts) -> Value {
+    json!({
+        "header_read": duration(t.header_read),
+        "idle": duration(t.idle),
+        "request_body": duration(t.request_body),
+        "upstream_connect": duration(t.upstream_connect),
+        "upstream_response": duration(t.upstream_response),
+    })
+}
+
+fn limits(l: &ProxyLimits) -> Value {
+    json!({
+        "max_header_bytes": l.max_header_bytes,
+        "max_connections": l.max_connections,
+        "max_concurrent_streams": l.max_concurrent_streams,
+    })
+}
+
 fn inbound(c: &InboundConfig) -> Value {
     let mut out = json!({
         "listen": c.listen.to_string(),
         "upstream": url(&c.upstream),
         "protocol": protocol(c.protocol),
         "routes": templates(&c.routes),
-        "timeouts": {
-            "header_read": duration(c.timeouts.header_read),
-            "idle": duration(c.timeouts.idle),
-            "request_body": duration(c.timeouts.request_body),
-            "upstream_connect": duration(c.timeouts.upstream_connect),
-            "upstream_response": duration(c.timeouts.upstream_response),
-        },
-        "limits": {
-            "max_header_bytes": c.limits.max_header_bytes,
-            "max_connections": c.limits.max_connections,
-            "max_concurrent_streams": c.limits.max_concurrent_streams,
-        },
+        "timeouts": timeouts(&c.timeouts),
+        "limits": limits(&c.limits),
         "capture": {
             "request_headers": c.capture.request_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
             "response_headers": c.capture.response_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
@@ -140,8 +148,31 @@ fn inbound(c: &InboundConfig) -> Value {
     out
 }
 
-fn outbound(c: &OutboundConfig, routes: Vec<Value>) -> Value {
-    let mut value = json!({"routes": routes, "route_templates": templates(&c.route_templates)});
+/// An outbound route with its effective timeouts and limits.
+fn route(r: &OutboundRoute) -> Value {
+    let mut route = json!({
+        "name": &*r.name,
+        "listen": r.listen.to_string(),
+        "upstream": url(&r.upstream),
+        "protocol": protocol(r.protocol),
+        "timeouts": timeouts(&r.timeouts),
+        "limits": limits(&r.limits),
+    });
+    set_some(
+        &mut route,
+        "upstream_tls",
+        r.upstream_tls.as_ref().map(client_tls),
+    );
+    route
+}
+
+fn outbound(c: &OutboundConfig) -> Value {
+    let mut value = json!({
+        "routes": c.routes.iter().map(route).collect::<Vec<_>>(),
+        "route_templates": templates(&c.route_templates),
+        "timeouts": timeouts(&c.timeouts),
+        "limits": limits(&c.limits),
+    });
     if let ForwardProxy::Enabled(f) = &c.forward_proxy {
         let allow: Vec<String> = f
             .allow
@@ -152,8 +183,13 @@ fn outbound(c: &OutboundConfig, routes: Vec<Value>) -> Value {
                 None => format!("{}:*", a.host),
             })
             .collect();
-        value["forward_proxy"] =
-            json!({"listen": f.listen.to_string(), "allow": allow, "connect": f.connect});
+        value["forward_proxy"] = json!({
+            "listen": f.listen.to_string(),
+            "allow": allow,
+            "connect": f.connect,
+            "timeouts": timeouts(&f.timeouts),
+            "limits": limits(&f.limits),
+        });
     }
     value
 }
@@ -265,25 +301,6 @@ fn export(c: &ExportConfig) -> Value {
 impl Config {
     /// The effective configuration as a YAML document.
     pub fn to_yaml(&self) -> String {
-        let routes: Vec<Value> = self
-            .outbound
-            .routes
-            .iter()
-            .map(|r| {
-                let mut route = json!({
-                    "name": &*r.name,
-                    "listen": r.listen.to_string(),
-                    "upstream": url(&r.upstream),
-                    "protocol": protocol(r.protocol),
-                });
-                set_some(
-                    &mut route,
-                    "upstream_tls",
-                    r.upstream_tls.as_ref().map(client_tls),
-                );
-                route
-            })
-            .collect();
         let tags: serde_json::Map<String, Value> = self
             .service
             .resource_tags
@@ -293,7 +310,7 @@ impl Config {
         let doc = json!({
             "service": {"name": &*self.service.name, "tags": tags},
             "inbound": inbound(&self.inbound),
-            "outbound": outbound(&self.outbound, routes),
+            "outbound": outbound(&self.outbound),
             "propagation": {
                 "extract": formats(&self.propagation.extract),
                 "inject": formats(&self.propagation.inject),

@@ -7,6 +7,15 @@ fn errors(yaml: &str) -> ConfigErrors {
     load(yaml, Overrides::default()).expect_err("config should be rejected")
 }
 
+/// Fails unless `yaml` is rejected with a problem at `path`.
+fn assert_problem_at(yaml: &str, path: &str) {
+    let e = errors(yaml);
+    assert!(
+        e.has(path),
+        "expected a problem at {path} for:\n{yaml}\ngot: {e}"
+    );
+}
+
 const MINIMAL: &str = "inbound:\n  upstream: http://127.0.0.1:8080\n";
 
 #[test]
@@ -287,11 +296,7 @@ fn validation_rules() {
         } else {
             format!("{up}{yaml}")
         };
-        let e = errors(&yaml);
-        assert!(
-            e.has(path),
-            "expected a problem at {path} for:\n{yaml}\ngot: {e}"
-        );
+        assert_problem_at(&yaml, path);
     }
 }
 
@@ -542,11 +547,7 @@ fn tls_sections_are_validated() {
     ];
     for (extra, path) in cases {
         let yaml = format!("{https}{extra}");
-        let e = errors(&yaml);
-        assert!(
-            e.has(path),
-            "expected a problem at {path} for:\n{yaml}\ngot: {e}"
-        );
+        assert_problem_at(&yaml, path);
     }
     let http = errors("inbound:\n  upstream: http://x:1\n  upstream_tls: {trust: system}\n");
     assert!(http.has("inbound.upstream_tls"), "{http}");
@@ -596,4 +597,207 @@ fn tls_flags_enable_inbound_tls() {
     let tls = c.inbound.tls.unwrap();
     assert_eq!(tls.cert, std::path::PathBuf::from("/tls/tls.crt"));
     assert_eq!(tls.client_auth, ClientAuth::Off);
+}
+
+/// Two outbound routes; `first` and `second` add lines to each (indented
+/// for a route's keys), `other` adds `outbound:` keys.
+fn two_routes(first: &str, second: &str, other: &str) -> String {
+    format!(
+        "{MINIMAL}outbound:\n  routes:\n\
+         \x20   - name: a\n      listen: 127.0.0.1:15001\n      upstream: http://a:1\n{first}\
+         \x20   - name: b\n      listen: 127.0.0.1:15002\n      upstream: http://b:1\n{second}{other}"
+    )
+}
+
+const FORWARD: &str = "  forward_proxy:\n    listen: 127.0.0.1:3128\n    allow: [\"x:443\"]\n";
+
+#[test]
+fn listener_timeouts_and_limits_are_validated_with_their_paths() {
+    let cases = [
+        (
+            two_routes("", "", "  timeouts: {idle: 5 days}\n"),
+            "outbound.timeouts.idle",
+        ),
+        (
+            two_routes("", "", "  limits: {max_connections: 0}\n"),
+            "outbound.limits.max_connections",
+        ),
+        (
+            two_routes("", "      timeouts: {idle: soon}\n", ""),
+            "outbound.routes[1].timeouts.idle",
+        ),
+        (
+            two_routes("      timeouts: {upstream_response: 0s}\n", "", ""),
+            "outbound.routes[0].timeouts.upstream_response",
+        ),
+        (
+            two_routes("", "      limits: {max_concurrent_streams: 0}\n", ""),
+            "outbound.routes[1].limits.max_concurrent_streams",
+        ),
+        (
+            two_routes(
+                "",
+                "",
+                &format!("{FORWARD}    timeouts: {{upstream_connect: 0s}}\n"),
+            ),
+            "outbound.forward_proxy.timeouts.upstream_connect",
+        ),
+        (
+            two_routes(
+                "",
+                "",
+                &format!("{FORWARD}    limits: {{max_header_bytes: 0}}\n"),
+            ),
+            "outbound.forward_proxy.limits.max_header_bytes",
+        ),
+        // Unknown keys are refused wherever timeouts and limits appear.
+        (
+            two_routes("", "", "  timeouts: {idel: 5s}\n"),
+            "outbound.timeouts",
+        ),
+        (
+            two_routes("", "      limits: {max_conns: 5}\n", ""),
+            "outbound.routes[1].limits",
+        ),
+        (
+            two_routes("", "", &format!("{FORWARD}    timeouts: {{read: 5s}}\n")),
+            "outbound.forward_proxy.timeouts",
+        ),
+    ];
+    for (yaml, path) in &cases {
+        assert_problem_at(yaml, path);
+    }
+}
+
+#[test]
+fn every_listener_timeout_problem_is_reported_at_once() {
+    let yaml = two_routes(
+        "",
+        "      timeouts: {idle: soon}\n",
+        &format!(
+            "  timeouts: {{header_read: never}}\n{FORWARD}    limits: {{max_connections: 0}}\n"
+        ),
+    );
+    let e = errors(&yaml);
+    let paths: Vec<&str> = e.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "outbound.timeouts.header_read",
+            "outbound.routes[1].timeouts.idle",
+            "outbound.forward_proxy.limits.max_connections",
+        ],
+        "{e}"
+    );
+}
+
+#[test]
+fn each_listener_kind_has_its_own_timeouts_and_limits() {
+    let s = Duration::from_secs;
+    let yaml = two_routes(
+        "      timeouts: {upstream_response: 2s}\n      limits: {max_connections: 7}\n",
+        "",
+        &format!(
+            "  timeouts: {{idle: 30s, upstream_response: 20s}}\n  limits: {{max_connections: 50}}\n\
+             {FORWARD}    timeouts: {{upstream_connect: 3s}}\n    limits: {{max_header_bytes: 1024}}\n"
+        ),
+    )
+    // Inbound's configured values are not inherited by anyone.
+    .replace(
+        "upstream: http://127.0.0.1:8080\n",
+        "upstream: http://127.0.0.1:8080\n  timeouts: {idle: 5s, header_read: 1s}\n  limits: {max_connections: 3}\n",
+    );
+    let c = load(&yaml, Overrides::default()).expect("valid config");
+    let ForwardProxy::Enabled(forward) = &c.outbound.forward_proxy else {
+        panic!("forward proxy enabled")
+    };
+    let [a, b] = &c.outbound.routes[..] else {
+        panic!("two routes")
+    };
+    // (listener, header_read, idle, upstream_connect, upstream_response, max_connections, max_header_bytes)
+    let cases = [
+        (
+            "inbound",
+            &c.inbound.timeouts,
+            &c.inbound.limits,
+            [1, 5, 1, 15],
+            3,
+            65536,
+        ),
+        (
+            "outbound",
+            &c.outbound.timeouts,
+            &c.outbound.limits,
+            [10, 30, 1, 20],
+            50,
+            65536,
+        ),
+        // Route a overrides two fields; the rest come from outbound.*.
+        ("route a", &a.timeouts, &a.limits, [10, 30, 1, 2], 7, 65536),
+        (
+            "route b",
+            &b.timeouts,
+            &b.limits,
+            [10, 30, 1, 20],
+            50,
+            65536,
+        ),
+        // The forward proxy starts from the defaults, not from outbound.*.
+        (
+            "forward proxy",
+            &forward.timeouts,
+            &forward.limits,
+            [10, 60, 3, 15],
+            10_000,
+            1024,
+        ),
+    ];
+    for (name, timeouts, limits, [header_read, idle, connect, response], conns, head) in cases {
+        let got = (
+            timeouts.header_read,
+            timeouts.idle,
+            timeouts.upstream_connect,
+            timeouts.upstream_response,
+            limits.max_connections,
+            limits.max_header_bytes,
+        );
+        let want = (
+            s(header_read),
+            s(idle),
+            s(connect),
+            s(response),
+            conns,
+            head,
+        );
+        assert_eq!(got, want, "{name}");
+        assert_eq!(timeouts.request_body, s(10), "{name}");
+        assert_eq!(limits.max_concurrent_streams, 256, "{name}");
+    }
+    // check-config shows each route's and the forward proxy's effective
+    // values, and they load back the same.
+    let text = c.to_yaml();
+    assert!(text.contains("upstream_response: 2s"), "{text}");
+    assert!(text.contains("upstream_connect: 3s"), "{text}");
+    let again = load(&text, Overrides::default()).unwrap();
+    assert_eq!(again.to_yaml(), text);
+    assert_eq!(again.outbound.routes[0].timeouts, a.timeouts);
+    assert_eq!(again.outbound.routes[1].limits, b.limits);
+}
+
+#[test]
+fn without_the_new_keys_every_listener_gets_the_inbound_defaults() {
+    let c = load(&two_routes("", "", FORWARD), Overrides::default()).unwrap();
+    let ForwardProxy::Enabled(forward) = &c.outbound.forward_proxy else {
+        panic!("forward proxy enabled")
+    };
+    let defaults = load(MINIMAL, Overrides::default()).unwrap().inbound;
+    for (timeouts, limits) in [
+        (&c.outbound.timeouts, &c.outbound.limits),
+        (&c.outbound.routes[0].timeouts, &c.outbound.routes[0].limits),
+        (&c.outbound.routes[1].timeouts, &c.outbound.routes[1].limits),
+        (&forward.timeouts, &forward.limits),
+    ] {
+        assert_eq!(timeouts, &defaults.timeouts);
+        assert_eq!(limits, &defaults.limits);
+    }
 }

@@ -64,8 +64,8 @@ pub enum UpstreamProtocol {
     Http2,
 }
 
-/// Timeouts shared by every listener that proxies.
-#[derive(Clone, Debug)]
+/// Timeouts of one listener that proxies (each kind has its own).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxyTimeouts {
     /// Time a client has to send the request head (slowloris guard).
     pub header_read: Duration,
@@ -79,8 +79,9 @@ pub struct ProxyTimeouts {
     pub upstream_response: Duration,
 }
 
-/// Limits that protect the sidecar and its app.
-#[derive(Clone, Debug)]
+/// Limits of one listener that proxies: they protect the sidecar and
+/// what is behind it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxyLimits {
     pub max_header_bytes: usize,
     pub max_connections: usize,
@@ -112,7 +113,9 @@ pub struct InboundConfig {
     pub upstream: UpstreamUrl,
     pub protocol: UpstreamProtocol,
     pub routes: Vec<RouteTemplate>,
+    /// Timeouts of the inbound listener.
     pub timeouts: ProxyTimeouts,
+    /// Limits of the inbound listener.
     pub limits: ProxyLimits,
     pub capture: CaptureConfig,
     /// TLS termination; `None` serves cleartext.
@@ -131,14 +134,22 @@ pub struct OutboundRoute {
     pub protocol: UpstreamProtocol,
     /// How an `https://` upstream is checked; `None` = defaults (webpki roots).
     pub upstream_tls: Option<ClientTlsConfig>,
+    /// `outbound.timeouts` with the route's own `timeouts` on top.
+    pub timeouts: ProxyTimeouts,
+    /// `outbound.limits` with the route's own `limits` on top.
+    pub limits: ProxyLimits,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct OutboundConfig {
     pub routes: Vec<OutboundRoute>,
     pub route_templates: Vec<RouteTemplate>,
     /// The optional HTTP forward proxy (for apps that honour `HTTP_PROXY`).
     pub forward_proxy: ForwardProxy,
+    /// Timeouts of every route that does not set its own.
+    pub timeouts: ProxyTimeouts,
+    /// Limits of every route that does not set its own.
+    pub limits: ProxyLimits,
 }
 
 /// An optional component: the forward-proxy listener.
@@ -157,6 +168,10 @@ pub struct ForwardProxyConfig {
     pub allow: Vec<AllowTarget>,
     /// Whether `CONNECT` tunnels (to allowed targets) are permitted.
     pub connect: bool,
+    /// Timeouts of the forward-proxy listener (its own, not the routes').
+    pub timeouts: ProxyTimeouts,
+    /// Limits of the forward-proxy listener.
+    pub limits: ProxyLimits,
 }
 
 /// One allow-list entry: `host:port`, `*.suffix:port`, or `host:*`.

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::limits::{self, DEFAULT_LIMITS, DEFAULT_TIMEOUTS};
 use super::problems::Problems;
 use super::raw::*;
 use super::tls;
@@ -73,8 +74,6 @@ fn protocol(path: &str, raw: Option<&str>, p: &mut Problems) -> UpstreamProtocol
 }
 
 fn inbound(raw: RawInbound, p: &mut Problems) -> InboundConfig {
-    let timeouts = raw.timeouts.unwrap_or_default();
-    let limits = raw.limits.unwrap_or_default();
     let upstream = p.url("inbound.upstream", raw.upstream.as_deref());
     InboundConfig {
         listen: p.socket_addr("inbound.listen", raw.listen.as_deref(), "127.0.0.1:15006"),
@@ -88,51 +87,8 @@ fn inbound(raw: RawInbound, p: &mut Problems) -> InboundConfig {
         upstream: upstream.unwrap_or_else(placeholder_url),
         protocol: protocol("inbound.protocol", raw.protocol.as_deref(), p),
         routes: route_templates("inbound.routes", raw.routes.unwrap_or_default(), p),
-        timeouts: ProxyTimeouts {
-            header_read: p.positive_duration(
-                "inbound.timeouts.header_read",
-                timeouts.header_read.as_deref(),
-                Duration::from_secs(10),
-            ),
-            idle: p.positive_duration(
-                "inbound.timeouts.idle",
-                timeouts.idle.as_deref(),
-                Duration::from_secs(60),
-            ),
-            request_body: p.positive_duration(
-                "inbound.timeouts.request_body",
-                timeouts.request_body.as_deref(),
-                Duration::from_secs(10),
-            ),
-            upstream_connect: p.positive_duration(
-                "inbound.timeouts.upstream_connect",
-                timeouts.upstream_connect.as_deref(),
-                Duration::from_secs(1),
-            ),
-            upstream_response: p.positive_duration(
-                "inbound.timeouts.upstream_response",
-                timeouts.upstream_response.as_deref(),
-                Duration::from_secs(15),
-            ),
-        },
-        limits: ProxyLimits {
-            max_header_bytes: p.at_least_one(
-                "inbound.limits.max_header_bytes",
-                limits.max_header_bytes,
-                64 * 1024,
-            ),
-            max_connections: p.at_least_one(
-                "inbound.limits.max_connections",
-                limits.max_connections,
-                10_000,
-            ),
-            max_concurrent_streams: u32::try_from(p.at_least_one(
-                "inbound.limits.max_concurrent_streams",
-                limits.max_concurrent_streams.map(|n| n as usize),
-                256,
-            ))
-            .unwrap_or(u32::MAX),
-        },
+        timeouts: limits::timeouts("inbound.timeouts", raw.timeouts, &DEFAULT_TIMEOUTS, p),
+        limits: limits::limits("inbound.limits", raw.limits, &DEFAULT_LIMITS, p),
         capture: capture(raw.capture.unwrap_or_default(), p),
     }
 }
@@ -208,6 +164,8 @@ fn capture(raw: RawCapture, p: &mut Problems) -> CaptureConfig {
 }
 
 fn outbound(raw: RawOutbound, p: &mut Problems) -> OutboundConfig {
+    let timeouts = limits::timeouts("outbound.timeouts", raw.timeouts, &DEFAULT_TIMEOUTS, p);
+    let limits = limits::limits("outbound.limits", raw.limits, &DEFAULT_LIMITS, p);
     let mut routes = Vec::new();
     for (i, route) in raw.routes.unwrap_or_default().into_iter().enumerate() {
         let at = |key: &str| format!("outbound.routes[{i}].{key}");
@@ -240,6 +198,8 @@ fn outbound(raw: RawOutbound, p: &mut Problems) -> OutboundConfig {
             ),
             upstream: upstream.unwrap_or_else(placeholder_url),
             protocol: protocol(&at("protocol"), route.protocol.as_deref(), p),
+            timeouts: limits::timeouts(&at("timeouts"), route.timeouts, &timeouts, p),
+            limits: limits::limits(&at("limits"), route.limits, &limits, p),
         });
     }
     OutboundConfig {
@@ -252,10 +212,24 @@ fn outbound(raw: RawOutbound, p: &mut Problems) -> OutboundConfig {
         forward_proxy: raw
             .forward_proxy
             .map_or(ForwardProxy::Disabled, |raw| forward_proxy(raw, p)),
+        timeouts,
+        limits,
     }
 }
 
 fn forward_proxy(raw: RawForwardProxy, p: &mut Problems) -> ForwardProxy {
+    let timeouts = limits::timeouts(
+        "outbound.forward_proxy.timeouts",
+        raw.timeouts,
+        &DEFAULT_TIMEOUTS,
+        p,
+    );
+    let limits = limits::limits(
+        "outbound.forward_proxy.limits",
+        raw.limits,
+        &DEFAULT_LIMITS,
+        p,
+    );
     let Some(listen) = raw.listen.as_deref() else {
         p.push("outbound.forward_proxy.listen", "is required");
         return ForwardProxy::Disabled;
@@ -279,6 +253,8 @@ fn forward_proxy(raw: RawForwardProxy, p: &mut Problems) -> ForwardProxy {
         listen,
         allow,
         connect: raw.connect.unwrap_or(false),
+        timeouts,
+        limits,
     })
 }
 

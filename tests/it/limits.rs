@@ -1,6 +1,7 @@
 //! Limits against hostile or broken downstreams: slow heads (slowloris),
 //! idle keep-alive connections, oversized heads, too many connections,
-//! too many HTTP/2 streams, and stalled uploads.
+//! too many HTTP/2 streams, and stalled uploads; and each listener kind
+//! (inbound, outbound route, forward proxy) with its own.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -371,4 +372,80 @@ async fn a_stalled_upload_is_cut_off_with_408_and_an_error_span() {
     let error = tags["error"].as_str().expect("error tag");
     assert!(error.contains("request body stalled"), "{error}");
     sidecar.stop().await;
+}
+
+/// Accepts connections and never answers; holds them until aborted.
+async fn hanging_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let (listener, addr) = bind().await;
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (addr, holder)
+}
+
+#[tokio::test]
+async fn outbound_routes_and_the_forward_proxy_use_their_own_timeouts_and_limits() {
+    let (hang, holder) = hanging_upstream().await;
+    let (upstream, collector) = (FakeUpstream::start().await, FakeCollector::start().await);
+    // Long everywhere except where a listener sets its own: a listener
+    // that borrowed inbound's or outbound's values would wait for a minute.
+    let other = format!(
+        "outbound:\n  timeouts: {{upstream_response: 60s}}\n  routes:\n\
+         \x20   - name: slow\n      listen: 127.0.0.1:0\n      upstream: http://{hang}\n\
+         \x20     timeouts: {{upstream_response: 200ms}}\n\
+         \x20   - name: strict\n      listen: 127.0.0.1:0\n      upstream: http://{up}\n\
+         \x20     limits: {{max_header_bytes: 8192}}\n\
+         \x20 forward_proxy:\n    listen: 127.0.0.1:0\n    allow: [\"{hang}\"]\n\
+         \x20   timeouts: {{upstream_response: 200ms}}\n",
+        up = upstream.addr,
+    );
+    let yaml = Yaml {
+        inbound: "  timeouts:\n    upstream_response: 60s\n",
+        other: &other,
+        ..Yaml::default()
+    };
+    let sidecar = Sidecar::start(yaml, upstream.addr, collector.addr).await;
+    let route = |name: &str| {
+        let (_, addr) = sidecar
+            .running
+            .outbound_addrs
+            .iter()
+            .find(|(route, _)| &**route == name)
+            .expect("route bound");
+        *addr
+    };
+
+    // The slow route's own upstream_response.
+    let mut stream = TcpStream::connect(route("slow")).await.expect("connect");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: remote\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(read_head(&mut stream).await.starts_with("HTTP/1.1 504"));
+
+    // The forward proxy's own upstream_response.
+    let proxy = sidecar.running.forward_proxy_addr.expect("forward proxy");
+    let mut stream = TcpStream::connect(proxy).await.expect("connect");
+    let request = format!("GET http://{hang}/ HTTP/1.1\r\nHost: {hang}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    assert!(read_head(&mut stream).await.starts_with("HTTP/1.1 504"));
+
+    // The strict route's own header limit; inbound keeps its 64 KiB.
+    let header = "a".repeat(32 * 1024);
+    let request = format!("GET /big HTTP/1.1\r\nHost: remote\r\nX-Big: {header}\r\n\r\n");
+    let mut stream = TcpStream::connect(route("strict")).await.expect("connect");
+    // The sidecar may close before reading everything: ignore write errors.
+    let _ = stream.write_all(request.as_bytes()).await;
+    let (read, _) = read_until_closed(&mut stream).await;
+    assert!(read.starts_with("HTTP/1.1 431"), "{read}");
+    let reply = Client::http1()
+        .get(&format!("{}/big", sidecar.base), &[("x-big", &header)])
+        .await;
+    assert_eq!(reply.status, 200);
+
+    sidecar.stop().await;
+    holder.abort();
 }

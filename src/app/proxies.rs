@@ -1,0 +1,158 @@
+//! The proxying listeners: one [`Proxy`] per inbound, outbound-route and
+//! forward-proxy listener, and the server task that runs each.
+//!
+//! Uses the validated config, the TLS material, the span sink and the live
+//! sampler that [`super::start`] built; spawns nothing but the servers,
+//! whose handles go back to the shutdown supervisor.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config::{
+    CaptureConfig, Config, ForwardProxy, InboundConfig, ProxyLimits, ProxyTimeouts,
+};
+use crate::export::SpanSink;
+use crate::metrics::Metrics;
+use crate::proxy::{self, Listener, Mode, Proxy, Telemetry, Upstream};
+use crate::sampling::LiveSampler;
+use crate::server::{self, ServerOptions};
+use crate::span::Kind;
+use crate::tls::{self, TlsMaterial};
+
+/// A proxy and the server options of the listener it serves.
+pub(super) struct Served {
+    proxy: Arc<Proxy>,
+    options: ServerOptions,
+}
+
+/// Server options from one listener's own timeouts and limits.
+fn server_options(
+    timeouts: &ProxyTimeouts,
+    limits: &ProxyLimits,
+    grace_period: Duration,
+) -> ServerOptions {
+    ServerOptions {
+        header_read_timeout: Some(timeouts.header_read),
+        max_header_bytes: Some(limits.max_header_bytes),
+        max_connections: Some(limits.max_connections),
+        max_concurrent_streams: Some(limits.max_concurrent_streams),
+        idle_timeout: Some(timeouts.idle),
+        grace_period,
+        tls: None,
+        force_hyper: false,
+    }
+}
+
+/// The proxies: the inbound one first, then one per outbound route, then
+/// the forward proxy if configured (the order of [`super::Listeners`]).
+/// Each listener kind uses its own timeouts and limits, for its server and
+/// for its upstream connections.
+pub(super) fn build_proxies(
+    config: &Config,
+    material: &TlsMaterial,
+    metrics: &Metrics,
+    sink: &SpanSink,
+    sampler: &LiveSampler,
+) -> Vec<Served> {
+    let telemetry = Telemetry {
+        local_service: config.service.name.clone(),
+        propagation: config.propagation.clone(),
+        sampler: sampler.clone(),
+        sink: sink.clone(),
+        access_log: config.log.access_log,
+    };
+    let served = |listener, timeouts, limits| Served {
+        proxy: Arc::new(Proxy::new(telemetry.clone(), listener)),
+        options: ServerOptions {
+            force_hyper: config.paths.hyper,
+            ..server_options(timeouts, limits, config.shutdown.grace_period)
+        },
+    };
+    let outbound = |remote_service, upstream, mode| Listener {
+        kind: Kind::Client,
+        remote_service,
+        upstream,
+        metrics: metrics.outbound.clone(),
+        routes: config.outbound.route_templates.clone(),
+        capture: CaptureConfig::default(),
+        mode,
+    };
+    let inbound = &config.inbound;
+    let mut all = vec![served(
+        inbound_listener(config, inbound, material, metrics),
+        &inbound.timeouts,
+        &inbound.limits,
+    )];
+    for (route, tls) in config.outbound.routes.iter().zip(&material.outbound) {
+        let upstream = Upstream::new(
+            &route.upstream,
+            route.protocol,
+            &route.timeouts,
+            tls.as_ref(),
+        )
+        .force(config.paths);
+        let listener = outbound(Some(route.name.clone()), upstream, Mode::Reverse);
+        all.push(served(listener, &route.timeouts, &route.limits));
+    }
+    if let ForwardProxy::Enabled(f) = &config.outbound.forward_proxy {
+        let mode = Mode::Forward {
+            allow: f.allow.clone(),
+            connect: f.connect,
+            connect_timeout: f.timeouts.upstream_connect,
+        };
+        let listener = outbound(
+            None,
+            Upstream::forward(&f.timeouts).force(config.paths),
+            mode,
+        );
+        all.push(served(listener, &f.timeouts, &f.limits));
+    }
+    all
+}
+
+fn inbound_listener(
+    config: &Config,
+    inbound: &InboundConfig,
+    material: &TlsMaterial,
+    metrics: &Metrics,
+) -> Listener {
+    Listener {
+        kind: Kind::Server,
+        remote_service: None,
+        upstream: Upstream::new(
+            &inbound.upstream,
+            inbound.protocol,
+            &inbound.timeouts,
+            material.inbound_upstream.as_ref(),
+        )
+        .force(config.paths),
+        metrics: metrics.inbound.clone(),
+        routes: inbound.routes.clone(),
+        capture: inbound.capture.clone(),
+        mode: Mode::Reverse,
+    }
+}
+
+/// Spawns one server per proxy; only the inbound listener (the first)
+/// terminates TLS.
+pub(super) fn spawn_proxies(
+    listeners: impl Iterator<Item = TcpListener>,
+    proxies: Vec<Served>,
+    inbound_tls: Option<Arc<tls::TlsServer>>,
+    stopped: &dyn Fn() -> Box<dyn Future<Output = ()> + Send + Unpin>,
+) -> Vec<JoinHandle<()>> {
+    let tls = std::iter::once(inbound_tls).chain(std::iter::repeat(None));
+    listeners
+        .zip(proxies)
+        .zip(tls)
+        .map(|((listener, Served { proxy, options }), tls)| {
+            let handler = move |request, conn| proxy::handle(proxy.clone(), request, conn);
+            let options = ServerOptions { tls, ..options };
+            tokio::spawn(server::serve(listener, options, handler, stopped()))
+        })
+        .collect()
+}
