@@ -176,7 +176,7 @@ for path in /users /users/1 /users/2 /users/3; do
   sent=$((sent + 1))
 done
 curl -sf "$admin/metrics" > "$work/metrics.txt" || fail "/metrics"
-grep -q "tracehop_requests_total{direction=\"inbound\",method=\"GET\",status_class=\"2xx\"} $sent" "$work/metrics.txt" \
+grep -q "tracehop_requests_total{direction=\"inbound\",fallback=\"none\",method=\"GET\",path=\"direct\",status_class=\"2xx\"} $sent" "$work/metrics.txt" \
   || fail "/metrics does not count $sent inbound requests"
 traces=""
 for _ in $(seq 100); do

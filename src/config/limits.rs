@@ -18,6 +18,7 @@ pub(super) const DEFAULT_TIMEOUTS: ProxyTimeouts = ProxyTimeouts {
     header_read: Duration::from_secs(10),
     idle: Duration::from_secs(60),
     request_body: Duration::from_secs(10),
+    response_body: Duration::from_secs(300),
     upstream_connect: Duration::from_secs(1),
     upstream_response: Duration::from_secs(15),
 };
@@ -44,6 +45,7 @@ pub(super) fn timeouts(
         header_read: field("header_read", raw.header_read, base.header_read),
         idle: field("idle", raw.idle, base.idle),
         request_body: field("request_body", raw.request_body, base.request_body),
+        response_body: field("response_body", raw.response_body, base.response_body),
         upstream_connect: field(
             "upstream_connect",
             raw.upstream_connect,

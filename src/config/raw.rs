@@ -54,6 +54,7 @@ pub(super) struct RawTimeouts {
     pub header_read: Option<String>,
     pub idle: Option<String>,
     pub request_body: Option<String>,
+    pub response_body: Option<String>,
     pub upstream_connect: Option<String>,
     pub upstream_response: Option<String>,
 }

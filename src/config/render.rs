@@ -112,6 +112,7 @@ fn timeouts(t: &ProxyTimeouts) -> Value {
         "header_read": duration(t.header_read),
         "idle": duration(t.idle),
         "request_body": duration(t.request_body),
+        "response_body": duration(t.response_body),
         "upstream_connect": duration(t.upstream_connect),
         "upstream_response": duration(t.upstream_response),
     })

@@ -74,6 +74,9 @@ pub struct ProxyTimeouts {
     /// Longest pause while reading a request body; the upload is then cut
     /// off (408 if no response was sent yet).
     pub request_body: Duration,
+    /// Longest pause in the upstream's response body; the response is cut
+    /// off after it (as nginx's `proxy_read_timeout`).
+    pub response_body: Duration,
     pub upstream_connect: Duration,
     /// Time until the upstream's response head arrives; 504 after.
     pub upstream_response: Duration,

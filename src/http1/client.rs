@@ -1029,7 +1029,11 @@ mod tests {
         let (parts, mut body) = get(Method::GET);
         let response = send(connection, &parts, &mut body, &shelf).await.unwrap();
         let raw = response.body().fields().expect("raw fields");
-        assert_eq!(raw.lines(), b"Server: app\r\nDate: today\r\n");
+        // `Trailer` is end to end (RFC 9110 §6.6.2).
+        assert_eq!(
+            raw.lines(),
+            b"Server: app\r\nTrailer: x-sum\r\nDate: today\r\n"
+        );
         assert!(raw.date);
         assert_eq!(raw.content_length, None, "chunked: no length to pass on");
         assert_eq!(text(response).await, "");

@@ -23,7 +23,7 @@
 //! | fields a trailer section must not carry (RFC 9110 §6.5.1) | [`allowed_in_trailers`] |
 //! | protocol versions (RFC 9112 §2.3) | [`minor_version`] |
 //! | the HTTP/2 preface (RFC 9113 §3.4) | [`is_http2_preface`] |
-//! | limits | [`MAX_FIELDS`], [`MAX_RESPONSE_HEAD`] |
+//! | limits | [`MAX_FIELDS`], [`MAX_RESPONSE_HEAD`], [`field_section_size`] |
 
 use http::{Method, StatusCode};
 
@@ -38,15 +38,15 @@ pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// Fields that are hop-by-hop whatever `Connection` says: RFC 9110 §7.6.1
 /// (`Connection`, `Proxy-Connection`, `Keep-Alive`, `TE`,
-/// `Transfer-Encoding`, `Upgrade`), plus `Trailer` (it describes this
-/// hop's chunked framing) and the proxy authentication fields (§11.7).
-pub const HOP_BY_HOP: [&str; 9] = [
+/// `Transfer-Encoding`, `Upgrade`), plus the proxy authentication fields
+/// (§11.7). `Trailer` is end to end (§6.6.2): it declares the trailer
+/// fields the next hop may send on.
+pub const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
     "proxy-authorization",
-    "trailer",
     "transfer-encoding",
     "upgrade",
     "te",
@@ -383,6 +383,15 @@ pub fn check_host<'a>(
         (Some(host), None) if valid_host(host) => Ok(()),
         (Some(_), None) => Err(HostError::Invalid),
     }
+}
+
+/// The size of a field section as written (`name: value` and CRLF per
+/// field), for limits checked after a parser that does not count them.
+pub fn field_section_size<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> usize {
+    fields
+        .into_iter()
+        .map(|(name, value)| name.len() + value.len() + 4)
+        .sum()
 }
 
 /// Whether `value` is `uri-host [ ":" port ]` (RFC 3986 §3.2.2, §3.2.3),

@@ -4,7 +4,10 @@
 //! arrived: [`TracedBody`] streams the upstream body frame by frame
 //! (nothing is buffered), counts its bytes, reads `grpc-status` from the
 //! trailers, and finishes the span at end of stream, on an upstream error,
-//! or when hyper drops it (the downstream went away).
+//! or when hyper drops it (the downstream went away). An upstream body
+//! that pauses longer than `timeouts.response_body` is cut off
+//! ([`PauseLimit`]): the downstream connection closes and the span records
+//! why.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -17,7 +20,8 @@ use pin_project_lite::pin_project;
 
 use super::affinity::KeptBody;
 use super::flight::{Ending, InFlight};
-use crate::http1::{RawFields, ResponseFields};
+use super::pause::PauseLimit;
+use crate::http1::{BoxError, RawFields, ResponseFields};
 
 /// The upstream's body: from a pooled hyper client, or read off a kept
 /// HTTP/1.1 connection ([`super::wire`]).
@@ -35,6 +39,8 @@ pin_project! {
         #[pin]
         inner: B,
         flight: Option<InFlight>,
+        // Upstream bodies only: local answers never wait.
+        pause: Option<PauseLimit>,
     }
 
     impl<B> PinnedDrop for TracedBody<B>
@@ -57,7 +63,14 @@ impl<B: Body> TracedBody<B> {
         Self {
             inner,
             flight: Some(flight),
+            pause: None,
         }
+    }
+
+    /// Cuts the body off after a pause longer than `limit`.
+    pub fn with_pause_limit(mut self, limit: std::time::Duration) -> Self {
+        self.pause = Some(PauseLimit::new(limit));
+        self
     }
 
     /// A body whose span is finished elsewhere (a `CONNECT` tunnel).
@@ -65,6 +78,7 @@ impl<B: Body> TracedBody<B> {
         Self {
             inner,
             flight: None,
+            pause: None,
         }
     }
 }
@@ -85,14 +99,30 @@ where
     B::Error: std::fmt::Display,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        let polled = ready!(this.inner.poll_frame(cx));
+        let polled = match this.inner.poll_frame(cx) {
+            Poll::Ready(polled) => polled,
+            Poll::Pending => {
+                let Some(pause) = this.pause.as_mut() else {
+                    return Poll::Pending;
+                };
+                let limit = ready!(pause.poll_exceeded(cx));
+                let message = format!("upstream response body stalled for {limit:?}");
+                if let Some(flight) = this.flight.take() {
+                    flight.finish(Ending::UpstreamBodyError(message.clone()));
+                }
+                return Poll::Ready(Some(Err(message.into())));
+            }
+        };
+        if let Some(pause) = this.pause.as_mut() {
+            pause.progressed();
+        }
         match &polled {
             Some(Ok(frame)) => {
                 if let Some(flight) = this.flight.as_mut() {
@@ -114,7 +144,7 @@ where
                 }
             }
         }
-        Poll::Ready(polled)
+        Poll::Ready(polled.map(|frame| frame.map_err(|error| error.to_string().into())))
     }
 
     fn is_end_stream(&self) -> bool {

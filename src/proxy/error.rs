@@ -28,6 +28,11 @@ pub enum ProxyError {
     },
     #[error("request body stalled for {timeout:?}; upload to {upstream} aborted")]
     RequestBodyStalled { upstream: String, timeout: Duration },
+    #[error("{source}; upload aborted")]
+    RequestBodyMalformed {
+        #[source]
+        source: BoxError,
+    },
     #[error(
         "request target is not a valid URI (the forward proxy needs http://host/path, or CONNECT host:port)"
     )]
@@ -44,6 +49,7 @@ impl ProxyError {
             ProxyError::Timeout { .. } => "timeout",
             ProxyError::Upstream { .. } => "protocol",
             ProxyError::RequestBodyStalled { .. } => "request_body_timeout",
+            ProxyError::RequestBodyMalformed { .. } => "request_body_malformed",
             ProxyError::BadTarget => "bad_request",
             ProxyError::Denied { .. } => "denied",
         }
@@ -58,11 +64,52 @@ impl ProxyError {
             ProxyError::RequestBodyStalled { .. } => {
                 (StatusCode::REQUEST_TIMEOUT, "request body timed out\n")
             }
+            ProxyError::RequestBodyMalformed { .. } => {
+                (StatusCode::BAD_REQUEST, "malformed request body\n")
+            }
             ProxyError::BadTarget => (StatusCode::BAD_REQUEST, "bad request target\n"),
             ProxyError::Denied { .. } => (
                 StatusCode::FORBIDDEN,
                 "forbidden: target not in the forward proxy allow-list\n",
             ),
         }
+    }
+}
+
+/// `error` with its causes in its message (`outer: inner: ...`): hyper's
+/// client errors say only "client error (SendRequest)" themselves, and
+/// the span's `error` tag should say what actually went wrong.
+pub fn with_causes(error: BoxError) -> BoxError {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = inner.source();
+    }
+    message.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (SendRequest)")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn causes_join_the_message_once_each() {
+        let inner = std::io::Error::other("invalid content-length parsed");
+        let described = with_causes(Box::new(Outer(inner)));
+        assert_eq!(
+            described.to_string(),
+            "client error (SendRequest): invalid content-length parsed"
+        );
+        let plain: BoxError = "refused".into();
+        assert_eq!(with_causes(plain).to_string(), "refused");
     }
 }

@@ -22,10 +22,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::affinity::{Failure, Http1Connections};
 use super::body::UpstreamBody;
-use super::error::ProxyError;
-use super::upload::{self, UploadBody};
+use super::error::{self, ProxyError};
+use super::upload::{self, UploadBody, UploadFault};
 use crate::config::{self, ProxyTimeouts, UpstreamProtocol, UpstreamUrl};
 use crate::http1::path::{self, Forced, PoolReason, UpstreamFacts, UpstreamPath};
+use crate::http1::semantics::{self, MAX_RESPONSE_HEAD};
 use crate::propagation::Added;
 use crate::server::{ConnLocal, RequestBody};
 use crate::tls::{Alpn, ClientTls, HttpsConnector};
@@ -49,6 +50,8 @@ pub struct Upstream {
     response_timeout: Duration,
     /// Longest pause in the downstream's request body.
     body_timeout: Duration,
+    /// Longest pause in the upstream's response body.
+    response_body_timeout: Duration,
     /// Paths forced for tests ([`crate::http1::path::Forced`]).
     forced: Forced,
 }
@@ -72,7 +75,9 @@ impl Upstream {
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            // The response head limit of the kept connections, for hyper's.
+            .http1_max_buf_size(MAX_RESPONSE_HEAD);
         let connect = |alpn| HttpsConnector::new(connector(timeouts.upstream_connect), tls, alpn);
         let http1 = builder.build(connect(Alpn::Http1));
         let http2 = builder
@@ -107,6 +112,7 @@ impl Upstream {
             kept,
             response_timeout: timeouts.upstream_response,
             body_timeout: timeouts.request_body,
+            response_body_timeout: timeouts.response_body,
             forced: Forced::default(),
         }
     }
@@ -130,6 +136,11 @@ impl Upstream {
             kept: None,
             ..Self::new(&placeholder, UpstreamProtocol::Http1, timeouts, None)
         }
+    }
+
+    /// Longest pause in a response body from this upstream.
+    pub fn response_body_timeout(&self) -> Duration {
+        self.response_body_timeout
     }
 
     /// `host:port` of the upstream, for spans and errors.
@@ -259,6 +270,9 @@ impl Upstream {
                 let client = if http2 { &self.http2 } else { &self.http1 };
                 match tokio::time::timeout(self.response_timeout, client.request(request)).await {
                     Err(_) => Err(Failure::Timeout),
+                    Ok(Ok(response)) if head_too_large(&response) => Err(Failure::Request(
+                        format!("upstream response head exceeds {MAX_RESPONSE_HEAD} bytes").into(),
+                    )),
                     Ok(Ok(response)) => Ok(response.map(Either::Left)),
                     Ok(Err(error)) if error.is_connect() => Err(Failure::Connect(error.into())),
                     Ok(Err(error)) => Err(Failure::Request(error.into())),
@@ -278,19 +292,33 @@ impl Upstream {
             }),
             Err(Failure::Connect(source)) => Err(ProxyError::Connect {
                 upstream: upstream(),
-                source,
+                source: error::with_causes(source),
             }),
-            Err(Failure::Request(source)) => match upload::stalled(&*source) {
-                Some(stall) => Err(ProxyError::RequestBodyStalled {
-                    timeout: stall.0,
+            Err(Failure::Request(source)) => match upload::fault(&*source) {
+                Some(UploadFault::Stalled(timeout)) => Err(ProxyError::RequestBodyStalled {
+                    timeout,
                     upstream: upstream(),
+                }),
+                Some(UploadFault::Malformed) => Err(ProxyError::RequestBodyMalformed {
+                    source: error::with_causes(source),
                 }),
                 None => Err(ProxyError::Upstream {
                     upstream: upstream(),
-                    source,
+                    source: error::with_causes(source),
                 }),
             },
             Ok(response) => Ok(response),
         }
     }
+}
+
+/// Whether a response hyper's client read has a head over the limit the
+/// kept connections enforce: hyper bounds its read buffer, not the head
+/// (a head that arrives in one read can exceed it).
+fn head_too_large<B>(response: &Response<B>) -> bool {
+    let fields = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+    semantics::field_section_size(fields) > MAX_RESPONSE_HEAD
 }

@@ -209,7 +209,8 @@ mod tests {
         ]);
         remove_hop_by_hop(&mut h, false);
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, vec!["x-app", "traceparent"]);
+        // `Trailer` is end to end (RFC 9110 §6.6.2).
+        assert_eq!(names, vec!["x-app", "trailer", "traceparent"]);
     }
 
     #[test]

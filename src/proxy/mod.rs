@@ -29,6 +29,7 @@ mod error;
 mod flight;
 mod forward;
 mod headers;
+mod pause;
 mod route;
 mod upgrade;
 mod upload;
@@ -275,7 +276,8 @@ pub async fn handle(
             }
             headers::remove_hop_by_hop_response(response.headers_mut(), switching);
             // 6. finish, when the body ends; 7. hand off, inside finish.
-            response.map(|body| TracedBody::new(Either::Left(body), flight))
+            let pause = proxy.upstream.response_body_timeout();
+            response.map(|body| TracedBody::new(Either::Left(body), flight).with_pause_limit(pause))
         }
         Err(error) => local_error(&proxy, flight, error),
     }

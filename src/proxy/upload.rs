@@ -6,15 +6,15 @@
 //! `inbound.timeouts.request_body`; hyper's client then aborts the upstream
 //! request, and [`stalled`] lets the caller recognise the cause (408).
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::time::{Instant, Sleep};
 
+use super::pause::PauseLimit;
+use crate::http1::semantics;
 use crate::server::{BoxError, RequestBody};
 
 /// The downstream sent no part of the request body for too long.
@@ -22,21 +22,30 @@ use crate::server::{BoxError, RequestBody};
 #[error("request body stalled: nothing received for {0:?}")]
 pub struct UploadStalled(pub Duration);
 
+/// The downstream's request body broke its own framing (a chunk-size line
+/// that is not hex, a chunk not followed by CRLF, a body cut short): the
+/// request is the downstream's fault (400), not the upstream's.
+#[derive(Debug, thiserror::Error)]
+#[error("request body malformed: {0}")]
+pub struct UploadMalformed(String);
+
+/// What the downstream's body did to a failed upstream request.
+pub enum UploadFault {
+    Stalled(Duration),
+    Malformed,
+}
+
 /// The downstream's request body, failing when it stalls.
 pub struct UploadBody {
     inner: RequestBody,
-    /// Started the first time the body has nothing to give, so requests
-    /// without a body (or with one already buffered) never allocate it.
-    timer: Option<Pin<Box<Sleep>>>,
-    timeout: Duration,
+    pause: PauseLimit,
 }
 
 impl UploadBody {
     pub fn new(inner: RequestBody, timeout: Duration) -> Self {
         Self {
             inner,
-            timer: None,
-            timeout,
+            pause: PauseLimit::new(timeout),
         }
     }
 }
@@ -52,18 +61,15 @@ impl Body for UploadBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                if let Some(timer) = &mut this.timer {
-                    timer.as_mut().reset(Instant::now() + this.timeout);
-                }
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                this.pause.progressed();
+                Poll::Ready(frame.map(|frame| match frame {
+                    Ok(frame) => Ok(without_disallowed_trailers(frame)),
+                    Err(error) => Err(UploadMalformed(error.to_string()).into()),
+                }))
             }
             Poll::Pending => {
-                let timeout = this.timeout;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                ready!(timer.as_mut().poll(cx));
-                Poll::Ready(Some(Err(UploadStalled(timeout).into())))
+                let limit = ready!(this.pause.poll_exceeded(cx));
+                Poll::Ready(Some(Err(UploadStalled(limit).into())))
             }
         }
     }
@@ -77,12 +83,34 @@ impl Body for UploadBody {
     }
 }
 
-/// The stall behind a failed upstream request, if that was the cause.
-pub fn stalled<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a UploadStalled> {
+/// A trailer section without the fields a trailer must not carry (RFC
+/// 9110 §6.5.1, [`semantics::allowed_in_trailers`]); data passes as is.
+fn without_disallowed_trailers(frame: Frame<Bytes>) -> Frame<Bytes> {
+    match frame.into_trailers() {
+        Ok(mut trailers) => {
+            let disallowed: Vec<_> = trailers
+                .keys()
+                .filter(|name| !semantics::allowed_in_trailers(name.as_str().as_bytes()))
+                .cloned()
+                .collect();
+            for name in disallowed {
+                trailers.remove(name);
+            }
+            Frame::trailers(trailers)
+        }
+        Err(frame) => frame,
+    }
+}
+
+/// The downstream's part in a failed upstream request, if it had one.
+pub fn fault(error: &(dyn std::error::Error + 'static)) -> Option<UploadFault> {
     let mut cause = Some(error);
     while let Some(error) = cause {
         if let Some(stall) = error.downcast_ref::<UploadStalled>() {
-            return Some(stall);
+            return Some(UploadFault::Stalled(stall.0));
+        }
+        if error.is::<UploadMalformed>() {
+            return Some(UploadFault::Malformed);
         }
         cause = error.source();
     }

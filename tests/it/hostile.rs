@@ -130,7 +130,7 @@ fn trace_id(seen: &crate::support::Seen) -> String {
     value.split('-').nth(1).expect("trace id").to_owned()
 }
 
-#[tokio::test]
+crate::on_every_path! {
 async fn hostile_trace_headers_are_survived_and_handled_per_spec() {
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;
@@ -161,8 +161,9 @@ async fn hostile_trace_headers_are_survived_and_handled_per_spec() {
     collector.wait_for(cases().len()).await;
     sidecar.stop().await;
 }
+}
 
-#[tokio::test]
+crate::on_every_path! {
 async fn baggage_of_100_kb_passes_through_untouched() {
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;
@@ -189,6 +190,7 @@ async fn baggage_of_100_kb_passes_through_untouched() {
     assert_eq!(trace_id(&seen), TRACE);
     sidecar.stop().await;
 }
+}
 
 /// Sends raw bytes and returns everything until the sidecar closes.
 async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
@@ -206,7 +208,7 @@ async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-#[tokio::test]
+crate::on_every_path! {
 async fn smuggling_attempts_get_400_and_never_reach_the_upstream() {
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;
@@ -255,12 +257,13 @@ async fn smuggling_attempts_get_400_and_never_reach_the_upstream() {
     let seen: Vec<String> = upstream.seen().iter().map(|s| s.uri.to_string()).collect();
     assert!(seen.is_empty(), "the upstream received {seen:?}");
 }
+}
 
+crate::on_every_path! {
 /// Both `Content-Length` and `Transfer-Encoding`: hyper follows RFC 9112
 /// §6.3 (3): chunked framing wins, `Content-Length` is removed, and the
 /// connection is closed after the response, so bytes smuggled after the
 /// chunked body are never read as a second request.
-#[tokio::test]
 async fn content_length_with_chunked_is_framed_as_chunked_and_the_rest_discarded() {
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;
@@ -279,4 +282,5 @@ async fn content_length_with_chunked_is_framed_as_chunked_and_the_rest_discarded
     assert_eq!(seen[0].uri.path(), "/a");
     assert_eq!(seen[0].body_len, 0);
     assert!(!seen[0].headers.contains_key("content-length"));
+}
 }

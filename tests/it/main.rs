@@ -6,6 +6,7 @@ mod collector;
 mod demo;
 mod forward_proxy;
 mod hostile;
+mod http1;
 mod limits;
 mod proxy;
 mod sampling;

@@ -43,7 +43,7 @@ async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> 
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
-#[tokio::test]
+crate::on_every_path! {
 async fn request_body_streams_chunk_by_chunk() {
     // The upstream reports every chunk as it arrives.
     let (chunks_tx, mut chunks) = mpsc::unbounded_channel::<usize>();
@@ -108,8 +108,9 @@ async fn request_body_streams_chunk_by_chunk() {
     assert_eq!(total, (64 * 64 * 1024 + 64 * 1024 * 1024).to_string());
     sidecar.stop().await;
 }
+}
 
-#[tokio::test]
+crate::on_every_path! {
 async fn slow_chunked_response_streams_chunk_by_chunk() {
     // The upstream sends a chunk, then waits until the test says the client saw it.
     let (go_tx, go_rx) = mpsc::unbounded_channel::<()>();
@@ -157,8 +158,9 @@ async fn slow_chunked_response_streams_chunk_by_chunk() {
     assert_eq!(spans[0]["tags"]["http.response.body.size"], "35");
     sidecar.stop().await;
 }
+}
 
-#[tokio::test]
+crate::on_every_path! {
 async fn websocket_upgrade_is_tunnelled() {
     // An upstream that accepts the upgrade and echoes bytes back.
     let (addr, _stop) = upstream(
@@ -224,8 +226,9 @@ async fn websocket_upgrade_is_tunnelled() {
     assert_eq!(spans[0]["tags"]["http.response.status_code"], "101");
     sidecar.stop().await;
 }
+}
 
-#[tokio::test]
+crate::on_every_path! {
 async fn grpc_trailers_pass_through_and_nonzero_status_is_an_error() {
     let (addr, _stop) = upstream(
         |request: Request<tracehop::server::RequestBody>| async move {
@@ -283,4 +286,5 @@ async fn grpc_trailers_pass_through_and_nonzero_status_is_an_error() {
     assert!(spans[0]["tags"]["error"].is_string(), "{}", spans[0]);
     assert_eq!(spans[0]["tags"]["network.protocol.version"], "2");
     sidecar.stop().await;
+}
 }

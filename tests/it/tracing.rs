@@ -21,7 +21,7 @@ fn header(seen: &crate::support::Seen, name: &str) -> Option<String> {
         .map(|v| v.to_str().expect("ascii header").to_owned())
 }
 
-#[tokio::test]
+crate::on_every_path! {
 async fn w3c_context_is_continued_and_the_server_span_is_its_child() {
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;
@@ -81,8 +81,9 @@ async fn w3c_context_is_continued_and_the_server_span_is_its_child() {
     );
     sidecar.stop().await;
 }
+}
 
-#[tokio::test]
+crate::on_every_path! {
 async fn a_request_without_context_starts_a_trace() {
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;
@@ -99,8 +100,9 @@ async fn a_request_without_context_starts_a_trace() {
     assert!(header(&upstream.last(), "b3").is_none());
     sidecar.stop().await;
 }
+}
 
-#[tokio::test]
+crate::on_every_path! {
 async fn b3_in_b3_out_with_64_bit_ids_and_debug() {
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;
@@ -134,8 +136,9 @@ async fn b3_in_b3_out_with_64_bit_ids_and_debug() {
     assert_eq!(spans[0]["debug"], true);
     sidecar.stop().await;
 }
+}
 
-#[tokio::test]
+crate::on_every_path! {
 async fn inject_both_formats_with_the_same_ids() {
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;
@@ -152,8 +155,9 @@ async fn inject_both_formats_with_the_same_ids() {
     assert_eq!(header(&seen, "b3"), Some(format!("{trace}-{span}-1")));
     sidecar.stop().await;
 }
+}
 
-#[tokio::test]
+crate::on_every_path! {
 async fn invalid_traceparent_restarts_the_trace_and_drops_tracestate() {
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;
@@ -184,8 +188,9 @@ async fn invalid_traceparent_restarts_the_trace_and_drops_tracestate() {
     );
     sidecar.stop().await;
 }
+}
 
-#[tokio::test]
+crate::on_every_path! {
 async fn unsampled_requests_pass_context_on_and_export_nothing() {
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;
@@ -209,8 +214,9 @@ async fn unsampled_requests_pass_context_on_and_export_nothing() {
     assert_eq!(spans.len(), 1, "only the parent-sampled request exported");
     assert_eq!(spans[0]["parentId"], "00f067aa0ba902b7");
 }
+}
 
-#[tokio::test]
+crate::on_every_path! {
 async fn exports_carry_b3_0_so_uploads_are_never_traced() {
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;
@@ -224,4 +230,5 @@ async fn exports_carry_b3_0_so_uploads_are_never_traced() {
         "application/json"
     );
     sidecar.stop().await;
+}
 }

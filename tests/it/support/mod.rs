@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod collector;
+pub mod raw;
 pub mod upstream;
 
 use std::future::Future;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tracehop::http1::path::Forced;
 
 pub use client::Client;
 pub use collector::FakeCollector;
@@ -77,6 +79,61 @@ pub async fn scrape_until(admin: &str, needle: &str) -> String {
     }
 }
 
+tokio::task_local! {
+    /// The paths every sidecar a test starts is forced onto (see
+    /// [`on_every_path!`]); the default (automatic choice) outside it.
+    static PATHS: Forced;
+}
+
+/// Runs `test` with every sidecar it starts forced onto `paths`.
+pub async fn on_path<F: Future<Output = ()>>(paths: Forced, test: F) {
+    PATHS.scope(paths, test).await;
+}
+
+/// Defines a test once and runs it on every combination of the HTTP/1.1
+/// server path (direct or hyper) and the upstream path (kept connection
+/// or pooled client), as one test each: `name::direct_kept`,
+/// `name::direct_pooled`, `name::hyper_kept`, `name::hyper_pooled`. The
+/// paths must behave alike; a test that fails on one names it.
+#[macro_export]
+macro_rules! on_every_path {
+    ($(#[doc = $doc:literal])* async fn $name:ident() $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use tracehop::http1::path::Forced;
+
+            async fn test() $body
+
+            #[tokio::test]
+            async fn direct_kept() {
+                $crate::support::on_path(Forced { hyper: false, pooled: false }, test()).await;
+            }
+
+            #[tokio::test]
+            async fn direct_pooled() {
+                $crate::support::on_path(Forced { hyper: false, pooled: true }, test()).await;
+            }
+
+            #[tokio::test]
+            async fn hyper_kept() {
+                $crate::support::on_path(Forced { hyper: true, pooled: false }, test()).await;
+            }
+
+            #[tokio::test]
+            async fn hyper_pooled() {
+                $crate::support::on_path(Forced { hyper: true, pooled: true }, test()).await;
+            }
+        }
+    };
+}
+
+/// The paths the current test forces (see [`on_every_path!`]).
+pub fn forced_paths() -> Forced {
+    PATHS.try_with(|paths| *paths).unwrap_or_default()
+}
+
 /// A started sidecar with its fakes.
 pub struct Sidecar {
     pub running: tracehop::app::Running,
@@ -116,7 +173,8 @@ impl Sidecar {
         Self::from_config(config).await
     }
 
-    pub async fn from_config(config: tracehop::config::Config) -> Self {
+    pub async fn from_config(mut config: tracehop::config::Config) -> Self {
+        config.paths = PATHS.try_with(|paths| *paths).unwrap_or_default();
         let running = tracehop::app::start(config).await.expect("sidecar starts");
         let base = format!("http://{}", running.inbound_addr);
         let admin = format!("http://{}", running.admin_addr);
