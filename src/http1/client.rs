@@ -30,11 +30,12 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::BoxError;
 use super::fields::{RawFields, ResponseFields, encode_chunk_size, encode_field, encode_length};
 use super::semantics::{self, BodyLength, MAX_FIELDS, MAX_RESPONSE_HEAD};
+use super::server::Prefixed;
 use crate::tls::connector::MaybeTls;
 
 /// Free space the read buffer gets before each read.
@@ -71,7 +72,7 @@ pub struct ExchangeError {
 
 /// One open HTTP/1.1 connection to the upstream, between requests.
 pub struct Connection {
-    io: MaybeTls,
+    io: Wire,
     /// Read and not yet used.
     read: BytesMut,
     /// The request head and body chunks being written (kept for reuse).
@@ -89,6 +90,17 @@ struct FieldSpan {
 
 impl Connection {
     pub fn new(io: MaybeTls) -> Self {
+        Self::on(Wire::Net(io))
+    }
+
+    /// A connection over an in-memory stream (`tokio::io::duplex`), for
+    /// fuzzing and tests that play the upstream without a socket.
+    #[doc(hidden)]
+    pub fn over_stream(io: impl AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static) -> Self {
+        Self::on(Wire::Piped(Box::new(io)))
+    }
+
+    fn on(io: Wire) -> Self {
         Self {
             io,
             read: BytesMut::new(),
@@ -108,6 +120,74 @@ impl Connection {
             self.read.reserve(READ_SPACE);
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+    }
+}
+
+/// What a [`Connection`] runs on: the network, or an in-memory stream
+/// ([`Connection::over_stream`]).
+pub enum Wire {
+    Net(MaybeTls),
+    Piped(Box<dyn Stream>),
+}
+
+/// Any byte stream a [`Connection`] can run on.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+
+impl<S: AsyncRead + AsyncWrite + Send + Sync + Unpin> Stream for S {}
+
+impl Wire {
+    /// Whether an idle connection can carry another request (see
+    /// [`MaybeTls::is_reusable`]): nothing to read is the only good answer.
+    fn is_reusable(&mut self) -> bool {
+        match self {
+            Self::Net(io) => io.is_reusable(),
+            Self::Piped(io) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut byte = [0u8; 1];
+                let mut buf = ReadBuf::new(&mut byte);
+                Pin::new(io).poll_read(&mut cx, &mut buf).is_pending()
+            }
+        }
+    }
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Net(io) => Pin::new(io).poll_read(cx, buf),
+            Self::Piped(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Net(io) => Pin::new(io).poll_write(cx, buf),
+            Self::Piped(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Net(io) => Pin::new(io).poll_flush(cx),
+            Self::Piped(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Net(io) => Pin::new(io).poll_shutdown(cx),
+            Self::Piped(io) => Pin::new(io).poll_shutdown(cx),
+        }
     }
 }
 
@@ -144,6 +224,14 @@ where
         body.size_hint()
             .exact()
             .map_or(Upload::Chunked, Upload::Length)
+    };
+    let upgrade = {
+        let connection = parts.headers.get_all(http::header::CONNECTION).iter();
+        semantics::wants_upgrade(
+            false,
+            semantics::ConnectionOptions::of(connection.map(HeaderValue::as_bytes)),
+            parts.headers.contains_key(http::header::UPGRADE),
+        )
     };
     let conn = &mut *connection;
     conn.write.clear();
@@ -213,7 +301,7 @@ where
         }
         // The response head, whenever it comes (an early one ends the upload).
         loop {
-            match parse_head(&mut conn.read, &mut conn.fields, &parts.method) {
+            match parse_head(&mut conn.read, &mut conn.fields, &parts.method, upgrade) {
                 Ok(Some(head)) => return Poll::Ready(Ok(head)),
                 Ok(None) => {}
                 Err(error) => return Poll::Ready(Err(fail(error.into(), false))),
@@ -316,6 +404,7 @@ fn parse_head(
     read: &mut BytesMut,
     spans: &mut Vec<FieldSpan>,
     method: &Method,
+    upgrade: bool,
 ) -> Result<Option<Head>, WireError> {
     loop {
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
@@ -334,7 +423,8 @@ fn parse_head(
                 httparse::Status::Partial => return Ok(None),
             };
         let code = parsed.code.unwrap_or_default();
-        if (100..200).contains(&code) {
+        let switching = code == 101 && upgrade;
+        if (100..200).contains(&code) && !switching {
             if code == 101 {
                 return Err(WireError::Invalid(
                     "101 Switching Protocols without an upgrade",
@@ -395,6 +485,19 @@ fn parse_head(
         } else {
             Version::HTTP_11
         };
+        if switching {
+            // The protocol the connection switches to (RFC 9110 §7.8): what
+            // follows the head belongs to it, not to HTTP.
+            for span in spans.iter() {
+                let (name, value) = field(span);
+                if name.eq_ignore_ascii_case(b"upgrade")
+                    && let Ok(value) = HeaderValue::from_bytes(value)
+                {
+                    response.headers_mut().append(http::header::UPGRADE, value);
+                }
+            }
+            return Ok(Some((response, raw, Framing::Switched, false)));
+        }
         let framing = match decided.body {
             BodyLength::Known(length) => Framing::Length(length),
             BodyLength::Chunked => Framing::Chunked(Chunk::Size),
@@ -413,6 +516,9 @@ enum Framing {
     /// Until the upstream closes the connection.
     Eof,
     Done,
+    /// `101 Switching Protocols`: no body; the connection is the caller's
+    /// ([`Http1Body::take_switched`]).
+    Switched,
 }
 
 /// Where a chunked body's decoder stands.
@@ -475,6 +581,10 @@ impl<H: Home> Http1Body<H> {
 
     /// The body ended cleanly: the connection goes home if it can.
     fn finish(&mut self) {
+        if self.state == Framing::Switched {
+            // The connection waits for `take_switched`.
+            return;
+        }
         self.state = Framing::Done;
         if let Some(connection) = self.connection.take()
             && self.keep_alive
@@ -485,6 +595,18 @@ impl<H: Home> Http1Body<H> {
         }
     }
 
+    /// After `101 Switching Protocols`: the connection, with whatever the
+    /// upstream already sent in the new protocol in front.
+    pub fn take_switched(&mut self) -> Option<Prefixed<Wire>> {
+        if self.state != Framing::Switched {
+            return None;
+        }
+        self.state = Framing::Done;
+        let mut connection = self.connection.take()?;
+        let early = connection.read.split().freeze();
+        Some(Prefixed::new(early, connection.io))
+    }
+
     /// The next frame; `Ok(None)` at the end.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Frame<Bytes>>, WireError>> {
         loop {
@@ -492,7 +614,7 @@ impl<H: Home> Http1Body<H> {
                 return Poll::Ready(Ok(None));
             };
             match self.state {
-                Framing::Done | Framing::Length(0) => {
+                Framing::Done | Framing::Length(0) | Framing::Switched => {
                     self.finish();
                     return Poll::Ready(Ok(None));
                 }
@@ -660,7 +782,11 @@ impl<H: Home + Unpin> Body for Http1Body<H> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.failed.is_none() && matches!(self.state, Framing::Done | Framing::Length(0))
+        self.failed.is_none()
+            && matches!(
+                self.state,
+                Framing::Done | Framing::Length(0) | Framing::Switched
+            )
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -1085,7 +1211,7 @@ mod tests {
             ][prefix];
             let bytes = [prefix, &tail].concat();
             let mut read = BytesMut::from(&bytes[..]);
-            let _ = parse_head(&mut read, &mut Vec::new(), &Method::GET);
+            let _ = parse_head(&mut read, &mut Vec::new(), &Method::GET, tail.len() % 2 == 0);
             decode_all(read);
             decode_all(BytesMut::from(&tail[..]));
         }

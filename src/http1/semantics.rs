@@ -23,7 +23,7 @@
 //! | fields a trailer section must not carry (RFC 9110 §6.5.1) | [`allowed_in_trailers`] |
 //! | protocol versions (RFC 9112 §2.3) | [`minor_version`] |
 //! | the HTTP/2 preface (RFC 9113 §3.4) | [`is_http2_preface`] |
-//! | limits | [`MAX_FIELDS`], [`MAX_RESPONSE_HEAD`], [`field_section_size`] |
+//! | limits | [`MAX_FIELDS`], [`MAX_RESPONSE_HEAD`] |
 
 use http::{Method, StatusCode};
 
@@ -383,15 +383,6 @@ pub fn check_host<'a>(
         (Some(host), None) if valid_host(host) => Ok(()),
         (Some(_), None) => Err(HostError::Invalid),
     }
-}
-
-/// The size of a field section as written (`name: value` and CRLF per
-/// field), for limits checked after a parser that does not count them.
-pub fn field_section_size<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> usize {
-    fields
-        .into_iter()
-        .map(|(name, value)| name.len() + value.len() + 4)
-        .sum()
 }
 
 /// Whether `value` is `uri-host [ ":" port ]` (RFC 3986 §3.2.2, §3.2.3),

@@ -64,7 +64,7 @@ struct Idle {
 }
 
 /// A downstream connection's upstream connection, between its requests.
-struct Kept {
+pub struct Kept {
     connection: Option<Box<Connection>>,
     connections: Arc<Http1Connections>,
     /// The response timeout's timer, made with the first request (see
@@ -81,18 +81,23 @@ impl Drop for Kept {
     }
 }
 
-/// Where a response body returns its connection: the downstream
-/// connection's slot, for its next request.
-pub struct Return {
-    local: ConnLocal,
-    slot: Box<Kept>,
+/// Where a response body returns its connection.
+pub enum Return {
+    /// The downstream connection's slot, for its next request.
+    Slot { local: ConnLocal, slot: Box<Kept> },
+    /// The shared idle list (a request that kept no connection).
+    Shared(Arc<Http1Connections>),
 }
 
 impl Home for Return {
     fn release(self, connection: Box<Connection>) {
-        let Self { local, mut slot } = self;
-        slot.connection = Some(connection);
-        local.put(slot);
+        match self {
+            Self::Slot { local, mut slot } => {
+                slot.connection = Some(connection);
+                local.put(slot);
+            }
+            Self::Shared(connections) => connections.put_idle(connection),
+        }
     }
 }
 
@@ -165,7 +170,7 @@ impl Http1Connections {
         slot.timer = Some(timer);
         match result {
             Ok(mut response) => {
-                response.body_mut().set_home(Return {
+                response.body_mut().set_home(Return::Slot {
                     local: kept.clone(),
                     slot,
                 });
@@ -176,6 +181,30 @@ impl Http1Connections {
                 Err(error)
             }
         }
+    }
+
+    /// Sends `request` on a connection from the shared idle list, or a new
+    /// one, for a request that keeps none with its downstream connection
+    /// (HTTP/2 downstreams, upgrades, the forward proxy); the response
+    /// body returns it to the list when it ends.
+    pub async fn send_shared<B>(
+        self: &Arc<Self>,
+        request: Request<B>,
+        added: &[(HeaderName, HeaderValue)],
+        timeout: Duration,
+    ) -> Result<Response<KeptBody>, Failure>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, mut body) = request.into_parts();
+        let mut none = None;
+        let attempt = self.attempt(&mut none, &parts, added, &mut body);
+        let mut response = tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| Failure::Timeout)??;
+        response.body_mut().set_home(Return::Shared(self.clone()));
+        Ok(response)
     }
 
     /// One exchange on the kept connection, an idle one or a new one,

@@ -10,7 +10,8 @@
 //! (cleartext HTTP/2 uses prior knowledge). The connect timeout gives 502,
 //! the response-head timeout 504, a stalled request body 408 (see [`upload`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -25,8 +26,9 @@ use super::body::UpstreamBody;
 use super::error::{self, ProxyError};
 use super::upload::{self, UploadBody, UploadFault};
 use crate::config::{self, ProxyTimeouts, UpstreamProtocol, UpstreamUrl};
+use crate::http1::client::Wire;
 use crate::http1::path::{self, Forced, PoolReason, UpstreamFacts, UpstreamPath};
-use crate::http1::semantics::{self, MAX_RESPONSE_HEAD};
+use crate::http1::server::Prefixed;
 use crate::propagation::Added;
 use crate::server::{ConnLocal, RequestBody};
 use crate::tls::{Alpn, ClientTls, HttpsConnector};
@@ -43,10 +45,12 @@ pub struct Upstream {
     /// Path prefix from the upstream URL (`""` when it is `/`).
     prefix: String,
     protocol: UpstreamProtocol,
-    http1: Client<HttpsConnector, UploadBody>,
     http2: Client<HttpsConnector, UploadBody>,
-    /// HTTP/1.1 connections kept per downstream connection (reverse proxy).
-    kept: Option<Arc<Http1Connections>>,
+    /// HTTP/1.1 connections to the upstream: kept per downstream
+    /// connection, or shared ([`Http1Connections`]).
+    http1: Option<Arc<Http1Connections>>,
+    /// The forward proxy's HTTP/1.1 connections, by target.
+    targets: Option<Targets>,
     response_timeout: Duration,
     /// Longest pause in the downstream's request body.
     body_timeout: Duration,
@@ -54,6 +58,46 @@ pub struct Upstream {
     response_body_timeout: Duration,
     /// Paths forced for tests ([`crate::http1::path::Forced`]).
     forced: Forced,
+}
+
+/// The forward proxy's connections to the targets it was asked for.
+struct Targets {
+    connector: HttpsConnector,
+    by_authority: Mutex<HashMap<Authority, Arc<Http1Connections>>>,
+}
+
+/// Targets the forward proxy keeps connections to, at most; past it the
+/// list starts over (the allow-list keeps the set of targets small).
+const MAX_TARGETS: usize = 256;
+
+impl Targets {
+    /// The connections to `authority` (an `http://` target).
+    fn to(&self, authority: &Authority) -> Result<Arc<Http1Connections>, ProxyError> {
+        let mut targets = self
+            .by_authority
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(connections) = targets.get(authority) {
+            return Ok(connections.clone());
+        }
+        let target = origin(Scheme::HTTP, authority.clone()).ok_or(ProxyError::BadTarget)?;
+        if targets.len() >= MAX_TARGETS {
+            targets.clear();
+        }
+        let connections = Http1Connections::new(self.connector.clone(), target, POOL_IDLE_TIMEOUT);
+        targets.insert(authority.clone(), connections.clone());
+        Ok(connections)
+    }
+}
+
+/// `scheme://authority/`, what a connector dials.
+fn origin(scheme: Scheme, authority: Authority) -> Option<Uri> {
+    Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query("/")
+        .build()
+        .ok()
 }
 
 fn connector(connect_timeout: Duration) -> HttpConnector {
@@ -72,15 +116,10 @@ impl Upstream {
         timeouts: &ProxyTimeouts,
         tls: Option<&ClientTls>,
     ) -> Self {
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
+        let connect = |alpn| HttpsConnector::new(connector(timeouts.upstream_connect), tls, alpn);
+        let http2 = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            // The response head limit of the kept connections, for hyper's.
-            .http1_max_buf_size(MAX_RESPONSE_HEAD);
-        let connect = |alpn| HttpsConnector::new(connector(timeouts.upstream_connect), tls, alpn);
-        let http1 = builder.build(connect(Alpn::Http1));
-        let http2 = builder
             .http2_only(true)
             .timer(TokioTimer::new())
             .build(connect(Alpn::Http2));
@@ -88,28 +127,16 @@ impl Upstream {
             config::Scheme::Http => Scheme::HTTP,
             config::Scheme::Https => Scheme::HTTPS,
         };
-        let target = Uri::builder()
-            .scheme(scheme.clone())
-            .authority(url.authority.clone())
-            .path_and_query("/")
-            .build()
-            .ok();
-        let kept = match (protocol, target) {
-            (UpstreamProtocol::Http2, _) | (_, None) => None,
-            (_, Some(target)) => Some(Http1Connections::new(
-                connect(Alpn::Http1),
-                target,
-                POOL_IDLE_TIMEOUT,
-            )),
-        };
+        let http1 = origin(scheme.clone(), url.authority.clone())
+            .map(|target| Http1Connections::new(connect(Alpn::Http1), target, POOL_IDLE_TIMEOUT));
         Self {
             authority: Some(url.authority.clone()),
             scheme,
             prefix: url.path.trim_end_matches('/').to_owned(),
             protocol,
-            http1,
             http2,
-            kept,
+            http1,
+            targets: None,
             response_timeout: timeouts.upstream_response,
             body_timeout: timeouts.request_body,
             response_body_timeout: timeouts.response_body,
@@ -131,9 +158,14 @@ impl Upstream {
             authority: Authority::from_static("forward-proxy:80"),
             path: "/".into(),
         };
+        let connector = connector(timeouts.upstream_connect);
         Self {
             authority: None,
-            kept: None,
+            http1: None,
+            targets: Some(Targets {
+                connector: HttpsConnector::new(connector, None, Alpn::Http1),
+                by_authority: Mutex::new(HashMap::new()),
+            }),
             ..Self::new(&placeholder, UpstreamProtocol::Http1, timeouts, None)
         }
     }
@@ -233,51 +265,44 @@ impl Upstream {
         {
             request.headers_mut().insert(http::header::HOST, value);
         }
-        let direct = match path {
-            UpstreamPath::Kept => self.kept.as_ref(),
-            UpstreamPath::Pooled(_) => None,
-        };
-        if direct.is_none() {
-            // hyper's clients write the map: the new fields go in.
-            for (name, value) in added.drain(..) {
-                request.headers_mut().append(name, value);
-            }
-        }
-        *request.uri_mut() = match direct {
-            // Origin form (RFC 9112 §3.2.1): the connection knows the host.
-            Some(_) => Uri::from(self.path_and_query(request.uri())?),
-            None => self.uri_for(request.uri())?,
-        };
         // The forward proxy's upstream is the request's target.
         let target = match &self.authority {
             Some(_) => None,
-            None => request.uri().authority().cloned(),
-        };
-        *request.version_mut() = if http2 {
-            Version::HTTP_2
-        } else {
-            Version::HTTP_11
-        };
-        let request = request.map(|body| UploadBody::new(body, self.body_timeout));
-        // Both wait at most the response timeout for the head: kept
-        // connections on a timer of their own (see `affinity`).
-        let sent = match direct {
-            Some(connections) => connections
-                .send(kept, request, &added, self.response_timeout)
-                .await
-                .map(|response| response.map(Either::Right)),
-            None => {
-                let client = if http2 { &self.http2 } else { &self.http1 };
-                match tokio::time::timeout(self.response_timeout, client.request(request)).await {
-                    Err(_) => Err(Failure::Timeout),
-                    Ok(Ok(response)) if head_too_large(&response) => Err(Failure::Request(
-                        format!("upstream response head exceeds {MAX_RESPONSE_HEAD} bytes").into(),
-                    )),
-                    Ok(Ok(response)) => Ok(response.map(Either::Left)),
-                    Ok(Err(error)) if error.is_connect() => Err(Failure::Connect(error.into())),
-                    Ok(Err(error)) => Err(Failure::Request(error.into())),
-                }
+            None => Some(self.uri_for(request.uri())?.authority().cloned()),
+        }
+        .flatten();
+        let timeout = self.response_timeout;
+        let sent = if http2 {
+            // hyper's client writes the map: the new fields go in.
+            for (name, value) in added.drain(..) {
+                request.headers_mut().append(name, value);
             }
+            *request.uri_mut() = self.uri_for(request.uri())?;
+            *request.version_mut() = Version::HTTP_2;
+            let request = request.map(|body| UploadBody::new(body, self.body_timeout));
+            match tokio::time::timeout(timeout, self.http2.request(request)).await {
+                Err(_) => Err(Failure::Timeout),
+                Ok(Ok(response)) => Ok(response.map(Either::Left)),
+                Ok(Err(error)) if error.is_connect() => Err(Failure::Connect(error.into())),
+                Ok(Err(error)) => Err(Failure::Request(error.into())),
+            }
+        } else {
+            // Origin form (RFC 9112 §3.2.1): the connection knows the host.
+            *request.uri_mut() = Uri::from(self.path_and_query(request.uri())?);
+            *request.version_mut() = Version::HTTP_11;
+            let request = request.map(|body| UploadBody::new(body, self.body_timeout));
+            let connections = match (&target, &self.targets, &self.http1) {
+                (Some(target), Some(targets), _) => targets.to(target)?,
+                (_, _, Some(connections)) => connections.clone(),
+                _ => return Err(ProxyError::BadTarget),
+            };
+            // Both wait at most the response timeout for the head: kept
+            // connections on a timer of their own (see `affinity`).
+            let response = match path {
+                UpstreamPath::Kept => connections.send(kept, request, &added, timeout).await,
+                UpstreamPath::Pooled(_) => connections.send_shared(request, &added, timeout).await,
+            };
+            response.map(|response| response.map(Either::Right))
         };
         let upstream = || {
             self.authority
@@ -312,13 +337,12 @@ impl Upstream {
     }
 }
 
-/// Whether a response hyper's client read has a head over the limit the
-/// kept connections enforce: hyper bounds its read buffer, not the head
-/// (a head that arrives in one read can exceed it).
-fn head_too_large<B>(response: &Response<B>) -> bool {
-    let fields = response
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
-    semantics::field_section_size(fields) > MAX_RESPONSE_HEAD
+/// The upstream's side of a `101 Switching Protocols` response: its
+/// connection, now speaking the new protocol.
+pub fn switched(response: &mut Response<UpstreamBody>) -> Option<Prefixed<Wire>> {
+    match response.body_mut() {
+        Either::Right(body) => body.take_switched(),
+        // HTTP/2 upstreams never carry an HTTP/1.1 upgrade.
+        Either::Left(_) => None,
+    }
 }

@@ -271,8 +271,10 @@ pub async fn handle(
             flight.read_grpc_status(&response);
             capture_headers(&mut flight, &response, false);
             let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-            if let (true, Some(downstream)) = (switching, downstream_upgrade) {
-                upgrade::tunnel(downstream, hyper::upgrade::on(&mut response));
+            if let (true, Some(downstream)) = (switching, downstream_upgrade)
+                && let Some(upstream) = forward::switched(&mut response)
+            {
+                upgrade::tunnel(downstream, upstream);
             }
             headers::remove_hop_by_hop_response(response.headers_mut(), switching);
             // 6. finish, when the body ends; 7. hand off, inside finish.

@@ -1,28 +1,31 @@
 //! HTTP/1.1 `Upgrade` (WebSocket) tunnelling.
 //!
-//! After the upstream answers `101 Switching Protocols`, both connections
-//! are handed over by hyper and bytes are copied both ways until either
-//! side closes. The span covers the handshake only.
+//! After the upstream answers `101 Switching Protocols`, hyper hands over
+//! the downstream connection, the upstream client
+//! ([`crate::http1::client`]) its own, and bytes are copied both ways
+//! until either side closes. The span covers the handshake only.
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+
+use crate::http1::client::Wire;
+use crate::http1::server::Prefixed;
 
 /// Joins the downstream and upstream upgraded connections.
 ///
 /// The tunnel task is detached on purpose: it belongs to the two
 /// connections it joins and ends when either closes; it holds no other
 /// resource of the proxy.
-pub fn tunnel(downstream: OnUpgrade, upstream: OnUpgrade) {
+pub fn tunnel(downstream: OnUpgrade, mut upstream: Prefixed<Wire>) {
     tokio::spawn(async move {
-        let (downstream, upstream) = match tokio::try_join!(downstream, upstream) {
-            Ok(pair) => pair,
+        let downstream = match downstream.await {
+            Ok(downstream) => downstream,
             Err(error) => {
                 tracing::debug!(%error, "upgrade failed");
                 return;
             }
         };
         let mut downstream = TokioIo::new(downstream);
-        let mut upstream = TokioIo::new(upstream);
         if let Err(error) = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
             tracing::debug!(%error, "tunnel closed with an error");
         }
