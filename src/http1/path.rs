@@ -8,9 +8,10 @@
 //! HTTP/1.0, trailers) and why; that request and the rest of its
 //! connection are then served by hyper. HTTP/2 is always hyper's.
 //!
-//! Upstream, an HTTP/1.1 request from an HTTP/1.x downstream goes over the
-//! connection kept with its downstream connection ([`super::client`]);
-//! [`upstream`] names the cases that take a pooled client instead.
+//! Upstream, every HTTP/1.1 request goes out through [`super::client`]:
+//! over the connection kept with its downstream connection, or, in the
+//! cases [`upstream`] names, over one from a shared idle list (`pooled`);
+//! HTTP/2 requests through hyper's HTTP/2 client.
 //!
 //! Either way the request carries its path ([`ServedBy`]) to the proxy,
 //! which logs it and counts it in `tracehop_requests_total{path,fallback}`.
@@ -146,11 +147,12 @@ pub fn downstream(facts: &HeadFacts) -> Result<(), Fallback> {
 pub enum UpstreamPath {
     /// The HTTP/1.1 connection kept with the downstream connection.
     Kept,
-    /// A pooled client, and why.
+    /// A connection from the shared idle list (HTTP/1.1) or hyper's HTTP/2
+    /// client, and why.
     Pooled(PoolReason),
 }
 
-/// Why a request takes a pooled client.
+/// Why a request takes a pooled connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolReason {
     /// The request goes out over HTTP/2.
@@ -214,7 +216,8 @@ pub fn upstream(facts: &UpstreamFacts) -> UpstreamPath {
 pub struct Forced {
     /// Every HTTP/1.1 connection is served by hyper from its first byte.
     pub hyper: bool,
-    /// Every request goes upstream through the pooled client.
+    /// Every HTTP/1.1 request goes upstream on a connection from the
+    /// shared idle list instead of the kept one.
     pub pooled: bool,
 }
 

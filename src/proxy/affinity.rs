@@ -11,14 +11,17 @@
 //! reuses upstream connections.
 //!
 //! The request and response travel on the connection in the downstream
-//! connection's own task ([`super::wire`]): no connection task, no channel.
+//! connection's own task ([`crate::http1::client`]): no connection task,
+//! no channel.
 //! A connection is checked before reuse (no system call unless the socket
 //! became readable while idle). An idempotent request whose reused
 //! connection closed before any of the response came back, and before any
 //! of its body was taken, is sent again on another (RFC 9110 §9.2.2).
 //!
-//! HTTP/2 downstreams (concurrent streams), HTTP/2 upstreams, upgrades and
-//! the forward proxy use the shared pooled client instead ([`super::forward`]).
+//! Requests that keep no connection with their downstream connection
+//! (HTTP/2 downstreams with concurrent streams, upgrades, the forward
+//! proxy) take one from the shared idle list and give it back when their
+//! response ends ([`Http1Connections::send_shared`]).
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};

@@ -1,14 +1,17 @@
 //! Sending a request to the upstream over keep-alive connections.
 //!
-//! HTTP/1.1 requests from HTTP/1.x downstreams go over the connection kept
-//! with their downstream connection ([`super::affinity`]). Everything else
-//! (HTTP/2 downstreams, upgrades, the forward proxy) uses pooled clients:
-//! one HTTP/1.1 and one HTTP/2 client for one upstream; `protocol:
-//! auto` sends gRPC over HTTP/2 (it needs trailers) and the rest over
-//! HTTP/1.1. For an `https://` upstream both connect through TLS, the
-//! HTTP/1.1 client offering ALPN `http/1.1` and the HTTP/2 client `h2`
-//! (cleartext HTTP/2 uses prior knowledge). The connect timeout gives 502,
-//! the response-head timeout 504, a stalled request body 408 (see [`upload`]).
+//! Every HTTP/1.1 request goes out through tracehop's own client
+//! ([`crate::http1::client`]), on the connection kept with its downstream
+//! connection when it has one ([`super::affinity`]), else on one from the
+//! shared idle list (HTTP/2 downstreams, upgrades; the forward proxy keeps
+//! a list per target). HTTP/2 requests go through hyper's HTTP/2 client;
+//! `protocol: auto` sends gRPC over HTTP/2 (it needs trailers) and the
+//! rest over HTTP/1.1. Which of these a request takes is
+//! [`crate::http1::path::upstream`]'s one decision. For an `https://`
+//! upstream both connect through TLS, offering ALPN `http/1.1` and `h2`
+//! respectively (cleartext HTTP/2 uses prior knowledge). The connect
+//! timeout gives 502, the response-head timeout 504, a stalled request
+//! body 408 and a malformed one 400 (see [`upload`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
