@@ -91,6 +91,58 @@ pub struct ConnInfo {
     pub tls: Option<Arc<crate::tls::TlsInfo>>,
     /// What the handler keeps between this connection's requests.
     pub kept: ConnLocal,
+    /// Where the handler starts tunnels that outlive the request.
+    pub tunnels: Tunnels,
+}
+
+/// Tunnels (upgrades, `CONNECT`) that outlive the request that opened
+/// them. The server owns them: at shutdown they get the same grace period
+/// as open connections, then are aborted.
+#[derive(Clone, Default)]
+pub struct Tunnels(Arc<Mutex<JoinSet<()>>>);
+
+impl Tunnels {
+    /// Runs `tunnel` until it ends or the server stops.
+    pub fn spawn(&self, tunnel: impl Future<Output = ()> + Send + 'static) {
+        let mut tunnels = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        while tunnels.try_join_next().is_some() {}
+        tunnels.spawn(tunnel);
+    }
+
+    /// Waits for every tunnel to end (the caller bounds the wait).
+    async fn ended(&self) {
+        loop {
+            let mut tunnels =
+                std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+            if tunnels.is_empty() {
+                return;
+            }
+            while tunnels.join_next().await.is_some() {}
+        }
+    }
+
+    /// Aborts the tunnels still open.
+    fn abort(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .abort_all();
+    }
+
+    /// Tunnels open now.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Debug for Tunnels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tunnels({})", self.len())
+    }
 }
 
 /// One value a handler keeps for the life of a connection, across its
@@ -245,6 +297,7 @@ pub async fn serve<H, F, B>(
     // Tells every connection to finish what it is doing and close.
     let (drain, draining) = watch::channel(());
     let limit = options.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+    let tunnels = Tunnels::default();
     let mut connections = JoinSet::new();
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);
@@ -276,6 +329,7 @@ pub async fn serve<H, F, B>(
             local: local.unwrap_or(peer),
             tls: None,
             kept: ConnLocal::default(),
+            tunnels: tunnels.clone(),
         };
         let handler = handler.clone();
         let builder = builder.clone();
@@ -312,17 +366,22 @@ pub async fn serve<H, F, B>(
     }
     drop(listener);
     let _ = drain.send(());
-    let finished = async { while connections.join_next().await.is_some() {} };
+    let finished = async {
+        while connections.join_next().await.is_some() {}
+        tunnels.ended().await;
+    };
     if tokio::time::timeout(options.grace_period, finished)
         .await
         .is_err()
     {
         tracing::warn!(
             open = connections.len(),
-            "grace period over; closing remaining connections"
+            tunnels = tunnels.len(),
+            "grace period over; closing remaining connections and tunnels"
         );
     }
     connections.shutdown().await;
+    tunnels.abort();
 }
 
 /// One connection's share of the server: its settings and the drain signal.

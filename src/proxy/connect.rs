@@ -16,7 +16,7 @@ use super::body::{ResponseBody, TracedBody};
 use super::error::ProxyError;
 use super::flight::{Ending, InFlight};
 use super::{Proxy, local_error};
-use crate::server::RequestBody;
+use crate::server::{RequestBody, Tunnels};
 
 /// Dials `host:port` and, on success, tunnels the upgraded connection to it.
 pub async fn open(
@@ -26,6 +26,7 @@ pub async fn open(
     host: &str,
     port: u16,
     connect_timeout: std::time::Duration,
+    tunnels: &Tunnels,
 ) -> Response<ResponseBody> {
     let target = format!("{host}:{port}");
     let dialled = tokio::time::timeout(connect_timeout, TcpStream::connect((host, port))).await;
@@ -49,9 +50,9 @@ pub async fn open(
     let _ = stream.set_nodelay(true);
     let upgrade = hyper::upgrade::on(&mut request);
     flight.set_status(StatusCode::OK.as_u16());
-    // The tunnel task owns only the two connections it joins and ends when
-    // either closes, like the WebSocket tunnel.
-    tokio::spawn(async move {
+    // The server owns the tunnel: it ends when either side closes, or
+    // when the server's shutdown grace period is over.
+    tunnels.spawn(async move {
         let ending = match upgrade.await {
             Ok(upgraded) => copy(TokioIo::new(upgraded), stream, &mut flight).await,
             Err(error) => Ending::UpstreamBodyError(format!("upgrade failed: {error}")),

@@ -60,11 +60,11 @@ impl InFlight {
                 trace_id: context.trace_id,
                 id: context.span_id,
                 parent_id,
-                kind: proxy.kind,
+                kind: proxy.listener.kind,
                 debug: context.sampling == Sampling::Debug,
                 timestamp_us: timer.timestamp_us,
                 duration_us: 0,
-                local_service: proxy.local_service.clone(),
+                local_service: proxy.telemetry.local_service.clone(),
                 remote,
                 http,
                 error: None,
@@ -119,7 +119,7 @@ impl InFlight {
             Ending::Complete | Ending::Dropped { complete: true } => {}
             Ending::UpstreamBodyError(message) => {
                 // The head arrived but the body broke off (reset, tunnel error).
-                self.proxy.metrics.upstream_error("body");
+                self.proxy.listener.metrics.upstream_error("body");
                 self.set_error(format!("upstream body failed: {message}"));
             }
             Ending::Dropped { complete: false } => self.add_tag(Tag {
@@ -130,14 +130,14 @@ impl InFlight {
         let duration_us = self.timer.duration_us();
         let proxy = &self.proxy;
         let status = self.span.http.status.unwrap_or(502);
-        proxy.metrics.record_request(
+        proxy.listener.metrics.record_request(
             &self.span.http.method,
             status,
             duration_us as f64 / 1e6,
             self.served,
         );
-        proxy.metrics.in_flight.dec();
-        if proxy.access_log {
+        proxy.listener.metrics.in_flight.dec();
+        if proxy.telemetry.access_log {
             self.log_access(status, duration_us);
         }
         let kept = if self.sampling.is_sampled() {
@@ -149,7 +149,12 @@ impl InFlight {
                 grpc_status: self.span.http.grpc_status,
                 duration: Duration::from_micros(duration_us),
             };
-            match proxy.sampler.load().keep(&outcome, Instant::now()) {
+            match proxy
+                .telemetry
+                .sampler
+                .load()
+                .keep(&outcome, Instant::now())
+            {
                 Some(reason) => Some(reason),
                 None => return,
             }
@@ -163,7 +168,7 @@ impl InFlight {
         }
         span.duration_us = duration_us;
         span.http.detach();
-        self.proxy.sink.send(self.span);
+        self.proxy.telemetry.sink.send(self.span);
     }
 
     fn log_access(&self, status: u16, duration_us: u64) {

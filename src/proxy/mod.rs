@@ -34,7 +34,7 @@ mod route;
 mod upgrade;
 mod upload;
 
-pub use body::ResponseBody;
+pub use body::{ResponseBody, UpstreamBody};
 pub use error::ProxyError;
 pub use forward::Upstream;
 
@@ -50,31 +50,19 @@ use crate::export::SpanSink;
 use crate::http1::FieldLookup;
 use crate::http1::semantics::{self, ConnectionOptions};
 use crate::metrics::ProxyMetrics;
-use crate::propagation::{self, Added, Outgoing, Seen};
+use crate::propagation::{self, Added, Extracted, Outgoing, Seen};
 use crate::sampling::{LiveSampler, RequestFacts};
 use crate::server::{ConnInfo, RequestBody};
 use crate::span::{Endpoint, HttpFacts, Kind, SpanContext, SpanId, Tag, TraceId};
 use body::TracedBody;
 use flight::InFlight;
 
-/// Everything one listener needs to proxy and trace.
+/// Everything one listener needs to proxy and trace: what the sidecar's
+/// listeners share, and this listener's own part.
 pub struct Proxy {
-    pub kind: Kind,
-    pub local_service: Arc<str>,
-    /// Outbound routes: the remote service's name.
-    pub remote_service: Option<Arc<str>>,
-    pub upstream: Upstream,
-    pub propagation: PropagationConfig,
-    /// Swapped as a whole when the sampling config is reloaded.
-    pub sampler: LiveSampler,
-    pub sink: SpanSink,
-    pub metrics: ProxyMetrics,
-    pub routes: Vec<RouteTemplate>,
-    pub capture: CaptureConfig,
-    pub access_log: bool,
-    /// `url.scheme` of requests on this listener.
-    pub scheme: &'static str,
-    pub mode: Mode,
+    pub telemetry: Telemetry,
+    pub listener: Listener,
+    /// `tracehop_trace_context_total`, resolved once per format.
     formats_seen: [IntCounter; 4],
 }
 
@@ -118,44 +106,17 @@ pub struct Listener {
 impl Proxy {
     /// Builds one listener's proxy and pre-resolves its counters.
     pub fn new(telemetry: Telemetry, listener: Listener) -> Self {
-        let Telemetry {
-            local_service,
-            propagation,
-            sampler,
-            sink,
-            access_log,
-        } = telemetry;
-        let Listener {
-            kind,
-            remote_service,
-            upstream,
-            metrics,
-            routes,
-            capture,
-            mode,
-        } = listener;
-        let formats_seen =
-            ["w3c", "b3", "none", "invalid"].map(|f| metrics.context_format_counter(f));
+        let formats_seen = ["w3c", "b3", "none", "invalid"]
+            .map(|format| listener.metrics.context_format_counter(format));
         Self {
-            kind,
-            local_service,
-            remote_service,
-            upstream,
-            propagation,
-            sampler,
-            sink,
-            metrics,
-            routes,
-            capture,
-            access_log,
-            scheme: "http",
-            mode,
+            telemetry,
+            listener,
             formats_seen,
         }
     }
 
     fn direction(&self) -> &'static str {
-        match self.kind {
+        match self.listener.kind {
             Kind::Server => "inbound",
             Kind::Client => "outbound",
         }
@@ -178,110 +139,180 @@ pub async fn handle(
     mut request: Request<RequestBody>,
     conn: ConnInfo,
 ) -> Response<ResponseBody> {
-    proxy.metrics.in_flight.inc();
-    // Forward proxy: where the request wants to go, if it may.
-    let target = match &proxy.mode {
-        Mode::Reverse => None,
-        Mode::Forward { allow, .. } => Some(allow::check(allow, &request)),
-    };
-    // 1. extract
-    let extracted = propagation::extract(request.headers(), &proxy.propagation);
-    proxy.count_format(extracted.seen);
-    if proxy.kind == Kind::Client
-        && extracted.parent.is_none()
-        && let Some(route) = &proxy.remote_service
-    {
-        proxy.metrics.untraced_outbound(route);
+    proxy.listener.metrics.in_flight.inc();
+    let target = forward_target(&proxy, &request);
+    let extracted = extract(&proxy, &request);
+    let context = sample(&proxy, &request, &extracted);
+    let remote_service = remote_service(&proxy, target.as_ref());
+    let parent = extracted.parent;
+    let flight = start_span(&proxy, &request, &conn, &context, parent, remote_service);
+    if let Some(early) = refuse_or_tunnel(&proxy, &request, target, &conn) {
+        return answer_early(&proxy, request, flight, early, &conn).await;
     }
-    // 2. sample
-    let incoming = extracted
-        .parent
-        .map_or(extracted.sampling_only, |p| p.sampling);
-    let trace_id = extracted
-        .parent
-        .map_or_else(TraceId::random, |p| p.trace_id);
+    let (added, upgrade) = inject(&proxy, &mut request, &conn, &flight, &context, &extracted);
+    let forwarded = forward(&proxy, request, added, upgrade, &conn, &flight).await;
+    finish(&proxy, flight, forwarded, &conn)
+}
+
+/// Forward proxy: where the request wants to go, if it may.
+fn forward_target(
+    proxy: &Proxy,
+    request: &Request<RequestBody>,
+) -> Option<Result<(String, u16), ProxyError>> {
+    match &proxy.listener.mode {
+        Mode::Reverse => None,
+        Mode::Forward { allow, .. } => Some(allow::check(allow, request)),
+    }
+}
+
+/// Step 1: the downstream's trace context, counted by format.
+fn extract(proxy: &Proxy, request: &Request<RequestBody>) -> Extracted {
+    let extracted = propagation::extract(request.headers(), &proxy.telemetry.propagation);
+    proxy.count_format(extracted.seen);
+    if proxy.listener.kind == Kind::Client
+        && extracted.parent.is_none()
+        && let Some(route) = &proxy.listener.remote_service
+    {
+        proxy.listener.metrics.untraced_outbound(route);
+    }
+    extracted
+}
+
+/// Step 2: the sampling decision, and the span's context with it.
+fn sample(proxy: &Proxy, request: &Request<RequestBody>, extracted: &Extracted) -> SpanContext {
+    let parent = extracted.parent;
+    let incoming = parent.map_or(extracted.sampling_only, |p| p.sampling);
+    let trace_id = parent.map_or_else(TraceId::random, |p| p.trace_id);
     let facts = RequestFacts {
         method: request.method(),
         path: request.uri().path(),
         headers: request.headers(),
     };
     let now = std::time::Instant::now();
-    let decision = proxy.sampler.load().decide(incoming, trace_id, &facts, now);
-    // 3. start span
-    let context = SpanContext {
+    let decision = proxy
+        .telemetry
+        .sampler
+        .load()
+        .decide(incoming, trace_id, &facts, now);
+    SpanContext {
         trace_id,
         span_id: SpanId::random(),
         sampling: decision.sampling,
-        random: extracted.parent.is_none_or(|p| p.random),
-    };
-    let remote_service = match &target {
-        Some(Ok((host, _))) => Some(Arc::from(host.as_str())),
-        _ => proxy.remote_service.clone(),
-    };
-    let mut flight = start_span(
-        &proxy,
-        &request,
-        &conn,
-        &context,
-        extracted.parent,
-        remote_service,
-    );
-    if let Some(early) = refuse_or_tunnel(&proxy, &request, target, &conn) {
-        return match early {
-            Early::Refuse(error) => local_error(&proxy, flight, error),
-            Early::Tunnel(host, port, timeout) => {
-                connect::open(&proxy, request, flight, &host, port, timeout).await
-            }
-        };
+        random: parent.is_none_or(|p| p.random),
     }
-    // 4. inject
-    let upgrade = is_upgrade(&request);
+}
+
+/// The span's remote service: the forward proxy's target, else the route's.
+fn remote_service(
+    proxy: &Proxy,
+    target: Option<&Result<(String, u16), ProxyError>>,
+) -> Option<Arc<str>> {
+    match target {
+        Some(Ok((host, _))) => Some(Arc::from(host.as_str())),
+        _ => proxy.listener.remote_service.clone(),
+    }
+}
+
+/// Step 4: hop-by-hop fields out, `X-Forwarded-*` and the span's context
+/// in. New fields are listed apart (`added`); the upstream client writes
+/// them (see [`Outgoing`]). Also says whether the request is an upgrade.
+fn inject(
+    proxy: &Proxy,
+    request: &mut Request<RequestBody>,
+    conn: &ConnInfo,
+    flight: &InFlight,
+    context: &SpanContext,
+    extracted: &Extracted,
+) -> (Added, bool) {
+    let upgrade = is_upgrade(request);
     let headers = request.headers_mut();
     let present = headers::remove_hop_by_hop(headers, upgrade);
-    // New fields are listed apart; the upstream client writes them (see
-    // `Outgoing`).
     let mut added = Added::with_capacity(6);
     let mut out = Outgoing::new(headers, Some(&mut added));
+    let http = flight.http();
     headers::add_forwarded(
         &mut out,
         present,
         conn.peer.ip(),
-        flight.http().scheme,
-        flight.http().host.as_ref(),
+        http.scheme,
+        http.host.as_ref(),
     );
     propagation::inject_to(
         &mut out,
-        &context,
+        context,
         extracted.trace_state.as_ref(),
         extracted.seen,
-        &proxy.propagation,
+        &proxy.telemetry.propagation,
     );
-    // 5. forward
+    (added, upgrade)
+}
+
+/// What [`forward`] got back: the response, and for an upgrade the
+/// downstream side of the tunnel to open.
+type Forwarded = Result<(Response<UpstreamBody>, Option<hyper::upgrade::OnUpgrade>), ProxyError>;
+
+/// Step 5: the request to the upstream, over the path [`Upstream::path_for`] picks.
+async fn forward(
+    proxy: &Proxy,
+    mut request: Request<RequestBody>,
+    added: Added,
+    upgrade: bool,
+    conn: &ConnInfo,
+    flight: &InFlight,
+) -> Forwarded {
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-    let path = proxy.upstream.path_for(&request, upgrade);
+    let upstream = &proxy.listener.upstream;
+    let path = upstream.path_for(&request, upgrade);
     tracing::debug!(
         path = flight.served.label(),
         fallback = flight.served.reason(),
         upstream_path = path.label(),
         "forwarding"
     );
-    match proxy.upstream.send(request, added, path, &conn.kept).await {
-        Ok(mut response) => {
-            flight.set_status(response.status().as_u16());
-            flight.read_grpc_status(&response);
-            capture_headers(&mut flight, &response, false);
-            let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-            if let (true, Some(downstream)) = (switching, downstream_upgrade)
-                && let Some(upstream) = forward::switched(&mut response)
-            {
-                upgrade::tunnel(downstream, upstream);
-            }
-            headers::remove_hop_by_hop_response(response.headers_mut(), switching);
-            // 6. finish, when the body ends; 7. hand off, inside finish.
-            let pause = proxy.upstream.response_body_timeout();
-            response.map(|body| TracedBody::new(Either::Left(body), flight).with_pause_limit(pause))
+    let response = upstream.send(request, added, path, &conn.kept).await?;
+    Ok((response, downstream_upgrade))
+}
+
+/// Steps 6 and 7: the response goes downstream in a body that finishes
+/// the span when it ends and hands it off (see [`body`]); an upgrade's
+/// tunnel opens; a failure becomes a local answer.
+fn finish(
+    proxy: &Proxy,
+    mut flight: InFlight,
+    forwarded: Forwarded,
+    conn: &ConnInfo,
+) -> Response<ResponseBody> {
+    let (mut response, downstream_upgrade) = match forwarded {
+        Ok(forwarded) => forwarded,
+        Err(error) => return local_error(proxy, flight, error),
+    };
+    flight.set_status(response.status().as_u16());
+    flight.read_grpc_status(&response);
+    capture_headers(&mut flight, &response, false);
+    let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(downstream)) = (switching, downstream_upgrade)
+        && let Some(upstream) = forward::switched(&mut response)
+    {
+        upgrade::tunnel(&conn.tunnels, downstream, upstream);
+    }
+    headers::remove_hop_by_hop_response(response.headers_mut(), switching);
+    let pause = proxy.listener.upstream.response_body_timeout();
+    response.map(|body| TracedBody::new(Either::Left(body), flight).with_pause_limit(pause))
+}
+
+/// Answers a request refused before forwarding, or opens its `CONNECT` tunnel.
+async fn answer_early(
+    proxy: &Arc<Proxy>,
+    request: Request<RequestBody>,
+    flight: InFlight,
+    early: Early,
+    conn: &ConnInfo,
+) -> Response<ResponseBody> {
+    match early {
+        Early::Refuse(error) => local_error(proxy, flight, error),
+        Early::Tunnel(host, port, timeout) => {
+            connect::open(proxy, request, flight, &host, port, timeout, &conn.tunnels).await
         }
-        Err(error) => local_error(&proxy, flight, error),
     }
 }
 
@@ -300,7 +331,7 @@ fn refuse_or_tunnel(
     conn: &ConnInfo,
 ) -> Option<Early> {
     let is_connect = request.method() == http::Method::CONNECT;
-    let tunnel_timeout = match proxy.mode {
+    let tunnel_timeout = match proxy.listener.mode {
         Mode::Forward {
             connect: true,
             connect_timeout,
@@ -333,7 +364,7 @@ fn refuse_or_tunnel(
 /// Answers for an upstream failure and marks the span.
 fn local_error(proxy: &Proxy, mut flight: InFlight, error: ProxyError) -> Response<ResponseBody> {
     let (status, text) = error.status_and_body();
-    proxy.metrics.upstream_error(error.kind());
+    proxy.listener.metrics.upstream_error(error.kind());
     tracing::debug!(%error, "upstream request failed");
     flight.set_status(status.as_u16());
     flight.set_error(error.to_string());
@@ -379,7 +410,7 @@ fn start_span(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let remote = match proxy.kind {
+    let remote = match proxy.listener.kind {
         Kind::Server => Endpoint {
             service_name: None,
             addr: Some(conn.peer),
@@ -392,13 +423,9 @@ fn start_span(
     let http = HttpFacts {
         method: request.method().clone(),
         target: uri.path_and_query().cloned(),
-        route: route::match_route(&proxy.routes, uri.path()),
+        route: route::match_route(&proxy.listener.routes, uri.path()),
         // A TLS connection is `https` whatever the listener's default.
-        scheme: if conn.tls.is_some() {
-            "https"
-        } else {
-            proxy.scheme
-        },
+        scheme: if conn.tls.is_some() { "https" } else { "http" },
         host,
         version: request.version(),
         user_agent: headers.get(http::header::USER_AGENT).cloned(),
@@ -416,7 +443,7 @@ fn start_span(
         remote,
         served,
     );
-    if proxy.capture.query
+    if proxy.listener.capture.query
         && let Some(query) = uri.query()
     {
         flight.add_tag(Tag {
@@ -436,9 +463,9 @@ fn start_span(
 /// Records allow-listed header values as tags.
 fn capture_headers(flight: &mut InFlight, headers: &impl FieldLookup, request: bool) {
     let names = if request {
-        &flight.proxy.capture.request_headers
+        &flight.proxy.listener.capture.request_headers
     } else {
-        &flight.proxy.capture.response_headers
+        &flight.proxy.listener.capture.response_headers
     };
     if names.is_empty() {
         return;

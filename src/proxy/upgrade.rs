@@ -10,14 +10,13 @@ use hyper_util::rt::TokioIo;
 
 use crate::http1::client::Wire;
 use crate::http1::server::Prefixed;
+use crate::server::Tunnels;
 
-/// Joins the downstream and upstream upgraded connections.
-///
-/// The tunnel task is detached on purpose: it belongs to the two
-/// connections it joins and ends when either closes; it holds no other
-/// resource of the proxy.
-pub fn tunnel(downstream: OnUpgrade, mut upstream: Prefixed<Wire>) {
-    tokio::spawn(async move {
+/// Joins the downstream and upstream upgraded connections, in a task the
+/// server owns (it ends when either side closes, or when the server's
+/// shutdown grace period is over).
+pub fn tunnel(tunnels: &Tunnels, downstream: OnUpgrade, mut upstream: Prefixed<Wire>) {
+    tunnels.spawn(async move {
         let downstream = match downstream.await {
             Ok(downstream) => downstream,
             Err(error) => {

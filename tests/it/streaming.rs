@@ -191,7 +191,11 @@ async fn websocket_upgrade_is_tunnelled() {
     )
     .await;
     let collector = FakeCollector::start().await;
-    let sidecar = Sidecar::start(Yaml::default(), addr, collector.addr).await;
+    let yaml = Yaml {
+        other: "shutdown:\n  grace_period: 300ms\n",
+        ..Yaml::default()
+    };
+    let sidecar = Sidecar::start(yaml, addr, collector.addr).await;
     let mut socket = tokio::net::TcpStream::connect(sidecar.running.inbound_addr)
         .await
         .expect("connect");
@@ -224,7 +228,14 @@ async fn websocket_upgrade_is_tunnelled() {
     assert_eq!(&echoed, b"ping through the tunnel");
     let spans = collector.wait_for(1).await;
     assert_eq!(spans[0]["tags"]["http.response.status_code"], "101");
+    // The server owns the tunnel: shutdown gives it the grace period, then
+    // closes it.
+    let stopping = std::time::Instant::now();
     sidecar.stop().await;
+    assert!(stopping.elapsed() >= std::time::Duration::from_millis(250));
+    let mut rest = Vec::new();
+    let closed = within("tunnel closed at shutdown", socket.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok_and(|n| n == 0) || rest.is_empty(), "{rest:?}");
 }
 }
 
