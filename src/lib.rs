@@ -17,8 +17,8 @@
 //! | [`propagation`] | W3C Trace Context and B3 headers |
 //! | [`config`] | YAML -> validated types |
 //! | [`metrics`] | the Prometheus registry (a value, never a global) |
-//! | [`server`] | the HTTP server loop every listener uses, and its HTTP/1.1 fast path |
-//! | [`http1`] | HTTP/1.1 syntax shared by the server and the upstream connections |
+//! | [`server`] | the HTTP server loop every listener uses, and hyper's side of it |
+//! | [`http1`] | every HTTP/1.1 rule once, which path serves a request, the server connection and the upstream client |
 //! | [`span`] | ids, trace context, the finished span record, clocks |
 //!
 //! # Request flow

@@ -1,23 +1,24 @@
-//! HTTP/1.1 on an upstream connection, spoken by the task that serves the
-//! downstream request.
+//! The client side of an HTTP/1.1 upstream connection, spoken by the task
+//! that serves the downstream request: the proxy's one HTTP/1.1 client.
 //!
 //! hyper's client runs each connection as a task of its own and passes
 //! every request and response across channels between tasks. A proxy
-//! that keeps one upstream connection per downstream connection
-//! ([`super::affinity`]) needs neither: [`exchange`] writes the request
-//! and reads the response head on the connection directly, and
-//! [`Http1Body`] streams the response body off the socket as hyper's
-//! server sends it downstream, with no copy (frames are slices of the read
+//! that keeps one upstream connection per downstream connection (the
+//! proxy's `affinity` module) needs neither: [`exchange`] writes the
+//! request and reads the response head on the connection directly, and
+//! [`Http1Body`] streams the response body off the socket as the server
+//! sends it downstream, with no copy (frames are slices of the read
 //! buffer).
 //!
-//! Framing follows RFC 9112. The request body goes out with its length
-//! when known, else chunked (§7.1); an early response stops the upload.
-//! The response body is empty for `HEAD`, 204 and 304, chunked when
-//! `Transfer-Encoding` ends in `chunked`, else as long as `Content-Length`
-//! says, else it runs to the end of the connection (§6.3). Interim 1xx
-//! responses are skipped. A connection carries another request only when
-//! the response ended cleanly on a persistent connection (§9.3) and
-//! nothing followed it.
+//! Framing follows RFC 9112, decided by [`super::semantics`]. The request
+//! body goes out with its length when known, else chunked (§7.1); an early
+//! response stops the upload. The response's body length and whether the
+//! connection persists are [`semantics::Framing::response`]'s; the fields
+//! `Connection` names, hop-by-hop fields and `Content-Length` stay off the
+//! lines passed on. Interim 1xx responses are skipped; a `101` to an
+//! upgrade hands the connection over ([`Http1Body::take_switched`]). A
+//! connection carries another request only when the response ended
+//! cleanly on a persistent connection (§9.3) and nothing followed it.
 
 use std::future::poll_fn;
 use std::io;

@@ -154,7 +154,8 @@ where
             read.reserve(READ_BUFFER);
         }
         // A client that half-closes after its request still gets the
-        // response; the connection closes after it.
+        // response (and those to requests it sent before); the connection
+        // closes after the last.
         let mut half_closed = false;
         let response = {
             let mut response = pin!(handler(request, context.clone()));
@@ -173,7 +174,8 @@ where
                 }
             }
         };
-        let closing = closing || half_closed || draining.has_changed().unwrap_or(true);
+        let closing =
+            closing || half_closed && read.is_empty() || draining.has_changed().unwrap_or(true);
         if !respond(&mut io, &mut out, response, &method, closing).await {
             let _ = io.shutdown().await;
             return Ended::Closed;

@@ -24,7 +24,7 @@ use super::pause::PauseLimit;
 use crate::http1::{BoxError, RawFields, ResponseFields};
 
 /// The upstream's body: from a pooled hyper client, or read off a kept
-/// HTTP/1.1 connection ([`super::wire`]).
+/// HTTP/1.1 connection ([`crate::http1::client`]).
 pub type UpstreamBody = Either<Incoming, KeptBody>;
 
 /// What the proxy sends downstream: the upstream's body or a local answer.

@@ -11,9 +11,9 @@
 //!    `X-Forwarded-*` headers (new fields listed apart, see
 //!    [`propagation::Outgoing`]);
 //! 5. **forward** over the HTTP/1.1 connection kept with the downstream
-//!    connection ([`affinity`], [`wire`]), or a pooled client for HTTP/2,
+//!    connection ([`crate::http1::client`]), or a pooled one for HTTP/2,
 //!    upgrades and the forward proxy (502 unreachable, 504 timeout);
-//! 6. **finish** when the response body ends (see [`body`]);
+//! 6. **finish** when the response body ends (the `body` module);
 //! 7. **hand off** the span with a non-blocking `try_send` to the exporter,
 //!    when sampled or kept for its outcome (failed or slow).
 //!
