@@ -210,11 +210,12 @@ fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -> Parsed {
         return Parsed::Partial;
     }
     if semantics::is_http2_preface(read) {
-        // RFC 9113 §3.4: the preface opens a connection, nothing else.
+        // RFC 9113 §3.4: the preface opens a connection, nothing else. Its
+        // first bytes may yet be a request (`P` of `POST`): wait for all.
         return match (first, read.len() >= semantics::HTTP2_PREFACE.len()) {
-            (false, _) => Parsed::Refused(StatusCode::BAD_REQUEST),
+            (_, false) => Parsed::Partial,
+            (false, true) => Parsed::Refused(StatusCode::BAD_REQUEST),
             (true, true) => Parsed::Handover(Bytes::new(), Fallback::Http2),
-            (true, false) => Parsed::Partial,
         };
     }
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
