@@ -33,7 +33,6 @@ use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::BoxError;
 use super::fields::{RawFields, ResponseFields, encode_chunk_size, encode_field, encode_length};
 use super::semantics::{self, BodyLength, MAX_FIELDS, MAX_RESPONSE_HEAD};
 use super::server::Prefixed;
@@ -61,14 +60,34 @@ pub enum WireError {
     Io(#[from] io::Error),
 }
 
-/// A failed exchange.
+/// A failed exchange: what failed, and whether sending again is safe.
+/// `E` is the request body's error type, handed back as it came, so the
+/// caller knows its own body's failures without looking for them.
 #[derive(Debug)]
-pub struct ExchangeError {
-    pub error: BoxError,
+pub struct ExchangeError<E> {
+    pub cause: Cause<E>,
     /// The connection failed before any of the response arrived and before
     /// any of the request body was taken: sending the request again on
     /// another connection is possible (if it is idempotent).
     pub retryable: bool,
+}
+
+/// What failed in an exchange.
+#[derive(Debug)]
+pub enum Cause<E> {
+    /// The connection, or the upstream's response.
+    Upstream(WireError),
+    /// The request body being sent.
+    RequestBody(E),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for ExchangeError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.cause {
+            Cause::Upstream(error) => error.fmt(f),
+            Cause::RequestBody(error) => write!(f, "request body: {error}"),
+        }
+    }
 }
 
 /// One open HTTP/1.1 connection to the upstream, between requests.
@@ -213,10 +232,9 @@ pub async fn exchange<B, H>(
     parts: &Parts,
     added: &[(HeaderName, HeaderValue)],
     body: &mut B,
-) -> Result<Response<Http1Body<H>>, ExchangeError>
+) -> Result<Response<Http1Body<H>>, ExchangeError<B::Error>>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
     H: Home,
 {
     let upload = if body.is_end_stream() {
@@ -242,7 +260,10 @@ where
     let mut uploaded = upload == Upload::None;
     let mut body_taken = false;
     let mut received = false;
-    let fail = |error: BoxError, retryable: bool| ExchangeError { error, retryable };
+    let fail = |error: WireError, retryable: bool| ExchangeError {
+        cause: Cause::Upstream(error),
+        retryable,
+    };
     let head = poll_fn(|cx| {
         // The request, as far as the socket and the body allow.
         loop {
@@ -250,12 +271,12 @@ where
                 match Pin::new(&mut conn.io).poll_write(cx, &conn.write[written..]) {
                     Poll::Ready(Ok(0)) => {
                         let error = io::Error::from(io::ErrorKind::WriteZero);
-                        return Poll::Ready(Err(fail(WireError::Io(error).into(), false)));
+                        return Poll::Ready(Err(fail(WireError::Io(error), false)));
                     }
                     Poll::Ready(Ok(n)) => written += n,
                     Poll::Ready(Err(error)) => {
                         let retryable = !received && !body_taken && is_reset(&error);
-                        return Poll::Ready(Err(fail(WireError::Io(error).into(), retryable)));
+                        return Poll::Ready(Err(fail(WireError::Io(error), retryable)));
                     }
                     Poll::Pending => break,
                 }
@@ -265,7 +286,7 @@ where
                 match Pin::new(&mut conn.io).poll_flush(cx) {
                     Poll::Ready(Ok(())) => flushed = true,
                     Poll::Ready(Err(error)) => {
-                        return Poll::Ready(Err(fail(WireError::Io(error).into(), false)));
+                        return Poll::Ready(Err(fail(WireError::Io(error), false)));
                     }
                     Poll::Pending => break,
                 }
@@ -294,7 +315,11 @@ where
                     uploaded = true;
                 }
                 Poll::Ready(Some(Err(error))) => {
-                    return Poll::Ready(Err(fail(error.into(), false)));
+                    let cause = Cause::RequestBody(error);
+                    return Poll::Ready(Err(ExchangeError {
+                        cause,
+                        retryable: false,
+                    }));
                 }
                 Poll::Pending => break,
             }
@@ -305,17 +330,17 @@ where
             match parse_head(&mut conn.read, &mut conn.fields, &parts.method, upgrade) {
                 Ok(Some(head)) => return Poll::Ready(Ok(head)),
                 Ok(None) => {}
-                Err(error) => return Poll::Ready(Err(fail(error.into(), false))),
+                Err(error) => return Poll::Ready(Err(fail(error, false))),
             }
             match ready!(conn.poll_fill(cx)) {
                 Ok(0) => {
                     let error = WireError::ClosedBeforeResponse;
-                    return Poll::Ready(Err(fail(error.into(), !received && !body_taken)));
+                    return Poll::Ready(Err(fail(error, !received && !body_taken)));
                 }
                 Ok(_) => received = true,
                 Err(error) => {
                     let retryable = !received && !body_taken && is_reset(&error);
-                    return Poll::Ready(Err(fail(WireError::Io(error).into(), retryable)));
+                    return Poll::Ready(Err(fail(WireError::Io(error), retryable)));
                 }
             }
         }
@@ -813,6 +838,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+    use crate::http1::BoxError;
 
     /// Keeps the connection a body gives back.
     #[derive(Clone, Default)]
@@ -918,10 +944,9 @@ mod tests {
         parts: &Parts,
         body: &mut B,
         shelf: &Shelf,
-    ) -> Result<Response<Http1Body<Shelf>>, ExchangeError>
+    ) -> Result<Response<Http1Body<Shelf>>, ExchangeError<B::Error>>
     where
         B: Body<Data = Bytes> + Unpin,
-        B::Error: Into<BoxError>,
     {
         let mut response = exchange(connection, parts, &[], body).await?;
         response.body_mut().set_home(shelf.clone());
@@ -1081,11 +1106,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.retryable);
-        assert!(
-            error.error.to_string().contains("before responding"),
-            "{}",
-            error.error
-        );
+        assert!(error.to_string().contains("before responding"), "{error}");
     }
 
     #[tokio::test]
@@ -1112,11 +1133,7 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(!error.retryable);
-            assert!(
-                error.error.to_string().contains(expected),
-                "{}",
-                error.error
-            );
+            assert!(error.to_string().contains(expected), "{error}");
         }
         for (answer, expected) in [
             (

@@ -37,7 +37,8 @@ use http_body::Body;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use crate::http1::client::{self as wire, Connection, Home, Http1Body};
+use super::error::UpstreamError;
+use crate::http1::client::{self as wire, Cause, Connection, ExchangeError, Home, Http1Body};
 use crate::server::{BoxError, ConnLocal};
 use crate::tls::HttpsConnector;
 
@@ -104,17 +105,6 @@ impl Home for Return {
     }
 }
 
-/// Why no response came back.
-#[derive(Debug)]
-pub enum Failure {
-    /// No connection could be made (TCP or TLS).
-    Connect(BoxError),
-    /// The request failed on an open connection.
-    Request(BoxError),
-    /// No response head within the response timeout.
-    Timeout,
-}
-
 impl Http1Connections {
     pub fn new(connector: HttpsConnector, target: Uri, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
@@ -134,7 +124,7 @@ impl Http1Connections {
         request: Request<B>,
         added: &[(HeaderName, HeaderValue)],
         timeout: Duration,
-    ) -> Result<Response<KeptBody>, Failure>
+    ) -> Result<Response<KeptBody>, UpstreamError<B::Error>>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
@@ -162,7 +152,7 @@ impl Http1Connections {
                 }
                 while timer.as_mut().poll(cx).is_ready() {
                     if tokio::time::Instant::now() >= deadline {
-                        return Poll::Ready(Err(Failure::Timeout));
+                        return Poll::Ready(Err(UpstreamError::Timeout));
                     }
                     timer.as_mut().reset(deadline);
                 }
@@ -195,7 +185,7 @@ impl Http1Connections {
         request: Request<B>,
         added: &[(HeaderName, HeaderValue)],
         timeout: Duration,
-    ) -> Result<Response<KeptBody>, Failure>
+    ) -> Result<Response<KeptBody>, UpstreamError<B::Error>>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
@@ -205,7 +195,7 @@ impl Http1Connections {
         let attempt = self.attempt(&mut none, &parts, added, &mut body);
         let mut response = tokio::time::timeout(timeout, attempt)
             .await
-            .map_err(|_| Failure::Timeout)??;
+            .map_err(|_| UpstreamError::Timeout)??;
         response.body_mut().set_home(Return::Shared(self.clone()));
         Ok(response)
     }
@@ -218,7 +208,7 @@ impl Http1Connections {
         parts: &Parts,
         added: &[(HeaderName, HeaderValue)],
         body: &mut B,
-    ) -> Result<Response<KeptBody>, Failure>
+    ) -> Result<Response<KeptBody>, UpstreamError<B::Error>>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
@@ -239,19 +229,24 @@ impl Http1Connections {
                 {
                     retries -= 1;
                 }
-                Err(error) => return Err(Failure::Request(error.error)),
+                Err(ExchangeError { cause, .. }) => {
+                    return Err(match cause {
+                        Cause::Upstream(error) => UpstreamError::Response(error.into()),
+                        Cause::RequestBody(error) => UpstreamError::Upload(error),
+                    });
+                }
             }
         }
     }
 
     /// A new connection: TCP, and TLS for `https`.
-    async fn dial(&self) -> Result<Connection, Failure> {
+    async fn dial<E>(&self) -> Result<Connection, UpstreamError<E>> {
         let io = self
             .connector
             .clone()
             .call(self.target.clone())
             .await
-            .map_err(|e| Failure::Connect(e.into()))?;
+            .map_err(|e| UpstreamError::Connect(e.into()))?;
         Ok(Connection::new(io))
     }
 
@@ -343,7 +338,10 @@ mod tests {
         )
     }
 
-    async fn get(connections: &Arc<Http1Connections>, kept: &ConnLocal) -> Result<Bytes, Failure> {
+    async fn get(
+        connections: &Arc<Http1Connections>,
+        kept: &ConnLocal,
+    ) -> Result<Bytes, UpstreamError<std::convert::Infallible>> {
         let request = Request::builder()
             .uri("/")
             .header(http::header::HOST, "upstream")
@@ -424,7 +422,7 @@ mod tests {
         let kept = ConnLocal::default();
         assert!(matches!(
             get(&connections, &kept).await,
-            Err(Failure::Connect(_))
+            Err(UpstreamError::Connect(_))
         ));
         assert_eq!(connections.idle_len(), 0);
     }
@@ -469,7 +467,7 @@ mod tests {
         let slow = send("/slow").await.expect("within its own deadline");
         assert_eq!(slow.into_body().collect().await.unwrap().to_bytes(), "ok");
         let started = Instant::now();
-        assert!(matches!(send("/hang").await, Err(Failure::Timeout)));
+        assert!(matches!(send("/hang").await, Err(UpstreamError::Timeout)));
         let took = started.elapsed();
         assert!(took >= timeout && took < Duration::from_secs(2), "{took:?}");
     }

@@ -7,7 +7,24 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use super::upload::UploadError;
 use crate::server::BoxError;
+
+/// Why no response came back from the upstream: the one error every
+/// upstream path returns (kept and shared HTTP/1.1 connections, hyper's
+/// HTTP/2 client). `E` is the request body's error (the proxy's
+/// [`super::upload::UploadError`]).
+#[derive(Debug)]
+pub enum UpstreamError<E = super::upload::UploadError> {
+    /// No connection could be made (TCP or TLS).
+    Connect(BoxError),
+    /// No response head within the response timeout.
+    Timeout,
+    /// The connection or the upstream's response failed.
+    Response(BoxError),
+    /// The downstream's request body failed.
+    Upload(E),
+}
 
 /// Why the upstream gave no response.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +59,30 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// What the downstream learns of an upstream failure; `upstream` names
+    /// the upstream, `timeout` is the response timeout.
+    pub fn from_upstream(error: UpstreamError, upstream: String, timeout: Duration) -> Self {
+        match error {
+            UpstreamError::Connect(source) => Self::Connect {
+                upstream,
+                source: with_causes(source),
+            },
+            UpstreamError::Timeout => Self::Timeout { upstream, timeout },
+            UpstreamError::Response(source) => Self::Upstream {
+                upstream,
+                source: with_causes(source),
+            },
+            UpstreamError::Upload(UploadError::Stalled(timeout)) => {
+                Self::RequestBodyStalled { upstream, timeout }
+            }
+            UpstreamError::Upload(malformed @ UploadError::Malformed(_)) => {
+                Self::RequestBodyMalformed {
+                    source: Box::new(malformed),
+                }
+            }
+        }
+    }
+
     /// The `kind` label of `tracehop_upstream_errors_total`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -24,10 +24,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::affinity::{Failure, Http1Connections};
+use super::affinity::Http1Connections;
 use super::body::UpstreamBody;
-use super::error::{self, ProxyError};
-use super::upload::{self, UploadBody, UploadFault};
+use super::error::ProxyError;
+use super::error::UpstreamError;
+use super::upload::{self, UploadBody};
 use crate::config::{self, ProxyTimeouts, UpstreamProtocol, UpstreamUrl};
 use crate::http1::client::Wire;
 use crate::http1::path::{self, Forced, PoolReason, UpstreamFacts, UpstreamPath};
@@ -284,10 +285,10 @@ impl Upstream {
             *request.version_mut() = Version::HTTP_2;
             let request = request.map(|body| UploadBody::new(body, self.body_timeout));
             match tokio::time::timeout(timeout, self.http2.request(request)).await {
-                Err(_) => Err(Failure::Timeout),
+                Err(_) => Err(UpstreamError::Timeout),
                 Ok(Ok(response)) => Ok(response.map(Either::Left)),
-                Ok(Err(error)) if error.is_connect() => Err(Failure::Connect(error.into())),
-                Ok(Err(error)) => Err(Failure::Request(error.into())),
+                Ok(Err(error)) if error.is_connect() => Err(UpstreamError::Connect(error.into())),
+                Ok(Err(error)) => Err(from_hyper(error)),
             }
         } else {
             // Origin form (RFC 9112 §3.2.1): the connection knows the host.
@@ -313,30 +314,16 @@ impl Upstream {
                 .or(target.as_ref())
                 .map_or_else(String::new, ToString::to_string)
         };
-        match sent {
-            Err(Failure::Timeout) => Err(ProxyError::Timeout {
-                upstream: upstream(),
-                timeout: self.response_timeout,
-            }),
-            Err(Failure::Connect(source)) => Err(ProxyError::Connect {
-                upstream: upstream(),
-                source: error::with_causes(source),
-            }),
-            Err(Failure::Request(source)) => match upload::fault(&*source) {
-                Some(UploadFault::Stalled(timeout)) => Err(ProxyError::RequestBodyStalled {
-                    timeout,
-                    upstream: upstream(),
-                }),
-                Some(UploadFault::Malformed) => Err(ProxyError::RequestBodyMalformed {
-                    source: error::with_causes(source),
-                }),
-                None => Err(ProxyError::Upstream {
-                    upstream: upstream(),
-                    source: error::with_causes(source),
-                }),
-            },
-            Ok(response) => Ok(response),
-        }
+        sent.map_err(|error| ProxyError::from_upstream(error, upstream(), timeout))
+    }
+}
+
+/// A failed HTTP/2 request as an [`UpstreamError`]: hyper's client wraps
+/// a failure of the request body, which is found again here.
+fn from_hyper(error: hyper_util::client::legacy::Error) -> UpstreamError {
+    match upload::behind(&error).cloned() {
+        Some(upload) => UpstreamError::Upload(upload),
+        None => UpstreamError::Response(error.into()),
     }
 }
 

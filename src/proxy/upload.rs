@@ -2,9 +2,11 @@
 //!
 //! A downstream that starts an upload and then stops sending would hold
 //! the upstream request (and its connection) open forever. [`UploadBody`]
-//! fails with [`UploadStalled`] when no frame arrived for the configured
-//! `inbound.timeouts.request_body`; hyper's client then aborts the upstream
-//! request, and [`stalled`] lets the caller recognise the cause (408).
+//! fails with [`UploadError::Stalled`] when no frame arrived for the
+//! configured `timeouts.request_body` (408), and with
+//! [`UploadError::Malformed`] when the downstream's own body broke (400);
+//! the upstream client hands the error back as it came. Trailer sections
+//! lose the fields a trailer must not carry (RFC 9110 §6.5.1).
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -15,24 +17,19 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::pause::PauseLimit;
 use crate::http1::semantics;
-use crate::server::{BoxError, RequestBody};
+use crate::server::RequestBody;
 
-/// The downstream sent no part of the request body for too long.
-#[derive(Debug, thiserror::Error)]
-#[error("request body stalled: nothing received for {0:?}")]
-pub struct UploadStalled(pub Duration);
-
-/// The downstream's request body broke its own framing (a chunk-size line
-/// that is not hex, a chunk not followed by CRLF, a body cut short): the
-/// request is the downstream's fault (400), not the upstream's.
-#[derive(Debug, thiserror::Error)]
-#[error("request body malformed: {0}")]
-pub struct UploadMalformed(String);
-
-/// What the downstream's body did to a failed upstream request.
-pub enum UploadFault {
+/// How the downstream's request body failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum UploadError {
+    /// No part of the body arrived for this long.
+    #[error("request body stalled: nothing received for {0:?}")]
     Stalled(Duration),
-    Malformed,
+    /// The body broke its own framing (a chunk-size line that is not hex,
+    /// a chunk not followed by CRLF, a body cut short): the downstream's
+    /// fault, not the upstream's.
+    #[error("request body malformed: {0}")]
+    Malformed(String),
 }
 
 /// The downstream's request body, failing when it stalls.
@@ -52,24 +49,24 @@ impl UploadBody {
 
 impl Body for UploadBody {
     type Data = Bytes;
-    type Error = BoxError;
+    type Error = UploadError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UploadError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.pause.progressed();
                 Poll::Ready(frame.map(|frame| match frame {
                     Ok(frame) => Ok(without_disallowed_trailers(frame)),
-                    Err(error) => Err(UploadMalformed(error.to_string()).into()),
+                    Err(error) => Err(UploadError::Malformed(error.to_string())),
                 }))
             }
             Poll::Pending => {
                 let limit = ready!(this.pause.poll_exceeded(cx));
-                Poll::Ready(Some(Err(UploadStalled(limit).into())))
+                Poll::Ready(Some(Err(UploadError::Stalled(limit))))
             }
         }
     }
@@ -102,15 +99,14 @@ fn without_disallowed_trailers(frame: Frame<Bytes>) -> Frame<Bytes> {
     }
 }
 
-/// The downstream's part in a failed upstream request, if it had one.
-pub fn fault(error: &(dyn std::error::Error + 'static)) -> Option<UploadFault> {
+/// The downstream's body error behind a failed HTTP/2 request, if that
+/// was the cause: hyper's client wraps it, so it is found again here, at
+/// that one boundary (HTTP/1.1 hands it back as it came).
+pub fn behind<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a UploadError> {
     let mut cause = Some(error);
     while let Some(error) = cause {
-        if let Some(stall) = error.downcast_ref::<UploadStalled>() {
-            return Some(UploadFault::Stalled(stall.0));
-        }
-        if error.is::<UploadMalformed>() {
-            return Some(UploadFault::Malformed);
+        if let Some(upload) = error.downcast_ref::<UploadError>() {
+            return Some(upload);
         }
         cause = error.source();
     }
