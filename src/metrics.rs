@@ -57,7 +57,7 @@ pub struct ProxyMetrics {
     duration: HistogramVec,
     /// Per (method, status class): resolved on first use, then a plain
     /// atomic load, so unused combinations never appear in scrapes.
-    resolved: Arc<[OnceLock<(IntCounter, Histogram)>]>,
+    resolved: Arc<[(OnceLock<IntCounter>, OnceLock<Histogram>)]>,
     pub in_flight: IntGauge,
     upstream_errors: IntCounterVec,
     context_formats: IntCounterVec,
@@ -238,7 +238,7 @@ impl ProxyMetrics {
             requests: families.requests.clone(),
             duration: families.duration.clone(),
             resolved: (0..METHODS.len() * STATUS_CLASSES.len())
-                .map(|_| OnceLock::new())
+                .map(|_| (OnceLock::new(), OnceLock::new()))
                 .collect(),
             in_flight: families.in_flight.with_label_values(&[direction]),
             upstream_errors: families.upstream_errors.clone(),
@@ -256,28 +256,20 @@ impl ProxyMetrics {
         served: ServedBy,
     ) {
         let (m, c) = (method_index(method), class_index(status));
-        let (requests, duration) = self.resolved[m * STATUS_CLASSES.len() + c].get_or_init(|| {
-            let labels = [self.direction, METHODS[m], STATUS_CLASSES[c]];
-            let direct = ServedBy::Direct;
-            let counted = [&labels[..], &[direct.label(), direct.reason()]].concat();
-            (
-                self.requests.with_label_values(&counted),
-                self.duration.with_label_values(&labels),
-            )
-        });
-        duration.observe(seconds);
+        let labels = [self.direction, METHODS[m], STATUS_CLASSES[c]];
+        let (requests, duration) = &self.resolved[m * STATUS_CLASSES.len() + c];
+        duration
+            .get_or_init(|| self.duration.with_label_values(&labels))
+            .observe(seconds);
+        let [direction, method, class] = labels;
+        let counted = [direction, method, class, served.label(), served.reason()];
         if served == ServedBy::Direct {
-            requests.inc();
+            requests
+                .get_or_init(|| self.requests.with_label_values(&counted))
+                .inc();
         } else {
             // hyper's path costs a labelled lookup; it is the slow path.
-            let labels = [
-                self.direction,
-                METHODS[m],
-                STATUS_CLASSES[c],
-                served.label(),
-                served.reason(),
-            ];
-            self.requests.with_label_values(&labels).inc();
+            self.requests.with_label_values(&counted).inc();
         }
     }
 
@@ -516,6 +508,8 @@ mod tests {
             r#"tracehop_request_duration_seconds_count{direction="outbound",method="_OTHER",status_class="5xx"} 1"#
         ));
         assert!(text.contains(r#"tracehop_build_info{version=""#));
+        // No empty series for a path that served nothing.
+        assert!(!text.contains(r#"method="_OTHER",path="direct""#), "{text}");
     }
 
     #[test]
