@@ -54,7 +54,7 @@ use tokio::task::JoinSet;
 
 use crate::http1::ResponseFields;
 use crate::http1::path::{Fallback, ServedBy};
-use crate::http1::server::{self as http1_server, Ended, Prefixed};
+use crate::http1::server::{self as http1_server, Ended, Prefixed, Waits};
 
 /// The one boxed body type, for responses that are not streamed through.
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -231,6 +231,9 @@ pub struct ServerOptions {
     pub max_concurrent_streams: Option<u32>,
     /// Connections with no request in flight this long are closed.
     pub idle_timeout: Option<Duration>,
+    /// Longest pause in a request body (`timeouts.request_body`): also how
+    /// long the rest of a small body is awaited before hyper streams it.
+    pub request_body_timeout: Duration,
     /// How long open connections may take to finish after shutdown.
     pub grace_period: Duration,
     /// Terminate TLS on every connection.
@@ -248,6 +251,7 @@ impl Default for ServerOptions {
             max_connections: None,
             max_concurrent_streams: None,
             idle_timeout: None,
+            request_body_timeout: Duration::from_secs(10),
             grace_period: Duration::from_secs(5),
             tls: None,
             force_hyper: false,
@@ -338,18 +342,21 @@ pub async fn serve<H, F, B>(
         let (tls, handshake_timeout) = (options.tls.clone(), options.header_read_timeout);
         let idle = options.idle_timeout;
         let force_hyper = options.force_hyper;
-        // The fast path's wait for a head: hyper's header-read timer also
-        // runs between requests, and so does the idle timeout.
-        let head_wait = match (options.header_read_timeout, idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // The direct path's wait for a head: hyper's header-read timer
+        // also runs between requests, and so does the idle timeout.
+        let waits = Waits {
+            head: match (options.header_read_timeout, idle) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            body: options.request_body_timeout,
         };
         connections.spawn(async move {
             let conn = Conn {
                 builder: &builder,
                 draining,
                 idle,
-                head_wait,
+                waits,
                 force_hyper,
             };
             match tls {
@@ -391,7 +398,7 @@ struct Conn<'a> {
     draining: watch::Receiver<()>,
     idle: Option<Duration>,
     /// The direct path's bound on each wait for a request head.
-    head_wait: Option<Duration>,
+    waits: Waits,
     force_hyper: bool,
 }
 
@@ -415,7 +422,7 @@ impl Conn<'_> {
         } else if self.force_hyper {
             (Prefixed::new(Bytes::new(), io), Fallback::Forced)
         } else {
-            let served = http1_server::serve(io, &info, &handler, self.head_wait, &self.draining);
+            let served = http1_server::serve(io, &info, &handler, self.waits, &self.draining);
             match served.await {
                 Ended::Closed => return,
                 Ended::Handover(io, fallback) => (io, fallback),

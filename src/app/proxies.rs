@@ -41,6 +41,7 @@ fn server_options(
         max_connections: Some(limits.max_connections),
         max_concurrent_streams: Some(limits.max_concurrent_streams),
         idle_timeout: Some(timeouts.idle),
+        request_body_timeout: timeouts.request_body,
         grace_period,
         tls: None,
         force_hyper: false,

@@ -118,25 +118,32 @@ pub struct HeadFacts {
 /// The downstream path of a request whose head parsed: `Ok` when this
 /// crate's connection serves it, else why hyper must.
 pub fn downstream(facts: &HeadFacts) -> Result<(), Fallback> {
+    let streamed = match facts.body {
+        Some(BodyLength::Chunked | BodyLength::UntilClose) => Some(Fallback::Chunked),
+        Some(BodyLength::Known(length))
+            if usize::try_from(length).map_or(true, |n| n > facts.buffered) =>
+        {
+            // The client waits for `100 Continue` before sending it.
+            Some(if facts.expect_continue {
+                Fallback::Expect
+            } else {
+                Fallback::StreamedBody
+            })
+        }
+        _ => None,
+    };
     let fallback = if facts.http10 {
         Fallback::Http10
     } else if facts.connect {
         Fallback::Connect
     } else if facts.upgrade {
         Fallback::Upgrade
-    } else if facts.expect_continue {
-        Fallback::Expect
     } else if facts.trailers {
         Fallback::Trailers
     } else {
-        match facts.body {
-            Some(BodyLength::Chunked | BodyLength::UntilClose) => Fallback::Chunked,
-            Some(BodyLength::Known(length))
-                if usize::try_from(length).map_or(true, |n| n > facts.buffered) =>
-            {
-                Fallback::StreamedBody
-            }
-            _ => return Ok(()),
+        match streamed {
+            Some(fallback) => fallback,
+            None => return Ok(()),
         }
     };
     Err(fallback)
@@ -258,6 +265,7 @@ mod tests {
             (
                 HeadFacts {
                     expect_continue: true,
+                    buffered: 0,
                     ..plain
                 },
                 Fallback::Expect,
@@ -294,6 +302,17 @@ mod tests {
         for (facts, expected) in table {
             assert_eq!(downstream(&facts), Err(expected), "{facts:?}");
         }
+    }
+
+    #[test]
+    fn a_body_already_here_needs_no_continue() {
+        let facts = HeadFacts {
+            expect_continue: true,
+            body: Some(BodyLength::Known(3)),
+            buffered: 3,
+            ..HeadFacts::default()
+        };
+        assert_eq!(downstream(&facts), Ok(()));
     }
 
     #[test]

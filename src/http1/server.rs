@@ -76,14 +76,23 @@ pub enum Ended<S> {
     Handover(Prefixed<S>, Fallback),
 }
 
+/// How long [`serve`] waits for what a client sends.
+#[derive(Clone, Copy, Debug)]
+pub struct Waits {
+    /// Each wait for a request head (none: unbounded).
+    pub head: Option<Duration>,
+    /// The rest of a body that fits the buffer; after it the request goes
+    /// to hyper, whose upload stall timer answers a body that never comes.
+    pub body: Duration,
+}
+
 /// Serves plain HTTP/1.1 requests on `io` until the connection ends or a
-/// request needs hyper. `head_wait` bounds each wait for a request head;
-/// `context` goes to the handler with each request.
+/// request needs hyper; `context` goes to the handler with each request.
 pub async fn serve<S, C, H, F, B>(
     mut io: S,
     context: &C,
     handler: &H,
-    head_wait: Option<Duration>,
+    waits: Waits,
     draining: &watch::Receiver<()>,
 ) -> Ended<S>
 where
@@ -99,20 +108,42 @@ where
     let mut fields = Vec::new();
     // Set to fire no later than the current head's deadline; moved on (not
     // re-armed) when it fires early, so a request costs no timer update.
+    let head_wait = waits.head;
     let mut timer = pin!(tokio::time::sleep(head_wait.unwrap_or(Duration::ZERO)));
     // Resolves when shutdown begins; made once, as waiting on a watch
     // registers (and unregisters) each time it starts.
     let mut watcher = draining.clone();
     let mut shutdown = pin!(watcher.changed());
     let mut first = true;
+    // `100 Continue` was sent for the head being read.
+    let mut continued = false;
     loop {
         if draining.has_changed().unwrap_or(true) {
             return Ended::Closed;
         }
         let deadline = head_wait.map(|wait| Instant::now() + wait);
+        // Set while the rest of a body that fits the buffer is awaited.
+        let mut body_deadline: Option<Instant> = None;
         let (request, closing) = loop {
             match parse(&mut read, &mut fields, first) {
                 Parsed::Request(request, closing) => break (request, closing),
+                Parsed::AwaitingBody { expect_continue } => {
+                    if expect_continue && !continued {
+                        continued = true;
+                        out.clear();
+                        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        if write_all(&mut io, &mut out, &[]).await.is_err() {
+                            return Ended::Closed;
+                        }
+                    }
+                    if body_deadline.is_none() {
+                        let at = Instant::now() + waits.body;
+                        body_deadline = Some(at);
+                        if deadline.is_none_or(|head| at < head) {
+                            timer.as_mut().reset(at);
+                        }
+                    }
+                }
                 Parsed::Partial if read.len() < READ_BUFFER => {}
                 Parsed::Partial => {
                     let io = Prefixed::new(read.freeze(), io);
@@ -138,17 +169,28 @@ where
                     Ok(0) | Err(_) => return Ended::Closed,
                     Ok(_) => {}
                 },
-                () = timer.as_mut(), if deadline.is_some() => {
-                    let deadline = deadline.unwrap_or_else(Instant::now);
-                    if Instant::now() >= deadline {
-                        return Ended::Closed;
+                () = timer.as_mut(), if deadline.is_some() || body_deadline.is_some() => {
+                    let now = Instant::now();
+                    if body_deadline.is_some_and(|at| now >= at) {
+                        // A body slower than this: hyper streams it (and
+                        // its stall timer answers one that never comes).
+                        let io = Prefixed::new(read.freeze(), io);
+                        return Ended::Handover(io, Fallback::StreamedBody);
                     }
-                    timer.as_mut().reset(deadline);
+                    match deadline {
+                        Some(deadline) if now >= deadline => return Ended::Closed,
+                        Some(deadline) => {
+                            let next = body_deadline.map_or(deadline, |at| at.min(deadline));
+                            timer.as_mut().reset(next);
+                        }
+                        None => {}
+                    }
                 }
                 _ = shutdown.as_mut(), if read.is_empty() => return Ended::Closed,
             }
         };
         first = false;
+        continued = false;
         let method = request.method().clone();
         if read.capacity() == read.len() {
             read.reserve(READ_BUFFER);
@@ -190,6 +232,9 @@ enum Parsed {
     Request(Request<RequestBody>, bool),
     /// Not a whole head yet.
     Partial,
+    /// A whole head whose body, which fits the buffer, is still arriving;
+    /// the client waits for `100 Continue` before sending it.
+    AwaitingBody { expect_continue: bool },
     /// A request for hyper: its head, when already taken off the buffer,
     /// and why.
     Handover(Bytes, Fallback),
@@ -242,18 +287,39 @@ fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -> Parsed {
         start..start + s.len()
     };
     let target = range(target.as_bytes());
+    let http10 = version == 0;
+    let mut framing = Framing::default();
+    let mut expect_continue = false;
     fields.clear();
-    fields.extend(parsed.headers.iter().map(|field| Field {
-        name: range(field.name.as_bytes()),
-        value: range(field.value),
-    }));
+    for field in parsed.headers.iter() {
+        let name = field.name.as_bytes();
+        framing.note(name, field.value);
+        expect_continue |=
+            name.eq_ignore_ascii_case(b"expect") && semantics::expects_continue(field.value);
+        fields.push(Field {
+            name: range(name),
+            value: range(field.value),
+        });
+    }
+    // A body that fits the buffer but has not all arrived is waited for
+    // here (after `100 Continue`, when the client waits for it) rather
+    // than handed to hyper.
+    if let Ok((BodyLength::Known(length), _)) = framing.request(http10)
+        && let Some(total) = usize::try_from(length)
+            .ok()
+            .and_then(|length| length.checked_add(head_len))
+        && read.len() < total
+        && total <= READ_BUFFER
+    {
+        return Parsed::AwaitingBody { expect_continue };
+    }
     let head = read.split_to(head_len).freeze();
     let line = RequestLine {
         method,
         target,
-        http10: version == 0,
+        http10,
     };
-    match build(&head, line, fields, read) {
+    match build(&head, line, framing, fields, read) {
         Built::Request(request, closing) => Parsed::Request(request, closing),
         Built::Handover(fallback) => Parsed::Handover(head, fallback),
         Built::Refused(status) => Parsed::Refused(status),
@@ -354,12 +420,17 @@ enum Built {
 
 /// The request in `head` (and its body, from `rest`), checked against the
 /// rules, or why it goes to hyper or is refused.
-fn build(head: &Bytes, line: RequestLine, fields: &[Field], rest: &mut BytesMut) -> Built {
+fn build(
+    head: &Bytes,
+    line: RequestLine,
+    framing: Framing,
+    fields: &[Field],
+    rest: &mut BytesMut,
+) -> Built {
     let Ok(uri) = Uri::from_maybe_shared(head.slice(line.target)) else {
         return Built::Refused(StatusCode::BAD_REQUEST);
     };
     let mut headers = HeaderMap::with_capacity(fields.len());
-    let mut framing = Framing::default();
     let mut facts = HeadFacts {
         http10: line.http10,
         connect: line.method == Method::CONNECT,
@@ -370,7 +441,6 @@ fn build(head: &Bytes, line: RequestLine, fields: &[Field], rest: &mut BytesMut)
     for field in fields {
         let raw_name = &head[field.name.clone()];
         let raw_value = &head[field.value.clone()];
-        framing.note(raw_name, raw_value);
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(raw_name),
             HeaderValue::from_maybe_shared(head.slice(field.value.clone())),

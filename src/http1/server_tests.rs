@@ -52,6 +52,14 @@ fn empty() -> TestBody {
     test_body(Empty::new().map_err(|never| match never {}))
 }
 
+/// Waits with `head` for heads and five seconds for bodies.
+fn waits(head: Option<Duration>) -> Waits {
+    Waits {
+        head,
+        body: Duration::from_secs(5),
+    }
+}
+
 /// The connection's context, passed to the handler (the server passes
 /// its connection facts).
 fn info() {}
@@ -133,7 +141,7 @@ where
         server,
         &(),
         &handler,
-        Some(Duration::from_secs(5)),
+        waits(Some(Duration::from_secs(5))),
         &draining,
     )
     .await;
@@ -187,7 +195,7 @@ async fn requests_hyper_must_answer_are_handed_over_with_every_byte() {
             Fallback::Upgrade,
         ),
         (
-            b"POST / HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 9000\r\n\r\n",
             Fallback::Expect,
         ),
         (
@@ -196,7 +204,7 @@ async fn requests_hyper_must_answer_are_handed_over_with_every_byte() {
         ),
         (b"GET / HTTP/1.1\r\nHost: app\r\nTE: trailers\r\n\r\n", Fallback::Trailers),
         (
-            b"POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nonly5",
+            b"POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 9000\r\n\r\nonly5",
             Fallback::StreamedBody,
         ),
     ];
@@ -494,7 +502,7 @@ async fn a_head_that_does_not_arrive_in_time_closes_the_connection() {
         .await
         .expect("write");
     let wait = Duration::from_secs(3);
-    let ended = serve(server, &info(), &handler, Some(wait), &draining).await;
+    let ended = serve(server, &info(), &handler, waits(Some(wait)), &draining).await;
     assert!(matches!(ended, Ended::Closed));
     assert_eq!(seen.lock().unwrap().len(), 1);
     let took = started.elapsed();
@@ -509,7 +517,7 @@ async fn shutdown_closes_an_idle_connection_and_ends_the_one_in_progress() {
     let (_client, server) = duplex(4096);
     let (drain, draining) = watch::channel(());
     let handler = recording(&Seen::default(), ok);
-    let serving = serve(server, &(), &handler, None, &draining);
+    let serving = serve(server, &(), &handler, waits(None), &draining);
     drain.send(()).expect("send");
     assert!(matches!(serving.await, Ended::Closed));
 
@@ -531,7 +539,7 @@ async fn shutdown_closes_an_idle_connection_and_ends_the_one_in_progress() {
         .write_all(b"GET / HTTP/1.1\r\nHost: app\r\n\r\n")
         .await
         .expect("write");
-    let serving = serve(server, &(), &handler, None, &draining);
+    let serving = serve(server, &(), &handler, waits(None), &draining);
     let answer = async {
         tokio::task::yield_now().await;
         drain.send(()).expect("send");
@@ -552,4 +560,78 @@ fn dates_are_http_dates() {
     http_date(&mut out);
     let text = String::from_utf8(out).expect("ascii");
     assert!(httpdate::parse_http_date(&text).is_ok(), "{text}");
+}
+
+#[tokio::test]
+async fn a_body_that_fits_is_waited_for_after_100_continue() {
+    let (mut client, server) = duplex(1 << 16);
+    let seen = Seen::default();
+    let handler = recording(&seen, ok);
+    let (_drain, draining) = watch::channel(());
+    let serving = tokio::spawn(async move {
+        let ended = serve(
+            server,
+            &(),
+            &handler,
+            waits(Some(Duration::from_secs(5))),
+            &draining,
+        )
+        .await;
+        matches!(ended, Ended::Closed)
+    });
+    client
+        .write_all(
+            b"POST /up HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        )
+        .await
+        .expect("write head");
+    let mut interim = [0u8; 25];
+    client.read_exact(&mut interim).await.expect("read 100");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    client.write_all(b"hel").await.expect("write");
+    tokio::task::yield_now().await;
+    client.write_all(b"lo").await.expect("write");
+    // A second request whose body comes in a later write, without Expect.
+    client
+        .write_all(b"POST /two HTTP/1.1\r\nHost: app\r\nContent-Length: 3\r\n\r\n")
+        .await
+        .expect("write head");
+    tokio::task::yield_now().await;
+    client.write_all(b"abc").await.expect("write body");
+    client.shutdown().await.expect("shutdown");
+    let mut received = Vec::new();
+    client.read_to_end(&mut received).await.expect("read");
+    let received = String::from_utf8_lossy(&received);
+    assert_eq!(received.matches("HTTP/1.1 200 OK").count(), 2, "{received}");
+    assert!(!received.contains("100 Continue"), "sent once: {received}");
+    assert!(serving.await.expect("served"), "never handed to hyper");
+    assert_eq!(*seen.lock().unwrap(), ["POST /up hello", "POST /two abc"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_does_not_come_goes_to_hyper_after_the_body_wait() {
+    let (mut client, server) = duplex(1 << 16);
+    let head = b"POST /up HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nhalf";
+    client.write_all(head).await.expect("write");
+    let (_drain, draining) = watch::channel(());
+    let handler = recording(&Seen::default(), ok);
+    let started = tokio::time::Instant::now();
+    let waits = Waits {
+        head: Some(Duration::from_secs(60)),
+        body: Duration::from_secs(2),
+    };
+    let ended = serve(server, &(), &handler, waits, &draining).await;
+    let Ended::Handover(mut io, fallback) = ended else {
+        panic!("not handed over");
+    };
+    assert_eq!(fallback, Fallback::StreamedBody);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    drop(client);
+    let mut handed = Vec::new();
+    io.read_to_end(&mut handed).await.expect("read");
+    assert_eq!(handed, head, "every byte goes to hyper");
 }

@@ -262,15 +262,15 @@ async fn the_path_and_the_reason_for_hyper_are_counted() {
     .await;
     let reply = ask(
         &sidecar.base,
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\
-          Connection: close\r\n\r\nhi",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\
+          Connection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
     )
     .await;
     assert!(reply.contains("HTTP/1.1 200 "), "{reply}");
-    let text = scrape_until(&sidecar.admin, r#"fallback="expect""#).await;
+    let text = scrape_until(&sidecar.admin, r#"fallback="chunked""#).await;
     for line in [
         r#"tracehop_requests_total{direction="inbound",fallback="none",method="GET",path="direct",status_class="2xx"} 1"#,
-        r#"tracehop_requests_total{direction="inbound",fallback="expect",method="POST",path="hyper",status_class="2xx"} 1"#,
+        r#"tracehop_requests_total{direction="inbound",fallback="chunked",method="POST",path="hyper",status_class="2xx"} 1"#,
     ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }

@@ -268,12 +268,13 @@ impl GatedUpstream {
                 Response::new(full("done")) as Response<Body>
             }
         };
-        tokio::spawn(server::serve(
-            listener,
-            ServerOptions::default(),
-            handler,
-            shutdown,
-        ));
+        // hyper's server streams request bodies to the handler, so an
+        // upload the proxy aborts is seen failing.
+        let options = ServerOptions {
+            force_hyper: true,
+            ..ServerOptions::default()
+        };
+        tokio::spawn(server::serve(listener, options, handler, shutdown));
         Self {
             addr,
             gate,
