@@ -19,6 +19,8 @@ pub mod client;
 pub mod fields;
 pub mod message;
 pub mod path;
+mod request;
+mod response;
 pub mod semantics;
 pub mod server;
 

@@ -5,9 +5,14 @@ use http_body_util::{BodyExt, Empty, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 use tokio::sync::oneshot;
 
+use http::StatusCode;
+use http::header::{self, HeaderValue};
+
 use super::*;
 use crate::http1::RawFields;
 use crate::http1::path::Fallback;
+use crate::http1::response::http_date;
+use crate::http1::semantics::{self, MAX_FIELDS};
 
 /// A boxed body that may carry its response's fields as lines.
 struct TestBody {
