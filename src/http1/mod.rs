@@ -10,12 +10,15 @@
 //!   says why.
 //! - [`server`]: the server side of a connection, serving plain requests
 //!   in the connection's own task and handing the rest to hyper.
-//! - [`client`]: the client side of an upstream connection, spoken by the
+//! - [`client`] (with `connection` and `client_body`): the client side of
+//!   an upstream connection, spoken by the
 //!   task that serves the downstream request.
 //! - [`fields`], [`message`]: field lines and chunk framing on the wire,
 //!   the response head passed on as lines, and the request body type.
 
 pub mod client;
+mod client_body;
+mod connection;
 pub mod fields;
 pub mod message;
 pub mod path;

@@ -1,0 +1,141 @@
+//! One HTTP/1.1 connection to an upstream, between and during exchanges:
+//! its byte stream (the network, or an in-memory stream for fuzzing), its
+//! read buffer, and where its response body returns it ([`Home`]).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::tls::connector::MaybeTls;
+
+/// Free space the read buffer gets before each read.
+const READ_SPACE: usize = 8 * 1024;
+
+/// One open HTTP/1.1 connection to the upstream, between requests.
+pub struct Connection {
+    pub(super) io: Wire,
+    /// Read and not yet used.
+    pub(super) read: BytesMut,
+    /// The request head and body chunks being written (kept for reuse).
+    pub(super) write: Vec<u8>,
+    /// Where each response header field sits in the head (kept for reuse).
+    pub(super) fields: Vec<FieldSpan>,
+}
+
+/// Offsets of a header field's name and value in the response head.
+#[derive(Clone, Copy)]
+pub(super) struct FieldSpan {
+    pub(super) name: (usize, usize),
+    pub(super) value: (usize, usize),
+}
+
+impl Connection {
+    pub fn new(io: MaybeTls) -> Self {
+        Self::on(Wire::Net(io))
+    }
+
+    /// A connection over an in-memory stream (`tokio::io::duplex`), for
+    /// fuzzing and tests that play the upstream without a socket.
+    #[doc(hidden)]
+    pub fn over_stream(io: impl AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static) -> Self {
+        Self::on(Wire::Piped(Box::new(io)))
+    }
+
+    fn on(io: Wire) -> Self {
+        Self {
+            io,
+            read: BytesMut::new(),
+            write: Vec::new(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// Whether this idle connection can carry another request.
+    pub fn is_reusable(&mut self) -> bool {
+        self.read.is_empty() && self.io.is_reusable()
+    }
+
+    /// Reads more into the buffer; `Ok(0)` at end of stream.
+    pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < READ_SPACE / 4 {
+            self.read.reserve(READ_SPACE);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+    }
+}
+
+/// What a [`Connection`] runs on: the network, or an in-memory stream
+/// ([`Connection::over_stream`]).
+pub enum Wire {
+    Net(MaybeTls),
+    Piped(Box<dyn Stream>),
+}
+
+/// Any byte stream a [`Connection`] can run on.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+
+impl<S: AsyncRead + AsyncWrite + Send + Sync + Unpin> Stream for S {}
+
+impl Wire {
+    /// Whether an idle connection can carry another request (see
+    /// [`MaybeTls::is_reusable`]): nothing to read is the only good answer.
+    fn is_reusable(&mut self) -> bool {
+        match self {
+            Self::Net(io) => io.is_reusable(),
+            Self::Piped(io) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut byte = [0u8; 1];
+                let mut buf = ReadBuf::new(&mut byte);
+                Pin::new(io).poll_read(&mut cx, &mut buf).is_pending()
+            }
+        }
+    }
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Net(io) => Pin::new(io).poll_read(cx, buf),
+            Self::Piped(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Net(io) => Pin::new(io).poll_write(cx, buf),
+            Self::Piped(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Net(io) => Pin::new(io).poll_flush(cx),
+            Self::Piped(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Net(io) => Pin::new(io).poll_shutdown(cx),
+            Self::Piped(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Where a response body hands its connection when it ended cleanly.
+pub trait Home {
+    fn release(self, connection: Box<Connection>);
+}
