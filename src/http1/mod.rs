@@ -8,11 +8,12 @@
 //! - [`path`]: which implementation serves a request (this module's
 //!   server connection, or hyper's), decided in one function that also
 //!   says why.
-//! - [`server`]: the server side of a connection, serving plain requests
-//!   in the connection's own task and handing the rest to hyper.
+//! - [`server`] (with `request` and `response`): the server side of a
+//!   connection, serving plain requests in the connection's own task and
+//!   handing the rest to hyper.
 //! - [`client`] (with `connection` and `client_body`): the client side of
-//!   an upstream connection, spoken by the
-//!   task that serves the downstream request.
+//!   an upstream connection, spoken by the task that serves the
+//!   downstream request.
 //! - [`fields`], [`message`]: field lines and chunk framing on the wire,
 //!   the response head passed on as lines, and the request body type.
 
