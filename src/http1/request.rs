@@ -121,9 +121,8 @@ pub(super) fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -
 /// Reads `HTTP/1.x` with a minor version above 1 as `HTTP/1.1`, in place
 /// (RFC 9112 §2.3); whether the request line changed.
 fn normalize_minor_version(read: &mut BytesMut) -> bool {
-    let Some(end) = read.iter().position(|&b| b == b'\n') else {
-        return false;
-    };
+    // The version may arrive before the end of its line.
+    let end = read.iter().position(|&b| b == b'\n').unwrap_or(read.len());
     let line = read[..end].strip_suffix(b"\r").unwrap_or(&read[..end]);
     let Some(start) = line.len().checked_sub(8) else {
         return false;
