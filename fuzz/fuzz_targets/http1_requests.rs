@@ -64,13 +64,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 use tracehop::http1::RequestBody;
 use tracehop::http1::path::{Fallback, ServedBy};
-use tracehop::http1::semantics::{HTTP2_PREFACE, parse_decimal};
-use tracehop::http1::server::{self as direct, Ended, check_hyper_request};
+use tracehop::http1::semantics::{self, HTTP2_PREFACE, parse_decimal};
+use tracehop::http1::server::{self as direct, Ended, Waits, check_hyper_request};
 use tracehop::server::{Body, empty, text_response};
 
 /// tracehop's default header-read timeout (`ServerOptions`), which also
 /// bounds the direct path's wait for a head.
 const HEADER_READ: Duration = Duration::from_secs(10);
+
+/// The direct path's waits, as `server::serve` sets them by default.
+const WAITS: Waits = Waits {
+    head: Some(HEADER_READ),
+    body: Duration::from_secs(10),
+};
 
 fuzz_target!(|data: &[u8]| {
     if data.starts_with(HTTP2_PREFACE) {
@@ -78,6 +84,9 @@ fuzz_target!(|data: &[u8]| {
     }
     for delivery in [Delivery::Whole, Delivery::Bytewise] {
         let tracehop = runtime::run(tracehop_serves(data, delivery));
+        if std::env::var_os("DEBUG_OUT").is_some() {
+            eprintln!("{delivery:?} T {tracehop:?}");
+        }
         check(data, delivery, &tracehop);
     }
 });
@@ -134,10 +143,18 @@ enum Answer {
     Garbled,
 }
 
-/// What became of one request.
+/// What became of one request: the interim answers it got, and how it
+/// ended.
 #[derive(Debug, PartialEq, Eq)]
-enum Fate<'a> {
-    Served(&'a Seen),
+struct Fate<'a> {
+    interim: usize,
+    end: End<'a>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum End<'a> {
+    /// The handler saw it; whether its answer was written.
+    Served(&'a Seen, bool),
     Refused,
     /// The connection closed with no answer.
     Closed,
@@ -145,24 +162,27 @@ enum Fate<'a> {
 }
 
 impl Outcome {
+    /// The fate of request `k`.
     fn fate(&self, k: usize) -> Fate<'_> {
-        if let Some(seen) = self.seen.get(k) {
-            return Fate::Served(seen);
-        }
-        match self.answers.last() {
-            Some(Answer::Refused) => Fate::Refused,
-            Some(Answer::Garbled) => Fate::Garbled,
-            _ => Fate::Closed,
-        }
+        // Each request's answers: interim ones, then a final one.
+        let mut answers = self.answers.split_inclusive(|a| *a != Answer::Interim);
+        let answers = answers.nth(k).unwrap_or_default();
+        let interim = answers.iter().filter(|a| **a == Answer::Interim).count();
+        let last = answers.last().copied().filter(|a| *a != Answer::Interim);
+        let end = match (self.seen.get(k), last) {
+            (_, Some(Answer::Garbled)) => End::Garbled,
+            (Some(seen), last) => End::Served(seen, last == Some(Answer::Served)),
+            (None, Some(Answer::Refused)) => End::Refused,
+            (None, Some(_)) => End::Garbled, // an answer to no request
+            (None, None) => End::Closed,
+        };
+        Fate { interim, end }
     }
 
-    /// The first request the two disagree on, if they disagree.
-    fn first_difference(&self, other: &Self) -> Option<usize> {
-        if self.seen == other.seen && self.answers == other.answers {
-            return None;
-        }
-        let same = self.seen.iter().zip(&other.seen);
-        Some(same.take_while(|(a, b)| a == b).count())
+    /// The first request from `from` on the two disagree on, if any.
+    fn first_difference(&self, other: &Self, from: usize) -> Option<usize> {
+        let requests = self.seen.len().max(other.seen.len()) + 1;
+        (from..requests).find(|&k| self.fate(k) != other.fate(k))
     }
 }
 
@@ -172,21 +192,41 @@ impl Outcome {
 fn check(data: &[u8], delivery: Delivery, tracehop: &Outcome) {
     let mut input = data.to_vec();
     let mut rewrites = Vec::new();
+    // The version of every head the direct path read, read as it reads
+    // them (it rewrites each head before parsing or handing it over).
+    for k in 0..=tracehop.seen.len() {
+        let Some(start) = RequestHead::start(&input, tracehop, k) else {
+            break;
+        };
+        if let Some(at) = minor_above_one(&input, start) {
+            input[at] = b'1';
+            rewrites.push((k, "RFC 9112 §2.3: HTTP/1.x with x > 1 is read as HTTP/1.1"));
+        }
+    }
+    let mut from = 0;
     loop {
         let hyper = runtime::run(hyper_serves(&input, delivery));
-        let Some(k) = tracehop.first_difference(&hyper) else {
+        let Some(k) = tracehop.first_difference(&hyper, from) else {
             return;
         };
         let start = RequestHead::start(&input, tracehop, k);
-        let head = start.and_then(|start| RequestHead::parse(&input, start));
-        if let Some(rule) = head.as_ref().and_then(|head| head.rewrite(&mut input)) {
+        if let Some(rule) = start.and_then(|start| rewrite(&mut input, start)) {
             rewrites.push((k, rule));
             continue;
         }
+        let head = start.and_then(|start| RequestHead::parse(&input, start));
         let (ours, theirs) = (tracehop.fate(k), hyper.fate(k));
+        let expects_continue = head.as_ref().is_some_and(|head| {
+            let mut expects = head.values("expect");
+            expects.any(|value| semantics::expects_continue(&input[value]))
+        });
+        if ours.end == theirs.end && allowed_interim(expects_continue, &ours, &theirs).is_some() {
+            from = k + 1;
+            continue;
+        }
         let allowed = start.and_then(|start| {
             let rest = &input[start..];
-            allowed_refusal(rest, head.as_ref(), delivery, &ours, &theirs)
+            allowed_end(rest, head.as_ref(), delivery, &ours.end, &theirs.end)
         });
         if allowed.is_some() {
             return;
@@ -200,14 +240,26 @@ fn check(data: &[u8], delivery: Delivery, tracehop: &Outcome) {
     }
 }
 
-/// A refusal tracehop makes on purpose (module docs), by rule: `rest` is
-/// the input from the request on, `head` its head if it parses.
-fn allowed_refusal(
+/// An interim answer tracehop leaves out on purpose (module docs), to a
+/// request that `expects_continue`.
+fn allowed_interim(
+    expects_continue: bool,
+    ours: &Fate<'_>,
+    theirs: &Fate<'_>,
+) -> Option<&'static str> {
+    (ours.interim == 0 && theirs.interim == 1 && expects_continue)
+        .then_some("RFC 9110 §10.1.1: a server MAY omit 100 Continue once content arrived")
+}
+
+/// An end tracehop gives a request on purpose where hyper gives another
+/// (module docs): `rest` is the input from the request on, `head` its
+/// head if it parses.
+fn allowed_end(
     rest: &[u8],
     head: Option<&RequestHead>,
     delivery: Delivery,
-    ours: &Fate<'_>,
-    theirs: &Fate<'_>,
+    ours: &End<'_>,
+    theirs: &End<'_>,
 ) -> Option<&'static str> {
     let both_framings = head.is_some_and(|h| h.has("transfer-encoding") && h.has("content-length"));
     // hyper skips the empty lines before a request line, then looks for
@@ -217,14 +269,17 @@ fn allowed_refusal(
     let ends_a_head = rest_of_head.windows(2).any(|w| w == b"\n\n")
         || rest_of_head.windows(3).any(|w| w == b"\n\r\n");
     match (ours, theirs) {
-        (Fate::Refused, Fate::Closed) if rest.starts_with(HTTP2_PREFACE) => {
+        (End::Refused, End::Closed) if rest.starts_with(HTTP2_PREFACE) => {
             Some("RFC 9113 §3.4: the HTTP/2 preface only opens a connection")
         }
-        (Fate::Refused, _) if both_framings => {
+        (End::Refused, _) if both_framings => {
             Some("RFC 9112 §6.1: a server MAY reject Transfer-Encoding with Content-Length")
         }
-        (Fate::Refused, Fate::Closed) if delivery == Delivery::Bytewise && !ends_a_head => {
+        (End::Refused, End::Closed) if delivery == Delivery::Bytewise && !ends_a_head => {
             Some("hyper parses a head arriving in pieces only once it ends; it never did")
+        }
+        (End::Closed, End::Served(Seen { body: None, .. }, _)) => {
+            Some("RFC 9112 §8: an incomplete request MAY end with the connection, unanswered")
         }
         _ => None,
     }
@@ -233,8 +288,6 @@ fn allowed_refusal(
 /// The head of a request the direct path read, located in the input.
 struct RequestHead {
     end: usize,
-    /// Where a minor version digit above 1 is, when there is one.
-    minor_above_one: Option<usize>,
     /// Each field's name (lower case) and where its value is in the input.
     fields: Vec<(String, Range<usize>)>,
 }
@@ -258,18 +311,8 @@ impl RequestHead {
     /// above 1 read as 1).
     fn parse(input: &[u8], start: usize) -> Option<Self> {
         let mut copy = input[start..].to_vec();
-        let line_end = copy.iter().position(|&b| b == b'\n')?;
-        let line = copy[..line_end]
-            .strip_suffix(b"\r")
-            .unwrap_or(&copy[..line_end]);
-        let version = line.len().checked_sub(8)?;
-        let minor_above_one = matches!(
-            &line[version..],
-            [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9']
-        )
-        .then_some(version + 7);
-        if let Some(at) = minor_above_one {
-            copy[at] = b'1';
+        if let Some(at) = minor_above_one(input, start) {
+            copy[at - start] = b'1';
         }
         let mut slots = [httparse::EMPTY_HEADER; 100];
         let mut request = httparse::Request::new(&mut slots);
@@ -282,15 +325,12 @@ impl RequestHead {
             .iter()
             .map(|field| {
                 let from = field.value.as_ptr() as usize - base + start;
-                (
-                    field.name.to_ascii_lowercase(),
-                    from..from + field.value.len(),
-                )
+                let name = field.name.to_ascii_lowercase();
+                (name, from..from + field.value.len())
             })
             .collect();
         Some(Self {
             end: start + length,
-            minor_above_one: minor_above_one.map(|at| at + start),
             fields,
         })
     }
@@ -305,25 +345,38 @@ impl RequestHead {
     fn has(&self, name: &str) -> bool {
         self.values(name).next().is_some()
     }
+}
 
-    /// Rewrites `input` (in place, same length) the way tracehop reads this
-    /// head; what it rewrote, when it did.
-    fn rewrite(&self, input: &mut [u8]) -> Option<&'static str> {
-        if let Some(at) = self.minor_above_one.filter(|&at| input[at] != b'1') {
-            input[at] = b'1';
-            return Some("RFC 9112 §2.3: HTTP/1.x with x > 1 is read as HTTP/1.1");
+/// Rewrites `input` (in place, same length) the way tracehop's direct
+/// path reads the head at `start` when it serves it; what it rewrote,
+/// when it did.
+fn rewrite(input: &mut [u8], start: usize) -> Option<&'static str> {
+    let head = RequestHead::parse(input, start)?;
+    let mut rewrote = false;
+    for value in head.values("content-length") {
+        if let Some(length) = identical_list(&input[value.clone()]) {
+            let mut text = length.to_string().into_bytes();
+            text.resize(value.len(), b' ');
+            input[value].copy_from_slice(&text);
+            rewrote = true;
         }
-        let mut rewrote = false;
-        for value in self.values("content-length") {
-            if let Some(length) = identical_list(&input[value.clone()]) {
-                let mut text = length.to_string().into_bytes();
-                text.resize(value.len(), b' ');
-                input[value].copy_from_slice(&text);
-                rewrote = true;
-            }
-        }
-        rewrote.then_some("RFC 9110 §8.6: a list of identical lengths is that length")
     }
+    rewrote.then_some("RFC 9110 §8.6: a list of identical lengths is that length")
+}
+
+/// Where the minor version digit of the request line at `start` is, when
+/// the line (as far as it goes: the direct path reads the version as soon
+/// as it arrives) ends in `HTTP/1.x` with x > 1.
+fn minor_above_one(input: &[u8], start: usize) -> Option<usize> {
+    let rest = &input[start..];
+    let line = rest.split(|&b| b == b'\n').next()?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = line.len().checked_sub(8)?;
+    matches!(
+        &line[version..],
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9']
+    )
+    .then_some(start + version + 7)
 }
 
 /// The value of a `Content-Length` list whose elements are all the same
@@ -409,7 +462,7 @@ async fn tracehop_serves(data: &[u8], delivery: Delivery) -> Outcome {
     converse(data, delivery, |io, recorder| async move {
         // Kept open for the whole connection: a dropped sender means shutdown.
         let (_drain, draining) = watch::channel(());
-        let served = direct::serve(io, &recorder, &record, Some(HEADER_READ), &draining);
+        let served = direct::serve(io, &recorder, &record, WAITS, &draining);
         if let Ended::Handover(io, _) = served.await {
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
