@@ -86,8 +86,10 @@ pub(super) fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -
     for field in parsed.headers.iter() {
         let name = field.name.as_bytes();
         framing.note(name, field.value);
-        expect_continue |=
-            name.eq_ignore_ascii_case(b"expect") && semantics::expects_continue(field.value);
+        // RFC 9110 §10.1.1: an HTTP/1.0 request's expectation is ignored.
+        expect_continue |= !http10
+            && name.eq_ignore_ascii_case(b"expect")
+            && semantics::expects_continue(field.value);
         fields.push(Field {
             name: range(name),
             value: range(field.value),
