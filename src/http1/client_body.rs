@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::client::WireError;
 use super::connection::{Connection, Home, Wire};
 use super::fields::{RawFields, ResponseFields};
-use super::semantics::{MAX_FIELDS, MAX_RESPONSE_HEAD};
+use super::semantics::{self, MAX_FIELDS, MAX_RESPONSE_HEAD};
 use super::server::Prefixed;
 
 /// How the rest of the response body is delimited.
@@ -217,7 +217,8 @@ pub(super) fn decode_chunked(read: &mut BytesMut, chunk: Chunk) -> Result<Decode
                     Ok(Decoded::NeedMore)
                 };
             };
-            let size = chunk_size(&read[..=end]).ok_or(WireError::Invalid("chunk size"))?;
+            let size =
+                semantics::chunk_size(&read[..=end]).ok_or(WireError::Invalid("chunk size"))?;
             read.advance(end + 1);
             Ok(Decoded::Next(if size == 0 {
                 Chunk::Trailers
@@ -257,21 +258,6 @@ pub(super) fn decode_chunked(read: &mut BytesMut, chunk: Chunk) -> Result<Decode
         // Chunk data is taken by the body before it calls the decoder.
         Chunk::Data(_) => Err(WireError::Invalid("chunk data where a chunk line belongs")),
     }
-}
-
-/// The size on a chunk-size line (`1a;ext=1\r\n`), hex, at most 16 digits.
-pub(super) fn chunk_size(line: &[u8]) -> Option<u64> {
-    let line = line.strip_suffix(b"\n")?;
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    let rest = line[digits..].trim_ascii_start();
-    if digits == 0 || digits > 16 || !(rest.is_empty() || rest[0] == b';') {
-        return None;
-    }
-    line[..digits].iter().try_fold(0u64, |n, &d| {
-        let digit = (d as char).to_digit(16)?;
-        Some((n << 4) | u64::from(digit))
-    })
 }
 
 impl<H: Home + Unpin> Body for Http1Body<H> {

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::http1::client_body::{Chunk, Decoded, chunk_size, decode_chunked};
+use crate::http1::client_body::{Chunk, Decoded, decode_chunked};
 use crate::http1::{BoxError, ResponseFields};
 use crate::tls::connector::MaybeTls;
 
@@ -407,22 +407,5 @@ proptest::proptest! {
         let _ = parse_head(&mut read, &mut Vec::new(), &Method::GET, tail.len() % 2 == 0);
         decode_all(read);
         decode_all(BytesMut::from(&tail[..]));
-    }
-}
-
-#[test]
-fn chunk_sizes_are_hex_with_optional_extensions() {
-    assert_eq!(chunk_size(b"1a\r\n"), Some(26));
-    assert_eq!(chunk_size(b"FF;name=value\r\n"), Some(255));
-    assert_eq!(chunk_size(b"0 ; x\r\n"), Some(0));
-    assert_eq!(chunk_size(b"ffffffffffffffff\r\n"), Some(u64::MAX));
-    for bad in [
-        &b"\r\n"[..],
-        b"g\r\n",
-        b"1 2\r\n",
-        b"10000000000000000\r\n",
-        b"-1\r\n",
-    ] {
-        assert_eq!(chunk_size(bad), None, "{}", String::from_utf8_lossy(bad));
     }
 }

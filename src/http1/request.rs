@@ -95,10 +95,20 @@ pub(super) fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -
             value: range(field.value),
         });
     }
+    // A head the rules refuse is answered at once, before any body.
+    let hosts = parsed
+        .headers
+        .iter()
+        .filter(|field| field.name.eq_ignore_ascii_case("host"));
+    if let Err(error) = semantics::check_host(http10, hosts.map(|field| field.value)) {
+        tracing::debug!(%error, "refused a request");
+        return Parsed::Refused(StatusCode::BAD_REQUEST);
+    }
     // A body that fits the buffer but has not all arrived is waited for
     // here (after `100 Continue`, when the client waits for it) rather
     // than handed to hyper.
     if let Ok((BodyLength::Known(length), _)) = framing.request(http10)
+        && Uri::try_from(&read[target.clone()]).is_ok()
         && let Some(total) = usize::try_from(length)
             .ok()
             .and_then(|length| length.checked_add(head_len))
@@ -238,14 +248,6 @@ fn build(
             facts.trailers |= semantics::has_token(raw_value, "trailers");
         }
         headers.append(name, value);
-    }
-    let hosts = headers
-        .get_all(header::HOST)
-        .iter()
-        .map(HeaderValue::as_bytes);
-    if let Err(error) = semantics::check_host(line.http10, hosts) {
-        tracing::debug!(%error, "refused a request");
-        return Built::Refused(StatusCode::BAD_REQUEST);
     }
     let (body, persists) = match framing.request(line.http10) {
         Ok(decided) => decided,

@@ -16,6 +16,7 @@
 //! | `Content-Length` values (RFC 9110 §8.6) | [`Framing::note`] |
 //! | transfer codings, empty list elements (RFC 9112 §6.1, RFC 9110 §5.6.1) | [`final_coding_is_chunked`] |
 //! | request framing (RFC 9112 §6.1–6.3) | [`Framing::request`] |
+//! | chunk-size lines (RFC 9112 §7.1) | [`chunk_size`] |
 //! | response framing (RFC 9112 §6.3) | [`Framing::response`], [`response_has_body`] |
 //! | Host (RFC 9112 §3.2, §3.2.2) | [`check_host`], [`valid_host`] |
 //! | `Expect` (RFC 9110 §10.1.1) | [`expects_continue`] |
@@ -177,6 +178,30 @@ pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
         return None;
     }
     Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The size on a chunk-size line, `chunk-size [ chunk-ext ] CRLF` (RFC
+/// 9112 §7.1): hex, at most 16 digits; the line ends in CRLF, holds no
+/// other CR, and the whitespace before an extension is spaces and tabs
+/// only (BWS, RFC 9110 §5.6.3).
+pub fn chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\r\n")?;
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let rest = &line[digits..];
+    let extension = rest.trim_ascii_start();
+    let bws = &rest[..rest.len() - extension.len()];
+    let valid = digits > 0
+        && digits <= 16
+        && bws.iter().all(|&b| b == b' ' || b == b'\t')
+        && (extension.is_empty() || extension[0] == b';')
+        && !extension.contains(&b'\r');
+    if !valid {
+        return None;
+    }
+    line[..digits].iter().try_fold(0u64, |n, &d| {
+        let digit = (d as char).to_digit(16)?;
+        Some((n << 4) | u64::from(digit))
+    })
 }
 
 /// How a message body is delimited.

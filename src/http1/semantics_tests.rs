@@ -486,3 +486,28 @@ fn decimals_are_digits_only_and_bounded() {
         assert_eq!(parse_decimal(bad), None, "{bad:?}");
     }
 }
+
+#[test]
+fn chunk_size_lines_follow_rfc_9112_section_7_1() {
+    assert_eq!(chunk_size(b"1a\r\n"), Some(26));
+    assert_eq!(chunk_size(b"FF;name=value\r\n"), Some(255));
+    assert_eq!(chunk_size(b"0 ; x\r\n"), Some(0));
+    assert_eq!(chunk_size(b"5\t;x\r\n"), Some(5));
+    assert_eq!(chunk_size(b"ffffffffffffffff\r\n"), Some(u64::MAX));
+    for bad in [
+        &b"\r\n"[..],
+        b"g\r\n",
+        b"1 2\r\n",
+        b"10000000000000000\r\n",
+        b"-1\r\n",
+        // CRLF ends the line, and no other CR stands in it.
+        b"5\n",
+        b"5\r;x\r\n",
+        b"5;a\rb\r\n",
+        // BWS is spaces and tabs.
+        b"5\x0c\r\n",
+        b"5\x0b;x\r\n",
+    ] {
+        assert_eq!(chunk_size(bad), None, "{}", String::from_utf8_lossy(bad));
+    }
+}

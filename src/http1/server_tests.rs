@@ -227,7 +227,13 @@ async fn requests_hyper_must_answer_are_handed_over_with_every_byte() {
 
 #[tokio::test]
 async fn heads_that_break_the_rules_are_refused_here() {
-    let cases: [(&[u8], &str); 12] = [
+    let cases: [(&[u8], &str); 14] = [
+        // Refused at once, not after waiting for (or asking for) the body.
+        (b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nshort", "400"),
+        (
+            b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+            "400",
+        ),
         (b"GET /\x01 HTTP/1.1\r\n\r\n", "400"),
         (b"GET / HTTP/1.1\r\n\r\n", "400"),
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"),
@@ -263,6 +269,7 @@ async fn heads_that_break_the_rules_are_refused_here() {
             "{shown}: answered {received}"
         );
         assert!(received.contains("connection: close\r\n"), "{shown}");
+        assert!(!received.contains("100 Continue"), "{shown}: {received}");
         assert!(seen.lock().unwrap().is_empty(), "{shown}");
     }
     let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
