@@ -42,8 +42,11 @@
 //!   body at a chunk size of more than 16 hex digits (tracehop's bounds,
 //!   which keep the value in a `u64` without overflow checks; hyper takes
 //!   leading zeros);
-//! - a clean body where hyper fails, when trailer field lines end in LF
-//!   alone (RFC 9112 §2.2: a recipient MAY accept that for field lines).
+//! - trailer field lines may end in LF alone (RFC 9112 §2.2: a recipient
+//!   MAY accept that for field lines): a clean body where hyper fails,
+//!   or, when an empty line of LF alone ends the section, the bytes after
+//!   it make the connection unusable, where hyper reads them as part of
+//!   the section (up to CRLF CRLF).
 #![no_main]
 
 #[path = "http1_responses_clients.rs"]
@@ -161,6 +164,22 @@ fn allowed(
             if lf_trailers && same_start =>
         {
             Some("RFC 9112 §2.2: a recipient MAY end a field line with LF alone")
+        }
+        (
+            Outcome::Response {
+                clean: true,
+                reusable: false,
+                trailers,
+                ..
+            },
+            Outcome::Response {
+                clean: true,
+                reusable: true,
+                trailers: theirs,
+                ..
+            },
+        ) if lf_trailers && same_start && trailers == theirs => {
+            Some("RFC 9112 §2.2: an empty line of LF alone ends the trailers; bytes follow")
         }
         _ => None,
     }
