@@ -117,13 +117,12 @@ where
             .exact()
             .map_or(Upload::Chunked, Upload::Length)
     };
-    let upgrade = {
+    // Only a request with `Upgrade` can be answered `101` (one lookup for
+    // the rest).
+    let upgrade = parts.headers.contains_key(http::header::UPGRADE) && {
         let connection = parts.headers.get_all(http::header::CONNECTION).iter();
-        semantics::wants_upgrade(
-            false,
-            semantics::ConnectionOptions::of(connection.map(HeaderValue::as_bytes)),
-            parts.headers.contains_key(http::header::UPGRADE),
-        )
+        let options = semantics::ConnectionOptions::of(connection.map(HeaderValue::as_bytes));
+        semantics::wants_upgrade(false, options, true)
     };
     let conn = &mut *connection;
     conn.write.clear();

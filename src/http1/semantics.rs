@@ -239,17 +239,6 @@ pub struct Framing {
     pub connection: ConnectionOptions,
 }
 
-/// The kind of field [`Framing::note`] was given.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FieldKind {
-    /// `Content-Length`: framing, written again by whoever frames the body.
-    Length,
-    /// Hop-by-hop: about this connection only.
-    HopByHop,
-    /// An end-to-end field.
-    EndToEnd,
-}
-
 /// The framing decision for a response from an upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResponseFraming {
@@ -259,15 +248,11 @@ pub struct ResponseFraming {
 }
 
 impl Framing {
-    /// Notes one field line; says what kind of field it is.
-    pub fn note(&mut self, name: &[u8], value: &[u8]) -> FieldKind {
+    /// Notes one field line (only the framing and connection fields count).
+    pub fn note(&mut self, name: &[u8], value: &[u8]) {
         // Most fields are none of these: their length says so.
         if !matches!(name.len(), 10 | 14 | 17) {
-            return if is_hop_by_hop(name) {
-                FieldKind::HopByHop
-            } else {
-                FieldKind::EndToEnd
-            };
+            return;
         }
         if name.eq_ignore_ascii_case(b"content-length") {
             // A list of identical values is one value (RFC 9110 §8.6).
@@ -280,9 +265,7 @@ impl Framing {
                     Some(length) => self.length = Some(length),
                 }
             }
-            return FieldKind::Length;
-        }
-        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // With several lines, the last coding of the last line is final.
             if let Some(chunked) = final_coding_is_chunked(value) {
                 self.chunked = Some(chunked);
@@ -291,11 +274,6 @@ impl Framing {
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
             self.connection.note(value);
-        }
-        if is_hop_by_hop(name) {
-            FieldKind::HopByHop
-        } else {
-            FieldKind::EndToEnd
         }
     }
 
@@ -447,7 +425,35 @@ pub fn valid_host(value: &[u8]) -> bool {
 /// `unreserved / pct-encoded / sub-delims` (RFC 3986 §3.2.2 reg-name),
 /// without the comma, which would make the Host a list.
 fn is_reg_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+;=".contains(&b)
+    // A table: every request's Host goes through here.
+    const ALLOWED: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            table[b] = c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'%'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b';'
+                        | b'='
+                );
+            b += 1;
+        }
+        table
+    };
+    ALLOWED[usize::from(b)]
 }
 
 /// Whether an `Expect` value asks for `100 Continue` (RFC 9110 §10.1.1;

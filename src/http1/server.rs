@@ -112,8 +112,10 @@ where
             }
         };
         let method = request.method().clone();
-        let Some((response, half_closed)) = conn.handle(handler(request, context.clone())).await
-        else {
+        // Pinned here, in place: moving a handler's future (a few KiB) into
+        // another future's state costs a copy per request.
+        let response = pin!(handler(request, context.clone()));
+        let Some((response, half_closed)) = conn.handle(response).await else {
             return Ended::Closed;
         };
         // A client that half-closed still gets the responses to what it
@@ -281,11 +283,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
     /// connection: a client whose connection fails cancels its request
     /// (`None`); one that sends its next request early (pipelining) has it
     /// kept for later; one that half-closes is noted.
-    async fn handle<F: Future>(&mut self, response: F) -> Option<(F::Output, bool)> {
+    async fn handle<F: Future>(&mut self, mut response: Pin<&mut F>) -> Option<(F::Output, bool)> {
         if self.read.capacity() == self.read.len() {
             self.read.reserve(READ_BUFFER);
         }
-        let mut response = pin!(response);
         let mut half_closed = false;
         loop {
             tokio::select! {

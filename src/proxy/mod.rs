@@ -150,8 +150,16 @@ pub async fn handle(
         return answer_early(&proxy, request, flight, early, &conn).await;
     }
     let (added, upgrade) = inject(&proxy, &mut request, &conn, &flight, &context, &extracted);
-    let forwarded = forward(&proxy, request, added, upgrade, &conn, &flight).await;
-    finish(&proxy, flight, forwarded, &conn)
+    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let path = route(&proxy, &request, upgrade, &flight);
+    // Step 5, awaited here: the upstream's future is a few KiB, and a
+    // wrapping future would copy it once more per request.
+    let sent = proxy
+        .listener
+        .upstream
+        .send(request, added, path, &conn.kept)
+        .await;
+    finish(&proxy, flight, sent.map(|r| (r, downstream_upgrade)), &conn)
 }
 
 /// Forward proxy: where the request wants to go, if it may.
@@ -247,30 +255,26 @@ fn inject(
     (added, upgrade)
 }
 
-/// What [`forward`] got back: the response, and for an upgrade the
-/// downstream side of the tunnel to open.
+/// What step 5 got back: the response, and for an upgrade the downstream
+/// side of the tunnel to open.
 type Forwarded = Result<(Response<UpstreamBody>, Option<hyper::upgrade::OnUpgrade>), ProxyError>;
 
-/// Step 5: the request to the upstream, over the path [`Upstream::path_for`] picks.
-async fn forward(
+/// Step 5's choice: the path to the upstream ([`Upstream::path_for`]),
+/// logged at debug level with the server path that read the request.
+fn route(
     proxy: &Proxy,
-    mut request: Request<RequestBody>,
-    added: Added,
+    request: &Request<RequestBody>,
     upgrade: bool,
-    conn: &ConnInfo,
     flight: &InFlight,
-) -> Forwarded {
-    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-    let upstream = &proxy.listener.upstream;
-    let path = upstream.path_for(&request, upgrade);
+) -> crate::http1::path::UpstreamPath {
+    let path = proxy.listener.upstream.path_for(request, upgrade);
     tracing::debug!(
         path = flight.served.label(),
         fallback = flight.served.reason(),
         upstream_path = path.label(),
         "forwarding"
     );
-    let response = upstream.send(request, added, path, &conn.kept).await?;
-    Ok((response, downstream_upgrade))
+    path
 }
 
 /// Steps 6 and 7: the response goes downstream in a body that finishes
@@ -381,13 +385,13 @@ fn local_error(proxy: &Proxy, mut flight: InFlight, error: ProxyError) -> Respon
 }
 
 fn is_upgrade(request: &Request<RequestBody>) -> bool {
+    // Only HTTP/1.1 upgrades (RFC 9110 §7.8); one lookup for the rest.
     let headers = request.headers();
-    let connection = headers.get_all(http::header::CONNECTION).iter();
-    semantics::wants_upgrade(
-        request.version() != http::Version::HTTP_11,
-        ConnectionOptions::of(connection.map(http::HeaderValue::as_bytes)),
-        headers.contains_key(http::header::UPGRADE),
-    )
+    headers.contains_key(http::header::UPGRADE) && {
+        let connection = headers.get_all(http::header::CONNECTION).iter();
+        let options = ConnectionOptions::of(connection.map(http::HeaderValue::as_bytes));
+        semantics::wants_upgrade(request.version() != http::Version::HTTP_11, options, true)
+    }
 }
 
 /// Step 3: the in-flight record with the request's facts.
