@@ -108,12 +108,13 @@ pub(super) fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -
     // here (after `100 Continue`, when the client waits for it) rather
     // than handed to hyper.
     if let Ok((BodyLength::Known(length), _)) = framing.request(http10)
-        && Uri::try_from(&read[target.clone()]).is_ok()
         && let Some(total) = usize::try_from(length)
             .ok()
             .and_then(|length| length.checked_add(head_len))
         && read.len() < total
         && total <= READ_BUFFER
+        // Checked here only: a head that waits must be one `build` accepts.
+        && Uri::try_from(&read[target.clone()]).is_ok()
     {
         return Parsed::AwaitingBody { expect_continue };
     }
