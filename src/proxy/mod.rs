@@ -159,7 +159,7 @@ pub async fn handle(
         .upstream
         .send(request, added, path, &conn.kept)
         .await;
-    finish(&proxy, flight, sent.map(|r| (r, downstream_upgrade)), &conn)
+    finish(&proxy, flight, sent, downstream_upgrade, &conn)
 }
 
 /// Forward proxy: where the request wants to go, if it may.
@@ -255,10 +255,6 @@ fn inject(
     (added, upgrade)
 }
 
-/// What step 5 got back: the response, and for an upgrade the downstream
-/// side of the tunnel to open.
-type Forwarded = Result<(Response<UpstreamBody>, Option<hyper::upgrade::OnUpgrade>), ProxyError>;
-
 /// Step 5's choice: the path to the upstream ([`Upstream::path_for`]),
 /// logged at debug level with the server path that read the request.
 fn route(
@@ -283,11 +279,12 @@ fn route(
 fn finish(
     proxy: &Proxy,
     mut flight: InFlight,
-    forwarded: Forwarded,
+    sent: Result<Response<UpstreamBody>, ProxyError>,
+    downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
     conn: &ConnInfo,
 ) -> Response<ResponseBody> {
-    let (mut response, downstream_upgrade) = match forwarded {
-        Ok(forwarded) => forwarded,
+    let mut response = match sent {
+        Ok(response) => response,
         Err(error) => return local_error(proxy, flight, error),
     };
     flight.set_status(response.status().as_u16());
