@@ -113,8 +113,11 @@ pub(super) fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -
             .and_then(|length| length.checked_add(head_len))
         && read.len() < total
         && total <= READ_BUFFER
-        // Checked here only: a head that waits must be one `build` accepts.
+        // Checked here only: a head that waits must be one `build` accepts,
         && Uri::try_from(&read[target.clone()]).is_ok()
+        // and one this connection serves once its body is here (else hyper
+        // takes it now, and answers `Expect` itself).
+        && served_directly(&parsed, &method, http10, &framing, expect_continue)
     {
         return Parsed::AwaitingBody { expect_continue };
     }
@@ -129,6 +132,37 @@ pub(super) fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -
         Built::Handover(fallback) => Parsed::Handover(head, fallback),
         Built::Refused(status) => Parsed::Refused(status),
     }
+}
+
+/// Whether [`path::downstream`] keeps a request with this head on the
+/// direct path once its sized body has arrived.
+fn served_directly(
+    parsed: &httparse::Request<'_, '_>,
+    method: &Method,
+    http10: bool,
+    framing: &Framing,
+    expect_continue: bool,
+) -> bool {
+    let has = |name: &'static str| {
+        parsed
+            .headers
+            .iter()
+            .filter(move |field| field.name.eq_ignore_ascii_case(name))
+    };
+    let facts = HeadFacts {
+        http10,
+        connect: *method == Method::CONNECT,
+        upgrade: semantics::wants_upgrade(
+            http10,
+            framing.connection,
+            has("upgrade").next().is_some(),
+        ),
+        expect_continue,
+        trailers: has("te").any(|te| semantics::has_token(te.value, "trailers")),
+        body: Some(BodyLength::Known(0)),
+        buffered: 0,
+    };
+    path::downstream(&facts).is_ok()
 }
 
 /// Reads `HTTP/1.x` with a minor version above 1 as `HTTP/1.1`, in place

@@ -647,3 +647,17 @@ async fn a_body_that_does_not_come_goes_to_hyper_after_the_body_wait() {
     io.read_to_end(&mut handed).await.expect("read");
     assert_eq!(handed, head, "every byte goes to hyper");
 }
+
+#[tokio::test]
+async fn a_request_hyper_will_serve_is_handed_over_before_any_100_continue() {
+    let input = b"POST /up HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+        Expect: 100-continue\r\nContent-Length: 1\r\n\r\n";
+    let (received, handed) = run(input, recording(&Seen::default(), ok)).await;
+    assert!(
+        received.is_empty(),
+        "hyper answers Expect itself: {received}"
+    );
+    let (handed, fallback) = handed.expect("handed over");
+    assert_eq!(handed, input);
+    assert_eq!(fallback, Fallback::Upgrade);
+}
