@@ -277,11 +277,6 @@ impl Framing {
         }
     }
 
-    /// Whether `Transfer-Encoding` was present.
-    pub fn has_transfer_encoding(&self) -> bool {
-        self.chunked.is_some()
-    }
-
     /// The request's body length (RFC 9112 §6.3), and whether the
     /// connection may carry another request after it. `Transfer-Encoding`
     /// overrides `Content-Length` (which the proxy then drops), and the
