@@ -82,10 +82,17 @@ pub(super) fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -
     let http10 = version == 0;
     let mut framing = Framing::default();
     let mut expect_continue = false;
+    // The first two Host lines: enough for the rules to judge.
+    let mut hosts: [&[u8]; 2] = [b""; 2];
+    let mut host_lines = 0;
     fields.clear();
     for field in parsed.headers.iter() {
         let name = field.name.as_bytes();
         framing.note(name, field.value);
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts[host_lines.min(1)] = field.value;
+            host_lines += 1;
+        }
         // RFC 9110 §10.1.1: an HTTP/1.0 request's expectation is ignored.
         expect_continue |= !http10
             && name.eq_ignore_ascii_case(b"expect")
@@ -96,11 +103,8 @@ pub(super) fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -
         });
     }
     // A head the rules refuse is answered at once, before any body.
-    let hosts = parsed
-        .headers
-        .iter()
-        .filter(|field| field.name.eq_ignore_ascii_case("host"));
-    if let Err(error) = semantics::check_host(http10, hosts.map(|field| field.value)) {
+    let hosts = hosts[..host_lines.min(2)].iter().copied();
+    if let Err(error) = semantics::check_host(http10, hosts) {
         tracing::debug!(%error, "refused a request");
         return Parsed::Refused(StatusCode::BAD_REQUEST);
     }

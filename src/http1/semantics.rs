@@ -66,6 +66,9 @@ const HOP_LENGTHS: u32 = {
 };
 
 /// The position of `name` (any case) in [`HOP_BY_HOP`].
+// Inlined: every field of every message asks, and the length test alone
+// answers for most (measured with bench/instructions.sh: see bench/README.md).
+#[inline]
 pub fn hop_by_hop_index(name: &[u8]) -> Option<usize> {
     if name.len() >= 32 || HOP_LENGTHS & (1 << name.len()) == 0 {
         return None;
@@ -76,6 +79,7 @@ pub fn hop_by_hop_index(name: &[u8]) -> Option<usize> {
 }
 
 /// Whether `name` is always hop-by-hop.
+#[inline]
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
     hop_by_hop_index(name).is_some()
 }
@@ -109,6 +113,11 @@ pub struct ConnectionOptions {
 impl ConnectionOptions {
     /// Notes one `Connection` field line.
     pub fn note(&mut self, value: &[u8]) {
+        // Nearly every message says just this: one comparison, no list walk.
+        if value.eq_ignore_ascii_case(b"keep-alive") {
+            self.keep_alive = true;
+            return;
+        }
         for option in list_elements(value) {
             if option.eq_ignore_ascii_case(b"close") {
                 self.close = true;
@@ -153,6 +162,7 @@ pub fn named_fields(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Whether a field read off one connection is written to the next as it
 /// came: not hop-by-hop, and not `Content-Length`, which whoever frames
 /// the body on the next connection writes again.
+#[inline]
 pub fn forwarded_as_is(name: &[u8]) -> bool {
     !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"content-length")
 }
@@ -249,11 +259,16 @@ pub struct ResponseFraming {
 
 impl Framing {
     /// Notes one field line (only the framing and connection fields count).
+    // Inlined: most fields are none of these, and their length says so
+    // without a call (measured with bench/instructions.sh).
+    #[inline]
     pub fn note(&mut self, name: &[u8], value: &[u8]) {
-        // Most fields are none of these: their length says so.
-        if !matches!(name.len(), 10 | 14 | 17) {
-            return;
+        if matches!(name.len(), 10 | 14 | 17) {
+            self.note_field(name, value);
         }
+    }
+
+    fn note_field(&mut self, name: &[u8], value: &[u8]) {
         if name.eq_ignore_ascii_case(b"content-length") {
             // A list of identical values is one value (RFC 9110 §8.6).
             for part in value.split(|&b| b == b',') {
