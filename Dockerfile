@@ -17,6 +17,7 @@ WORKDIR /src
 # Dependencies first, in their own layer: with a placeholder main.rs and
 # lib.rs this layer is rebuilt only when Cargo.toml or Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
+COPY benches ./benches
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \

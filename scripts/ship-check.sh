@@ -2,8 +2,9 @@
 # Packaging conformance: the Dockerfile, the Kubernetes manifests and the
 # operations story, checked with real tools (no Docker engine or cluster):
 #   1. hadolint on the Dockerfile;
-#   2. the binary built exactly as the Dockerfile builds it (its cargo
-#      command, placeholder stage then real source);
+#   2. the Dockerfile's build stage, run without an engine: the context
+#      that .dockerignore admits, then its COPY and RUN lines in order
+#      (scripts/ship/docker_build.py);
 #   3. every kustomization rendered with `kubectl kustomize`, validated with
 #      `kubernetes-validate --strict -k 1.30.0` (the PodMonitor, a CRD,
 #      against scripts/ship/podmonitor.schema.json), plus the rules of
@@ -19,7 +20,7 @@
 #   7. SIGTERM: readiness fails during drain_delay while traffic is still
 #      served, then the sidecar exits 0.
 # Usage: scripts/ship-check.sh
-#   SHIP_CHECK_BIN=path skips step 2 and tests that binary instead.
+#   SHIP_CHECK_BIN=path skips step 2 (said as "skip") and tests that binary.
 # Everything listens on 127.0.0.1; every process started here is stopped.
 set -euo pipefail
 
@@ -74,41 +75,24 @@ ok "hadolint Dockerfile: clean"
 
 # --- 2. build as the Dockerfile does -----------------------------------------
 step "build as the Dockerfile does"
-# The cargo command of both build stages, read from the Dockerfile itself.
+# The image's build stage run without an engine (scripts/ship/docker_build.py):
+# the context from .dockerignore, then its COPY and RUN lines in order, in a
+# fresh folder with its own target/ (no cache), as `docker build` would.
 build_cmds=$(grep -o 'cargo build[^&\\]*' "$root/Dockerfile" | sed 's/ *$//' | sort -u)
 [ "$(echo "$build_cmds" | wc -l)" = 1 ] || fail "the Dockerfile's two build stages differ: $build_cmds"
 [ "$build_cmds" = "cargo build --release --locked" ] || fail "unexpected build command: $build_cmds"
 if [ -n "${SHIP_CHECK_BIN:-}" ]; then
   bin=$SHIP_CHECK_BIN
-  echo "testing $bin (SHIP_CHECK_BIN set: Dockerfile build skipped)"
+  echo "ship-check: skip: the Dockerfile's build stage (SHIP_CHECK_BIN set: testing $bin instead)"
 else
-  # Same files as the image's build context (.dockerignore), same steps as
-  # its build stage. Compiled dependencies are reused from target/, as a
-  # build cache would; the crate's own fingerprints are removed before each
-  # stage so each stage really compiles its source.
-  ctx=$work/build
-  mkdir -p "$ctx/src"
-  cp "$root/Cargo.toml" "$root/Cargo.lock" "$ctx/"
-  echo 'fn main() {}' > "$ctx/src/main.rs"
-  touch "$ctx/src/lib.rs"
-  export CARGO_TARGET_DIR=$root/target
-  rm -rf "$CARGO_TARGET_DIR"/release/.fingerprint/tracehop-*
-  (cd "$ctx" && $build_cmds) || fail "dependency stage (placeholder source) does not build"
-  rm -rf "$ctx/src" "$CARGO_TARGET_DIR"/release/.fingerprint/tracehop-*
-  cp -R "$root/src" "$ctx/src"
-  (cd "$ctx" && $build_cmds) || fail "source stage does not build"
-  install -m 0755 "$CARGO_TARGET_DIR/release/tracehop" "$work/tracehop"
-  # The next build in the checkout must not take this one's fingerprints
-  # (they name the temporary copy's files) for its own.
-  rm -rf "$CARGO_TARGET_DIR"/release/.fingerprint/tracehop-*
-  unset CARGO_TARGET_DIR
-  bin=$work/tracehop
+  python3 "$here/ship/docker_build.py" "$root" "$work/image" \
+    || fail "the Dockerfile's build stage fails (see above)"
+  bin=$work/image/root/out/tracehop
+  [ -x "$bin" ] || fail "the build stage left no /out/tracehop"
 fi
 "$bin" --version | grep -q '^tracehop ' || fail "the binary does not run"
-if [ -n "${SHIP_CHECK_BIN:-}" ]; then
-  ok "Dockerfile builds with '$build_cmds' (build not repeated here)"
-else
-  ok "built with '$build_cmds' in two stages, as the Dockerfile: $("$bin" --version)"
+if [ -z "${SHIP_CHECK_BIN:-}" ]; then
+  ok "the Dockerfile's build stage ran ('$build_cmds', context from .dockerignore): $("$bin" --version)"
 fi
 
 # --- 3. manifests --------------------------------------------------------------

@@ -59,6 +59,9 @@ pub(super) fn build_proxies(
     sink: &SpanSink,
     sampler: &LiveSampler,
 ) -> Vec<Served> {
+    // One id per sidecar process: each listener's `Via` pseudonym.
+    let instance = proxy::instance_id();
+    tracing::info!(instance = %instance, "Via pseudonyms: tracehop-{instance}-<listener>");
     let telemetry = Telemetry {
         local_service: config.service.name.clone(),
         propagation: config.propagation.clone(),
@@ -73,7 +76,8 @@ pub(super) fn build_proxies(
             ..server_options(timeouts, limits, config.shutdown.grace_period)
         },
     };
-    let outbound = |remote_service, upstream, mode| Listener {
+    let outbound = |remote_service, upstream, mode, label: &str| Listener {
+        via: proxy::Via::new(&instance, label),
         kind: Kind::Client,
         remote_service,
         upstream,
@@ -84,11 +88,17 @@ pub(super) fn build_proxies(
     };
     let inbound = &config.inbound;
     let mut all = vec![served(
-        inbound_listener(config, inbound, material, metrics),
+        inbound_listener(config, inbound, material, metrics, &instance),
         &inbound.timeouts,
         &inbound.limits,
     )];
-    for (route, tls) in config.outbound.routes.iter().zip(&material.outbound) {
+    for (i, (route, tls)) in config
+        .outbound
+        .routes
+        .iter()
+        .zip(&material.outbound)
+        .enumerate()
+    {
         let upstream = Upstream::new(
             &route.upstream,
             route.protocol,
@@ -96,7 +106,8 @@ pub(super) fn build_proxies(
             tls.as_ref(),
         )
         .force(config.paths);
-        let listener = outbound(Some(route.name.clone()), upstream, Mode::Reverse);
+        let label = format!("route{i}");
+        let listener = outbound(Some(route.name.clone()), upstream, Mode::Reverse, &label);
         all.push(served(listener, &route.timeouts, &route.limits));
     }
     if let ForwardProxy::Enabled(f) = &config.outbound.forward_proxy {
@@ -109,6 +120,7 @@ pub(super) fn build_proxies(
             None,
             Upstream::forward(&f.timeouts).force(config.paths),
             mode,
+            "forward",
         );
         all.push(served(listener, &f.timeouts, &f.limits));
     }
@@ -120,8 +132,10 @@ fn inbound_listener(
     inbound: &InboundConfig,
     material: &TlsMaterial,
     metrics: &Metrics,
+    instance: &str,
 ) -> Listener {
     Listener {
+        via: proxy::Via::new(instance, "inbound"),
         kind: Kind::Server,
         remote_service: None,
         upstream: Upstream::new(

@@ -10,6 +10,7 @@
 //! (`TRACEHOP_SERVICE_NAME`, pod metadata), the file, built-in defaults.
 
 mod limits;
+mod listeners;
 mod parse;
 mod problems;
 mod raw;

@@ -801,3 +801,65 @@ fn without_the_new_keys_every_listener_gets_the_inbound_defaults() {
         assert_eq!(limits, &defaults.limits);
     }
 }
+
+#[test]
+fn an_upstream_that_is_one_of_the_sidecars_listeners_is_refused_naming_both_keys() {
+    let loop_to_self = load(
+        "",
+        Overrides {
+            listen: Some("127.0.0.1:8700".into()),
+            upstream: Some("http://127.0.0.1:8700".into()),
+            ..Overrides::default()
+        },
+    )
+    .expect_err("an upstream on the inbound listener loops");
+    let problem = loop_to_self
+        .0
+        .iter()
+        .find(|e| e.path == "inbound.upstream")
+        .expect("the problem is at inbound.upstream");
+    assert!(
+        problem.message.contains("`inbound.listen`"),
+        "{}",
+        problem.message
+    );
+    // An outbound route pointing at the admin port, via localhost.
+    let e = errors(
+        "inbound: { upstream: 'http://127.0.0.1:3000' }\n\
+         admin: { listen: '127.0.0.1:15000' }\n\
+         outbound:\n  routes:\n    - { name: users, listen: '127.0.0.1:15001', upstream: 'http://localhost:15000' }\n",
+    );
+    let problem =
+        e.0.iter()
+            .find(|e| e.path == "outbound.routes[0].upstream")
+            .expect("route problem");
+    assert!(
+        problem.message.contains("`admin.listen`"),
+        "{}",
+        problem.message
+    );
+}
+
+#[test]
+fn two_listeners_on_one_address_are_refused_naming_both_keys() {
+    let e = errors(
+        "inbound: { listen: '0.0.0.0:15006', upstream: 'http://127.0.0.1:3000' }\n\
+         admin: { listen: '127.0.0.1:15006' }\n\
+         outbound:\n  routes:\n    - { name: a, listen: '127.0.0.1:15001', upstream: 'http://127.0.0.1:9001' }\n    - { name: b, listen: '127.0.0.1:15001', upstream: 'http://127.0.0.1:9002' }\n",
+    );
+    let at = |path: &str| {
+        e.0.iter()
+            .find(|problem| problem.path == path)
+            .unwrap_or_else(|| panic!("no problem at {path}: {e}"))
+            .message
+            .clone()
+    };
+    assert!(at("admin.listen").contains("`inbound.listen`"));
+    assert!(at("outbound.routes[1].listen").contains("`outbound.routes[0].listen`"));
+    // Port 0 picks a free port: never a clash.
+    load(
+        "inbound: { listen: '127.0.0.1:0', upstream: 'http://127.0.0.1:3000' }\nadmin: { listen: '127.0.0.1:0' }\n",
+        Overrides::default(),
+    )
+    .expect("port 0 twice is fine");
+}

@@ -27,7 +27,7 @@ fn placeholder_url() -> UpstreamUrl {
 }
 
 pub(super) fn config(raw: RawConfig, p: &mut Problems) -> Config {
-    Config {
+    let config = Config {
         service: service(raw.service.unwrap_or_default(), p),
         inbound: inbound(raw.inbound.unwrap_or_default(), p),
         outbound: outbound(raw.outbound.unwrap_or_default(), p),
@@ -44,7 +44,9 @@ pub(super) fn config(raw: RawConfig, p: &mut Problems) -> Config {
         log: log(raw.log.unwrap_or_default(), p),
         shutdown: shutdown(raw.shutdown.unwrap_or_default(), p),
         paths: Default::default(),
-    }
+    };
+    super::listeners::check(&config, p);
+    config
 }
 
 fn service(raw: RawService, p: &mut Problems) -> ServiceConfig {
@@ -183,9 +185,6 @@ fn outbound(raw: RawOutbound, p: &mut Problems) -> OutboundConfig {
             continue;
         };
         let listen = p.socket_addr(&at("listen"), Some(listen), "127.0.0.1:0");
-        if listen.port() != 0 && routes.iter().any(|r: &OutboundRoute| r.listen == listen) {
-            p.push(at("listen"), format!("{listen} is used by another route"));
-        }
         let upstream = p.url(&at("upstream"), route.upstream.as_deref());
         routes.push(OutboundRoute {
             name: Arc::from(name.trim()),

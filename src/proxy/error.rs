@@ -56,6 +56,8 @@ pub enum ProxyError {
     BadTarget,
     #[error("{target} is not in the forward proxy's allow-list")]
     Denied { target: String },
+    #[error("forwarding loop: the request's Via already names {pseudonym}")]
+    Loop { pseudonym: String },
 }
 
 impl ProxyError {
@@ -93,6 +95,7 @@ impl ProxyError {
             ProxyError::RequestBodyMalformed { .. } => "request_body_malformed",
             ProxyError::BadTarget => "bad_request",
             ProxyError::Denied { .. } => "denied",
+            ProxyError::Loop { .. } => "loop",
         }
     }
 
@@ -112,6 +115,10 @@ impl ProxyError {
             ProxyError::Denied { .. } => (
                 StatusCode::FORBIDDEN,
                 "forbidden: target not in the forward proxy allow-list\n",
+            ),
+            ProxyError::Loop { .. } => (
+                StatusCode::LOOP_DETECTED,
+                "loop detected: this request already passed this proxy\n",
             ),
         }
     }

@@ -46,16 +46,18 @@ const CONNECTION: u16 = hop_bit("connection");
 const TRANSFER_ENCODING: u16 = hop_bit("transfer-encoding");
 const UPGRADE: u16 = hop_bit("upgrade");
 const TE: u16 = hop_bit("te");
-// The `X-Forwarded-*` bits follow the hop-by-hop ones.
+// The `X-Forwarded-*` and `Via` bits follow the hop-by-hop ones.
 const FORWARDED_FOR: u16 = 1 << 9;
 const FORWARDED_PROTO: u16 = 1 << 10;
 const FORWARDED_HOST: u16 = 1 << 11;
+/// `Via` (RFC 9110 §7.6.3): loop detection reads it, forwarding appends to it.
+pub const VIA: u16 = 1 << 12;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Which of [`HOP_BY_HOP`] and `X-Forwarded-*` `headers` holds, one bit
+/// Which of [`HOP_BY_HOP`], `X-Forwarded-*` and `Via` `headers` holds, one bit
 /// each, from one pass over the names (cheaper than a hashed lookup per
 /// name; most requests carry none, most responses only `Connection`).
 pub fn present(headers: &HeaderMap) -> u16 {
@@ -67,17 +69,17 @@ pub fn present(headers: &HeaderMap) -> u16 {
                 "x-forwarded-for" => FORWARDED_FOR,
                 "x-forwarded-proto" => FORWARDED_PROTO,
                 "x-forwarded-host" => FORWARDED_HOST,
+                "via" => VIA,
                 _ => 0,
             },
         }
     })
 }
 
-/// Removes hop-by-hop headers. With `keep_upgrade`, `Connection: upgrade`
-/// and `Upgrade` survive (a WebSocket handshake being tunnelled). Returns
-/// what [`present`] found before the removal.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> u16 {
-    let present = present(headers);
+/// Removes hop-by-hop headers; `present` is what [`present`] found in
+/// `headers`. With `keep_upgrade`, `Connection: upgrade` and `Upgrade`
+/// survive (a WebSocket handshake being tunnelled).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, present: u16, keep_upgrade: bool) {
     if present & CONNECTION != 0 {
         remove_named_by_connection(headers);
     }
@@ -102,7 +104,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> u16 {
     {
         headers.remove(header::TE);
     }
-    present
 }
 
 /// Removes the headers the `Connection` header names.
@@ -122,7 +123,7 @@ fn remove_named_by_connection(headers: &mut HeaderMap) {
 
 /// Removes hop-by-hop headers from a response (no `TE` exception).
 pub fn remove_hop_by_hop_response(headers: &mut HeaderMap, keep_upgrade: bool) {
-    remove_hop_by_hop(headers, keep_upgrade);
+    remove_hop_by_hop(headers, present(headers), keep_upgrade);
     headers.remove(header::TE);
 }
 
@@ -157,13 +158,7 @@ pub fn add_forwarded(
     scheme: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let mut add = |bit: u16, name: &HeaderName, value: HeaderValue| {
-        if present & bit == 0 {
-            out.set(name, value);
-        } else {
-            append(out.headers, name, value);
-        }
-    };
+    let mut add = |bit, name, value| add_to_list(out, present, bit, name, value);
     let mut buf = [0u8; 45];
     if let Ok(peer) = HeaderValue::from_bytes(crate::span::ip_text(peer, &mut buf)) {
         add(FORWARDED_FOR, &X_FORWARDED_FOR, peer);
@@ -178,9 +173,36 @@ pub fn add_forwarded(
     }
 }
 
+/// Appends this listener's `Via` entry (RFC 9110 §7.6.3) to the list the
+/// request carries, or starts it.
+pub fn add_via(out: &mut Outgoing<'_>, present: u16, entry: HeaderValue) {
+    add_to_list(out, present, VIA, &header::VIA, entry);
+}
+
+/// `value` as a new field (`present` has no `bit`), or added to the list
+/// the request already carries.
+fn add_to_list(
+    out: &mut Outgoing<'_>,
+    present: u16,
+    bit: u16,
+    name: &HeaderName,
+    value: HeaderValue,
+) {
+    if present & bit == 0 {
+        out.set(name, value);
+    } else {
+        append(out.headers, name, value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn strip(h: &mut HeaderMap, keep_upgrade: bool) {
+        let found = present(h);
+        remove_hop_by_hop(h, found, keep_upgrade);
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
@@ -207,7 +229,7 @@ mod tests {
             ("x-app", "kept"),
             ("traceparent", "kept"),
         ]);
-        remove_hop_by_hop(&mut h, false);
+        strip(&mut h, false);
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         // `Trailer` is end to end (RFC 9110 §6.6.2).
         assert_eq!(names, vec!["x-app", "trailer", "traceparent"]);
@@ -226,14 +248,14 @@ mod tests {
         assert_eq!(names, vec!["x-app"]);
         // Nothing hop-by-hop: nothing changes.
         let mut h = map(&[("x-app", "kept"), ("te", "trailers")]);
-        remove_hop_by_hop(&mut h, false);
+        strip(&mut h, false);
         assert_eq!(h.len(), 2);
     }
 
     #[test]
     fn te_trailers_survives_for_grpc() {
         let mut h = map(&[("te", "trailers")]);
-        remove_hop_by_hop(&mut h, false);
+        strip(&mut h, false);
         assert_eq!(h.get("te").unwrap(), "trailers");
         remove_hop_by_hop_response(&mut h, false);
         assert!(h.get("te").is_none());
@@ -242,7 +264,7 @@ mod tests {
     #[test]
     fn upgrade_is_kept_when_tunnelling() {
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        remove_hop_by_hop(&mut h, true);
+        strip(&mut h, true);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
     }

@@ -33,10 +33,12 @@ mod pause;
 mod route;
 mod upgrade;
 mod upload;
+mod via;
 
 pub use body::{ResponseBody, UpstreamBody};
 pub use error::ProxyError;
 pub use forward::Upstream;
+pub use via::{Via, instance_id};
 
 use std::sync::Arc;
 
@@ -101,6 +103,8 @@ pub struct Listener {
     pub routes: Vec<RouteTemplate>,
     pub capture: CaptureConfig,
     pub mode: Mode,
+    /// This listener's `Via` entry, for loop detection.
+    pub via: Via,
 }
 
 impl Proxy {
@@ -146,10 +150,19 @@ pub async fn handle(
     let remote_service = remote_service(&proxy, target.as_ref());
     let parent = extracted.parent;
     let flight = start_span(&proxy, &request, &conn, &context, parent, remote_service);
-    if let Some(early) = refuse_or_tunnel(&proxy, &request, target, &conn) {
+    let present = headers::present(request.headers());
+    if let Some(early) = refuse_or_tunnel(&proxy, &request, target, present, &conn) {
         return answer_early(&proxy, request, flight, early, &conn).await;
     }
-    let (added, upgrade) = inject(&proxy, &mut request, &conn, &flight, &context, &extracted);
+    let (added, upgrade) = inject(
+        &proxy,
+        &mut request,
+        present,
+        &conn,
+        &flight,
+        &context,
+        &extracted,
+    );
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let path = route(&proxy, &request, upgrade, &flight);
     // Step 5, awaited here: the upstream's future is a few KiB, and a
@@ -227,15 +240,17 @@ fn remote_service(
 fn inject(
     proxy: &Proxy,
     request: &mut Request<RequestBody>,
+    present: u16,
     conn: &ConnInfo,
     flight: &InFlight,
     context: &SpanContext,
     extracted: &Extracted,
 ) -> (Added, bool) {
     let upgrade = is_upgrade(request);
+    let via = proxy.listener.via.entry(request.version());
     let headers = request.headers_mut();
-    let present = headers::remove_hop_by_hop(headers, upgrade);
-    let mut added = Added::with_capacity(6);
+    headers::remove_hop_by_hop(headers, present, upgrade);
+    let mut added = Added::with_capacity(7);
     let mut out = Outgoing::new(headers, Some(&mut added));
     let http = flight.http();
     headers::add_forwarded(
@@ -245,6 +260,7 @@ fn inject(
         http.scheme,
         http.host.as_ref(),
     );
+    headers::add_via(&mut out, present, via);
     propagation::inject_to(
         &mut out,
         context,
@@ -323,14 +339,28 @@ enum Early {
     Tunnel(String, u16, std::time::Duration),
 }
 
-/// Forward-proxy checks, and `CONNECT`: refused unless this is a forward
+/// A request that looped back (its `Via` names this listener: 508), the
+/// forward-proxy checks, and `CONNECT`: refused unless this is a forward
 /// proxy with tunnels enabled and the target is allowed.
 fn refuse_or_tunnel(
     proxy: &Proxy,
     request: &Request<RequestBody>,
     target: Option<Result<(String, u16), ProxyError>>,
+    present: u16,
     conn: &ConnInfo,
 ) -> Option<Early> {
+    let via = &proxy.listener.via;
+    if present & headers::VIA != 0 && via.looped(request.headers()) {
+        tracing::warn!(
+            peer = %conn.peer,
+            uri = %request.uri(),
+            via = via.pseudonym(),
+            "refused a request that already passed this listener (its Via names it): a forwarding loop"
+        );
+        return Some(Early::Refuse(ProxyError::Loop {
+            pseudonym: via.pseudonym().to_owned(),
+        }));
+    }
     let is_connect = request.method() == http::Method::CONNECT;
     let tunnel_timeout = match proxy.listener.mode {
         Mode::Forward {
