@@ -30,13 +30,16 @@
 //! - `trace-flags` (§3.2.2.5): bit 0 is `sampled`; bit 1 is the `random`
 //!   flag Level 2 adds ("Random Trace ID Flag"). The other bits are reserved:
 //!   ignored when read, written as zero ("Other Flags").
-//! - `tracestate` (§3.3.1) is read only when `traceparent` was valid and won;
-//!   an invalid `traceparent` means it is never parsed (§3.3). Multiple
-//!   fields are combined in order. A list that breaks the grammar, repeats a
-//!   key (§3.3.1.4) or has more than 32 members is dropped while the
-//!   `traceparent` is kept. The kept list is written without empty members or
-//!   optional whitespace and shortened to at most 512 characters by removing
-//!   whole entries (§3.3.1.5).
+//! - `tracestate` (Level 2, "Tracestate Header") is read only when
+//!   `traceparent` was valid and won; an invalid `traceparent` means it is
+//!   never parsed. Multiple fields are combined in order. Keys follow the
+//!   Level 2 grammar (`@` anywhere after the first character, at most 256
+//!   characters). A repeated key keeps its first entry; later ones are
+//!   dropped and the rest of the list goes on ("Combined Header Value").
+//!   A list that otherwise breaks the grammar or has more than 32 members is
+//!   dropped while the `traceparent` is kept. The kept list is written
+//!   without empty members or optional whitespace and shortened to at most
+//!   512 characters by removing whole entries ("tracestate Limits").
 //!
 //! # B3 (openzipkin/b3-propagation README)
 //!
@@ -190,14 +193,15 @@ pub fn extract(headers: &HeaderMap, config: &PropagationConfig) -> Extracted {
 }
 
 /// Reads one format. `tracestate` is parsed only once `traceparent` is
-/// known valid (W3C Trace Context §3.3).
+/// known valid (W3C Trace Context Level 2, "Tracestate Header").
 fn read_format(headers: &HeaderMap, format: Format) -> Found {
     match format {
         Format::W3c => match w3c::extract(headers) {
             Ok(Some(parent)) => Found::Valid(Extracted {
                 parent: Some(parent),
                 sampling_only: Sampling::Deferred,
-                // An invalid list is dropped; the traceparent stands (§3.3).
+                // An invalid list is dropped; the traceparent stands
+                // (Level 2, "Tracestate Header").
                 trace_state: tracestate::extract(headers).ok().flatten(),
                 seen: Seen::W3c,
             }),
@@ -275,7 +279,8 @@ pub fn inject_to(
             Format::B3Single => b3::inject_single(out, context),
         }
     }
-    // `tracestate` is a companion of `traceparent` (§3.3): only with W3C.
+    // `tracestate` is a companion of `traceparent` (Level 2, "Tracestate
+    // Header"): only with W3C.
     if let Some(state) = trace_state
         && formats.contains(&Format::W3c)
     {
