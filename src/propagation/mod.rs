@@ -57,7 +57,9 @@
 //!
 //! [`inject`] first removes every trace-context header of every format, then
 //! writes the configured formats (or the one that came in) with the same ids.
-//! `baggage` is never touched.
+//! Multi B3 also carries `X-B3-ParentSpanId` when the sidecar's span has a
+//! parent: the README says it "must be present on a child span", and older
+//! Zipkin instrumentation expects it. `baggage` is never touched.
 
 mod b3;
 mod tracestate;
@@ -237,27 +239,28 @@ fn from_b3<E>(result: Result<Option<Carried>, E>, seen: Seen) -> Found {
 /// Removes every trace-context header of every format (`traceparent`,
 /// `tracestate`, `b3`, `x-b3-*`), then writes `context` (whose `span_id` is
 /// the sidecar's own span, the upstream's parent) in the configured inject
-/// formats, or in `seen`'s format when `config.inject` is empty (W3C when
-/// `seen` is `None`/`Invalid`). `tracestate` is written only alongside
-/// `traceparent`. `baggage` is never touched. B3 trace ids that are 64-bit
-/// (high half zero) are written in their 16-digit form.
+/// formats, or in the format that came in (`incoming.seen`) when
+/// `config.inject` is empty (W3C when it is `None`/`Invalid`).
+/// `incoming.trace_state` is written only alongside `traceparent`; the
+/// downstream's span (`incoming.parent`), the parent of the sidecar's span,
+/// goes out as `X-B3-ParentSpanId` with multi B3. `baggage` is never
+/// touched. B3 trace ids that are 64-bit (high half zero) are written in
+/// their 16-digit form.
 pub fn inject(
     headers: &mut HeaderMap,
     context: &SpanContext,
-    trace_state: Option<&TraceState>,
-    seen: Seen,
+    incoming: &Extracted,
     config: &PropagationConfig,
 ) {
     let mut out = Outgoing::new(headers, None);
-    inject_to(&mut out, context, trace_state, seen, config);
+    inject_to(&mut out, context, incoming, config);
 }
 
 /// [`inject`], with the new fields going to `out` (see [`Outgoing`]).
 pub fn inject_to(
     out: &mut Outgoing<'_>,
     context: &SpanContext,
-    trace_state: Option<&TraceState>,
-    seen: Seen,
+    incoming: &Extracted,
     config: &PropagationConfig,
 ) {
     let present = present(out.headers);
@@ -266,7 +269,7 @@ pub fn inject_to(
             out.headers.remove(*name);
         }
     }
-    let reply = [seen.reply_format()];
+    let reply = [incoming.seen.reply_format()];
     let formats: &[Format] = if config.inject.is_empty() {
         &reply
     } else {
@@ -275,13 +278,13 @@ pub fn inject_to(
     for format in formats {
         match format {
             Format::W3c => w3c::inject(out, context),
-            Format::B3 => b3::inject_multi(out, context),
+            Format::B3 => b3::inject_multi(out, context, incoming.parent.map(|p| p.span_id)),
             Format::B3Single => b3::inject_single(out, context),
         }
     }
     // `tracestate` is a companion of `traceparent` (Level 2, "Tracestate
     // Header"): only with W3C.
-    if let Some(state) = trace_state
+    if let Some(state) = &incoming.trace_state
         && formats.contains(&Format::W3c)
     {
         out.set(&w3c::TRACESTATE, state.header_value().clone());

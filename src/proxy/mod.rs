@@ -245,13 +245,7 @@ fn inject(
         http.scheme,
         http.host.as_ref(),
     );
-    propagation::inject_to(
-        &mut out,
-        context,
-        extracted.trace_state.as_ref(),
-        extracted.seen,
-        &proxy.telemetry.propagation,
-    );
+    propagation::inject_to(&mut out, context, extracted, &proxy.telemetry.propagation);
     (added, upgrade)
 }
 
