@@ -137,8 +137,7 @@ fn is_valid_key(key: &[u8]) -> bool {
     let Some((&first, rest)) = key.split_first() else {
         return false;
     };
-    let is_keychar =
-        |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-*/@".contains(b);
+    let is_keychar = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-*/@".contains(b);
     key.len() <= MAX_KEY_LEN
         && (first.is_ascii_lowercase() || first.is_ascii_digit())
         && rest.iter().all(is_keychar)
@@ -336,7 +335,10 @@ mod tests {
             ("a=1=2".into(), Err(Value { index: 0 })),
             ("a=x\ty".into(), Err(Value { index: 0 })),
             ("a=1,b=".into(), Err(Value { index: 1 })),
-            (format!("a={}", long(256)), Ok(Some(format!("a={}", long(256))))),
+            (
+                format!("a={}", long(256)),
+                Ok(Some(format!("a={}", long(256)))),
+            ),
             (format!("a={}", long(257)), Err(Value { index: 0 })),
             // A trailing space is optional whitespace, not part of the value.
             ("a=x ".into(), Ok(Some("a=x".into()))),
@@ -425,7 +427,10 @@ mod tests {
             (vec!["foo@=1,bar=2"], Some("foo@=1,bar=2".into())),
             (vec!["@foo=1,bar=2"], None),
             (vec!["foo@@bar=1,bar=2"], Some("foo@@bar=1,bar=2".into())),
-            (vec!["foo@bar@baz=1,bar=2"], Some("foo@bar@baz=1,bar=2".into())),
+            (
+                vec!["foo@bar@baz=1,bar=2"],
+                Some("foo@bar@baz=1,bar=2".into()),
+            ),
             (vec!["foo=1", &long_key], Some(format!("foo=1,{long_key}"))),
             (
                 vec!["foo=1", &long_tenant],
