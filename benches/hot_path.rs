@@ -187,7 +187,7 @@ fn server_span(n: u64) -> Span {
             status: Some(if n.is_multiple_of(50) { 503 } else { 200 }),
             request_body_bytes: 0,
             response_body_bytes: 512,
-            grpc_status: None,
+            grpc: None,
         },
         error: None,
         tags: Vec::new(),

@@ -53,7 +53,7 @@ use crate::metrics::ProxyMetrics;
 use crate::propagation::{self, Added, Extracted, Outgoing, Seen};
 use crate::sampling::{LiveSampler, RequestFacts};
 use crate::server::{ConnInfo, RequestBody};
-use crate::span::{Endpoint, HttpFacts, Kind, SpanContext, SpanId, Tag, TraceId};
+use crate::span::{Endpoint, GrpcCall, HttpFacts, Kind, SpanContext, SpanId, Tag, TraceId};
 use body::TracedBody;
 use flight::InFlight;
 
@@ -427,7 +427,7 @@ fn start_span(
         status: None,
         request_body_bytes,
         response_body_bytes: 0,
-        grpc_status: None,
+        grpc: GrpcCall::of_request(headers),
     };
     let served = request.body().served_by();
     let mut flight = InFlight::start(
