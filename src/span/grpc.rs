@@ -20,8 +20,8 @@ pub static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// `OK`: the only status that is never an error.
 const OK: u32 = 0;
-/// The codes OpenTelemetry counts as a SERVER span's error ("gRPC Status"
-/// in `docs/rpc/grpc.md`): `UNKNOWN`, `DEADLINE_EXCEEDED`,
+/// The codes OpenTelemetry counts as a SERVER span's error (`docs/rpc/grpc.md`,
+/// the server span's status codes): `UNKNOWN`, `DEADLINE_EXCEEDED`,
 /// `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`. The others
 /// (`NOT_FOUND`, `INVALID_ARGUMENT`, …) are the caller's problem, so only
 /// the CLIENT span fails for them.
