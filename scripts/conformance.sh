@@ -7,6 +7,9 @@
 #   - `promtool check metrics` on a live scrape of /metrics;
 #   - a 1 GiB upload and a 1 GiB chunked download pass with flat memory;
 #   - check-config exits 64 and names every problem;
+#   - gRPC with a real peer (grpcio, installed with pip): calls and statuses
+#     pass through the inbound listener and an outbound route, and the spans
+#     follow OpenTelemetry's RPC conventions;
 #   - SIGTERM drains and exits 0 with spans flushed.
 # Usage: scripts/conformance.sh [path/to/tracehop]    (default target/release/tracehop)
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
@@ -36,6 +39,15 @@ wait_port() {  # PORT: wait until something listens (10 s)
     sleep 0.1
   done
   fail "nothing listening on port $1"
+}
+wait_spans() {  # DIR N: wait until the sink saved N spans in DIR (10 s)
+  local count=0
+  for _ in $(seq 100); do
+    count=$(python3 -c 'import glob,json,sys; print(sum(len(json.load(open(f))) for f in glob.glob(sys.argv[1] + "/batch-*.json")))' "$1" 2>/dev/null || echo 0)
+    [ "$count" -ge "$2" ] && return 0
+    sleep 0.1
+  done
+  fail "expected $2 spans at the sink, got $count"
 }
 
 [ -x "$bin" ] || fail "binary $bin not found (cargo build --release)"
@@ -102,12 +114,7 @@ assert bad[1] != "0" * 32, bad
 PY
 ok "the upstream receives each format continued with the sidecar's span as parent"
 
-for _ in $(seq 100); do
-  count=$(python3 -c 'import glob,json,sys; print(sum(len(json.load(open(f))) for f in glob.glob(sys.argv[1] + "/batch-*.json")))' "$work/spans" 2>/dev/null || echo 0)
-  [ "$count" -ge 6 ] && break
-  sleep 0.1
-done
-[ "${count:-0}" -ge 6 ] || fail "expected 6 spans at the sink, got ${count:-0}"
+wait_spans "$work/spans" 6
 python3 - "$work/spans" "$w3c_trace" <<'PY' || fail "exported spans are wrong"
 import glob, json, sys
 spans = [s for f in sorted(glob.glob(sys.argv[1] + "/batch-*.json")) for s in json.load(open(f))]
@@ -178,6 +185,60 @@ if command -v openssl > /dev/null; then
   ok "--tls-cert/--tls-key with an RSA key: HTTPS over HTTP/1.1 and HTTP/2 (ALPN)"
 else
   echo "conformance: skip: openssl not installed (RSA TLS check)"
+fi
+
+# --- gRPC with a real peer (grpcio) --------------------------------------------
+# A second sidecar in front of a grpcio server, with an outbound route to it;
+# a grpcio client calls through each listener.
+if python3 -c 'import grpc' 2> /dev/null \
+  || python3 -m pip install -q --disable-pip-version-check grpcio > "$work/pip.txt" 2>&1; then
+  g_app=$(free_port); g_in=$(free_port); g_out=$(free_port); g_admin=$(free_port); g_sink=$(free_port)
+  mkdir -p "$work/grpc-spans"
+  python3 "$here/fake_services.py" sink "$g_sink" "$work/grpc-spans" & pids+=($!)
+  python3 "$here/grpc_peer.py" server "$g_app" & pids+=($!)
+  wait_port "$g_sink"; wait_port "$g_app"
+  cat > "$work/grpc.yaml" <<YAML
+service:
+  name: greeter-app
+inbound:
+  listen: 127.0.0.1:$g_in
+  upstream: http://127.0.0.1:$g_app
+outbound:
+  routes:
+    - name: greeter
+      listen: 127.0.0.1:$g_out
+      upstream: http://127.0.0.1:$g_app
+admin:
+  listen: 127.0.0.1:$g_admin
+export:
+  zipkin: http://127.0.0.1:$g_sink/api/v2/spans
+  batch_interval: 100ms
+YAML
+  "$bin" run --config "$work/grpc.yaml" 2> "$work/grpc.log" & pids+=($!)
+  wait_port "$g_in"; wait_port "$g_out"
+  # Codes: 0 OK, 3 INVALID_ARGUMENT, 5 NOT_FOUND, 13 INTERNAL, 14 UNAVAILABLE.
+  python3 "$here/grpc_peer.py" client "$g_in" 0 3 5 13 14 || fail "gRPC through the inbound listener"
+  python3 "$here/grpc_peer.py" client "$g_out" 0 5 14 || fail "gRPC through the outbound route"
+  wait_spans "$work/grpc-spans" 8
+  python3 - "$work/grpc-spans" <<'PY' || fail "gRPC spans do not follow the RPC conventions"
+import glob, json, sys
+spans = [s for f in sorted(glob.glob(sys.argv[1] + "/batch-*.json")) for s in json.load(open(f))]
+assert len(spans) == 8, spans
+fails = {"SERVER": {13, 14}, "CLIENT": {5, 14}}  # of the codes each side saw
+for span in spans:
+    tags, code = span["tags"], int(span["tags"]["rpc.grpc.status_code"])
+    assert span["name"] == "helloworld.Greeter/SayHello", span
+    assert tags["rpc.system"] == "grpc" and tags["rpc.method"] == "SayHello", span
+    assert tags["rpc.service"] == "helloworld.Greeter", span
+    error = f"grpc-status {code}" if code in fails[span["kind"]] else None
+    assert tags.get("error") == error, span
+kinds = sorted((s["kind"], int(s["tags"]["rpc.grpc.status_code"])) for s in spans)
+assert kinds == [("CLIENT", 0), ("CLIENT", 5), ("CLIENT", 14), ("SERVER", 0), ("SERVER", 3),
+                 ("SERVER", 5), ("SERVER", 13), ("SERVER", 14)], kinds
+PY
+  ok "grpcio client and server through inbound and outbound: statuses pass, spans follow the RPC conventions"
+else
+  echo "conformance: skip: gRPC with grpcio (pip could not install it: $(tail -1 "$work/pip.txt"))"
 fi
 
 # --- graceful shutdown -------------------------------------------------------

@@ -19,7 +19,7 @@
 //! | [`metrics`] | the Prometheus registry (a value, never a global) |
 //! | [`server`] | the HTTP server loop every listener uses, and hyper's side of it |
 //! | [`http1`] | every HTTP/1.1 rule once, which path serves a request, the server connection and the upstream client |
-//! | [`span`] | ids, trace context, the finished span record, clocks |
+//! | [`span`] | ids, trace context, the finished span record, clocks, the gRPC call rules |
 //!
 //! # Request flow
 //!

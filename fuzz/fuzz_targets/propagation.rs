@@ -44,13 +44,7 @@ pub fn check(data: &[u8], extract_formats: Vec<Format>, inject_formats: Vec<Form
         span_id: SpanId::random(),
         ..context
     };
-    inject(
-        &mut map,
-        &child,
-        extracted.trace_state.as_ref(),
-        extracted.seen,
-        &config,
-    );
+    inject(&mut map, &child, &extracted, &config);
     let after: Vec<HeaderValue> = map.get_all("baggage").iter().cloned().collect();
     assert_eq!(baggage, after, "baggage must pass through untouched");
     let again = extract(&map, &config);

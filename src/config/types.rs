@@ -276,7 +276,8 @@ pub struct SamplingRule {
 /// Keep-on-outcome (DESIGN §5 step 5): export an unsampled span anyway.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeepConfig {
-    /// Keep spans of failed requests: 5xx, no upstream response, gRPC non-zero.
+    /// Keep spans of failed requests: 5xx, no upstream response, a gRPC
+    /// status that fails the span ([`crate::span::GrpcCall::error_status`]).
     pub errors: bool,
     /// Keep spans of requests that took longer; `None` = off.
     pub slower_than: Option<Duration>,

@@ -32,7 +32,7 @@ pub fn server_span() -> Span {
             status: Some(200),
             request_body_bytes: 0,
             response_body_bytes: 512,
-            grpc_status: None,
+            grpc: None,
         },
         error: None,
         tags: Vec::new(),

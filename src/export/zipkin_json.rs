@@ -1,8 +1,9 @@
 //! Zipkin v2 JSON encoding of finished spans (Zipkin v2 API, `ListOfSpans`).
 //!
 //! Owns the rendering of a typed [`Span`] into what the collector sees: the
-//! low-cardinality name, the endpoints, and OpenTelemetry HTTP
-//! semantic-convention tags. This runs in the batcher, off the request path.
+//! low-cardinality name, the endpoints, and OpenTelemetry HTTP and RPC
+//! semantic-convention tags (the gRPC rules themselves are
+//! [`crate::span::grpc`]'s). This runs in the batcher, off the request path.
 //! Absent fields are omitted rather than written empty or null, as the
 //! Zipkin API asks; `shared` is never written because every span here owns
 //! its span id (SERVER spans get a fresh id, CLIENT spans must never be shared).
@@ -14,7 +15,7 @@ use super::json::{
     write_u64, write_u64_str,
 };
 use super::route::template_path;
-use crate::span::{Endpoint, Kind, Span, canonical_ip, ip_text};
+use crate::span::{Endpoint, Kind, Span, canonical_ip, grpc, ip_text};
 
 /// `,"name":`, the start of a tag member, as one static string.
 macro_rules! key {
@@ -138,10 +139,25 @@ fn route_of<'a>(span: &'a Span, scratch: &'a mut String) -> Option<&'a str> {
     ))
 }
 
+/// The service and method of a gRPC call whose path names them.
+fn grpc_method(span: &Span) -> Option<(&str, &str)> {
+    span.http.grpc?;
+    grpc::service_and_method(span.http.target.as_ref()?.path())
+}
+
 /// `"{method} {route}"`, or `connect {host}` for tunnels, lowercased as
-/// Zipkin does with span names.
+/// Zipkin does with span names; a gRPC call is `{service}/{method}`
+/// (OpenTelemetry RPC conventions), as written in its path.
 fn write_name(span: &Span, route: Option<&str>, out: &mut Vec<u8>) {
     out.push(b'"');
+    if let Some((service, method)) = grpc_method(span) {
+        // Protobuf identifiers and dots only: nothing to escape.
+        out.extend_from_slice(service.as_bytes());
+        out.push(b'/');
+        out.extend_from_slice(method.as_bytes());
+        out.push(b'"');
+        return;
+    }
     match lowercase_method(&span.http.method) {
         Some(method) => out.extend_from_slice(method.as_bytes()),
         None => write_escaped_lowercase(out, span.http.method.as_str()),
@@ -253,7 +269,7 @@ fn write_tags(span: &Span, route: Option<&str>, ip: Option<&[u8]>, out: &mut Vec
     }
 }
 
-/// Client address, body sizes, gRPC status and the `error` tag.
+/// Client address, body sizes, the RPC tags and the `error` tag.
 fn write_peer_and_outcome(span: &Span, ip: Option<&[u8]>, tags: &mut TagWriter<'_>) {
     let facts = &span.http;
     if let (Kind::Server, Some(ip)) = (span.kind, ip) {
@@ -268,8 +284,8 @@ fn write_peer_and_outcome(span: &Span, ip: Option<&[u8]>, tags: &mut TagWriter<'
     if facts.response_body_bytes > 0 {
         tags.number(key!("http.response.body.size"), facts.response_body_bytes);
     }
-    if let Some(grpc) = facts.grpc_status {
-        tags.number(key!("rpc.grpc.status_code"), u64::from(grpc));
+    if let Some(call) = facts.grpc {
+        write_rpc(span, call.status, tags);
     }
     // Zipkin marks a span failed by the presence of the `error` tag; its
     // value is the message, or the status when there is no message.
@@ -277,11 +293,24 @@ fn write_peer_and_outcome(span: &Span, ip: Option<&[u8]>, tags: &mut TagWriter<'
         tags.text(key!("error"), error);
     } else if let Some(status) = facts.status.filter(|s| *s >= 500) {
         tags.number(key!("error"), u64::from(status));
-    } else if let Some(grpc) = facts.grpc_status.filter(|g| *g != 0) {
+    } else if let Some(code) = facts.grpc_error(span.kind) {
         tags.key(key!("error"));
         tags.out.extend_from_slice(b"\"grpc-status ");
-        write_u64(tags.out, u64::from(grpc));
+        write_u64(tags.out, u64::from(code));
         tags.out.push(b'"');
+    }
+}
+
+/// OpenTelemetry RPC tags of a gRPC call: `rpc.system`, `rpc.service` and
+/// `rpc.method` when the path names them, `rpc.grpc.status_code` once known.
+fn write_rpc(span: &Span, status: Option<u32>, tags: &mut TagWriter<'_>) {
+    tags.plain(key!("rpc.system"), "grpc");
+    if let Some((service, method)) = grpc_method(span) {
+        tags.text(key!("rpc.service"), service);
+        tags.text(key!("rpc.method"), method);
+    }
+    if let Some(code) = status {
+        tags.number(key!("rpc.grpc.status_code"), u64::from(code));
     }
 }
 

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::export::sample::server_span;
-use crate::span::{SpanId, Tag, TraceId};
+use crate::span::{GrpcCall, SpanId, Tag, TraceId};
 
 fn encode_one(span: &Span, options: &EncodeOptions) -> Value {
     let mut out = Vec::new();
@@ -164,38 +164,55 @@ fn missing_target_is_the_root_route_and_connect_names_the_host() {
 
 #[test]
 fn error_tag_follows_message_then_status_then_grpc() {
-    // (error message, status, grpc-status) -> error tag
+    use Kind::{Client, Server};
+    // (kind, error message, status, gRPC call's status) -> error tag
     type Case = (
+        Kind,
         Option<&'static str>,
         Option<u16>,
         Option<u32>,
         Option<&'static str>,
     );
-    let cases: [Case; 7] = [
-        (None, Some(200), None, None),
-        (None, Some(404), None, None),
-        (None, Some(503), None, Some("503")),
-        (None, None, None, None),
+    let cases: [Case; 12] = [
+        (Server, None, Some(200), None, None),
+        (Server, None, Some(404), None, None),
+        (Server, None, Some(503), None, Some("503")),
+        (Server, None, None, None, None),
         (
+            Server,
             Some("upstream connect refused"),
             None,
             None,
             Some("upstream connect refused"),
         ),
-        (None, Some(200), Some(14), Some("grpc-status 14")),
-        (None, Some(200), Some(0), None),
+        (Server, None, Some(200), Some(14), Some("grpc-status 14")),
+        (Server, None, Some(200), Some(0), None),
+        // NOT_FOUND is the caller's problem: not a SERVER error...
+        (Server, None, Some(200), Some(5), None),
+        // ...but the CLIENT span failed.
+        (Client, None, Some(200), Some(5), Some("grpc-status 5")),
+        (Client, None, Some(200), Some(0), None),
+        (Client, None, Some(503), Some(14), Some("503")),
+        (
+            Client,
+            Some("upstream timed out"),
+            None,
+            Some(2),
+            Some("upstream timed out"),
+        ),
     ];
-    for (message, status, grpc, expected) in cases {
+    for (kind, message, status, grpc, expected) in cases {
         let mut span = server_span();
+        span.kind = kind;
         span.error = message.map(Cow::Borrowed);
         span.http.status = status;
-        span.http.grpc_status = grpc;
+        span.http.grpc = grpc.map(|code| GrpcCall { status: Some(code) });
         let value = encode(&span);
         let tags = &value["tags"];
         assert_eq!(
             tags.get("error").and_then(Value::as_str),
             expected,
-            "{message:?} {status:?} {grpc:?}"
+            "{kind:?} {message:?} {status:?} {grpc:?}"
         );
         assert_eq!(
             tags.get("http.response.status_code")
@@ -208,6 +225,72 @@ fn error_tag_follows_message_then_status_then_grpc() {
             grpc_tag.as_deref()
         );
     }
+}
+
+/// A gRPC span of `kind` for `POST {path}` over HTTP/2.
+fn grpc_span(kind: Kind, path: &'static str, status: Option<u32>) -> Span {
+    let mut span = server_span();
+    span.kind = kind;
+    span.http.method = http::Method::POST;
+    span.http.target = Some(http::uri::PathAndQuery::from_static(path));
+    span.http.version = http::Version::HTTP_2;
+    span.http.grpc = Some(GrpcCall { status });
+    span
+}
+
+#[test]
+fn grpc_calls_follow_the_opentelemetry_rpc_conventions() {
+    let value = encode(&grpc_span(
+        Kind::Server,
+        "/helloworld.Greeter/SayHello",
+        Some(0),
+    ));
+    assert_eq!(value["name"], "helloworld.Greeter/SayHello");
+    let tags = &value["tags"];
+    assert_eq!(tags["rpc.system"], "grpc");
+    assert_eq!(tags["rpc.service"], "helloworld.Greeter");
+    assert_eq!(tags["rpc.method"], "SayHello");
+    assert_eq!(tags["rpc.grpc.status_code"], "0");
+    assert_eq!(tags["http.request.method"], "POST");
+    assert_eq!(tags["network.protocol.version"], "2");
+    assert!(tags.get("error").is_none(), "{value}");
+
+    // A CLIENT span has the same name and tags.
+    let value = encode(&grpc_span(
+        Kind::Client,
+        "/grpc.health.v1.Health/Check",
+        Some(0),
+    ));
+    assert_eq!(value["name"], "grpc.health.v1.Health/Check");
+    assert_eq!(value["tags"]["rpc.service"], "grpc.health.v1.Health");
+    assert_eq!(value["tags"]["rpc.method"], "Check");
+
+    // No status (no response came back): no status tag, the rest stays.
+    let value = encode(&grpc_span(
+        Kind::Server,
+        "/helloworld.Greeter/SayHello",
+        None,
+    ));
+    assert_eq!(value["tags"]["rpc.method"], "SayHello");
+    assert!(value["tags"].get("rpc.grpc.status_code").is_none());
+
+    // A path that names no service and method: the HTTP name, and only
+    // `rpc.system` of the RPC tags.
+    let value = encode(&grpc_span(Kind::Server, "/not/a/grpc/path", Some(12)));
+    assert_eq!(value["name"], "post /not/a/grpc/path");
+    let tags = &value["tags"];
+    assert_eq!(tags["rpc.system"], "grpc");
+    assert!(tags.get("rpc.service").is_none() && tags.get("rpc.method").is_none());
+    assert_eq!(tags["rpc.grpc.status_code"], "12");
+    assert_eq!(tags["error"], "grpc-status 12");
+
+    // Not a gRPC call (no gRPC content type): no RPC tags, the HTTP name.
+    let mut span = grpc_span(Kind::Server, "/helloworld.Greeter/SayHello", None);
+    span.http.grpc = None;
+    let value = encode(&span);
+    assert_eq!(value["name"], "post /helloworld.greeter/sayhello");
+    let keys: Vec<&String> = value["tags"].as_object().unwrap().keys().collect();
+    assert!(keys.iter().all(|k| !k.starts_with("rpc.")), "{keys:?}");
 }
 
 #[test]

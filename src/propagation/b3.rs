@@ -3,8 +3,12 @@
 //!
 //! Owns the B3 header names and their parsing and writing. Uses the hex
 //! helpers of [`crate::span`]. A B3 context has no `random` flag, so it is
-//! always read as `false`. The parent span id is validated when present but
-//! not kept: the sidecar's spans take the sender's span id as their parent.
+//! always read as `false`. A received parent span id is validated but not
+//! kept: the sidecar's spans take the sender's span id as their parent.
+//! When writing, the sender's span id, the parent of the sidecar's span,
+//! goes out as `X-B3-ParentSpanId` with the multi headers (README,
+//! "ParentSpanId"). The single header, where the field is
+//! optional and can follow only a sampling state, leaves it out.
 
 use super::{Carried, Outgoing, trim_ows, wire_value};
 use crate::span::{Sampling, SpanContext, SpanId, TraceId};
@@ -163,14 +167,19 @@ pub(super) fn inject_single(sink: &mut Outgoing<'_>, context: &SpanContext) {
     sink.set(&B3, wire_value(&out[..len]));
 }
 
-/// Writes `X-B3-TraceId`, `X-B3-SpanId` and the sampling state: debug as
+/// Writes `X-B3-TraceId`, `X-B3-SpanId`, `X-B3-ParentSpanId` when the span
+/// has a parent ("must be present on a child span and absent on the root
+/// span", README "ParentSpanId"), and the sampling state: debug as
 /// `X-B3-Flags: 1` without `X-B3-Sampled` (README, "Debug Flag"), a
 /// deferred decision as no header at all.
-pub(super) fn inject_multi(out: &mut Outgoing<'_>, context: &SpanContext) {
+pub(super) fn inject_multi(out: &mut Outgoing<'_>, context: &SpanContext, parent: Option<SpanId>) {
     let trace_hex = context.trace_id.to_hex();
     let trace = short_trace_hex(context.trace_id, &trace_hex);
     out.set(&X_B3_TRACEID, wire_value(trace));
     out.set(&X_B3_SPANID, wire_value(&context.span_id.to_hex()));
+    if let Some(parent) = parent {
+        out.set(&X_B3_PARENTSPANID, wire_value(&parent.to_hex()));
+    }
     let (name, value) = match context.sampling {
         Sampling::Deferred => return,
         Sampling::Sampled => (&X_B3_SAMPLED, "1"),
@@ -408,50 +417,85 @@ mod tests {
 
     #[test]
     fn writes_multi_headers() {
-        // (trace id, sampling, X-B3-TraceId, X-B3-Sampled, X-B3-Flags)
-        type Case<'a> = (u128, Sampling, &'a str, Option<&'a str>, Option<&'a str>);
+        // (trace id, sampling, parent, X-B3-TraceId, X-B3-Sampled, X-B3-Flags,
+        // X-B3-ParentSpanId)
+        type Case<'a> = (
+            u128,
+            Sampling,
+            Option<u64>,
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let full = 0x80f198ee56343ba864fe8b2a57d3eff7;
+        let parent = Some(0x05e3ac9a4f6e3b90);
+        let parent_hex = Some("05e3ac9a4f6e3b90");
         let cases: &[Case] = &[
+            (full, Sampling::Sampled, None, TRACE, Some("1"), None, None),
             (
-                0x80f198ee56343ba864fe8b2a57d3eff7,
-                Sampling::Sampled,
-                TRACE,
-                Some("1"),
-                None,
-            ),
-            (
-                0x80f198ee56343ba864fe8b2a57d3eff7,
+                full,
                 Sampling::NotSampled,
+                None,
                 TRACE,
                 Some("0"),
                 None,
+                None,
+            ),
+            (full, Sampling::Debug, None, TRACE, None, Some("1"), None),
+            (
+                0x64fe8b2a57d3eff7,
+                Sampling::Deferred,
+                None,
+                "64fe8b2a57d3eff7",
+                None,
+                None,
+                None,
+            ),
+            // A child span: the README's example, parent and all.
+            (
+                full,
+                Sampling::Sampled,
+                parent,
+                TRACE,
+                Some("1"),
+                None,
+                parent_hex,
             ),
             (
-                0x80f198ee56343ba864fe8b2a57d3eff7,
+                full,
                 Sampling::Debug,
+                parent,
                 TRACE,
                 None,
                 Some("1"),
+                parent_hex,
             ),
             (
                 0x64fe8b2a57d3eff7,
                 Sampling::Deferred,
+                Some(1),
                 "64fe8b2a57d3eff7",
                 None,
                 None,
+                Some("0000000000000001"),
             ),
         ];
-        for &(trace, sampling, trace_hex, sampled, flags) in cases {
+        for &(trace, sampling, parent, trace_hex, sampled, flags, parent_hex) in cases {
             let Carried::Context(context) = context(trace, sampling) else {
                 unreachable!()
             };
+            let parent = parent.map(|id| SpanId::new(id).unwrap());
             let mut headers = HeaderMap::new();
-            inject_multi(&mut Outgoing::new(&mut headers, None), &context);
+            inject_multi(&mut Outgoing::new(&mut headers, None), &context, parent);
             assert_eq!(headers[&X_B3_TRACEID], trace_hex);
             assert_eq!(headers[&X_B3_SPANID], SPAN);
             let text = |name| headers.get(name).map(|v| v.to_str().unwrap());
             assert_eq!(text(&X_B3_SAMPLED), sampled, "{sampling:?}");
             assert_eq!(text(&X_B3_FLAGS), flags, "{sampling:?}");
-            assert_eq!(headers.get(&X_B3_PARENTSPANID), None);
+            assert_eq!(text(&X_B3_PARENTSPANID), parent_hex, "{parent:?}");
+            // What is written reads back as the same context.
+            assert_eq!(extract_multi(&headers), Ok(Some(Carried::Context(context))));
         }
     }
 }

@@ -30,13 +30,16 @@
 //! - `trace-flags` (§3.2.2.5): bit 0 is `sampled`; bit 1 is the `random`
 //!   flag Level 2 adds ("Random Trace ID Flag"). The other bits are reserved:
 //!   ignored when read, written as zero ("Other Flags").
-//! - `tracestate` (§3.3.1) is read only when `traceparent` was valid and won;
-//!   an invalid `traceparent` means it is never parsed (§3.3). Multiple
-//!   fields are combined in order. A list that breaks the grammar, repeats a
-//!   key (§3.3.1.4) or has more than 32 members is dropped while the
-//!   `traceparent` is kept. The kept list is written without empty members or
-//!   optional whitespace and shortened to at most 512 characters by removing
-//!   whole entries (§3.3.1.5).
+//! - `tracestate` (Level 2, "Tracestate Header") is read only when
+//!   `traceparent` was valid and won; an invalid `traceparent` means it is
+//!   never parsed. Multiple fields are combined in order. Keys follow the
+//!   Level 2 grammar (`@` anywhere after the first character, at most 256
+//!   characters). A repeated key keeps its first entry; later ones are
+//!   dropped and the rest of the list goes on ("Combined Header Value").
+//!   A list that otherwise breaks the grammar or has more than 32 members is
+//!   dropped while the `traceparent` is kept. The kept list is written
+//!   without empty members or optional whitespace and shortened to at most
+//!   512 characters by removing whole entries ("tracestate Limits").
 //!
 //! # B3 (openzipkin/b3-propagation README)
 //!
@@ -54,7 +57,9 @@
 //!
 //! [`inject`] first removes every trace-context header of every format, then
 //! writes the configured formats (or the one that came in) with the same ids.
-//! `baggage` is never touched.
+//! Multi B3 also carries `X-B3-ParentSpanId` when the sidecar's span has a
+//! parent: the README says it "must be present on a child span", and older
+//! Zipkin instrumentation expects it. `baggage` is never touched.
 
 mod b3;
 mod tracestate;
@@ -190,14 +195,15 @@ pub fn extract(headers: &HeaderMap, config: &PropagationConfig) -> Extracted {
 }
 
 /// Reads one format. `tracestate` is parsed only once `traceparent` is
-/// known valid (W3C Trace Context §3.3).
+/// known valid (W3C Trace Context Level 2, "Tracestate Header").
 fn read_format(headers: &HeaderMap, format: Format) -> Found {
     match format {
         Format::W3c => match w3c::extract(headers) {
             Ok(Some(parent)) => Found::Valid(Extracted {
                 parent: Some(parent),
                 sampling_only: Sampling::Deferred,
-                // An invalid list is dropped; the traceparent stands (§3.3).
+                // An invalid list is dropped; the traceparent stands
+                // (Level 2, "Tracestate Header").
                 trace_state: tracestate::extract(headers).ok().flatten(),
                 seen: Seen::W3c,
             }),
@@ -233,27 +239,28 @@ fn from_b3<E>(result: Result<Option<Carried>, E>, seen: Seen) -> Found {
 /// Removes every trace-context header of every format (`traceparent`,
 /// `tracestate`, `b3`, `x-b3-*`), then writes `context` (whose `span_id` is
 /// the sidecar's own span, the upstream's parent) in the configured inject
-/// formats, or in `seen`'s format when `config.inject` is empty (W3C when
-/// `seen` is `None`/`Invalid`). `tracestate` is written only alongside
-/// `traceparent`. `baggage` is never touched. B3 trace ids that are 64-bit
-/// (high half zero) are written in their 16-digit form.
+/// formats, or in the format that came in (`incoming.seen`) when
+/// `config.inject` is empty (W3C when it is `None`/`Invalid`).
+/// `incoming.trace_state` is written only alongside `traceparent`; the
+/// downstream's span (`incoming.parent`), the parent of the sidecar's span,
+/// goes out as `X-B3-ParentSpanId` with multi B3. `baggage` is never
+/// touched. B3 trace ids that are 64-bit (high half zero) are written in
+/// their 16-digit form.
 pub fn inject(
     headers: &mut HeaderMap,
     context: &SpanContext,
-    trace_state: Option<&TraceState>,
-    seen: Seen,
+    incoming: &Extracted,
     config: &PropagationConfig,
 ) {
     let mut out = Outgoing::new(headers, None);
-    inject_to(&mut out, context, trace_state, seen, config);
+    inject_to(&mut out, context, incoming, config);
 }
 
 /// [`inject`], with the new fields going to `out` (see [`Outgoing`]).
 pub fn inject_to(
     out: &mut Outgoing<'_>,
     context: &SpanContext,
-    trace_state: Option<&TraceState>,
-    seen: Seen,
+    incoming: &Extracted,
     config: &PropagationConfig,
 ) {
     let present = present(out.headers);
@@ -262,7 +269,7 @@ pub fn inject_to(
             out.headers.remove(*name);
         }
     }
-    let reply = [seen.reply_format()];
+    let reply = [incoming.seen.reply_format()];
     let formats: &[Format] = if config.inject.is_empty() {
         &reply
     } else {
@@ -271,12 +278,13 @@ pub fn inject_to(
     for format in formats {
         match format {
             Format::W3c => w3c::inject(out, context),
-            Format::B3 => b3::inject_multi(out, context),
+            Format::B3 => b3::inject_multi(out, context, incoming.parent.map(|p| p.span_id)),
             Format::B3Single => b3::inject_single(out, context),
         }
     }
-    // `tracestate` is a companion of `traceparent` (§3.3): only with W3C.
-    if let Some(state) = trace_state
+    // `tracestate` is a companion of `traceparent` (Level 2, "Tracestate
+    // Header"): only with W3C.
+    if let Some(state) = &incoming.trace_state
         && formats.contains(&Format::W3c)
     {
         out.set(&w3c::TRACESTATE, state.header_value().clone());

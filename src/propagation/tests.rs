@@ -152,12 +152,21 @@ fn tracestate_is_kept_only_with_a_winning_traceparent() {
     assert_eq!(kept, Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"));
 
     // An invalid list is dropped; the traceparent stands.
-    let bad_state = ("tracestate", "rojo=1,rojo=2");
+    let bad_state = ("tracestate", "rojo=1,Rojo=2");
     let got = extract(
         &headers(&[("traceparent", TRACEPARENT), bad_state]),
         &default,
     );
     assert_eq!((got.parent, got.trace_state), (Some(w3c_parent()), None));
+
+    // A repeated key is not a reason to drop the list: the later entry goes.
+    let repeated = [("tracestate", "rojo=1,congo=2"), ("tracestate", "rojo=3")];
+    let got = extract(
+        &headers(&[&[("traceparent", TRACEPARENT)], &repeated[..]].concat()),
+        &default,
+    );
+    let kept = got.trace_state.as_ref().map(TraceState::as_str);
+    assert_eq!(kept, Some("rojo=1,congo=2"));
 
     // An invalid traceparent means tracestate is never read.
     let bad_tp = (
@@ -198,8 +207,23 @@ fn the_presence_scan_knows_every_context_header() {
     // Every one of them is removed before writing, whatever else is there.
     let all: Vec<(&str, &str)> = CONTEXT_HEADERS.iter().map(|n| (n.as_str(), "x")).collect();
     let mut map = headers(&all);
-    inject(&mut map, &w3c_parent(), None, Seen::W3c, &config(&[], &[]));
+    inject(
+        &mut map,
+        &w3c_parent(),
+        &came_in(Seen::W3c),
+        &config(&[], &[]),
+    );
     assert_eq!(names(&map), vec!["traceparent"]);
+}
+
+/// What came in: a format and nothing else (no parent, no tracestate).
+fn came_in(seen: Seen) -> Extracted {
+    Extracted {
+        parent: None,
+        sampling_only: Sampling::Deferred,
+        trace_state: None,
+        seen,
+    }
 }
 
 fn names(headers: &HeaderMap) -> Vec<&str> {
@@ -251,13 +275,11 @@ fn inject_writes_configured_formats_or_the_one_that_came_in() {
             ("x-b3-sampled", "0"),
             ("x-b3-flags", "1"),
         ]);
-        inject(
-            &mut map,
-            &own,
-            state.as_ref(),
-            seen,
-            &config(&[], inject_formats),
-        );
+        let incoming = Extracted {
+            trace_state: state.clone(),
+            ..came_in(seen)
+        };
+        inject(&mut map, &own, &incoming, &config(&[], inject_formats));
         assert_eq!(names(&map), expected, "{inject_formats:?} {seen:?}");
         // Every written format carries the same ids.
         let read_back = extract(&map, &config(&[W3c, B3], &[]));
@@ -272,6 +294,42 @@ fn inject_writes_configured_formats_or_the_one_that_came_in() {
 }
 
 #[test]
+fn multi_b3_names_the_downstream_span_as_parent() {
+    use Format::{B3, B3Single, W3c};
+    let multi = [
+        ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+        ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        ("x-b3-parentspanid", "05e3ac9a4f6e3b90"),
+        ("x-b3-sampled", "1"),
+    ];
+    let downstream = extract(&headers(&multi), &config(&[B3], &[]));
+    assert_eq!(downstream.parent, Some(b3_parent()));
+    let own = SpanContext {
+        span_id: SpanId::new(0xb7ad6b7169203331).unwrap(),
+        ..b3_parent()
+    };
+    // The format that came in goes out: the sidecar's span, and the
+    // downstream's span as its parent (not the downstream's own parent).
+    let mut map = headers(&multi);
+    inject(&mut map, &own, &downstream, &config(&[], &[]));
+    assert_eq!(map["x-b3-spanid"], "b7ad6b7169203331");
+    assert_eq!(map["x-b3-parentspanid"], "e457b5a2e4d86bd1");
+    assert_eq!(map.get_all("x-b3-parentspanid").iter().count(), 1);
+    // W3C and single B3 have no parent field to fill.
+    inject(&mut map, &own, &downstream, &config(&[], &[W3c, B3Single]));
+    assert_eq!(names(&map), ["b3", "traceparent"]);
+    assert_eq!(
+        map["b3"],
+        "80f198ee56343ba864fe8b2a57d3eff7-b7ad6b7169203331-1"
+    );
+    // A root span has no parent: none is sent, and a stale one is removed.
+    let mut map = headers(&multi);
+    inject(&mut map, &own, &came_in(Seen::None), &config(&[], &[B3]));
+    assert_eq!(map.get("x-b3-parentspanid"), None);
+    assert_eq!(map["x-b3-spanid"], "b7ad6b7169203331");
+}
+
+#[test]
 fn inject_leaves_other_headers_alone() {
     let mut map = headers(&[
         ("baggage", "userId=alice"),
@@ -281,7 +339,7 @@ fn inject_leaves_other_headers_alone() {
     ]);
     let own = ctx(1, 2, Sampling::NotSampled, false);
     let default = config(&[Format::W3c, Format::B3], &[]);
-    inject(&mut map, &own, None, Seen::None, &default);
+    inject(&mut map, &own, &came_in(Seen::None), &default);
     assert_eq!(names(&map), ["baggage", "traceparent", "x-request-id"]);
     assert_eq!(map["baggage"], "userId=alice");
     assert_eq!(
@@ -403,7 +461,7 @@ proptest! {
     #[test]
     fn inject_then_extract_round_trips(context in any_context(), format in any_format()) {
         let mut map = HeaderMap::new();
-        inject(&mut map, &context, None, Seen::None, &config(&[], &[format]));
+        inject(&mut map, &context, &came_in(Seen::None), &config(&[], &[format]));
         let got = extract(&map, &config(&[format], &[]));
         prop_assert_eq!(got.parent, Some(carried(context, format)));
         let expected_seen = match format {
@@ -417,44 +475,54 @@ proptest! {
     #[test]
     fn the_format_that_came_in_goes_out(context in any_context(), format in any_format()) {
         let mut map = HeaderMap::new();
-        inject(&mut map, &context, None, Seen::None, &config(&[], &[format]));
+        inject(&mut map, &context, &came_in(Seen::None), &config(&[], &[format]));
         let both = config(&[Format::W3c, Format::B3], &[]);
         let incoming = extract(&map, &both);
         let mut forwarded = HeaderMap::new();
-        inject(&mut forwarded, &context, None, incoming.seen, &both);
+        inject(&mut forwarded, &context, &incoming, &both);
         prop_assert_eq!(extract(&forwarded, &both), incoming);
     }
 
     #[test]
     fn valid_tracestate_survives_a_hop_whole(
         members in proptest::collection::vec((
-            r"[a-z][a-z0-9_*/-]{0,20}",
+            // Few distinct short keys, so repeated keys are common.
+            prop_oneof![r"[a-c][0-1@]{0,1}", r"[a-z0-9][a-z0-9_*/@-]{0,20}"],
             r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,40}[\x21-\x2b\x2d-\x3c\x3e-\x7e]",
         ), 0..40),
     ) {
         let list: Vec<String> = members.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut unique = list.iter().map(|m| m.split('=').next()).collect::<Vec<_>>();
-        unique.sort_unstable();
-        unique.dedup();
-        let valid = unique.len() == list.len() && list.len() <= 32;
+        // The first entry of each key, in order (Level 2, "Combined Header Value").
+        let mut first: Vec<&String> = Vec::new();
+        for member in &list {
+            let key = |m: &str| m.split('=').next().map(str::to_owned);
+            if !first.iter().any(|f| key(f) == key(member)) {
+                first.push(member);
+            }
+        }
+        let valid = list.len() <= 32;
         let joined = list.join(" ,");
         let map = headers(&[("traceparent", TRACEPARENT), ("tracestate", &joined)]);
         let w3c = config(&[Format::W3c], &[]);
         let state = extract(&map, &w3c).trace_state;
         prop_assert_eq!(state.is_some(), valid && !list.is_empty());
         if let Some(state) = &state {
-            // Whole members, in order, at most 512 characters.
+            // Whole first entries, in order, at most 512 characters.
             let out: Vec<&str> = state.as_str().split(',').collect();
             prop_assert!(state.as_str().len() <= 512);
-            let mut rest = list.iter();
+            let mut rest = first.iter();
             for member in &out {
                 prop_assert!(rest.any(|m| m.as_str() == *member), "{} not in order", member);
             }
-            if list.iter().map(|m| m.len() + 1).sum::<usize>() <= 513 {
-                prop_assert_eq!(out.len(), list.len());
+            if first.iter().map(|m| m.len() + 1).sum::<usize>() <= 513 {
+                prop_assert_eq!(out.len(), first.len());
             }
             let mut forwarded = HeaderMap::new();
-            inject(&mut forwarded, &w3c_parent(), Some(state), Seen::W3c, &w3c);
+            let incoming = Extracted {
+                trace_state: Some(state.clone()),
+                ..came_in(Seen::W3c)
+            };
+            inject(&mut forwarded, &w3c_parent(), &incoming, &w3c);
             prop_assert_eq!(extract(&forwarded, &w3c).trace_state, Some(state.clone()));
         }
     }

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName};
 
 /// `traceparent` (W3C Trace Context §3.2.1).
 pub(super) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-/// `tracestate` (W3C Trace Context §3.3.1).
+/// `tracestate` (W3C Trace Context Level 2, "Tracestate Header").
 pub(super) static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// Length of a version `00` value; the prefix every version shares (§3.2.4).

@@ -10,13 +10,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::HeaderName;
-
 use super::Proxy;
 use crate::http1::FieldLookup;
 use crate::http1::path::ServedBy;
 use crate::sampling::Outcome;
-use crate::span::{Endpoint, HttpFacts, Sampling, Span, SpanContext, SpanId, SpanTimer, Tag};
+use crate::span::{Endpoint, HttpFacts, Sampling, Span, SpanContext, SpanId, SpanTimer, Tag, grpc};
 
 /// How a response ended.
 pub enum Ending {
@@ -91,16 +89,13 @@ impl InFlight {
         self.span.http.response_body_bytes += n as u64;
     }
 
-    /// Reads `grpc-status` (gRPC over HTTP/2: trailers, or the response
-    /// headers of a trailers-only response).
+    /// Reads `grpc-status` of a gRPC call (trailers, or the response
+    /// headers of a Trailers-Only response); other requests ignore it.
     pub fn read_grpc_status(&mut self, fields: &impl FieldLookup) {
-        static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-        if let Some(status) = fields
-            .field(&GRPC_STATUS)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.trim().parse().ok())
+        if let Some(call) = &mut self.span.http.grpc
+            && let Some(value) = fields.field(&grpc::GRPC_STATUS)
         {
-            self.span.http.grpc_status = Some(status);
+            call.read_status(value);
         }
     }
 
@@ -146,7 +141,7 @@ impl InFlight {
             let outcome = Outcome {
                 status,
                 upstream_failed: self.span.error.is_some(),
-                grpc_status: self.span.http.grpc_status,
+                grpc_failed: self.span.http.grpc_error(self.span.kind).is_some(),
                 duration: Duration::from_micros(duration_us),
             };
             match proxy

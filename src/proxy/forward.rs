@@ -35,6 +35,7 @@ use crate::http1::path::{self, Forced, PoolReason, UpstreamFacts, UpstreamPath};
 use crate::http1::server::Prefixed;
 use crate::propagation::Added;
 use crate::server::{ConnLocal, RequestBody};
+use crate::span::grpc;
 use crate::tls::{Alpn, ClientTls, HttpsConnector};
 
 /// Idle pooled connections to the upstream are closed after this long.
@@ -223,11 +224,7 @@ impl Upstream {
     fn use_http2(&self, request: &Request<RequestBody>) -> bool {
         match self.protocol {
             UpstreamProtocol::Auto => {
-                request.version() == Version::HTTP_2
-                    && request
-                        .headers()
-                        .get(http::header::CONTENT_TYPE)
-                        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+                request.version() == Version::HTTP_2 && grpc::is_grpc(request.headers())
             }
             UpstreamProtocol::Http1 => false,
             UpstreamProtocol::Http2 => true,

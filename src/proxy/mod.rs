@@ -55,7 +55,7 @@ use crate::metrics::ProxyMetrics;
 use crate::propagation::{self, Added, Extracted, Outgoing, Seen};
 use crate::sampling::{LiveSampler, RequestFacts};
 use crate::server::{ConnInfo, RequestBody};
-use crate::span::{Endpoint, HttpFacts, Kind, SpanContext, SpanId, Tag, TraceId};
+use crate::span::{Endpoint, GrpcCall, HttpFacts, Kind, SpanContext, SpanId, Tag, TraceId};
 use body::TracedBody;
 use flight::InFlight;
 
@@ -261,13 +261,7 @@ fn inject(
         http.host.as_ref(),
     );
     headers::add_via(&mut out, present, via);
-    propagation::inject_to(
-        &mut out,
-        context,
-        extracted.trace_state.as_ref(),
-        extracted.seen,
-        &proxy.telemetry.propagation,
-    );
+    propagation::inject_to(&mut out, context, extracted, &proxy.telemetry.propagation);
     (added, upgrade)
 }
 
@@ -463,7 +457,7 @@ fn start_span(
         status: None,
         request_body_bytes,
         response_body_bytes: 0,
-        grpc_status: None,
+        grpc: GrpcCall::of_request(headers),
     };
     let served = request.body().served_by();
     let mut flight = InFlight::start(

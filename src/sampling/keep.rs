@@ -23,16 +23,16 @@ pub struct Outcome {
     pub status: u16,
     /// No (complete) response from the upstream: connect, timeout, body error.
     pub upstream_failed: bool,
-    /// `grpc-status` from trailers or a trailers-only response.
-    pub grpc_status: Option<u32>,
+    /// A gRPC status that fails the span ([`crate::span::HttpFacts::grpc_error`]).
+    pub grpc_failed: bool,
     pub duration: Duration,
 }
 
 impl Outcome {
-    /// 5xx, an upstream failure, or a non-zero gRPC status (gRPC over
-    /// HTTP/2 answers 200 and reports failure in `grpc-status`).
+    /// 5xx, an upstream failure, or a gRPC status that fails the span
+    /// (gRPC over HTTP/2 answers 200 and reports failure in `grpc-status`).
     pub fn failed(&self) -> bool {
-        self.status >= 500 || self.upstream_failed || self.grpc_status.is_some_and(|s| s != 0)
+        self.status >= 500 || self.upstream_failed || self.grpc_failed
     }
 }
 
@@ -122,11 +122,11 @@ mod tests {
         (Keep::new(&config, &metrics.sampling), metrics)
     }
 
-    fn outcome(status: u16, grpc: Option<u32>, failed: bool, ms: u64) -> Outcome {
+    fn outcome(status: u16, grpc_failed: bool, failed: bool, ms: u64) -> Outcome {
         Outcome {
             status,
             upstream_failed: failed,
-            grpc_status: grpc,
+            grpc_failed,
             duration: Duration::from_millis(ms),
         }
     }
@@ -135,22 +135,27 @@ mod tests {
     fn outcomes() {
         use KeepReason::*;
         let cases = [
-            (true, Some(100), outcome(200, None, false, 5), None),
-            (true, Some(100), outcome(503, None, false, 5), Some(Error)),
-            (true, Some(100), outcome(502, None, true, 5), Some(Error)),
+            (true, Some(100), outcome(200, false, false, 5), None),
+            (true, Some(100), outcome(503, false, false, 5), Some(Error)),
+            (true, Some(100), outcome(502, false, true, 5), Some(Error)),
+            (true, Some(100), outcome(200, true, false, 5), Some(Error)),
+            (true, Some(100), outcome(200, false, false, 5), None),
+            (true, Some(100), outcome(404, false, false, 5), None),
+            (true, Some(100), outcome(200, false, false, 101), Some(Slow)),
             (
                 true,
                 Some(100),
-                outcome(200, Some(14), false, 5),
+                outcome(500, false, false, 101),
                 Some(Error),
             ),
-            (true, Some(100), outcome(200, Some(0), false, 5), None),
-            (true, Some(100), outcome(404, None, false, 5), None),
-            (true, Some(100), outcome(200, None, false, 101), Some(Slow)),
-            (true, Some(100), outcome(500, None, false, 101), Some(Error)),
-            (false, Some(100), outcome(500, None, false, 5), None),
-            (false, Some(100), outcome(500, None, false, 101), Some(Slow)),
-            (true, None, outcome(200, None, false, 60_000), None),
+            (false, Some(100), outcome(500, false, false, 5), None),
+            (
+                false,
+                Some(100),
+                outcome(500, false, false, 101),
+                Some(Slow),
+            ),
+            (true, None, outcome(200, false, false, 60_000), None),
         ];
         for (i, (errors, slow, outcome, want)) in cases.into_iter().enumerate() {
             let (k, _m) = keep(errors, slow, 1000.0);
@@ -161,7 +166,7 @@ mod tests {
     #[test]
     fn kept_spans_are_capped_and_counted() {
         let (k, m) = keep(true, None, 1.0);
-        let failed = outcome(503, None, false, 1);
+        let failed = outcome(503, false, false, 1);
         assert_eq!(k.keep(&failed, 0), Some(KeepReason::Error));
         assert_eq!(k.keep(&failed, 1), None, "over the cap");
         assert_eq!(k.keep(&failed, 1_000_000_000), Some(KeepReason::Error));

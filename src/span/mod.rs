@@ -1,16 +1,19 @@
 //! Trace data: ids, the context that crosses the wire, and the finished span record.
 //!
 //! Owns [`TraceId`], [`SpanId`], [`SpanContext`] (what propagation reads and
-//! writes), [`Span`] (what the proxy hands to the exporter) and the clocks.
+//! writes), [`Span`] (what the proxy hands to the exporter), the clocks and
+//! the gRPC rules ([`grpc`]).
 //! A [`Span`] keeps typed HTTP facts rather than preformatted tags: turning
 //! them into Zipkin names and tag strings is the exporter's job, off the
 //! request path.
 
 mod clock;
+pub mod grpc;
 mod id;
 mod ip;
 
 pub use clock::{SpanTimer, now_micros};
+pub use grpc::GrpcCall;
 pub use id::{SpanId, TraceId, parse_hex_u64, parse_hex_u128};
 pub use ip::{IpBuf, canonical_ip, ip_text};
 
@@ -90,11 +93,18 @@ pub struct HttpFacts {
     pub status: Option<u16>,
     pub request_body_bytes: u64,
     pub response_body_bytes: u64,
-    /// `grpc-status` from trailers or a trailers-only response.
-    pub grpc_status: Option<u32>,
+    /// The gRPC call's facts; `None` when the request is not gRPC
+    /// ([`grpc::is_grpc`]).
+    pub grpc: Option<GrpcCall>,
 }
 
 impl HttpFacts {
+    /// The gRPC status that fails a span of `kind`, if any
+    /// ([`GrpcCall::error_status`]).
+    pub fn grpc_error(&self, kind: Kind) -> Option<u32> {
+        self.grpc.and_then(|call| call.error_status(kind))
+    }
+
     /// Moves the facts into storage of their own. Values parsed from a
     /// request share the connection's read buffer; a span waiting in the
     /// export queue would keep that whole buffer alive and make the
@@ -164,7 +174,7 @@ mod tests {
             status: Some(200),
             request_body_bytes: 0,
             response_body_bytes: 0,
-            grpc_status: None,
+            grpc: None,
         };
         let inside = |p: *const u8| buffer.as_ptr_range().contains(&p);
         assert!(inside(facts.host.as_ref().unwrap().as_bytes().as_ptr()));

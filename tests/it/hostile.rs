@@ -117,6 +117,22 @@ fn cases() -> Vec<Case> {
             trace: Expect::Continued,
             tracestate: Some("a=1,b=2"),
         },
+        Case {
+            name: "repeated tracestate keys: the first entry of each goes on",
+            headers: vec![
+                parent(),
+                ("tracestate", "rojo=1,congo=2,rojo=3".into()),
+                ("tracestate", "congo=4,foo@bar@baz=5".into()),
+            ],
+            trace: Expect::Continued,
+            tracestate: Some("rojo=1,congo=2,foo@bar@baz=5"),
+        },
+        Case {
+            name: "Level 2 tracestate keys: `@` anywhere after the first character",
+            headers: vec![parent(), ("tracestate", "foo@=1,7@x@=2,a@@b=3".into())],
+            trace: Expect::Continued,
+            tracestate: Some("foo@=1,7@x@=2,a@@b=3"),
+        },
     ]
 }
 

@@ -5,6 +5,7 @@ mod admin;
 mod collector;
 mod demo;
 mod forward_proxy;
+mod grpc;
 mod hostile;
 mod http1;
 mod limits;

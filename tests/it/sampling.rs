@@ -7,28 +7,20 @@ use http::{Response, StatusCode};
 use serde_json::Value;
 
 use crate::support::{
-    Client, FakeCollector, FakeUpstream, Sidecar, Stopper, Yaml, bind, scrape_until, stopper,
+    Client, FakeCollector, FakeUpstream, Sidecar, Stopper, Yaml, bind, scrape_until, upstream_with,
 };
-use tracehop::server::{self, Body, ServerOptions, full};
+use tracehop::server::{Body, full};
 
 /// An upstream that answers `/slow` after `delay` and everything else at once.
 async fn slow_upstream(delay: Duration) -> (SocketAddr, Stopper) {
-    let (listener, addr) = bind().await;
-    let (stop, shutdown) = stopper();
-    let handler = move |request: http::Request<tracehop::server::RequestBody>, _conn| async move {
+    upstream_with(move |request| async move {
         if request.uri().path() == "/slow" {
             // The slowness under test: the server side of the request, not a wait in the test.
             tokio::time::sleep(delay).await;
         }
         Response::<Body>::new(full("ok"))
-    };
-    tokio::spawn(server::serve(
-        listener,
-        ServerOptions::default(),
-        handler,
-        shutdown,
-    ));
-    (addr, stop)
+    })
+    .await
 }
 
 fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a str> {

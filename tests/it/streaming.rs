@@ -1,7 +1,6 @@
 //! Bodies stream both ways without buffering; upgrades and trailers pass.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,40 +13,14 @@ use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Mutex, mpsc};
 
-use crate::support::{DEADLINE, FakeCollector, Sidecar, Stopper, Yaml, bind, stopper};
-use tracehop::server::{self, BoxError, ServerOptions};
-
-type StreamBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
-
-/// Starts an upstream with a custom handler.
-async fn upstream<H, F>(handler: H) -> (SocketAddr, Stopper)
-where
-    H: Fn(Request<tracehop::server::RequestBody>) -> F + Clone + Send + Sync + 'static,
-    F: std::future::Future<Output = Response<StreamBody>> + Send + 'static,
-{
-    let (listener, addr) = bind().await;
-    let (stop, shutdown) = stopper();
-    let handler = move |request, _conn| handler(request);
-    tokio::spawn(server::serve(
-        listener,
-        ServerOptions::default(),
-        handler,
-        shutdown,
-    ));
-    (addr, stop)
-}
-
-async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+use crate::support::{FakeCollector, Sidecar, Yaml, upstream_with, within};
+use tracehop::server::BoxError;
 
 crate::on_every_path! {
 async fn request_body_streams_chunk_by_chunk() {
     // The upstream reports every chunk as it arrives.
     let (chunks_tx, mut chunks) = mpsc::unbounded_channel::<usize>();
-    let (addr, _stop) = upstream(move |request: Request<tracehop::server::RequestBody>| {
+    let (addr, _stop) = upstream_with(move |request: Request<tracehop::server::RequestBody>| {
         let chunks_tx = chunks_tx.clone();
         async move {
             let mut body = request.into_body();
@@ -115,7 +88,7 @@ async fn slow_chunked_response_streams_chunk_by_chunk() {
     // The upstream sends a chunk, then waits until the test says the client saw it.
     let (go_tx, go_rx) = mpsc::unbounded_channel::<()>();
     let go_rx = Arc::new(Mutex::new(go_rx));
-    let (addr, _stop) = upstream(move |_request| {
+    let (addr, _stop) = upstream_with(move |_request| {
         let go_rx = go_rx.clone();
         async move {
             let (mut tx, body) = Channel::<Bytes, BoxError>::new(1);
@@ -163,7 +136,7 @@ async fn slow_chunked_response_streams_chunk_by_chunk() {
 crate::on_every_path! {
 async fn websocket_upgrade_is_tunnelled() {
     // An upstream that accepts the upgrade and echoes bytes back.
-    let (addr, _stop) = upstream(
+    let (addr, _stop) = upstream_with(
         |mut request: Request<tracehop::server::RequestBody>| async move {
             let upgrade = hyper::upgrade::on(&mut request);
             tokio::spawn(async move {
@@ -240,8 +213,9 @@ async fn websocket_upgrade_is_tunnelled() {
 }
 
 crate::on_every_path! {
-async fn grpc_trailers_pass_through_and_nonzero_status_is_an_error() {
-    let (addr, _stop) = upstream(
+async fn grpc_trailers_pass_through_and_the_status_decides_the_error() {
+    // `Get` answers NOT_FOUND, `Crash` INTERNAL, both in the trailers.
+    let (addr, _stop) = upstream_with(
         |request: Request<tracehop::server::RequestBody>| async move {
             assert_eq!(
                 request.version(),
@@ -252,11 +226,12 @@ async fn grpc_trailers_pass_through_and_nonzero_status_is_an_error() {
                 request.headers().get("te").map(|v| v.as_bytes()),
                 Some(&b"trailers"[..])
             );
+            let status = if request.uri().path().ends_with("/Crash") { "13" } else { "5" };
             let (mut tx, body) = Channel::<Bytes, BoxError>::new(2);
             tokio::spawn(async move {
                 let _ = tx.send_data(Bytes::from_static(b"\0\0\0\0\0")).await;
                 let mut trailers = http::HeaderMap::new();
-                trailers.insert("grpc-status", "5".parse().expect("value"));
+                trailers.insert("grpc-status", status.parse().expect("value"));
                 trailers.insert("grpc-message", "user not found".parse().expect("value"));
                 let _ = tx.send_trailers(trailers).await;
             });
@@ -273,29 +248,45 @@ async fn grpc_trailers_pass_through_and_nonzero_status_is_an_error() {
     let client = HyperClient::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();
-    let request = Request::post(format!("{}/users.Users/Get", sidecar.base))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
-        .expect("request");
-    let response = within("grpc response", client.request(request))
-        .await
-        .expect("response");
-    assert_eq!(response.status(), StatusCode::OK);
-    let collected = response.into_body().collect().await.expect("body");
-    let trailers = collected
-        .trailers()
-        .cloned()
-        .expect("trailers pass through");
-    assert_eq!(trailers.get("grpc-status").expect("grpc-status"), "5");
-    assert_eq!(
-        trailers.get("grpc-message").expect("grpc-message"),
-        "user not found"
-    );
-    let spans = collector.wait_for(1).await;
-    assert_eq!(spans[0]["tags"]["rpc.grpc.status_code"], "5");
-    assert!(spans[0]["tags"]["error"].is_string(), "{}", spans[0]);
-    assert_eq!(spans[0]["tags"]["network.protocol.version"], "2");
+    for (method, status) in [("Get", "5"), ("Crash", "13")] {
+        let request = Request::post(format!("{}/users.Users/{method}", sidecar.base))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+            .expect("request");
+        let response = within("grpc response", client.request(request))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        let collected = response.into_body().collect().await.expect("body");
+        let trailers = collected
+            .trailers()
+            .cloned()
+            .expect("trailers pass through");
+        assert_eq!(trailers.get("grpc-status").expect("grpc-status"), status);
+        assert_eq!(
+            trailers.get("grpc-message").expect("grpc-message"),
+            "user not found"
+        );
+    }
+    let spans = collector.wait_for(2).await;
+    let span = |method: &str| {
+        spans
+            .iter()
+            .find(|s| s["tags"]["rpc.method"] == method)
+            .unwrap_or_else(|| panic!("a span for {method} in {spans:?}"))
+    };
+    let get = span("Get");
+    assert_eq!(get["name"], "users.Users/Get");
+    assert_eq!(get["tags"]["rpc.system"], "grpc");
+    assert_eq!(get["tags"]["rpc.service"], "users.Users");
+    assert_eq!(get["tags"]["rpc.grpc.status_code"], "5");
+    assert_eq!(get["tags"]["network.protocol.version"], "2");
+    // NOT_FOUND is the caller's problem, not the server's (OpenTelemetry).
+    assert!(get["tags"].get("error").is_none(), "{get}");
+    let crash = span("Crash");
+    assert_eq!(crash["tags"]["rpc.grpc.status_code"], "13");
+    assert_eq!(crash["tags"]["error"], "grpc-status 13");
     sidecar.stop().await;
 }
 }

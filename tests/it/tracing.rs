@@ -124,6 +124,11 @@ async fn b3_in_b3_out_with_64_bit_ids_and_debug() {
     );
     let span_id = header(&seen, "x-b3-spanid").expect("span id");
     assert_ne!(span_id, "00f067aa0ba902b7");
+    // The sidecar's span is a child of the downstream's: B3 names the parent.
+    assert_eq!(
+        header(&seen, "x-b3-parentspanid").as_deref(),
+        Some("00f067aa0ba902b7")
+    );
     assert_eq!(header(&seen, "x-b3-flags").as_deref(), Some("1"));
     assert!(
         header(&seen, "traceparent").is_none(),

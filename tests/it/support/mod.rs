@@ -17,7 +17,7 @@ use tracehop::http1::path::Forced;
 
 pub use client::Client;
 pub use collector::FakeCollector;
-pub use upstream::{FakeUpstream, Seen};
+pub use upstream::{FakeUpstream, Seen, upstream_with};
 
 /// How long any condition may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -48,6 +48,13 @@ pub fn stopper() -> (Stopper, impl Future<Output = ()> + Send + 'static) {
     (Stopper(Some(tx)), async move {
         let _ = rx.await;
     })
+}
+
+/// Awaits `future`, failing the test (naming `what`) after [`DEADLINE`].
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
 /// Polls `condition` until it holds, failing the test after [`DEADLINE`].

@@ -1,13 +1,38 @@
-//! A fake upstream app that records what it received.
+//! A fake upstream app that records what it received, and upstreams that
+//! answer with a handler of a test's own.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use http::{HeaderMap, Method, Response, Uri, Version};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 
 use super::{Stopper, bind, stopper};
-use tracehop::server::{self, Body, ServerOptions, full};
+use tracehop::http1::ResponseFields;
+use tracehop::server::{self, Body, BoxError, RequestBody, ServerOptions, full};
+
+/// Starts an upstream (HTTP/1.1 and HTTP/2 cleartext, on 127.0.0.1:0)
+/// that answers every request with `handler`; it stops when the
+/// [`Stopper`] is dropped.
+pub async fn upstream_with<H, F, B>(handler: H) -> (SocketAddr, Stopper)
+where
+    H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + ResponseFields + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (listener, addr) = bind().await;
+    let (stop, shutdown) = stopper();
+    let handler = move |request, _conn| handler(request);
+    tokio::spawn(server::serve(
+        listener,
+        ServerOptions::default(),
+        handler,
+        shutdown,
+    ));
+    (addr, stop)
+}
 
 /// One request as the upstream saw it.
 #[derive(Clone, Debug)]
