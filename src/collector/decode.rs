@@ -3,9 +3,17 @@
 //! A body is a JSON list of spans (Zipkin v2 API, `definitions/ListOfSpans`).
 //! Every span is checked against the spec before anything is stored: ids are
 //! hex of the spec's lengths (`traceId` 16 or 32, `id`/`parentId` 16), `kind`
-//! is one of the four names, numbers are non-negative integers, tags and
-//! annotations have the right shape. One invalid span rejects the whole batch
-//! with an error naming the span's index and field.
+//! is one of the four names, ports are 0 to 65535, tags and annotations have
+//! the right shape. A span that breaks this cannot be stored faithfully, so it
+//! rejects the whole batch with an error naming the span's index and field.
+//!
+//! Bad values, not bad batches: a `timestamp`, `duration` or annotation
+//! `timestamp` that is a number but not a usable one is left out of the span
+//! (the annotation is left out whole) and the rest of the batch is stored, as
+//! Zipkin does. The rule is [`usable_micros`]: an integer from 1 to
+//! [`MAX_MICROS`]. Zipkin's `Span.Builder` turns negative values into 0 and
+//! treats 0 as "absent"; fractions have no meaning in whole microseconds; and
+//! a value past `MAX_MICROS` is a unit mistake (epoch nanoseconds) or garbage.
 //!
 //! Normalisation follows Zipkin's `Span.Builder` and `Endpoint.Builder`:
 //! uppercase hex is accepted and lowercased, a 32-digit trace id whose high
@@ -27,6 +35,18 @@ use crate::span::{SpanId, TraceId};
 
 /// Longest excerpt of a bad value echoed back in an error message.
 const ECHO_LIMIT: usize = 40;
+
+/// The largest timestamp or duration kept, in microseconds: 2^53 - 1, the
+/// largest integer a JavaScript reader (this collector's viewer, Zipkin's UI,
+/// most tracers' SDKs) holds exactly. As an epoch timestamp it is in the year
+/// 2255; as a duration, 285 years.
+pub const MAX_MICROS: u64 = (1 << 53) - 1;
+
+/// A timestamp or duration as stored: `None` for 0 (Zipkin: unset) and for
+/// anything past [`MAX_MICROS`].
+pub fn usable_micros(value: u64) -> Option<u64> {
+    (1..=MAX_MICROS).contains(&value).then_some(value)
+}
 
 /// Why a span upload was refused.
 #[derive(Debug, thiserror::Error)]
@@ -268,11 +288,24 @@ fn integer(value: &Value, field: &str) -> Result<u64, FieldError> {
     })
 }
 
-/// Epoch or duration microseconds; zero means absent (Zipkin `Span.Builder`).
+/// Epoch or duration microseconds, `None` when absent or not usable (see
+/// [`usable_micros`]). Only a value that is not a JSON number at all is an error.
 fn micros(map: &Map<String, Value>, field: &str) -> Result<Option<u64>, FieldError> {
     match present(map, field) {
-        Some(value) => Ok(Some(integer(value, field)?).filter(|&n| n != 0)),
+        Some(value) => micros_value(value, field),
         None => Ok(None),
+    }
+}
+
+/// Judges one microsecond value: any JSON number is accepted and kept only
+/// when usable; anything else (a string, an object) fails the span.
+fn micros_value(value: &Value, field: &str) -> Result<Option<u64>, FieldError> {
+    match value {
+        Value::Number(number) => Ok(number.as_u64().and_then(usable_micros)),
+        _ => Err(FieldError::new(
+            field,
+            format!("expected a number of microseconds, got {}", echo(value)),
+        )),
     }
 }
 
@@ -341,16 +374,21 @@ fn annotations(map: &Map<String, Value>) -> Result<Vec<Annotation>, FieldError> 
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let decode = || -> Result<Annotation, FieldError> {
+        let decode = || -> Result<Option<Annotation>, FieldError> {
             let Value::Object(fields) = item else {
                 return Err(FieldError::new("(annotation)", "expected a JSON object"));
             };
-            Ok(Annotation {
-                timestamp: integer(required(fields, "timestamp")?, "timestamp")?,
-                value: string(required(fields, "value")?, "value")?.to_owned(),
-            })
+            let timestamp = micros_value(required(fields, "timestamp")?, "timestamp")?;
+            let value = string(required(fields, "value")?, "value")?;
+            Ok(timestamp.map(|timestamp| Annotation {
+                timestamp,
+                value: value.to_owned(),
+            }))
         };
-        out.push(decode().map_err(|e| e.under(&format!("annotations[{i}]")))?);
+        // An annotation is a point in time: without a usable one it is dropped.
+        if let Some(annotation) = decode().map_err(|e| e.under(&format!("annotations[{i}]")))? {
+            out.push(annotation);
+        }
     }
     // The spec marks annotations `uniqueItems`; Zipkin keeps them sorted.
     out.sort();
@@ -504,6 +542,49 @@ mod tests {
     }
 
     #[test]
+    fn unusable_microsecond_values_are_left_out() {
+        let largest = MAX_MICROS;
+        let cases: &[(&str, Value, Value)] = &[
+            ("timestamp", json!(-1), Value::Null),
+            ("timestamp", json!(i64::MIN), Value::Null),
+            ("timestamp", json!(1.5), Value::Null),
+            ("timestamp", json!(1e20), Value::Null),
+            ("timestamp", json!(u64::MAX), Value::Null),
+            ("timestamp", json!(largest + 1), Value::Null),
+            ("timestamp", json!(largest), json!(largest)),
+            ("timestamp", json!(1), json!(1)),
+            ("duration", json!(-1431), Value::Null),
+            ("duration", json!(0.5), Value::Null),
+            ("duration", json!(largest + 1), Value::Null),
+            ("duration", json!(1), json!(1)),
+        ];
+        for (field, input, expected) in cases {
+            let span = decode_span(with(field, input.clone())).unwrap();
+            let out = serde_json::to_value(&span).unwrap();
+            assert_eq!(
+                out.get(*field).unwrap_or(&Value::Null),
+                expected,
+                "{field} = {input}"
+            );
+            // Everything else of the span is kept.
+            assert_eq!(span.local_service_name(), Some("backend"));
+        }
+        let annotations = json!([
+            {"timestamp": -5, "value": "negative"}, {"timestamp": 0, "value": "zero"},
+            {"timestamp": 2.5, "value": "fraction"}, {"timestamp": largest + 1, "value": "far"},
+            {"timestamp": 7, "value": "kept"}
+        ]);
+        let span = decode_span(with("annotations", annotations)).unwrap();
+        assert_eq!(
+            span.annotations,
+            [Annotation {
+                timestamp: 7,
+                value: "kept".into()
+            }]
+        );
+    }
+
+    #[test]
     fn shared_is_dropped_on_client_spans() {
         let mut span = with("kind", json!("CLIENT"));
         span["shared"] = json!(true);
@@ -530,9 +611,8 @@ mod tests {
             ("parentId", json!("xyz"), "parentId"),
             ("kind", json!("server"), "kind"),
             ("kind", json!("LOCAL"), "kind"),
-            ("timestamp", json!(-1), "timestamp"),
             ("timestamp", json!("1"), "timestamp"),
-            ("duration", json!(1.5), "duration"),
+            ("duration", json!(true), "duration"),
             ("name", json!(3), "name"),
             ("debug", json!("yes"), "debug"),
             ("localEndpoint", json!("backend"), "localEndpoint"),
@@ -556,6 +636,11 @@ mod tests {
                 "annotations",
                 json!([{"timestamp": 1}]),
                 "annotations[0].value",
+            ),
+            (
+                "annotations",
+                json!([{"timestamp": "1", "value": "ws"}]),
+                "annotations[0].timestamp",
             ),
             ("annotations", json!([1]), "annotations[0].(annotation)"),
             ("tags", json!([]), "tags"),

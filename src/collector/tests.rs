@@ -211,6 +211,47 @@ async fn bad_batches_get_400_with_a_message_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn a_bad_value_is_left_out_and_the_batch_is_stored() {
+    let collector = Collector::new(CollectorConfig::default());
+    let mut batch = fixture(TRACE);
+    batch[1]["timestamp"] = json!(-1);
+    batch[2]["duration"] = json!(-800);
+    batch[6]["annotations"] = json!([{"timestamp": -3, "value": "retried"},
+        {"timestamp": T0 + 2_300, "value": "kept"}]);
+    let (status, body) = post(&collector, batch.to_string().as_bytes()).await;
+    assert_eq!((status, body.as_str()), (StatusCode::ACCEPTED, ""));
+    assert_eq!(collector.span_count(), 7);
+    let stored = get_json(&collector, &format!("/api/v2/trace/{TRACE}")).await;
+    let by_id = |id: &str| {
+        stored
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|span| span["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let client = by_id("0000000000000002");
+    assert_eq!(
+        (client.get("timestamp"), &client["duration"]),
+        (None, &json!(1_000))
+    );
+    let server = by_id("0000000000000003");
+    assert_eq!(
+        (&server["timestamp"], server.get("duration")),
+        (&json!(T0 + 200), None)
+    );
+    assert_eq!(
+        by_id("0000000000000007")["annotations"],
+        json!([{"timestamp": T0 + 2_300, "value": "kept"}])
+    );
+    // A body that is not a list of spans is still refused whole.
+    let (status, text) = post(&collector, br#"{"spans": []}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(collector.span_count(), 7);
+}
+
+#[tokio::test]
 async fn gzip_bodies_are_accepted() {
     let collector = Collector::new(CollectorConfig::default());
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
