@@ -16,7 +16,9 @@ use serde::Serialize;
 use super::Collector;
 use super::decode::{IngestError, parse_trace_id};
 use super::dependencies::DependencyLinker;
+use super::model::Span;
 use super::query::{Params, QueryRequest, TimeWindow};
+use super::trace::fix_shared;
 use super::viewer;
 use crate::server::{Body, BoxError, full, text_response};
 
@@ -202,7 +204,7 @@ fn read(collector: &Collector, route: Route<'_>, params: &Params) -> Response<Bo
         }),
         Route::Traces => QueryRequest::from_params(params, now_ms)
             .map_err(|error| error.to_string())
-            .map(|request| collector.with_store(|store| json(&store.query(&request)))),
+            .map(|request| collector.with_store(|store| traces(store.query(&request)))),
         Route::Trace(id) => return trace(collector, id),
         Route::TraceMany => trace_many(collector, params),
         Route::Dependencies => TimeWindow::from_params(params, now_ms, true)
@@ -243,7 +245,7 @@ fn trace(collector: &Collector, id: &str) -> Response<Body> {
         );
     };
     collector.with_store(|store| match store.trace(trace_id) {
-        Some(spans) => json(&spans),
+        Some(spans) => json(&fix_shared(spans)),
         None => text_response(StatusCode::NOT_FOUND, format!("trace {id} not found\n")),
     })
 }
@@ -260,10 +262,17 @@ fn trace_many(collector: &Collector, params: &Params) -> Result<Response<Body>, 
     if ids.len() < 2 {
         return Err("traceIds needs at least two unique trace ids".to_owned());
     }
-    Ok(collector.with_store(|store| {
-        let traces: Vec<_> = ids.iter().filter_map(|id| store.trace(*id)).collect();
-        json(&traces)
-    }))
+    Ok(
+        collector
+            .with_store(|store| traces(ids.iter().filter_map(|id| store.trace(*id)).collect())),
+    )
+}
+
+/// A JSON list of traces, each as Zipkin's `Trace.merge` leaves it (shared
+/// spans fixed up, see [`fix_shared`]).
+fn traces(found: Vec<&[Span]>) -> Response<Body> {
+    let fixed: Vec<_> = found.into_iter().map(fix_shared).collect();
+    json(&fixed)
 }
 
 /// A 200 JSON response. Read endpoints allow any origin, as Zipkin's

@@ -10,6 +10,8 @@
 //! - [`model`]: the generic Zipkin v2 span model (any tracer's spans).
 //! - `decode`: upload validation and normalisation ([`IngestError`]).
 //! - `store`: the bounded store and its service-name indices.
+//! - `trace`: Zipkin's rules for one trace: which copies of a span merge, the
+//!   B3 shared-span fix-ups, and the trace tree.
 //! - `query`: read-API parameters and Zipkin's trace-matching rules.
 //! - `dependencies`: the service graph, as Zipkin's `DependencyLinker`.
 //! - `api`: routing and HTTP shapes; `viewer`: the embedded page.
@@ -22,6 +24,7 @@ mod dependencies;
 pub mod model;
 mod query;
 mod store;
+mod trace;
 mod viewer;
 
 use std::future::Future;
