@@ -2,9 +2,10 @@
 //! the viewer's assets.
 //!
 //! Steps for one request: match the path to a [`Route`] → check the method
-//! (405 with `Allow` otherwise) → for `POST /api/v2/spans` read the body
-//! (size-limited, gunzipped when `Content-Encoding: gzip`) and ingest it, else
-//! answer the query from the store as JSON. Paths and shapes follow
+//! (405 with `Allow` otherwise) → for `POST /api/v2/spans` pick the format
+//! from `Content-Type` (JSON, or proto3 for `application/x-protobuf`), read
+//! the body (size-limited, gunzipped when `Content-Encoding: gzip`) and ingest
+//! it, else answer the query from the store as JSON. Paths and shapes follow
 //! `zipkin2-api.yaml` (basePath `/api/v2`).
 
 use bytes::Bytes;
@@ -14,7 +15,7 @@ use http_body_util::{BodyExt, Limited};
 use serde::Serialize;
 
 use super::Collector;
-use super::decode::{IngestError, parse_trace_id};
+use super::decode::{Format, IngestError, parse_trace_id};
 use super::dependencies::DependencyLinker;
 use super::model::Span;
 use super::query::{Params, QueryRequest, TimeWindow};
@@ -92,7 +93,7 @@ where
         Route::NotFound => text_response(StatusCode::NOT_FOUND, "not found\n"),
         Route::Spans if parts.method == Method::POST => {
             match read_upload(&parts.headers, body).await {
-                Ok(bytes) => ingest(collector, &bytes),
+                Ok((format, bytes)) => ingest(collector, format, &bytes),
                 Err(error) => ingest_error(&error),
             }
         }
@@ -108,8 +109,8 @@ where
     }
 }
 
-fn ingest(collector: &Collector, body: &[u8]) -> Response<Body> {
-    match collector.ingest_json(body) {
+fn ingest(collector: &Collector, format: Format, body: &[u8]) -> Response<Body> {
+    match collector.ingest_body(format, body) {
         Ok(_) => {
             let mut response = Response::new(crate::server::empty());
             *response.status_mut() = StatusCode::ACCEPTED;
@@ -131,18 +132,17 @@ fn ingest_error(error: &IngestError) -> Response<Body> {
     text_response(status, format!("{error}\n"))
 }
 
-/// Reads an upload body within [`MAX_BODY_BYTES`], gunzipping it if needed.
-async fn read_upload<B>(headers: &HeaderMap, body: B) -> Result<Bytes, IngestError>
+/// Reads an upload body within [`MAX_BODY_BYTES`], gunzipping it if needed,
+/// and the format its `Content-Type` names.
+async fn read_upload<B>(headers: &HeaderMap, body: B) -> Result<(Format, Bytes), IngestError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    if let Some(media) = headers.get(header::CONTENT_TYPE)
-        && let Ok(media) = media.to_str()
-        && (media.contains("protobuf") || media.contains("thrift"))
-    {
-        return Err(IngestError::UnsupportedMediaType(media.to_owned()));
-    }
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .map(|media| media.to_str().unwrap_or("(not text)"));
+    let format = Format::of(media)?;
     let gzip = match headers
         .get(header::CONTENT_ENCODING)
         .map(HeaderValue::to_str)
@@ -165,11 +165,12 @@ where
         }
         Err(error) => return Err(IngestError::Body(error.to_string())),
     };
-    if gzip {
-        gunzip(&bytes).map(Bytes::from)
+    let bytes = if gzip {
+        Bytes::from(gunzip(&bytes)?)
     } else {
-        Ok(bytes)
-    }
+        bytes
+    };
+    Ok((format, bytes))
 }
 
 /// Decompresses at most [`MAX_BODY_BYTES`]; a larger result is refused so a

@@ -297,7 +297,7 @@ async fn oversized_and_unsupported_bodies_are_refused() {
     );
     for (header, value) in [
         ("content-encoding", "br"),
-        ("content-type", "application/x-protobuf"),
+        ("content-type", "application/x-thrift"),
     ] {
         let request = Request::post("/api/v2/spans")
             .header(header, value)
@@ -623,6 +623,106 @@ async fn round_trip_over_a_socket() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let trace: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(trace.as_array().unwrap().len(), 7);
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// A stored span back in proto3 form, as a Zipkin proto3 reporter sends it.
+fn to_proto(span: &model::Span) -> decode::proto::Span {
+    use decode::proto;
+    let trace = span.trace_id.get();
+    let trace_id = if trace >> 64 == 0 {
+        (trace as u64).to_be_bytes().to_vec()
+    } else {
+        trace.to_be_bytes().to_vec()
+    };
+    let endpoint = |e: &Option<model::Endpoint>| {
+        e.as_ref().map(|e| proto::Endpoint {
+            service_name: e.service_name.clone().unwrap_or_default(),
+            ipv4: e.ipv4.map(|ip| ip.octets().to_vec()).unwrap_or_default(),
+            ipv6: e.ipv6.map(|ip| ip.octets().to_vec()).unwrap_or_default(),
+            port: e.port.map_or(0, i32::from),
+        })
+    };
+    proto::Span {
+        trace_id,
+        parent_id: span
+            .parent_id
+            .map(|id| id.get().to_be_bytes().to_vec())
+            .unwrap_or_default(),
+        id: span.id.get().to_be_bytes().to_vec(),
+        kind: span.kind.map_or(0, |kind| kind as i32 + 1),
+        name: span.name.clone().unwrap_or_default(),
+        timestamp: span.timestamp.unwrap_or(0),
+        duration: span.duration.unwrap_or(0),
+        local_endpoint: endpoint(&span.local_endpoint),
+        remote_endpoint: endpoint(&span.remote_endpoint),
+        annotations: span
+            .annotations
+            .iter()
+            .map(|a| proto::Annotation {
+                timestamp: a.timestamp,
+                value: a.value.clone(),
+            })
+            .collect(),
+        tags: span.tags.clone(),
+        debug: span.debug,
+        shared: span.shared,
+    }
+}
+
+#[tokio::test]
+async fn proto3_uploads_are_stored_like_json_ones() {
+    use prost::Message;
+    let from_json = loaded();
+    let expected = get_json(&from_json, &format!("/api/v2/trace/{TRACE}")).await;
+    let spans: Vec<model::Span> = serde_json::from_value(fixture(TRACE)).unwrap();
+    let list = decode::proto::ListOfSpans {
+        spans: spans.iter().map(to_proto).collect(),
+    };
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&list.encode_to_vec()).unwrap();
+    let (collector, addr, stop, task) = served().await;
+    let client = client();
+    for (encoding, body) in [
+        ("identity", list.encode_to_vec()),
+        ("gzip", encoder.finish().unwrap()),
+    ] {
+        let request = Request::post(format!("http://{addr}/api/v2/spans"))
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", encoding)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{encoding}");
+    }
+    // The second upload merged into the first: the same spans again.
+    assert_eq!(collector.span_count(), 7);
+    let request = Request::get(format!("http://{addr}/api/v2/trace/{TRACE}"))
+        .body(Full::default())
+        .unwrap();
+    let body = client
+        .request(request)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap();
+    let trace: Value = serde_json::from_slice(&body.to_bytes()).unwrap();
+    assert_eq!(trace, expected);
+    // Not a ListOfSpans: 400 with the reason.
+    let request = Request::post(format!("http://{addr}/api/v2/spans"))
+        .header("content-type", "application/x-protobuf")
+        .body(Full::new(Bytes::from_static(b"[{\"traceId\": 1}]")))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let text = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&text).contains("not a protobuf ListOfSpans"));
     drop(stop);
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
