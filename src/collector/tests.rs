@@ -597,6 +597,15 @@ async fn served() -> (
     (collector, addr, stop, task)
 }
 
+/// Stops a collector from [`served`] and waits for it, within 10 s.
+async fn stop_serving(stop: tokio::sync::oneshot::Sender<()>, task: tokio::task::JoinHandle<()>) {
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 fn client() -> hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
     Full<Bytes>,
@@ -623,11 +632,7 @@ async fn round_trip_over_a_socket() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let trace: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(trace.as_array().unwrap().len(), 7);
-    drop(stop);
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_serving(stop, task).await;
 }
 
 /// A stored span back in proto3 form, as a Zipkin proto3 reporter sends it.
@@ -715,19 +720,14 @@ async fn proto3_uploads_are_stored_like_json_ones() {
     let trace: Value = serde_json::from_slice(&body.to_bytes()).unwrap();
     assert_eq!(trace, expected);
     // Not a ListOfSpans: 400 with the reason.
-    let request = Request::post(format!("http://{addr}/api/v2/spans"))
+    let request = Request::post("/api/v2/spans")
         .header("content-type", "application/x-protobuf")
         .body(Full::new(Bytes::from_static(b"[{\"traceId\": 1}]")))
         .unwrap();
-    let response = client.request(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let text = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, _, text) = respond(&collector, request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&text).contains("not a protobuf ListOfSpans"));
-    drop(stop);
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_serving(stop, task).await;
 }
 
 #[tokio::test]
@@ -746,9 +746,5 @@ async fn viewer_and_errors_over_a_socket() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).starts_with("span 0: traceId:"));
-    drop(stop);
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_serving(stop, task).await;
 }
