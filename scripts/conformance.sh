@@ -10,7 +10,9 @@
 #   - gRPC with a real peer (grpcio, installed with pip): calls and statuses
 #     pass through the inbound listener and an outbound route, and the spans
 #     follow OpenTelemetry's RPC conventions;
-#   - SIGTERM drains and exits 0 with spans flushed.
+#   - SIGTERM drains and exits 0 with spans flushed;
+#   - the embedded collector stores what OpenTelemetry's Zipkin proto3
+#     exporter (PyPI, installed here when missing) sends.
 # Usage: scripts/conformance.sh [path/to/tracehop]    (default target/release/tracehop)
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
 set -euo pipefail
@@ -239,6 +241,67 @@ PY
   ok "grpcio client and server through inbound and outbound: statuses pass, spans follow the RPC conventions"
 else
   echo "conformance: skip: gRPC with grpcio (pip could not install it: $(tail -1 "$work/pip.txt"))"
+fi
+
+# --- proto3 ingest with OpenTelemetry's Zipkin protobuf exporter ----------------
+# The OpenTelemetry Python SDK sends two spans through its zipkin-proto-http
+# exporter (Content-Type: application/x-protobuf) to the embedded collector;
+# they are read back through the Zipkin JSON query API.
+otel_ready=yes
+if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.zipkin.proto.http' 2> /dev/null; then
+  pip install -q opentelemetry-sdk opentelemetry-exporter-zipkin-proto-http > "$work/pip-otel.log" 2>&1 || otel_ready=no
+fi
+if [ "$otel_ready" = yes ]; then
+  coll=$(free_port)
+  "$bin" collector --listen "127.0.0.1:$coll" 2> "$work/collector.log" & pids+=($!)
+  wait_port "$coll"
+  python3 - "$coll" <<'PY' || fail "spans sent as Zipkin proto3 by the OpenTelemetry SDK were not stored as sent"
+import json, sys, urllib.request
+from opentelemetry.exporter.zipkin.proto.http import ZipkinExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.trace import SpanKind
+
+base = f"http://127.0.0.1:{sys.argv[1]}"
+results = []
+class Recording(ZipkinExporter):
+    def export(self, spans):
+        result = super().export(spans)
+        results.append(result)
+        return result
+
+provider = TracerProvider(resource=Resource.create({"service.name": "Proto-Service"}))
+provider.add_span_processor(SimpleSpanProcessor(Recording(endpoint=f"{base}/api/v2/spans")))
+tracer = provider.get_tracer("conformance")
+with tracer.start_as_current_span("GET /users/{id}", kind=SpanKind.SERVER) as server:
+    server.set_attribute("http.route", "/users/{id}")
+    server.add_event("cache miss")
+    with tracer.start_as_current_span("select", kind=SpanKind.CLIENT) as client:
+        client.set_attribute("db.system", "postgresql")
+provider.shutdown()
+assert results == [SpanExportResult.SUCCESS] * 2, results
+
+context = server.get_span_context()
+trace_id = format(context.trace_id, "032x")
+spans = json.load(urllib.request.urlopen(f"{base}/api/v2/trace/{trace_id}"))
+by_kind = {s["kind"]: s for s in spans}
+assert len(spans) == 2 and set(by_kind) == {"SERVER", "CLIENT"}, spans
+root, child = by_kind["SERVER"], by_kind["CLIENT"]
+assert root["traceId"] == trace_id and root["id"] == format(context.span_id, "016x"), root
+assert "parentId" not in root and child["parentId"] == root["id"], spans
+assert root["name"] == "get /users/{id}" and child["name"] == "select", spans
+assert root["localEndpoint"]["serviceName"] == "proto-service", root
+assert root["tags"]["http.route"] == "/users/{id}" and child["tags"]["db.system"] == "postgresql", spans
+# The exporter writes an event as a JSON object: {"name": {attributes}}.
+assert [json.loads(a["value"]) for a in root["annotations"]] == [{"cache miss": {}}], root
+assert root["timestamp"] <= child["timestamp"] and root["duration"] >= child["duration"] >= 1, spans
+services = json.load(urllib.request.urlopen(f"{base}/api/v2/services"))
+assert services == ["proto-service"], services
+PY
+  ok "the OpenTelemetry SDK's Zipkin proto3 exporter: spans stored and read back as sent"
+else
+  echo "conformance: skip: proto3 ingest with OpenTelemetry (pip install failed: $(tail -1 "$work/pip-otel.log"))"
 fi
 
 # --- graceful shutdown -------------------------------------------------------

@@ -171,6 +171,36 @@ expect "$work/list.html" 'data-root-service="api-gateway"' "root service in the 
 expect "$work/list.html" 'data-root-name="get /api/orders/{id}"' "root span name in the trace list"
 echo "viewer-check: known trace renders in the waterfall and the list"
 
+# ---- a B3 shared span: the app joins the sidecar's span id ------------------
+# The sidecar ("user-service") records a SERVER span; the app behind it, with a
+# span-sharing tracer, reports a SERVER span with the same id, shared: true and
+# no parent id, then a CLIENT call of its own. The waterfall shows all three,
+# the app's span one level under the sidecar's, its call under the app's span.
+
+shared_trace="5b8aa5a2d2c872e8321cf37308d69df2"
+cat >"$work/shared.json" <<EOF
+[
+ {"traceId":"$shared_trace","id":"6e0c63257de34c92","kind":"SERVER","name":"get /users/{id}",
+  "timestamp":$t0,"duration":20000,"localEndpoint":{"serviceName":"user-service"}},
+ {"traceId":"$shared_trace","id":"6e0c63257de34c92","kind":"SERVER","shared":true,"name":"get /users/:id",
+  "timestamp":$((t0 + 500)),"duration":18000,"localEndpoint":{"serviceName":"user-app"}},
+ {"traceId":"$shared_trace","parentId":"6e0c63257de34c92","id":"7f1d74368ef45da3","kind":"CLIENT","name":"select",
+  "timestamp":$((t0 + 1000)),"duration":9000,"localEndpoint":{"serviceName":"user-app"},
+  "remoteEndpoint":{"serviceName":"postgres"}}
+]
+EOF
+post_spans "$work/shared.json"
+render "$base/#/trace/$shared_trace" "$work/shared.html" "$shots/shared.png"
+rows="$(count "$work/shared.html" 'class="span-row')"
+[[ "$rows" == 3 ]] || fail "the shared-span trace shows $rows rows, expected 3 ($work/shared.html)"
+for row in 'data-service="user-service" data-depth="0"' \
+    'data-service="user-app" data-depth="1" data-shared="true"' \
+    'data-service="user-app" data-depth="2"'; do
+    expect "$work/shared.html" "$row" "shared-span waterfall row"
+done
+expect "$work/shared.html" '>shared<' "shared marker on the app's row"
+echo "viewer-check: a B3 shared span shows under the span whose id it shares"
+
 # ---- scale: 1,000 more traces and one 200-span trace ------------------------
 
 awk -v now="$now_us" 'BEGIN {

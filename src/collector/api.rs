@@ -2,9 +2,10 @@
 //! the viewer's assets.
 //!
 //! Steps for one request: match the path to a [`Route`] → check the method
-//! (405 with `Allow` otherwise) → for `POST /api/v2/spans` read the body
-//! (size-limited, gunzipped when `Content-Encoding: gzip`) and ingest it, else
-//! answer the query from the store as JSON. Paths and shapes follow
+//! (405 with `Allow` otherwise) → for `POST /api/v2/spans` pick the format
+//! from `Content-Type` (JSON, or proto3 for `application/x-protobuf`), read
+//! the body (size-limited, gunzipped when `Content-Encoding: gzip`) and ingest
+//! it, else answer the query from the store as JSON. Paths and shapes follow
 //! `zipkin2-api.yaml` (basePath `/api/v2`).
 
 use bytes::Bytes;
@@ -14,9 +15,11 @@ use http_body_util::{BodyExt, Limited};
 use serde::Serialize;
 
 use super::Collector;
-use super::decode::{IngestError, parse_trace_id};
+use super::decode::{Format, IngestError, parse_trace_id};
 use super::dependencies::DependencyLinker;
+use super::model::Span;
 use super::query::{Params, QueryRequest, TimeWindow};
+use super::trace::fix_shared;
 use super::viewer;
 use crate::server::{Body, BoxError, full, text_response};
 
@@ -90,7 +93,7 @@ where
         Route::NotFound => text_response(StatusCode::NOT_FOUND, "not found\n"),
         Route::Spans if parts.method == Method::POST => {
             match read_upload(&parts.headers, body).await {
-                Ok(bytes) => ingest(collector, &bytes),
+                Ok((format, bytes)) => ingest(collector, format, &bytes),
                 Err(error) => ingest_error(&error),
             }
         }
@@ -106,8 +109,8 @@ where
     }
 }
 
-fn ingest(collector: &Collector, body: &[u8]) -> Response<Body> {
-    match collector.ingest_json(body) {
+fn ingest(collector: &Collector, format: Format, body: &[u8]) -> Response<Body> {
+    match collector.ingest_body(format, body) {
         Ok(_) => {
             let mut response = Response::new(crate::server::empty());
             *response.status_mut() = StatusCode::ACCEPTED;
@@ -129,18 +132,17 @@ fn ingest_error(error: &IngestError) -> Response<Body> {
     text_response(status, format!("{error}\n"))
 }
 
-/// Reads an upload body within [`MAX_BODY_BYTES`], gunzipping it if needed.
-async fn read_upload<B>(headers: &HeaderMap, body: B) -> Result<Bytes, IngestError>
+/// Reads an upload body within [`MAX_BODY_BYTES`], gunzipping it if needed,
+/// and the format its `Content-Type` names.
+async fn read_upload<B>(headers: &HeaderMap, body: B) -> Result<(Format, Bytes), IngestError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    if let Some(media) = headers.get(header::CONTENT_TYPE)
-        && let Ok(media) = media.to_str()
-        && (media.contains("protobuf") || media.contains("thrift"))
-    {
-        return Err(IngestError::UnsupportedMediaType(media.to_owned()));
-    }
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .map(|media| media.to_str().unwrap_or("(not text)"));
+    let format = Format::of(media)?;
     let gzip = match headers
         .get(header::CONTENT_ENCODING)
         .map(HeaderValue::to_str)
@@ -163,11 +165,12 @@ where
         }
         Err(error) => return Err(IngestError::Body(error.to_string())),
     };
-    if gzip {
-        gunzip(&bytes).map(Bytes::from)
+    let bytes = if gzip {
+        Bytes::from(gunzip(&bytes)?)
     } else {
-        Ok(bytes)
-    }
+        bytes
+    };
+    Ok((format, bytes))
 }
 
 /// Decompresses at most [`MAX_BODY_BYTES`]; a larger result is refused so a
@@ -202,7 +205,7 @@ fn read(collector: &Collector, route: Route<'_>, params: &Params) -> Response<Bo
         }),
         Route::Traces => QueryRequest::from_params(params, now_ms)
             .map_err(|error| error.to_string())
-            .map(|request| collector.with_store(|store| json(&store.query(&request)))),
+            .map(|request| collector.with_store(|store| traces(store.query(&request)))),
         Route::Trace(id) => return trace(collector, id),
         Route::TraceMany => trace_many(collector, params),
         Route::Dependencies => TimeWindow::from_params(params, now_ms, true)
@@ -243,7 +246,7 @@ fn trace(collector: &Collector, id: &str) -> Response<Body> {
         );
     };
     collector.with_store(|store| match store.trace(trace_id) {
-        Some(spans) => json(&spans),
+        Some(spans) => json(&fix_shared(spans)),
         None => text_response(StatusCode::NOT_FOUND, format!("trace {id} not found\n")),
     })
 }
@@ -260,10 +263,17 @@ fn trace_many(collector: &Collector, params: &Params) -> Result<Response<Body>, 
     if ids.len() < 2 {
         return Err("traceIds needs at least two unique trace ids".to_owned());
     }
-    Ok(collector.with_store(|store| {
-        let traces: Vec<_> = ids.iter().filter_map(|id| store.trace(*id)).collect();
-        json(&traces)
-    }))
+    Ok(
+        collector
+            .with_store(|store| traces(ids.iter().filter_map(|id| store.trace(*id)).collect())),
+    )
+}
+
+/// A JSON list of traces, each as Zipkin's `Trace.merge` leaves it (shared
+/// spans fixed up, see [`fix_shared`]).
+fn traces(found: Vec<&[Span]>) -> Response<Body> {
+    let fixed: Vec<_> = found.into_iter().map(fix_shared).collect();
+    json(&fixed)
 }
 
 /// A 200 JSON response. Read endpoints allow any origin, as Zipkin's

@@ -1,21 +1,24 @@
 //! Service dependency links (`GET /api/v2/dependencies`) derived from traces.
 //!
-//! A port of Zipkin's `DependencyLinker`: each trace is arranged as a tree by
-//! parent id, then every remote span yields at most one parent → child link:
+//! A port of Zipkin's `DependencyLinker`: each trace gets Zipkin's shared-span
+//! fix-ups and is arranged as Zipkin's tree ([`trace::parents`]: a B3 shared
+//! server span hangs under the span whose id it shares, so a shared client/
+//! server pair is one RPC), then every remote span yields at most one link:
 //! a SERVER (or CONSUMER) span links from its caller (its remote endpoint, or
 //! the service of its nearest remote ancestor span) to itself; a CLIENT (or
 //! PRODUCER) span links from itself to its remote endpoint, but only when
 //! nothing was recorded below it (an instrumented server under it is counted
 //! instead, so one call is never counted twice). A span without a kind but
 //! with both service names counts as a CLIENT. A link is an error when the
-//! span, or the client half of a split RPC, carries the `error` tag.
+//! span, or the client half of a split RPC (the server's parent, or the
+//! client whose id a shared server span carries), has the `error` tag.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::model::{Kind, Span};
-use crate::span::SpanId;
+use super::trace;
 
 /// One edge of the service graph (`definitions/DependencyLink`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -46,7 +49,8 @@ pub struct DependencyLinker {
 impl DependencyLinker {
     /// Adds the links of one trace.
     pub fn put_trace(&mut self, spans: &[Span]) {
-        let parents = resolve_parents(spans);
+        let spans = &*trace::fix_shared(spans);
+        let parents = trace::parents(spans);
         let mut has_children = vec![false; spans.len()];
         for parent in parents.iter().flatten() {
             has_children[*parent] = true;
@@ -101,9 +105,11 @@ impl DependencyLinker {
             if kind == Kind::Server || parent.is_none() {
                 parent = Some(ancestor_name);
             }
-            // The server half of a split RPC inherits the client half's error.
-            if !error && ancestor.kind == Some(Kind::Client) && span.parent_id == Some(ancestor.id)
-            {
+            // The server half of a split RPC inherits the client half's
+            // error. Zipkin checks only `parentId == client id`; a shared
+            // server has the client's own id, and is the same RPC too.
+            let halves = span.parent_id == Some(ancestor.id) || span.id == ancestor.id;
+            if !error && ancestor.kind == Some(Kind::Client) && halves {
                 error = ancestor.has_error_tag();
             }
         }
@@ -133,39 +139,6 @@ impl DependencyLinker {
             )
             .collect()
     }
-}
-
-/// The position of each span's parent within `spans`, or `None` for roots and
-/// orphans. A server span that shares its id with a client span (B3 shared
-/// span, Zipkin v2 API `Span.shared`) hangs under that client span; other
-/// spans hang under the span named by `parentId`, preferring its server half.
-fn resolve_parents(spans: &[Span]) -> Vec<Option<usize>> {
-    let mut by_id: HashMap<SpanId, Vec<usize>> = HashMap::with_capacity(spans.len());
-    for (position, span) in spans.iter().enumerate() {
-        by_id.entry(span.id).or_default().push(position);
-    }
-    let find = |id: SpanId, want: &dyn Fn(&Span) -> bool, me: usize| {
-        by_id
-            .get(&id)?
-            .iter()
-            .copied()
-            .find(|&p| p != me && want(&spans[p]))
-    };
-    spans
-        .iter()
-        .enumerate()
-        .map(|(position, span)| {
-            let is_client = |s: &Span| s.kind == Some(Kind::Client);
-            if span.kind == Some(Kind::Server)
-                && let Some(client) = find(span.id, &is_client, position)
-            {
-                return Some(client);
-            }
-            let parent_id = span.parent_id?;
-            find(parent_id, &|s| !is_client(s), position)
-                .or_else(|| find(parent_id, &|_| true, position))
-        })
-        .collect()
 }
 
 /// The nearest ancestor with a kind (Zipkin `DependencyLinker.firstRemoteAncestor`).
@@ -288,6 +261,62 @@ mod tests {
             (2, 1, "SERVER", "users", "", false),
         ]);
         spans[2].shared = true;
+        assert_eq!(
+            links(&[spans]),
+            json!([{"parent": "gateway", "child": "users", "callCount": 1}])
+        );
+    }
+
+    #[test]
+    fn a_shared_pair_without_the_flag_or_parent_is_still_one_call() {
+        // Instrumentation that reuses the client's id but sets neither
+        // `shared` nor the parent id (Zipkin's Trace.merge fix-ups apply).
+        let spans = trace(&[
+            (1, 0, "SERVER", "gateway", "", false),
+            (2, 1, "CLIENT", "gateway", "users", true),
+            (2, 0, "SERVER", "users", "", false),
+            (3, 2, "CLIENT", "users", "postgres", false),
+        ]);
+        // The client half's error is the RPC's error.
+        assert_eq!(
+            links(&[spans]),
+            json!([
+                {"parent": "gateway", "child": "users", "callCount": 1, "errorCount": 1},
+                {"parent": "users", "child": "postgres", "callCount": 1},
+            ])
+        );
+    }
+
+    #[test]
+    fn a_span_sharing_app_behind_a_sidecar() {
+        // frontend calls the sidecar ("users"); the app behind it joins the
+        // sidecar's span id ("users-app", shared) and calls the database.
+        let mut spans = trace(&[
+            (1, 0, "CLIENT", "frontend", "users", false),
+            (2, 1, "SERVER", "users", "", false),
+            (2, 1, "SERVER", "users-app", "", false),
+            (3, 2, "CLIENT", "users-app", "postgres", false),
+        ]);
+        spans[2].shared = true;
+        // As Zipkin's DependencyLinker: the shared server's caller is the
+        // span whose id it shares, so each hop is counted once.
+        assert_eq!(
+            links(&[spans]),
+            json!([
+                {"parent": "frontend", "child": "users", "callCount": 1},
+                {"parent": "users", "child": "users-app", "callCount": 1},
+                {"parent": "users-app", "child": "postgres", "callCount": 1},
+            ])
+        );
+    }
+
+    #[test]
+    fn an_orphan_hangs_under_the_root_as_in_zipkin() {
+        // The client span between gateway and users was never reported.
+        let spans = trace(&[
+            (1, 0, "SERVER", "gateway", "", false),
+            (3, 2, "SERVER", "users", "", false),
+        ]);
         assert_eq!(
             links(&[spans]),
             json!([{"parent": "gateway", "child": "users", "callCount": 1}])

@@ -1,15 +1,18 @@
 //! The embedded Zipkin-compatible collector and its trace viewer (DESIGN §7).
 //!
 //! `tracehop collector` runs this for local development, the demo and tests.
-//! It receives spans on `POST /api/v2/spans` (JSON, optionally gzip), keeps
-//! them in a bounded in-memory store (whole oldest traces evicted first),
-//! answers the Zipkin v2 read API (`zipkin2-api.yaml`) so tools that speak
-//! Zipkin can read from it, and serves a self-contained trace viewer at `/`.
+//! It receives spans on `POST /api/v2/spans` (JSON or proto3, optionally
+//! gzip), keeps them in a bounded in-memory store (whole oldest traces evicted
+//! first), answers the Zipkin v2 read API (`zipkin2-api.yaml`) so tools that
+//! speak Zipkin can read from it, and serves a self-contained trace viewer at `/`.
 //!
 //! Layout:
 //! - [`model`]: the generic Zipkin v2 span model (any tracer's spans).
-//! - `decode`: upload validation and normalisation ([`IngestError`]).
+//! - `decode`: upload decoding (JSON, proto3), validation and normalisation
+//!   ([`IngestError`]).
 //! - `store`: the bounded store and its service-name indices.
+//! - `trace`: Zipkin's rules for one trace: which copies of a span merge, the
+//!   B3 shared-span fix-ups, and the trace tree.
 //! - `query`: read-API parameters and Zipkin's trace-matching rules.
 //! - `dependencies`: the service graph, as Zipkin's `DependencyLinker`.
 //! - `api`: routing and HTTP shapes; `viewer`: the embedded page.
@@ -22,6 +25,7 @@ mod dependencies;
 pub mod model;
 mod query;
 mod store;
+mod trace;
 mod viewer;
 
 use std::future::Future;
@@ -32,7 +36,7 @@ use http::{Request, Response};
 use tokio::net::TcpListener;
 
 pub use api::MAX_BODY_BYTES;
-pub use decode::IngestError;
+pub use decode::{Format, IngestError};
 pub use dependencies::DependencyLink;
 
 use crate::export::RelaySink;
@@ -97,9 +101,25 @@ impl Collector {
     /// Validates a JSON list of spans and stores it; returns how many spans
     /// the batch had. An invalid batch stores nothing.
     pub fn ingest_json(&self, body: &[u8]) -> Result<usize, IngestError> {
-        let spans = decode::decode_spans(body)?;
+        self.ingest_body(Format::Json, body)
+    }
+
+    /// Validates an upload in `format` (JSON or proto3 `ListOfSpans`) and
+    /// stores it; returns how many spans the batch had. An invalid batch
+    /// stores nothing.
+    pub fn ingest_body(&self, format: Format, body: &[u8]) -> Result<usize, IngestError> {
+        let spans = decode::decode(format, body)?;
         if let Some(forward) = &self.forward {
-            forward.send(Bytes::copy_from_slice(body), spans.len() as u64);
+            // The relay speaks Zipkin JSON: a JSON upload goes as received,
+            // a proto3 one as the JSON of what was decoded from it.
+            let json = match format {
+                Format::Json => Ok(Bytes::copy_from_slice(body)),
+                Format::Proto => serde_json::to_vec(&spans).map(Bytes::from),
+            };
+            match json {
+                Ok(json) => forward.send(json, spans.len() as u64),
+                Err(error) => tracing::warn!(%error, "could not encode spans to forward"),
+            }
         }
         Ok(self.ingest(spans))
     }

@@ -3,10 +3,12 @@
 //! Owns every stored span. Traces are kept in the order their first span
 //! arrived; when the number of stored spans goes over the bound, whole traces
 //! are evicted oldest first (a half-evicted trace would show a misleading
-//! waterfall) and each eviction is counted. A span that arrives again with
-//! the same (traceId, id, kind) is merged into the stored copy the way
+//! waterfall) and each eviction is counted. A span that arrives again in
+//! another piece (Zipkin's rule, [`trace::is_same_span`]: same id, kind,
+//! `shared` flag and local endpoint) is merged into the stored copy the way
 //! Zipkin's `Span.Builder.merge` does, so late tags or a late duration land on
-//! the span instead of duplicating it.
+//! the span instead of duplicating it. Spans that only share an id (a B3
+//! shared server span beside its client's or its sidecar's) are kept apart.
 //!
 //! Indices by local service name (span names, remote service names, traces)
 //! are reference-counted so they stay exact under merging and eviction; the
@@ -14,16 +16,17 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::model::{Kind, Span};
+use super::model::Span;
 use super::query::{QueryRequest, TimeWindow};
+use super::trace;
 use crate::span::{SpanId, TraceId};
 
 /// Spans of one trace plus what queries need to find it quickly.
 #[derive(Debug, Default)]
 struct StoredTrace {
     spans: Vec<Span>,
-    /// Position in `spans` of each (id, kind): the merge key.
-    positions: HashMap<(SpanId, Option<Kind>), usize>,
+    /// Positions in `spans` of the spans with each id (usually one).
+    positions: HashMap<SpanId, Vec<usize>>,
     /// The trace's timestamp as Zipkin's `QueryRequest.test` computes it.
     timestamp: Option<u64>,
     /// Arrival sequence number of its first span; breaks timestamp ties.
@@ -128,9 +131,13 @@ impl Store {
 
     fn insert_span(&mut self, span: Span) {
         let trace = self.traces.entry(span.trace_id).or_default();
-        let key = (span.id, span.kind);
-        match trace.positions.get(&key) {
-            Some(&position) => {
+        let same_id = trace.positions.entry(span.id).or_default();
+        let stored = same_id
+            .iter()
+            .copied()
+            .find(|&position| trace::is_same_span(&trace.spans[position], &span));
+        match stored {
+            Some(position) => {
                 let stored = &mut trace.spans[position];
                 unindex(&mut self.services, stored);
                 stored.merge(&span);
@@ -138,7 +145,7 @@ impl Store {
             }
             None => {
                 index(&mut self.services, &span);
-                trace.positions.insert(key, trace.spans.len());
+                same_id.push(trace.spans.len());
                 trace.spans.push(span);
                 self.span_count += 1;
             }
@@ -347,6 +354,35 @@ mod tests {
         assert_eq!(trace[0].name.as_deref(), Some("get"));
         assert_eq!(trace[0].duration, Some(9));
         assert_eq!(trace[0].tags["k"], "v");
+    }
+
+    #[test]
+    fn keeps_a_shared_server_span_beside_the_sidecars_span_with_its_id() {
+        let mut store = Store::new(100);
+        let sidecar = json!({"kind": "SERVER", "name": "get /users/{id}",
+            "localEndpoint": {"serviceName": "users"}, "tags": {"proxy": "tracehop"}});
+        let app = json!({"kind": "SERVER", "shared": true, "name": "get /users/:id",
+            "localEndpoint": {"serviceName": "users-app"}, "tags": {"proxy": "none"}});
+        store.insert(vec![span("a1", 1, sidecar.clone())]);
+        store.insert(vec![span("a1", 1, app.clone())]);
+        // The same service, but shared: still another span.
+        let mut same_service = app;
+        same_service["localEndpoint"] = sidecar["localEndpoint"].clone();
+        store.insert(vec![span("a1", 1, same_service)]);
+        assert_eq!(store.span_count(), 3);
+        let trace = store.trace(TraceId::new(0xa1).unwrap()).unwrap();
+        assert_eq!(trace[0].tags["proxy"], "tracehop");
+        assert_eq!(trace[1].tags["proxy"], "none");
+        assert_eq!(store.service_names(), ["users", "users-app"]);
+        // A later piece of the sidecar's span merges into it, not the others.
+        store.insert(vec![span(
+            "a1",
+            1,
+            json!({"kind": "SERVER", "duration": 7, "localEndpoint": {"serviceName": "users"}}),
+        )]);
+        let trace = store.trace(TraceId::new(0xa1).unwrap()).unwrap();
+        assert_eq!(store.span_count(), 3);
+        assert_eq!((trace[0].duration, trace[1].duration), (Some(7), None));
     }
 
     #[test]

@@ -211,6 +211,47 @@ async fn bad_batches_get_400_with_a_message_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn a_bad_value_is_left_out_and_the_batch_is_stored() {
+    let collector = Collector::new(CollectorConfig::default());
+    let mut batch = fixture(TRACE);
+    batch[1]["timestamp"] = json!(-1);
+    batch[2]["duration"] = json!(-800);
+    batch[6]["annotations"] = json!([{"timestamp": -3, "value": "retried"},
+        {"timestamp": T0 + 2_300, "value": "kept"}]);
+    let (status, body) = post(&collector, batch.to_string().as_bytes()).await;
+    assert_eq!((status, body.as_str()), (StatusCode::ACCEPTED, ""));
+    assert_eq!(collector.span_count(), 7);
+    let stored = get_json(&collector, &format!("/api/v2/trace/{TRACE}")).await;
+    let by_id = |id: &str| {
+        stored
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|span| span["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let client = by_id("0000000000000002");
+    assert_eq!(
+        (client.get("timestamp"), &client["duration"]),
+        (None, &json!(1_000))
+    );
+    let server = by_id("0000000000000003");
+    assert_eq!(
+        (&server["timestamp"], server.get("duration")),
+        (&json!(T0 + 200), None)
+    );
+    assert_eq!(
+        by_id("0000000000000007")["annotations"],
+        json!([{"timestamp": T0 + 2_300, "value": "kept"}])
+    );
+    // A body that is not a list of spans is still refused whole.
+    let (status, text) = post(&collector, br#"{"spans": []}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(collector.span_count(), 7);
+}
+
+#[tokio::test]
 async fn gzip_bodies_are_accepted() {
     let collector = Collector::new(CollectorConfig::default());
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -256,7 +297,7 @@ async fn oversized_and_unsupported_bodies_are_refused() {
     );
     for (header, value) in [
         ("content-encoding", "br"),
-        ("content-type", "application/x-protobuf"),
+        ("content-type", "application/x-thrift"),
     ] {
         let request = Request::post("/api/v2/spans")
             .header(header, value)
@@ -556,6 +597,15 @@ async fn served() -> (
     (collector, addr, stop, task)
 }
 
+/// Stops a collector from [`served`] and waits for it, within 10 s.
+async fn stop_serving(stop: tokio::sync::oneshot::Sender<()>, task: tokio::task::JoinHandle<()>) {
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 fn client() -> hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
     Full<Bytes>,
@@ -582,11 +632,102 @@ async fn round_trip_over_a_socket() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let trace: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(trace.as_array().unwrap().len(), 7);
-    drop(stop);
-    tokio::time::timeout(Duration::from_secs(10), task)
+    stop_serving(stop, task).await;
+}
+
+/// A stored span back in proto3 form, as a Zipkin proto3 reporter sends it.
+fn to_proto(span: &model::Span) -> decode::proto::Span {
+    use decode::proto;
+    let trace = span.trace_id.get();
+    let trace_id = if trace >> 64 == 0 {
+        (trace as u64).to_be_bytes().to_vec()
+    } else {
+        trace.to_be_bytes().to_vec()
+    };
+    let endpoint = |e: &Option<model::Endpoint>| {
+        e.as_ref().map(|e| proto::Endpoint {
+            service_name: e.service_name.clone().unwrap_or_default(),
+            ipv4: e.ipv4.map(|ip| ip.octets().to_vec()).unwrap_or_default(),
+            ipv6: e.ipv6.map(|ip| ip.octets().to_vec()).unwrap_or_default(),
+            port: e.port.map_or(0, i32::from),
+        })
+    };
+    proto::Span {
+        trace_id,
+        parent_id: span
+            .parent_id
+            .map(|id| id.get().to_be_bytes().to_vec())
+            .unwrap_or_default(),
+        id: span.id.get().to_be_bytes().to_vec(),
+        kind: span.kind.map_or(0, |kind| kind as i32 + 1),
+        name: span.name.clone().unwrap_or_default(),
+        timestamp: span.timestamp.unwrap_or(0),
+        duration: span.duration.unwrap_or(0),
+        local_endpoint: endpoint(&span.local_endpoint),
+        remote_endpoint: endpoint(&span.remote_endpoint),
+        annotations: span
+            .annotations
+            .iter()
+            .map(|a| proto::Annotation {
+                timestamp: a.timestamp,
+                value: a.value.clone(),
+            })
+            .collect(),
+        tags: span.tags.clone(),
+        debug: span.debug,
+        shared: span.shared,
+    }
+}
+
+#[tokio::test]
+async fn proto3_uploads_are_stored_like_json_ones() {
+    use prost::Message;
+    let from_json = loaded();
+    let expected = get_json(&from_json, &format!("/api/v2/trace/{TRACE}")).await;
+    let spans: Vec<model::Span> = serde_json::from_value(fixture(TRACE)).unwrap();
+    let list = decode::proto::ListOfSpans {
+        spans: spans.iter().map(to_proto).collect(),
+    };
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&list.encode_to_vec()).unwrap();
+    let (collector, addr, stop, task) = served().await;
+    let client = client();
+    for (encoding, body) in [
+        ("identity", list.encode_to_vec()),
+        ("gzip", encoder.finish().unwrap()),
+    ] {
+        let request = Request::post(format!("http://{addr}/api/v2/spans"))
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", encoding)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{encoding}");
+    }
+    // The second upload merged into the first: the same spans again.
+    assert_eq!(collector.span_count(), 7);
+    let request = Request::get(format!("http://{addr}/api/v2/trace/{TRACE}"))
+        .body(Full::default())
+        .unwrap();
+    let body = client
+        .request(request)
         .await
         .unwrap()
+        .into_body()
+        .collect()
+        .await
         .unwrap();
+    let trace: Value = serde_json::from_slice(&body.to_bytes()).unwrap();
+    assert_eq!(trace, expected);
+    // Not a ListOfSpans: 400 with the reason.
+    let request = Request::post("/api/v2/spans")
+        .header("content-type", "application/x-protobuf")
+        .body(Full::new(Bytes::from_static(b"[{\"traceId\": 1}]")))
+        .unwrap();
+    let (status, _, text) = respond(&collector, request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&text).contains("not a protobuf ListOfSpans"));
+    stop_serving(stop, task).await;
 }
 
 #[tokio::test]
@@ -605,9 +746,5 @@ async fn viewer_and_errors_over_a_socket() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).starts_with("span 0: traceId:"));
-    drop(stop);
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_serving(stop, task).await;
 }

@@ -5,7 +5,9 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 
-use crate::support::{Client, FakeCollector, bind, client::read, stopper};
+use crate::support::{
+    Client, FakeCollector, FakeUpstream, Sidecar, Yaml, bind, client::read, stopper,
+};
 use tracehop::collector::CollectorConfig;
 
 const BATCH: &str = r#"[{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"00f067aa0ba902b7",
@@ -56,4 +58,167 @@ async fn accepted_batches_are_relayed_to_the_forward_target() {
     assert_eq!(stored.status, StatusCode::OK);
     drop(stop);
     task.await.expect("join").expect("collector ran");
+}
+
+/// An embedded collector on 127.0.0.1:0 and the handle that stops it.
+struct Embedded {
+    base: String,
+    stop: crate::support::Stopper,
+    task: tokio::task::JoinHandle<Result<(), tracehop::export::ClientError>>,
+}
+
+impl Embedded {
+    async fn start() -> Self {
+        let (listener, addr) = bind().await;
+        let (stop, shutdown) = stopper();
+        let task = tokio::spawn(tracehop::app::serve_collector(
+            listener,
+            CollectorConfig::default(),
+            None,
+            shutdown,
+        ));
+        Self {
+            base: format!("http://{addr}"),
+            stop,
+            task,
+        }
+    }
+
+    async fn post(&self, content_type: &str, body: Vec<u8>) -> StatusCode {
+        let request = Request::post(format!("{}/api/v2/spans", self.base))
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .expect("request");
+        read(Client::http1().send(request).await).await.status
+    }
+
+    async fn get(&self, path: &str) -> serde_json::Value {
+        let reply = Client::http1()
+            .get(&format!("{}{path}", self.base), &[])
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+        serde_json::from_str(&reply.body).expect("JSON answer")
+    }
+
+    /// Waits until the trace holds `count` spans and returns them.
+    async fn trace(&self, trace_id: &str, count: usize) -> Vec<serde_json::Value> {
+        let path = format!("{}/api/v2/trace/{trace_id}", self.base);
+        let deadline = tokio::time::Instant::now() + crate::support::DEADLINE;
+        loop {
+            let reply = Client::http1().get(&path, &[]).await;
+            if reply.status == StatusCode::OK {
+                let spans: Vec<serde_json::Value> =
+                    serde_json::from_str(&reply.body).expect("JSON trace");
+                if spans.len() >= count {
+                    return spans;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "trace {trace_id} never reached {count} spans"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn stop(self) {
+        drop(self.stop);
+        self.task.await.expect("join").expect("collector ran");
+    }
+}
+
+/// A span-sharing B3 tracer in the app (zipkin-js `supportsJoin`, Brave)
+/// reports its SERVER span with the sidecar's span id and `shared: true`.
+/// Zipkin keeps both spans; so does the embedded collector, and its graph
+/// counts each hop once.
+#[tokio::test]
+async fn a_span_sharing_app_behind_the_sidecar_keeps_both_spans() {
+    let collector = Embedded::start().await;
+    let upstream = FakeUpstream::start().await;
+    let sidecar = Sidecar::start(
+        Yaml::default(),
+        upstream.addr,
+        collector
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("addr"),
+    )
+    .await;
+    let trace_id = "463ac35c9f6413ad48485a3953bb6124";
+    let frontend_span = "a2fb4a1d1a96d312";
+    let reply = Client::http1()
+        .get(
+            &format!("{}/users/7", sidecar.base),
+            &[
+                ("x-b3-traceid", trace_id),
+                ("x-b3-spanid", frontend_span),
+                ("x-b3-sampled", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+
+    // The app joins the id it was given, as zipkin-js does, and reports
+    // its span along with the frontend's CLIENT span.
+    let seen = upstream.last();
+    let header = |name: &str| seen.headers.get(name).map(|v| v.to_str().expect("ascii"));
+    let joined = header("x-b3-spanid").expect("the sidecar sent its span id");
+    let now = tracehop::span::now_micros();
+    let app_span = serde_json::json!([
+        {"traceId": trace_id, "id": frontend_span, "kind": "CLIENT", "name": "get",
+         "timestamp": now - 5_000, "duration": 4_000,
+         "localEndpoint": {"serviceName": "frontend"},
+         "remoteEndpoint": {"serviceName": "checkout"}},
+        {"traceId": trace_id, "id": joined, "parentId": header("x-b3-parentspanid"),
+         "kind": "SERVER", "shared": true, "name": "get /users/:id",
+         "timestamp": now - 3_000, "duration": 1_000,
+         "localEndpoint": {"serviceName": "checkout-app"},
+         "tags": {"http.route": "/users/:id"}}
+    ]);
+    assert_eq!(
+        collector
+            .post("application/json", app_span.to_string().into_bytes())
+            .await,
+        StatusCode::ACCEPTED
+    );
+
+    let spans = collector.trace(trace_id, 3).await;
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    let with_id: Vec<_> = spans.iter().filter(|s| s["id"] == joined).collect();
+    assert_eq!(
+        with_id.len(),
+        2,
+        "both spans with the shared id: {spans:#?}"
+    );
+    let sidecar_span = with_id
+        .iter()
+        .find(|s| s.get("shared").is_none())
+        .expect("sidecar's");
+    let app = with_id.iter().find(|s| s["shared"] == true).expect("app's");
+    assert_eq!(sidecar_span["localEndpoint"]["serviceName"], "checkout");
+    assert_eq!(sidecar_span["tags"]["url.path"], "/users/7");
+    assert_eq!(app["localEndpoint"]["serviceName"], "checkout-app");
+    assert_eq!(app["tags"]["http.route"], "/users/:id");
+    assert!(app["tags"].get("url.path").is_none(), "tags were not mixed");
+    // Told no parent id or not, the shared span has the sidecar span's parent.
+    assert_eq!(app["parentId"], frontend_span);
+    assert_eq!(sidecar_span["parentId"], frontend_span);
+
+    assert_eq!(
+        collector.get("/api/v2/services").await,
+        serde_json::json!(["checkout", "checkout-app", "frontend"])
+    );
+    let window = format!("endTs={}&lookback=60000", now / 1000 + 1_000);
+    assert_eq!(
+        collector
+            .get(&format!("/api/v2/dependencies?{window}"))
+            .await,
+        serde_json::json!([
+            {"parent": "checkout", "child": "checkout-app", "callCount": 1},
+            {"parent": "frontend", "child": "checkout", "callCount": 1},
+        ])
+    );
+    sidecar.stop().await;
+    collector.stop().await;
 }

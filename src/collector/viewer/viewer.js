@@ -124,9 +124,12 @@
     return parts.join(' · ');
   }
 
-  // Arranges spans into a tree. A SERVER span sharing its id with a CLIENT
-  // span (B3 shared span) hangs under that client; others under the span
-  // named by parentId. Spans whose parent is missing become roots, flagged.
+  // Arranges spans into a tree as Zipkin's SpanNode does (the API has already
+  // applied Zipkin's shared-span fix-ups). A B3 shared span hangs under the
+  // non-shared span whose id it shares (the client, or a sidecar's server
+  // span): one RPC seen from both sides. A span whose parentId names a shared
+  // span on its own endpoint hangs under that span, else under the non-shared
+  // span with that id. Spans whose parent is missing become roots, flagged.
   function buildTree(spans) {
     const nodes = spans.map((span, index) => ({ span, index, children: [], parent: null, orphan: false }));
     const byId = new Map();
@@ -138,12 +141,12 @@
     const roots = [];
     for (const node of nodes) {
       const span = node.span;
-      const sameId = byId.get(span.id).filter((other) => other !== node);
       let parent = null;
-      if (span.kind === 'SERVER') parent = sameId.find((o) => o.span.kind === 'CLIENT') || null;
+      if (span.shared) parent = byId.get(span.id).find((o) => o !== node && !o.span.shared) || null;
       if (!parent && span.parentId) {
         const candidates = (byId.get(span.parentId) || []).filter((o) => o !== node);
-        parent = candidates.find((o) => o.span.kind !== 'CLIENT') || candidates[0] || null;
+        parent = candidates.find((o) => o.span.shared && sameEndpoint(o.span, span)) ||
+          candidates.find((o) => !o.span.shared) || null;
         if (!parent) node.orphan = true;
       }
       if (parent && createsCycle(node, parent)) parent = null;
@@ -155,6 +158,11 @@
     for (const node of nodes) node.children.sort(byStart);
     roots.sort((a, b) => (a.orphan - b.orphan) || byStart(a, b));
     return roots;
+  }
+
+  // Zipkin compares whole local endpoints; the API writes them in one field order.
+  function sameEndpoint(a, b) {
+    return JSON.stringify(a.localEndpoint || null) === JSON.stringify(b.localEndpoint || null);
   }
 
   function createsCycle(node, parent) {
@@ -185,6 +193,8 @@
     let errors = 0;
     const services = new Set();
     const ids = new Set(spans.map((s) => s.id));
+    // Ids of spans a shared span can hang under: a shared span is never the root.
+    const unshared = new Set(spans.filter((s) => !s.shared).map((s) => s.id));
     let root = null;
     for (const span of spans) {
       services.add(serviceOf(span));
@@ -193,7 +203,7 @@
         start = Math.min(start, span.timestamp);
         end = Math.max(end, span.timestamp + (span.duration || 0));
       }
-      const isRoot = !span.parentId || !ids.has(span.parentId);
+      const isRoot = (!span.parentId || !ids.has(span.parentId)) && !(span.shared && unshared.has(span.id));
       const rank = (s) => (s.parentId ? 1 : 0);
       if (isRoot && (!root || rank(span) < rank(root) ||
           (rank(span) === rank(root) && (span.timestamp || Infinity) < (root.timestamp || Infinity)))) {
@@ -404,6 +414,7 @@
       el('span', { class: 'svc', text: service }),
       el('span', { class: 'span-name', title: span.name || null, text: span.name || '(unnamed)' }),
       span.kind ? el('span', { class: 'kind', text: span.kind.toLowerCase() }) : null,
+      span.shared ? el('span', { class: 'kind shared', title: 'B3 shared span: it has the span id of the span above it, the other side of the same call', text: 'shared' }) : null,
       node.orphan ? el('span', { class: 'orphan', title: 'Its parent span ' + span.parentId + ' is not in this trace', text: 'missing parent' }) : null,
       error ? el('span', { class: 'err-mark', title: 'Error', text: '!' }) : null);
     label.style.paddingLeft = (8 + Math.min(node.depth, 24) * 14) + 'px';
@@ -419,7 +430,7 @@
       class: 'span-row' + (error ? ' error' : '') + (node.orphan ? ' orphan-row' : ''),
       role: 'treeitem', tabindex: '-1', 'aria-level': String(node.depth + 1),
       'data-row': String(node.row), 'data-span-id': span.id, 'data-span-name': span.name || '',
-      'data-service': service, 'data-depth': String(node.depth),
+      'data-service': service, 'data-depth': String(node.depth), 'data-shared': span.shared ? 'true' : null,
     }, label, el('div', { class: 'span-timeline' }, bar, duration));
   }
 

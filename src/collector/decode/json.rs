@@ -1,107 +1,26 @@
-//! Decoding and validation of `POST /api/v2/spans` JSON bodies.
+//! The JSON wire form of `POST /api/v2/spans` (Zipkin v2 API,
+//! `definitions/ListOfSpans`): a JSON list of span objects.
 //!
-//! A body is a JSON list of spans (Zipkin v2 API, `definitions/ListOfSpans`).
-//! Every span is checked against the spec before anything is stored: ids are
-//! hex of the spec's lengths (`traceId` 16 or 32, `id`/`parentId` 16), `kind`
-//! is one of the four names, numbers are non-negative integers, tags and
-//! annotations have the right shape. One invalid span rejects the whole batch
-//! with an error naming the span's index and field.
-//!
-//! Normalisation follows Zipkin's `Span.Builder` and `Endpoint.Builder`:
-//! uppercase hex is accepted and lowercased, a 32-digit trace id whose high
-//! half is zero becomes the 16-digit form (so the 64-bit and the left-padded
-//! 128-bit spellings are one trace), an all-zero `parentId` means "root",
-//! `parentId == id` is dropped, zero timestamps/durations/ports are absent,
-//! service and span names are lowercased, and an unparseable IP address is
-//! ignored rather than rejected (Zipkin drops it the same way). Unknown fields
-//! are ignored, as Zipkin's reader does.
+//! Maps JSON to the span model and checks shapes: ids are hex of the spec's
+//! lengths (`traceId` 16 or 32, `id`/`parentId` 16; uppercase accepted; an
+//! all-zero `parentId` means root), `kind` is one of the four names, numbers
+//! are numbers, ports are 0 to 65535, tags and annotations have the right
+//! shape. A microsecond value that is a number but not a whole non-negative
+//! one (`-1`, `1.5`) is left out here; every other value rule is
+//! [`super::normalize`]'s. Unknown fields are ignored, as Zipkin's reader does.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use super::model::{Annotation, Endpoint, Kind, Span};
+use super::{FieldError, IngestError, normalize};
+use crate::collector::model::{Annotation, Endpoint, Kind, Span};
 use crate::span::{SpanId, TraceId};
 
 /// Longest excerpt of a bad value echoed back in an error message.
 const ECHO_LIMIT: usize = 40;
-
-/// Why a span upload was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    /// The body is not JSON at all.
-    #[error("body is not valid JSON: {0}")]
-    Json(#[source] serde_json::Error),
-    /// The body is JSON but not a list.
-    #[error("body must be a JSON list of spans (Zipkin v2 ListOfSpans)")]
-    NotAList,
-    /// One span of the batch breaks the spec.
-    #[error("span {index}: {field}: {reason}")]
-    InvalidSpan {
-        /// Position of the span in the uploaded list, from 0.
-        index: usize,
-        /// JSON path of the offending field inside the span.
-        field: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The body (or its decompressed form) is larger than the collector accepts.
-    #[error("body exceeds the limit of {limit} bytes")]
-    TooLarge {
-        /// The limit in bytes.
-        limit: usize,
-    },
-    /// `Content-Encoding: gzip` but the body does not decompress.
-    #[error("gzip body could not be decompressed: {0}")]
-    Gzip(#[source] std::io::Error),
-    /// A content encoding other than gzip or identity.
-    #[error("unsupported Content-Encoding {0:?}; use gzip or none")]
-    UnsupportedEncoding(String),
-    /// A media type the collector cannot read (for example protobuf).
-    #[error("unsupported Content-Type {0:?}; only application/json is accepted")]
-    UnsupportedMediaType(String),
-    /// Reading the request body failed.
-    #[error("reading the request body failed: {0}")]
-    Body(String),
-}
-
-/// A problem with one field of one span, before the span's index is known.
-#[derive(Debug, PartialEq, Eq)]
-pub struct FieldError {
-    field: String,
-    reason: String,
-}
-
-impl FieldError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-
-    /// Prefixes the field path with its parent object (`localEndpoint.port`).
-    fn under(mut self, parent: &str) -> Self {
-        self.field = format!("{parent}.{}", self.field);
-        self
-    }
-
-    fn at(self, index: usize) -> IngestError {
-        IngestError::InvalidSpan {
-            index,
-            field: self.field,
-            reason: self.reason,
-        }
-    }
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.reason)
-    }
-}
 
 /// Decodes and validates a whole upload; any invalid span fails the batch.
 pub fn decode_spans(body: &[u8]) -> Result<Vec<Span>, IngestError> {
@@ -126,23 +45,25 @@ impl<'de> Deserialize<'de> for Span {
 
 /// Validates and normalises one span object.
 pub fn decode_span(value: Value) -> Result<Span, FieldError> {
+    decode_raw(value).map(normalize)
+}
+
+fn decode_raw(value: Value) -> Result<Span, FieldError> {
     let Value::Object(map) = value else {
         return Err(FieldError::new("(span)", "expected a JSON object"));
     };
     let trace_id = trace_id(required(&map, "traceId")?)?;
     let id = span_id(required(&map, "id")?, "id")?;
-    // Zipkin: an all-zero parent id means root, and a span cannot be its own
-    // parent (Span.Builder.build undoes that circular reference).
+    // Zipkin: an all-zero parent id means root.
     let parent_id = match present(&map, "parentId") {
         Some(value) if is_all_zero_hex(value) => None,
-        Some(value) => Some(span_id(value, "parentId")?).filter(|parent| *parent != id),
+        Some(value) => Some(span_id(value, "parentId")?),
         None => None,
     };
     let kind = match present(&map, "kind") {
         Some(value) => Some(kind(value)?),
         None => None,
     };
-    let shared = flag(&map, "shared")? && kind != Some(Kind::Client);
     Ok(Span {
         trace_id,
         parent_id,
@@ -156,7 +77,7 @@ pub fn decode_span(value: Value) -> Result<Span, FieldError> {
         annotations: annotations(&map)?,
         tags: tags(&map)?,
         debug: flag(&map, "debug")?,
-        shared,
+        shared: flag(&map, "shared")?,
     })
 }
 
@@ -250,13 +171,12 @@ fn string<'a>(value: &'a Value, field: &str) -> Result<&'a str, FieldError> {
         .ok_or_else(|| FieldError::new(field, format!("expected a string, got {}", echo(value))))
 }
 
-/// A lowercased name; empty means absent (Zipkin `Span.Builder.name`).
+/// A name as sent (lowercased by [`normalize`]).
 fn label(map: &Map<String, Value>, field: &str) -> Result<Option<String>, FieldError> {
     let Some(value) = present(map, field) else {
         return Ok(None);
     };
-    let text = string(value, field)?;
-    Ok((!text.is_empty()).then(|| text.to_lowercase()))
+    Ok(Some(string(value, field)?.to_owned()))
 }
 
 fn integer(value: &Value, field: &str) -> Result<u64, FieldError> {
@@ -268,11 +188,24 @@ fn integer(value: &Value, field: &str) -> Result<u64, FieldError> {
     })
 }
 
-/// Epoch or duration microseconds; zero means absent (Zipkin `Span.Builder`).
+/// Epoch or duration microseconds, `None` when absent or not a whole
+/// non-negative number. Only a value that is not a JSON number is an error.
 fn micros(map: &Map<String, Value>, field: &str) -> Result<Option<u64>, FieldError> {
     match present(map, field) {
-        Some(value) => Ok(Some(integer(value, field)?).filter(|&n| n != 0)),
+        Some(value) => micros_value(value, field),
         None => Ok(None),
+    }
+}
+
+/// Reads one microsecond value: a number that is not a whole non-negative
+/// one is left out; anything else (a string, an object) fails the span.
+fn micros_value(value: &Value, field: &str) -> Result<Option<u64>, FieldError> {
+    match value {
+        Value::Number(number) => Ok(number.as_u64()),
+        _ => Err(FieldError::new(
+            field,
+            format!("expected a number of microseconds, got {}", echo(value)),
+        )),
     }
 }
 
@@ -298,14 +231,13 @@ fn endpoint(map: &Map<String, Value>, field: &str) -> Result<Option<Endpoint>, F
         service_name: label(fields, "serviceName").map_err(|e| e.under(field))?,
         ..Endpoint::default()
     };
-    // Zipkin's Endpoint.Builder.parseIp ignores addresses it cannot parse and
-    // stores IPv4-mapped IPv6 addresses as IPv4.
+    // Zipkin's Endpoint.Builder.parseIp ignores addresses it cannot parse.
     for key in ["ipv4", "ipv6"] {
         if let Some(value) = present(fields, key) {
             let text = string(value, key).map_err(|e| e.under(field))?;
             match text.parse::<IpAddr>() {
                 Ok(IpAddr::V4(ip)) => endpoint.ipv4 = Some(ip),
-                Ok(IpAddr::V6(ip)) => set_ipv6(&mut endpoint, ip),
+                Ok(IpAddr::V6(ip)) => endpoint.ipv6 = Some(ip),
                 Err(_) => {}
             }
         }
@@ -318,18 +250,9 @@ fn endpoint(map: &Map<String, Value>, field: &str) -> Result<Option<Endpoint>, F
                 FieldError::new("port", format!("expected 0 to 65535, got {}", echo(value)))
                     .under(field)
             })?;
-        endpoint.port = Some(port).filter(|&p| p != 0);
+        endpoint.port = Some(port);
     }
-    Ok((!endpoint.is_empty()).then_some(endpoint))
-}
-
-fn set_ipv6(endpoint: &mut Endpoint, ip: Ipv6Addr) {
-    match ip.to_ipv4_mapped() {
-        Some(v4) => {
-            endpoint.ipv4.get_or_insert(v4);
-        }
-        None => endpoint.ipv6 = Some(ip),
-    }
+    Ok(Some(endpoint))
 }
 
 fn annotations(map: &Map<String, Value>) -> Result<Vec<Annotation>, FieldError> {
@@ -341,20 +264,22 @@ fn annotations(map: &Map<String, Value>) -> Result<Vec<Annotation>, FieldError> 
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let decode = || -> Result<Annotation, FieldError> {
+        let decode = || -> Result<Option<Annotation>, FieldError> {
             let Value::Object(fields) = item else {
                 return Err(FieldError::new("(annotation)", "expected a JSON object"));
             };
-            Ok(Annotation {
-                timestamp: integer(required(fields, "timestamp")?, "timestamp")?,
-                value: string(required(fields, "value")?, "value")?.to_owned(),
-            })
+            let timestamp = micros_value(required(fields, "timestamp")?, "timestamp")?;
+            let value = string(required(fields, "value")?, "value")?;
+            Ok(timestamp.map(|timestamp| Annotation {
+                timestamp,
+                value: value.to_owned(),
+            }))
         };
-        out.push(decode().map_err(|e| e.under(&format!("annotations[{i}]")))?);
+        // An annotation is a point in time: without one it is left out.
+        if let Some(annotation) = decode().map_err(|e| e.under(&format!("annotations[{i}]")))? {
+            out.push(annotation);
+        }
     }
-    // The spec marks annotations `uniqueItems`; Zipkin keeps them sorted.
-    out.sort();
-    out.dedup();
     Ok(out)
 }
 
@@ -387,6 +312,7 @@ fn tags(map: &Map<String, Value>) -> Result<BTreeMap<String, String>, FieldError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collector::decode::MAX_MICROS;
     use serde_json::json;
 
     fn valid() -> Value {
@@ -504,6 +430,49 @@ mod tests {
     }
 
     #[test]
+    fn unusable_microsecond_values_are_left_out() {
+        let largest = MAX_MICROS;
+        let cases: &[(&str, Value, Value)] = &[
+            ("timestamp", json!(-1), Value::Null),
+            ("timestamp", json!(i64::MIN), Value::Null),
+            ("timestamp", json!(1.5), Value::Null),
+            ("timestamp", json!(1e20), Value::Null),
+            ("timestamp", json!(u64::MAX), Value::Null),
+            ("timestamp", json!(largest + 1), Value::Null),
+            ("timestamp", json!(largest), json!(largest)),
+            ("timestamp", json!(1), json!(1)),
+            ("duration", json!(-1431), Value::Null),
+            ("duration", json!(0.5), Value::Null),
+            ("duration", json!(largest + 1), Value::Null),
+            ("duration", json!(1), json!(1)),
+        ];
+        for (field, input, expected) in cases {
+            let span = decode_span(with(field, input.clone())).unwrap();
+            let out = serde_json::to_value(&span).unwrap();
+            assert_eq!(
+                out.get(*field).unwrap_or(&Value::Null),
+                expected,
+                "{field} = {input}"
+            );
+            // Everything else of the span is kept.
+            assert_eq!(span.local_service_name(), Some("backend"));
+        }
+        let annotations = json!([
+            {"timestamp": -5, "value": "negative"}, {"timestamp": 0, "value": "zero"},
+            {"timestamp": 2.5, "value": "fraction"}, {"timestamp": largest + 1, "value": "far"},
+            {"timestamp": 7, "value": "kept"}
+        ]);
+        let span = decode_span(with("annotations", annotations)).unwrap();
+        assert_eq!(
+            span.annotations,
+            [Annotation {
+                timestamp: 7,
+                value: "kept".into()
+            }]
+        );
+    }
+
+    #[test]
     fn shared_is_dropped_on_client_spans() {
         let mut span = with("kind", json!("CLIENT"));
         span["shared"] = json!(true);
@@ -530,9 +499,8 @@ mod tests {
             ("parentId", json!("xyz"), "parentId"),
             ("kind", json!("server"), "kind"),
             ("kind", json!("LOCAL"), "kind"),
-            ("timestamp", json!(-1), "timestamp"),
             ("timestamp", json!("1"), "timestamp"),
-            ("duration", json!(1.5), "duration"),
+            ("duration", json!(true), "duration"),
             ("name", json!(3), "name"),
             ("debug", json!("yes"), "debug"),
             ("localEndpoint", json!("backend"), "localEndpoint"),
@@ -556,6 +524,11 @@ mod tests {
                 "annotations",
                 json!([{"timestamp": 1}]),
                 "annotations[0].value",
+            ),
+            (
+                "annotations",
+                json!([{"timestamp": "1", "value": "ws"}]),
+                "annotations[0].timestamp",
             ),
             ("annotations", json!([1]), "annotations[0].(annotation)"),
             ("tags", json!([]), "tags"),
