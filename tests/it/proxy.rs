@@ -327,3 +327,77 @@ async fn response_fields_pass_through_on_both_server_paths() {
     server.abort();
 }
 }
+
+/// A TCP relay that forwards every connection to wherever `target` says
+/// once it is set: an address that leads back to the sidecar without
+/// being one of its listeners (as a DNS name or another proxy would).
+async fn relay() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::OnceLock<std::net::SocketAddr>>,
+) {
+    let (listener, addr) = bind().await;
+    let target = std::sync::Arc::new(std::sync::OnceLock::<std::net::SocketAddr>::new());
+    let to = target.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let Some(target) = to.get().copied() else {
+                continue;
+            };
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, target)
+}
+
+crate::on_every_path! {
+async fn a_request_that_comes_back_to_its_listener_gets_508_before_it_is_forwarded_again() {
+    let collector = FakeCollector::start().await;
+    let (back, target) = relay().await;
+    let sidecar = Sidecar::start(Yaml::default(), back, collector.addr).await;
+    target.set(sidecar.running.inbound_addr).expect("set once");
+    let reply = Client::http1()
+        .get(&format!("{}/orders/1", sidecar.base), &[("via", "1.0 fred")])
+        .await;
+    // The second pass refuses; the first forwards that answer back.
+    assert_eq!(reply.status, StatusCode::LOOP_DETECTED);
+    assert!(reply.body.starts_with("loop detected"), "{}", reply.body);
+    let spans = collector.wait_for(2).await;
+    assert_eq!(spans.len(), 2, "exactly two passes: {spans:#?}");
+    let looped = spans
+        .iter()
+        .find(|span| span["tags"]["error"].as_str().is_some_and(|e| e.contains("forwarding loop")))
+        .unwrap_or_else(|| panic!("an error span for the loop: {spans:#?}"));
+    assert_eq!(looped["tags"]["http.response.status_code"], "508");
+    // Both passes are one trace: the second continues the first's context.
+    assert_eq!(spans[0]["traceId"], spans[1]["traceId"]);
+    sidecar.stop().await;
+}
+}
+
+crate::on_every_path! {
+async fn the_upstream_sees_this_listeners_via_entry_after_the_others() {
+    let upstream = FakeUpstream::start().await;
+    let collector = FakeCollector::start().await;
+    let sidecar = Sidecar::start(Yaml::default(), upstream.addr, collector.addr).await;
+    let reply = Client::http1()
+        .get(
+            &format!("{}/", sidecar.base),
+            // Another sidecar's inbound entry is not this one's: no loop.
+            &[("via", "1.0 fred, 1.1 tracehop-0000000000000000-inbound")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let via = upstream.last().headers.get("via").expect("via").to_str().unwrap().to_owned();
+    let (before, mine) = via.rsplit_once(", ").expect("a list");
+    assert_eq!(before, "1.0 fred, 1.1 tracehop-0000000000000000-inbound");
+    let pseudonym = mine.strip_prefix("1.1 tracehop-").expect("1.1 and the pseudonym");
+    let (instance, listener) = pseudonym.split_once('-').expect("instance-listener");
+    assert_eq!(instance.len(), 16, "{via}");
+    assert_eq!(listener, "inbound");
+    sidecar.stop().await;
+}
+}
