@@ -28,6 +28,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run(args) => run(args),
+        Command::Collector(args) if args.forward.is_some() && forward_invalid(&args) => {
+            ExitCode::from(EXIT_CONFIG)
+        }
         Command::Collector(args) => with_runtime(async move {
             let forward = args.forward.as_deref();
             Ok(app::run_collector(args.listen, args.config(), forward).await?)
@@ -36,6 +39,23 @@ fn main() -> ExitCode {
         Command::DemoApp(args) => with_runtime(async move {
             Ok(app::run_demo_app(args.app()?, args.options()?, args.listen).await?)
         }),
+    }
+}
+
+/// Reports a `collector --forward` URL that is not usable, as `run`
+/// reports its config: the flag and the problem.
+fn forward_invalid(args: &cli::CollectorArgs) -> bool {
+    let Some(url) = args.forward.as_deref() else {
+        return false;
+    };
+    match config::export_defaults_for(url) {
+        Ok(_) => false,
+        Err(errors) => {
+            for error in &errors.0 {
+                eprintln!("invalid --forward: {}", error.message);
+            }
+            true
+        }
     }
 }
 
@@ -120,11 +140,19 @@ fn init_logging(format: LogFormat, level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours_wanted())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// Colours in the text log only on a terminal, and never with `NO_COLOR`
+/// set to anything but empty (no-color.org).
+fn colours_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn run(args: RunArgs) -> ExitCode {

@@ -54,12 +54,13 @@ pub struct DemoSettings {
 /// Why the demo could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoStartError {
-    #[error("cannot listen on {addr} for {what}: {source} (pick other ports with --base-port)")]
+    // The OS error is in the message only: as a `source` too, a log line
+    // with the error chain would say it twice.
+    #[error("cannot listen on {addr} for {what}: {error} (pick other ports with --base-port)")]
     Bind {
         what: String,
         addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("demo sidecar config is invalid: {0}")]
     Config(#[from] ConfigErrors),
@@ -110,10 +111,10 @@ async fn bind(
     let addr = SocketAddr::from(([127, 0, 0, 1], port(base, offset)));
     TcpListener::bind(addr)
         .await
-        .map_err(|source| DemoStartError::Bind {
+        .map_err(|error| DemoStartError::Bind {
             what: what.into(),
             addr,
-            source,
+            error,
         })
 }
 

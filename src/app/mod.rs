@@ -57,12 +57,13 @@ pub enum AppError {
     /// Files or variables named by the config are missing or unusable.
     #[error("{0}")]
     Material(ConfigErrors),
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    // The OS error is in the message only: as a `source` too, a log line
+    // with the error chain would say it twice.
+    #[error("cannot listen on {addr} ({what}): {error}")]
     Bind {
         what: String,
         addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Signal(#[from] SignalError),
@@ -87,6 +88,9 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
     sampler: LiveSampler,
+    /// The configuration the sidecar started with: what a reload is
+    /// compared with to name the changes that need a restart.
+    started: Box<Config>,
     stop: watch::Sender<bool>,
     supervisor: JoinHandle<()>,
 }
@@ -104,12 +108,17 @@ impl Running {
     /// the new sampler replaces the old one atomically — open connections
     /// and requests in flight are untouched. On any problem the old
     /// sampler stays and every problem is returned. Only sampling changes
-    /// take effect; other sections need a restart.
-    pub fn reload_sampling(&self, yaml: &str, overrides: Overrides) -> Result<(), ConfigErrors> {
+    /// take effect; the keys changed in other sections, which need a
+    /// restart, are returned.
+    pub fn reload_sampling(
+        &self,
+        yaml: &str,
+        overrides: Overrides,
+    ) -> Result<Vec<String>, ConfigErrors> {
         let config = config::load(yaml, overrides)?;
         self.sampler
             .replace(Sampler::new(&config.sampling, &self.metrics.sampling));
-        Ok(())
+        Ok(self.started.restart_needed(&config))
     }
 
     /// Waits until the sidecar has stopped (after [`Running::shutdown`]).
@@ -139,10 +148,10 @@ fn signal() -> (
 async fn bind(what: impl Into<String>, addr: SocketAddr) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| AppError::Bind {
+        .map_err(|error| AppError::Bind {
             what: what.into(),
             addr,
-            source,
+            error,
         })
 }
 
@@ -194,13 +203,23 @@ fn load_material(config: &Config) -> Result<TlsMaterial, AppError> {
 /// `file` on SIGHUP or when the file changes; then shuts down gracefully.
 pub async fn run(config: Config, file: Option<ConfigFile>) -> Result<(), AppError> {
     let service = config.service.name.clone();
-    let upstream = config.inbound.upstream.authority.clone();
+    let upstream = config.inbound.upstream.to_string();
+    let export = match &config.export {
+        crate::config::ExportConfig::Enabled(zipkin) => zipkin.url.to_string(),
+        crate::config::ExportConfig::Disabled => "off".to_owned(),
+    };
+    if config.service.name_defaulted() {
+        tracing::warn!(
+            "service.name is not set: spans say `{service}`; set it in the config, with --service-name or TRACEHOP_SERVICE_NAME"
+        );
+    }
     let running = start(config).await?;
     tracing::info!(
         service = %service,
         inbound = %running.inbound_addr,
         upstream = %upstream,
         admin = %running.admin_addr,
+        export = %export,
         "tracehop listening"
     );
     for (route, addr) in &running.outbound_addrs {
@@ -230,6 +249,7 @@ pub fn start_with(config: Config, bound: Listeners) -> Result<Running, AppError>
 }
 
 fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Running {
+    let started = Box::new(config.clone());
     let inbound_addr = local_addr(&bound.inbound, config.inbound.listen);
     let admin_addr = local_addr(&bound.admin, config.admin.listen);
     let outbound_addrs = config
@@ -311,6 +331,7 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         metrics,
         readiness,
         sampler,
+        started,
         stop,
         supervisor,
     }

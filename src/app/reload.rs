@@ -117,7 +117,14 @@ impl<F: Fn(&Path) -> Option<SystemTime>> FileWatch<F> {
 fn reload(running: &Running, file: &ConfigFile) {
     let path = file.path.display();
     match apply(running, file, |path| std::fs::read_to_string(path)) {
-        Ok(()) => tracing::info!(file = %path, "sampling configuration reloaded"),
+        Ok(restart) if restart.is_empty() => {
+            tracing::info!(file = %path, "sampling configuration reloaded");
+        }
+        Ok(restart) => tracing::warn!(
+            file = %path,
+            "sampling configuration reloaded; these changes need a restart and are not applied: {}",
+            restart.join(", ")
+        ),
         Err(ReloadError::Read(error)) => tracing::error!(
             file = %path,
             %error,
@@ -130,12 +137,13 @@ fn reload(running: &Running, file: &ConfigFile) {
     }
 }
 
-/// Reads the file with `read` and applies its sampling section.
+/// Reads the file with `read` and applies its sampling section; the keys
+/// changed elsewhere, which need a restart.
 fn apply(
     running: &Running,
     file: &ConfigFile,
     read: impl FnOnce(&Path) -> io::Result<String>,
-) -> Result<(), ReloadError> {
+) -> Result<Vec<String>, ReloadError> {
     let text = read(&file.path).map_err(ReloadError::Read)?;
     running
         .reload_sampling(&text, file.overrides.clone())

@@ -19,6 +19,7 @@ mod sampling;
 mod tls;
 mod types;
 mod validate;
+mod yaml;
 
 pub use parse::duration as parse_duration;
 pub use problems::{ConfigError, ConfigErrors};
@@ -120,30 +121,13 @@ impl Overrides {
 /// Parses and validates a configuration. An empty text is a valid (all
 /// defaults) document. Every validation problem is reported at once.
 pub fn load(yaml: &str, overrides: Overrides) -> Result<Config, ConfigErrors> {
-    let mut raw: RawConfig = if yaml.trim().is_empty() {
-        RawConfig::default()
-    } else {
-        serde_norway::from_str(yaml).map_err(|error| {
-            let path = error
-                .to_string()
-                .split_once(": ")
-                .map(|(path, _)| path.to_owned())
-                .filter(|path| !path.contains(' '))
-                .unwrap_or_else(|| ".".into());
-            ConfigErrors(vec![ConfigError {
-                path,
-                message: error.to_string(),
-            }])
-        })?
-    };
+    let (mut raw, read_problems): (RawConfig, _) = yaml::read(yaml);
     overrides.apply(&mut raw);
     let mut problems = problems::Problems::default();
     let config = validate::config(raw, &mut problems);
-    problems.into_result(config)
+    problems.after_reading(read_problems).into_result(config)
 }
 
-/// Export settings for `url` with every other export key at its default
-/// (for the collector's `--forward URL`).
 pub fn export_defaults_for(url: &str) -> Result<ZipkinExport, ConfigErrors> {
     let overrides = Overrides {
         // inbound.upstream is required in a sidecar config; unused here.

@@ -54,6 +54,25 @@ impl Problems {
         });
     }
 
+    /// The problems found reading the YAML first, then the validation
+    /// problems that are not about a key reading already refused (a key
+    /// with the wrong type falls back to its default, and a "required" or
+    /// range problem there would only repeat it).
+    pub fn after_reading(self, read: Vec<ConfigError>) -> Self {
+        let repeats = |problem: &ConfigError| {
+            read.iter().any(|r| {
+                problem.path == r.path
+                    || problem
+                        .path
+                        .strip_prefix(r.path.as_str())
+                        .is_some_and(|rest| rest.starts_with(['.', '[']))
+            })
+        };
+        let mut all = read.clone();
+        all.extend(self.0.into_iter().filter(|problem| !repeats(problem)));
+        Self(all)
+    }
+
     pub fn into_result<T>(self, value: T) -> Result<T, ConfigErrors> {
         if self.0.is_empty() {
             Ok(value)

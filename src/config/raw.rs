@@ -51,11 +51,17 @@ pub(super) struct RawInbound {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTimeouts {
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub header_read: Option<String>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub idle: Option<String>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub request_body: Option<String>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub response_body: Option<String>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub upstream_connect: Option<String>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub upstream_response: Option<String>,
 }
 
@@ -125,10 +131,13 @@ pub(super) struct RawExport {
     pub zipkin: Option<String>,
     pub queue_capacity: Option<usize>,
     pub batch_size: Option<usize>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub batch_interval: Option<String>,
     pub gzip: Option<bool>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub timeout: Option<String>,
     pub retry: Option<RawRetry>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub shutdown_timeout: Option<String>,
     pub tls: Option<RawClientTls>,
     pub headers: Option<BTreeMap<String, RawHeaderValue>>,
@@ -137,8 +146,11 @@ pub(super) struct RawExport {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRetry {
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub initial_backoff: Option<String>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub max_backoff: Option<String>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub max_elapsed: Option<String>,
 }
 
@@ -159,6 +171,8 @@ pub(super) struct RawLog {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawShutdown {
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub drain_delay: Option<String>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub grace_period: Option<String>,
 }

@@ -17,12 +17,7 @@ fn duration(d: std::time::Duration) -> String {
 }
 
 fn url(u: &UpstreamUrl) -> String {
-    let scheme = match u.scheme {
-        Scheme::Http => "http",
-        Scheme::Https => "https",
-    };
-    let path = if u.path == "/" { "" } else { &u.path };
-    format!("{scheme}://{}{path}", u.authority)
+    u.to_string()
 }
 
 fn protocol(p: UpstreamProtocol) -> &'static str {
@@ -302,13 +297,28 @@ fn export(c: &ExportConfig) -> Value {
 impl Config {
     /// The effective configuration as a YAML document.
     pub fn to_yaml(&self) -> String {
+        serde_norway::to_string(&self.to_value())
+            .unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// The keys (dotted YAML paths) whose value differs in `new` and that
+    /// only a restart applies: everything but `sampling`, which reloads.
+    pub fn restart_needed(&self, new: &Config) -> Vec<String> {
+        let mut changed = Vec::new();
+        differences("", &self.to_value(), &new.to_value(), &mut changed);
+        changed.retain(|key| key != "sampling" && !key.starts_with("sampling."));
+        changed
+    }
+
+    /// The effective configuration as a JSON value, one key per YAML key.
+    fn to_value(&self) -> Value {
         let tags: serde_json::Map<String, Value> = self
             .service
             .resource_tags
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        let doc = json!({
+        json!({
             "service": {"name": &*self.service.name, "tags": tags},
             "inbound": inbound(&self.inbound),
             "outbound": outbound(&self.outbound),
@@ -328,7 +338,32 @@ impl Config {
                 "drain_delay": duration(self.shutdown.drain_delay),
                 "grace_period": duration(self.shutdown.grace_period),
             },
-        });
-        serde_norway::to_string(&doc).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        })
+    }
+}
+
+/// The dotted paths under `path` where `old` and `new` differ: the keys of
+/// mappings, the list itself for lists.
+fn differences(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let at = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                let missing = Value::Null;
+                differences(
+                    &at,
+                    a.get(key).unwrap_or(&missing),
+                    b.get(key).unwrap_or(&missing),
+                    out,
+                );
+            }
+        }
+        (a, b) if a != b => out.push(path.to_owned()),
+        _ => {}
     }
 }

@@ -34,13 +34,17 @@ pub(super) struct RawSampling {
 pub(super) struct RawSampler {
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    #[serde(default, deserialize_with = "super::yaml::ratio")]
     pub ratio: Option<f64>,
     pub max_per_second: Option<f64>,
     pub per_second: Option<f64>,
     pub burst: Option<u32>,
     pub target_per_second: Option<f64>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub window: Option<String>,
+    #[serde(default, deserialize_with = "super::yaml::ratio")]
     pub min_ratio: Option<f64>,
+    #[serde(default, deserialize_with = "super::yaml::ratio")]
     pub max_ratio: Option<f64>,
 }
 
@@ -66,6 +70,7 @@ pub(super) struct RawHeaderMatch {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawKeep {
     pub errors: Option<bool>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub slower_than: Option<String>,
     pub max_per_second: Option<f64>,
 }

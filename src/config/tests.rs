@@ -57,8 +57,112 @@ fn minimal_config_gets_defaults() {
 fn unknown_keys_are_rejected_with_their_path() {
     let e = errors("inbound:\n  upstream: http://x:1\n  timeouts:\n    idel: 5s\n");
     assert_eq!(e.0.len(), 1);
-    assert_eq!(e.0[0].path, "inbound.timeouts");
-    assert!(e.0[0].message.contains("unknown field `idel`"), "{e}");
+    assert_eq!(e.0[0].path, "inbound.timeouts.idel");
+    assert_eq!(e.0[0].message, "unknown key; did you mean `idle`?");
+    // The path is said once, in the problem's line.
+    assert_eq!(
+        e.to_string(),
+        "invalid configuration (1 problem):\n  inbound.timeouts.idel: unknown key; did you mean `idle`?\n"
+    );
+}
+
+#[test]
+fn every_problem_of_a_file_is_reported_at_once_in_yaml_words() {
+    let e = errors(
+        "service:\n  nmae: x\n\
+         inbound:\n  upstream: http://127.0.0.1:3000\n  limits:\n    max_connections: lots\n  \
+         timeouts:\n    idle: 5\n    header_read: 5 days\n\
+         sampling:\n  root: {type: ratio, ratio: high}\n\
+         export:\n  batch_size: -3\n  gzip: maybe\n\
+         outbound:\n  routes:\n    - {name: a, listen: [1], upstream: 'http://a:1'}\n    \
+         - {name: b, lisen: '127.0.0.1:1', upstream: 'http://b:1'}\n    \
+         - {name: c, listen: [2], upstream: 'http://c:1'}\n\
+         colour: blue\n",
+    );
+    let got: Vec<(&str, &str)> =
+        e.0.iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+    let want = [
+        ("service.nmae", "unknown key; did you mean `name`?"),
+        (
+            "inbound.limits.max_connections",
+            "expected a whole number (0 or more), found the text \"lots\"",
+        ),
+        (
+            "inbound.timeouts.idle",
+            "expected a duration like 500ms or 10s, found the number 5",
+        ),
+        (
+            "sampling.root.ratio",
+            "expected a number between 0 and 1, found the text \"high\"",
+        ),
+        (
+            "export.batch_size",
+            "expected a whole number (0 or more), found the number -3",
+        ),
+        (
+            "export.gzip",
+            "expected true or false, found the text \"maybe\"",
+        ),
+        ("outbound.routes[0].listen", "expected text, found a list"),
+        (
+            "outbound.routes[1].lisen",
+            "unknown key; did you mean `listen`?",
+        ),
+        ("outbound.routes[2].listen", "expected text, found a list"),
+        (
+            "colour",
+            "unknown key; valid keys here: service, inbound, outbound, propagation, sampling, export, admin, log, shutdown",
+        ),
+    ];
+    for (path, message) in want {
+        assert!(
+            got.contains(&(path, message)),
+            "missing {path}: {message}\n{e}"
+        );
+    }
+    // Validation still runs on the rest, and says nothing more about a
+    // key reading refused: `listen` of routes 0 and 2 is not also "required".
+    assert!(e.has("inbound.timeouts.header_read"), "{e}");
+    assert!(
+        !e.has("outbound.routes[0].listen")
+            || e.0
+                .iter()
+                .filter(|p| p.path == "outbound.routes[0].listen")
+                .count()
+                == 1,
+        "{e}"
+    );
+    assert!(
+        e.has("outbound.routes[1].listen"),
+        "route b has no listen: {e}"
+    );
+    let paths: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
+    let mut unique = paths.clone();
+    unique.dedup();
+    assert_eq!(paths.len(), unique.len(), "each problem once: {e}");
+}
+
+#[test]
+fn a_reload_names_the_changes_that_need_a_restart() {
+    let yaml = |ratio: &str, listen: &str| {
+        format!(
+            "inbound: {{ upstream: 'http://127.0.0.1:3000', listen: '{listen}' }}\n\
+             sampling: {{ root: {{ type: ratio, ratio: {ratio} }} }}\n"
+        )
+    };
+    let load_one = |text: String| load(&text, Overrides::default()).expect("valid");
+    let running = load_one(yaml("0.5", "127.0.0.1:15006"));
+    assert!(
+        running
+            .restart_needed(&load_one(yaml("0.1", "127.0.0.1:15006")))
+            .is_empty()
+    );
+    assert_eq!(
+        running.restart_needed(&load_one(yaml("0.1", "127.0.0.1:16006"))),
+        ["inbound.listen"]
+    );
 }
 
 #[test]
@@ -653,15 +757,15 @@ fn listener_timeouts_and_limits_are_validated_with_their_paths() {
         // Unknown keys are refused wherever timeouts and limits appear.
         (
             two_routes("", "", "  timeouts: {idel: 5s}\n"),
-            "outbound.timeouts",
+            "outbound.timeouts.idel",
         ),
         (
             two_routes("", "      limits: {max_conns: 5}\n", ""),
-            "outbound.routes[1].limits",
+            "outbound.routes[1].limits.max_conns",
         ),
         (
             two_routes("", "", &format!("{FORWARD}    timeouts: {{read: 5s}}\n")),
-            "outbound.forward_proxy.timeouts",
+            "outbound.forward_proxy.timeouts.read",
         ),
     ];
     for (yaml, path) in &cases {

@@ -23,6 +23,7 @@ pub(super) struct RawServerTls {
     pub key: Option<String>,
     pub client_ca: Option<String>,
     pub client_auth: Option<String>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
     pub reload_interval: Option<String>,
 }
 

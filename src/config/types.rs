@@ -38,6 +38,17 @@ pub struct ServiceConfig {
     pub resource_tags: Vec<(String, String)>,
 }
 
+/// The service name when none is set (OpenTelemetry's default for an
+/// unset `service.name`).
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
+impl ServiceConfig {
+    /// Whether no name was set, so spans say [`UNKNOWN_SERVICE`].
+    pub fn name_defaulted(&self) -> bool {
+        &*self.name == UNKNOWN_SERVICE
+    }
+}
+
 /// An HTTP(S) URL split into what a client needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamUrl {
@@ -46,6 +57,19 @@ pub struct UpstreamUrl {
     pub authority: http::uri::Authority,
     /// Path prefix, `/` when none. For the collector, the full path.
     pub path: String,
+}
+
+impl std::fmt::Display for UpstreamUrl {
+    /// The URL as configured: scheme, authority and path (no trailing `/`
+    /// when the path is only that).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        let path = if self.path == "/" { "" } else { &self.path };
+        write!(f, "{scheme}://{}{path}", self.authority)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

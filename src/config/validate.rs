@@ -50,7 +50,7 @@ pub(super) fn config(raw: RawConfig, p: &mut Problems) -> Config {
 }
 
 fn service(raw: RawService, p: &mut Problems) -> ServiceConfig {
-    let name = raw.name.unwrap_or_else(|| "unknown_service".into());
+    let name = raw.name.unwrap_or_else(|| UNKNOWN_SERVICE.into());
     if name.trim().is_empty() {
         p.push("service.name", "must not be empty");
     }

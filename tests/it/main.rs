@@ -2,6 +2,7 @@
 //! in-process fakes (upstream app, Zipkin collector).
 
 mod admin;
+mod cli;
 mod collector;
 mod demo;
 mod forward_proxy;
