@@ -30,6 +30,9 @@ pub enum Command {
     },
     /// Run the embedded Zipkin-compatible collector and trace viewer.
     Collector(CollectorArgs),
+    /// Trace a dev server: the sidecar in front of it and the collector with
+    /// its viewer, in one process; every request traced and printed.
+    Dev(DevArgs),
     /// Run the whole demo (collector, three services, their sidecars) on loopback.
     Demo(DemoArgs),
     /// Run one demo service alone (as in the Kubernetes manifests).
@@ -48,6 +51,37 @@ pub struct CollectorArgs {
     /// http://zipkin:9411/api/v2/spans (Zipkin, Jaeger, Tempo).
     #[arg(long, value_name = "URL")]
     pub forward: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// The dev server: a port (3000), an address (localhost:5173) or a URL.
+    pub upstream: String,
+    /// Where the sidecar listens; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// The collector and trace viewer; a free port when this one is taken.
+    #[arg(long, default_value = "127.0.0.1:9411")]
+    pub collector: SocketAddr,
+    /// Service name on the spans.
+    #[arg(long, default_value = "dev-app", env = "TRACEHOP_SERVICE_NAME")]
+    pub service_name: String,
+    /// Also let the app's HTTP_PROXY calls reach this host (host:port,
+    /// *.suffix:port or host:*); loopback is always allowed. Repeatable.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub allow: Vec<String>,
+}
+
+impl DevArgs {
+    pub fn settings(&self) -> tracehop::app::DevSettings {
+        tracehop::app::DevSettings {
+            target: self.upstream.clone(),
+            listen: self.listen,
+            collector: self.collector,
+            service_name: self.service_name.clone(),
+            allow: self.allow.clone(),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -35,6 +35,11 @@ fn main() -> ExitCode {
             let forward = args.forward.as_deref();
             Ok(app::run_collector(args.listen, args.config(), forward).await?)
         }),
+        Command::Dev(args) => {
+            // The terminal is for the summary lines: warnings and errors only.
+            init_logging(LogFormat::Text, "warn");
+            block_on(async move { Ok(app::run_dev(args.settings()).await?) })
+        }
         Command::Demo(args) => with_runtime(demo(args)),
         Command::DemoApp(args) => with_runtime(async move {
             Ok(app::run_demo_app(args.app()?, args.options()?, args.listen).await?)

@@ -21,6 +21,7 @@
 
 mod collector;
 mod demo;
+mod dev;
 mod proxies;
 mod reload;
 mod runtime;
@@ -28,6 +29,7 @@ mod signals;
 
 pub use collector::{run_collector, serve_collector};
 pub use demo::{Demo, DemoSettings, DemoStartError, run_demo_app, start_demo};
+pub use dev::{DevSettings, run_dev};
 pub use reload::ConfigFile;
 pub use runtime::runtime;
 pub use signals::{SignalError, stop_requested};

@@ -68,6 +68,7 @@ pub(super) fn build_proxies(
         sampler: sampler.clone(),
         sink: sink.clone(),
         access_log: config.log.access_log,
+        summary_viewer: config.log.summary_viewer.clone(),
     };
     let served = |listener, timeouts, limits| Served {
         proxy: Arc::new(Proxy::new(telemetry.clone(), listener)),

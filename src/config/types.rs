@@ -378,6 +378,9 @@ pub struct LogConfig {
     /// A `tracing` filter directive, e.g. `info` or `tracehop=debug`.
     pub level: String,
     pub access_log: bool,
+    /// Not from YAML: `tracehop dev` prints a one-line summary of every
+    /// request to stdout, with its trace's URL under this viewer address.
+    pub summary_viewer: Option<Arc<str>>,
 }
 
 #[derive(Clone, Debug)]

@@ -406,6 +406,7 @@ fn log(raw: RawLog, p: &mut Problems) -> LogConfig {
         format,
         level,
         access_log: raw.access_log.unwrap_or(true),
+        summary_viewer: None,
     }
 }
 

@@ -135,6 +135,9 @@ impl InFlight {
         if proxy.telemetry.access_log {
             self.log_access(status, duration_us);
         }
+        if let Some(viewer) = &proxy.telemetry.summary_viewer {
+            self.print_summary(viewer, status, duration_us);
+        }
         let kept = if self.sampling.is_sampled() {
             None
         } else {
@@ -164,6 +167,31 @@ impl InFlight {
         span.duration_us = duration_us;
         span.http.detach();
         self.proxy.telemetry.sink.send(self.span);
+    }
+
+    /// `tracehop dev`: one line a person reads, with the trace one click away.
+    fn print_summary(&self, viewer: &str, status: u16, duration_us: u64) {
+        let span = &self.span;
+        let route = match (&span.http.route, &span.http.target) {
+            (Some(route), _) => route.to_string(),
+            (None, Some(target)) => target.path().to_owned(),
+            (None, None) => "/".to_owned(),
+        };
+        let to = match &span.remote.service_name {
+            Some(remote) => format!("-> {remote} "),
+            None => String::new(),
+        };
+        let error = span
+            .error
+            .as_deref()
+            .map(|e| format!("  ({e})"))
+            .unwrap_or_default();
+        println!(
+            "{to}{} {route} {status} {:.1} ms  {viewer}/trace/{}{error}",
+            span.http.method,
+            duration_us as f64 / 1000.0,
+            span.trace_id,
+        );
     }
 
     fn log_access(&self, status: u16, duration_us: u64) {

@@ -91,6 +91,9 @@ pub struct Telemetry {
     pub sampler: LiveSampler,
     pub sink: SpanSink,
     pub access_log: bool,
+    /// `tracehop dev`: a summary line per request on stdout, with the
+    /// trace's URL under this viewer.
+    pub summary_viewer: Option<Arc<str>>,
 }
 
 /// One listener's own settings.

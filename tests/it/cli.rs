@@ -121,3 +121,130 @@ fn check_config_lists_every_problem_and_exits_64() {
         "{text}"
     );
 }
+
+/// A dev server on a thread: answers every request `200 hello`, closing.
+fn dev_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+            );
+        }
+    });
+    port
+}
+
+/// One HTTP/1.1 GET over a plain socket; the status line's code.
+fn get(addr: &str, target: &str, proxy: bool) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let request_target = if proxy {
+        target.to_owned()
+    } else {
+        format!("/{}", target.rsplit('/').next().unwrap_or(""))
+    };
+    write!(
+        stream,
+        "GET {request_target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply.split(' ').nth(1).unwrap_or_default().to_owned()
+}
+
+#[test]
+fn dev_traces_a_dev_server_and_prints_a_line_per_request_until_interrupted() {
+    use std::io::{BufRead, BufReader};
+    let port = dev_server();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracehop"))
+        .args([
+            "dev",
+            &port.to_string(),
+            "--collector",
+            "127.0.0.1:0",
+            "--service-name",
+            "shop",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next = move || lines.next().expect("a line").expect("utf-8");
+    let banner: Vec<String> = (0..5).map(|_| next()).collect();
+    let url_after = |label: &str| {
+        banner
+            .iter()
+            .find_map(|line| {
+                line.split_once(label)
+                    .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_owned())
+            })
+            .unwrap_or_else(|| panic!("no {label} in {banner:#?}"))
+    };
+    let sidecar = url_after("send requests to");
+    let viewer = url_after("traces");
+    let proxy = url_after("HTTP_PROXY=");
+    assert!(
+        banner[0].contains(&format!("http://127.0.0.1:{port}")),
+        "{banner:#?}"
+    );
+    let sidecar = sidecar.trim_start_matches("http://");
+    assert_eq!(get(sidecar, "http://x/users", false), "200");
+    let line = next();
+    assert!(line.starts_with("GET /users 200 "), "{line}");
+    let trace_url = line
+        .split_whitespace()
+        .find(|w| w.starts_with(&viewer))
+        .expect("a trace URL")
+        .to_owned();
+    // The app's outbound call through the forward proxy: a CLIENT line.
+    let target = format!("http://127.0.0.1:{port}/stock");
+    assert_eq!(
+        get(proxy.trim_start_matches("http://"), &target, true),
+        "200"
+    );
+    let line = next();
+    assert!(line.starts_with("-> 127.0.0.1 GET /stock 200 "), "{line}");
+    // The trace is in the collector under the URL printed.
+    let trace_id = trace_url.rsplit('/').next().expect("id");
+    let api = viewer.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let start = Instant::now();
+    loop {
+        let body = {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(&api).expect("collector");
+            write!(
+                stream,
+                "GET /api/v2/trace/{trace_id} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+            )
+            .expect("write");
+            let mut reply = String::new();
+            let _ = stream.read_to_string(&mut reply);
+            reply
+        };
+        if body.contains("\"serviceName\":\"shop\"") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "trace {trace_id} not in the collector: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(interrupted.success());
+    assert_eq!(next(), "tracehop dev stopped");
+    assert_eq!(child.wait().expect("exit").code(), Some(0));
+}
