@@ -27,6 +27,36 @@ const METHODS: [&str; 10] = [
 ];
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// The `kind` values of `tracehop_upstream_errors_total`: every one is
+/// created at zero, so a rate over it exists before the first failure.
+pub const UPSTREAM_ERROR_KINDS: [&str; 9] = [
+    "connect",
+    "timeout",
+    "protocol",
+    "body",
+    "request_body_timeout",
+    "request_body_malformed",
+    "bad_request",
+    "denied",
+    "loop",
+];
+
+/// The `reason` values of `tracehop_tls_handshake_failures_total`.
+pub const TLS_HANDSHAKE_FAILURES: [&str; 9] = [
+    "timeout",
+    "plain_http",
+    "no_client_certificate",
+    "bad_client_certificate",
+    "alert_received",
+    "incompatible",
+    "protocol_error",
+    "closed",
+    "other",
+];
+
+/// The `result` values of `tracehop_tls_certificate_reloads_total`.
+const TLS_RELOAD_RESULTS: [&str; 2] = ["loaded", "rejected"];
+
 /// Every metric tracehop exports, registered in one registry.
 pub struct Metrics {
     registry: Registry,
@@ -110,7 +140,7 @@ impl Metrics {
             outbound: ProxyMetrics::new(&families, "outbound"),
             export: ExportMetrics::register(&registry),
             sampling: SamplingMetrics::register(&registry),
-            tls: TlsMetrics::register(&registry),
+            tls: TlsMetrics::new(),
             process: ProcessMetrics::register(&registry),
             registry,
         };
@@ -133,6 +163,13 @@ impl Metrics {
         out
     }
 
+    /// Adds the TLS families to the registry (inbound TLS is configured).
+    pub fn enable_tls(&self) {
+        register(&self.registry, self.tls.handshake_failures.clone());
+        register(&self.registry, self.tls.reloads.clone());
+        register(&self.registry, self.tls.certificate_expiry.clone());
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -153,6 +190,28 @@ fn register<C: prometheus::core::Collector + 'static>(registry: &Registry, colle
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
     register(registry, vec.clone());
+    vec
+}
+
+/// `vec` with every combination of `values` (one list per label) created
+/// at zero, as Prometheus' client guidelines ask of known label values.
+fn zeroed(vec: IntCounterVec, values: &[&[&str]]) -> IntCounterVec {
+    let mut combinations: Vec<Vec<&str>> = vec![Vec::new()];
+    for label in values {
+        combinations = combinations
+            .iter()
+            .flat_map(|prefix| {
+                label.iter().map(move |value| {
+                    let mut next = prefix.clone();
+                    next.push(*value);
+                    next
+                })
+            })
+            .collect();
+    }
+    for combination in &combinations {
+        vec.with_label_values(combination);
+    }
     vec
 }
 
@@ -198,11 +257,18 @@ impl ProxyFamilies {
             ),
             duration,
             in_flight,
-            upstream_errors: counter_vec(
-                registry,
-                "tracehop_upstream_errors_total",
-                "Requests that got no response from the upstream, by kind of failure.",
-                &["direction", "kind"],
+            upstream_errors: zeroed(
+                counter_vec(
+                    registry,
+                    "tracehop_upstream_errors_total",
+                    &format!(
+                        "Requests that got no (whole) response from the upstream, by direction \
+                         (inbound, outbound) and kind of failure ({}).",
+                        UPSTREAM_ERROR_KINDS.join(", ")
+                    ),
+                    &["direction", "kind"],
+                ),
+                &[&["inbound", "outbound"], &UPSTREAM_ERROR_KINDS],
             ),
             context_formats: counter_vec(
                 registry,
@@ -273,7 +339,7 @@ impl ProxyMetrics {
         }
     }
 
-    /// Counts a request the upstream did not answer (`connect`, `timeout`, `reset`, ...).
+    /// Counts a request the upstream did not answer; `kind` is one of [`UPSTREAM_ERROR_KINDS`].
     pub fn upstream_error(&self, kind: &str) {
         self.upstream_errors
             .with_label_values(&[self.direction, kind])
@@ -394,25 +460,42 @@ impl SamplingMetrics {
 }
 
 impl TlsMetrics {
-    fn register(registry: &Registry) -> Self {
-        Self {
-            handshake_failures: counter_vec(
-                registry,
+    /// The TLS families, not yet in the registry: [`Metrics::enable_tls`]
+    /// adds them when inbound TLS is configured, so a plain sidecar never
+    /// shows a certificate expiry of 0 (which an expiry alert would fire on).
+    fn new() -> Self {
+        let opts = |name: &str, help: String| Opts::new(name, help);
+        let handshake_failures = IntCounterVec::new(
+            opts(
                 "tracehop_tls_handshake_failures_total",
-                "Inbound TLS handshakes that failed, by reason.",
-                &["reason"],
+                format!(
+                    "Inbound TLS handshakes that failed, by reason ({}).",
+                    TLS_HANDSHAKE_FAILURES.join(", ")
+                ),
             ),
-            reloads: counter_vec(
-                registry,
+            &["reason"],
+        )
+        .expect("valid metric definition");
+        let reloads = IntCounterVec::new(
+            opts(
                 "tracehop_tls_certificate_reloads_total",
-                "Changed certificate files seen, by result (loaded, rejected).",
-                &["result"],
+                format!(
+                    "Changed certificate files seen, by result ({}).",
+                    TLS_RELOAD_RESULTS.join(", ")
+                ),
             ),
-            certificate_expiry: int_gauge(
-                registry,
-                "tracehop_tls_certificate_expiry_timestamp_seconds",
-                "notAfter of the inbound certificate being served, in Unix seconds.",
-            ),
+            &["result"],
+        )
+        .expect("valid metric definition");
+        let certificate_expiry = IntGauge::new(
+            "tracehop_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of the inbound certificate being served, in Unix seconds.",
+        )
+        .expect("valid metric definition");
+        Self {
+            handshake_failures: zeroed(handshake_failures, &[&TLS_HANDSHAKE_FAILURES]),
+            reloads: zeroed(reloads, &[&TLS_RELOAD_RESULTS]),
+            certificate_expiry,
         }
     }
 
@@ -510,6 +593,34 @@ mod tests {
         assert!(text.contains(r#"tracehop_build_info{version=""#));
         // No empty series for a path that served nothing.
         assert!(!text.contains(r#"method="_OTHER",path="direct""#), "{text}");
+    }
+
+    #[test]
+    fn error_counters_start_at_zero_and_tls_families_only_with_tls() {
+        let metrics = Metrics::new();
+        let text = String::from_utf8(metrics.render()).unwrap();
+        for direction in ["inbound", "outbound"] {
+            for kind in UPSTREAM_ERROR_KINDS {
+                let series = format!(
+                    r#"tracehop_upstream_errors_total{{direction="{direction}",kind="{kind}"}} 0"#
+                );
+                assert!(text.contains(&series), "{series} missing:\n{text}");
+            }
+        }
+        // Help texts name every label value.
+        assert!(
+            text.contains("request_body_malformed, bad_request, denied, loop)"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("tracehop_tls_"),
+            "no TLS families without TLS:\n{text}"
+        );
+        metrics.enable_tls();
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains("tracehop_tls_certificate_expiry_timestamp_seconds 0"));
+        assert!(text.contains(r#"tracehop_tls_handshake_failures_total{reason="plain_http"} 0"#));
+        assert!(text.contains(r#"tracehop_tls_certificate_reloads_total{result="rejected"} 0"#));
     }
 
     #[test]

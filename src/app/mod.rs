@@ -263,6 +263,9 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         .collect();
 
     let metrics = Arc::new(Metrics::new());
+    if config.inbound.tls.is_some() {
+        metrics.enable_tls();
+    }
     let readiness = Readiness::default();
     let (sink, batcher) = export::channel_with(
         &config.export,

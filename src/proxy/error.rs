@@ -145,6 +145,43 @@ pub fn with_causes(error: BoxError) -> BoxError {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_kind_is_a_label_value_created_at_start() {
+        let errors = [
+            ProxyError::Timeout {
+                upstream: String::new(),
+                timeout: Duration::ZERO,
+            },
+            ProxyError::Connect {
+                upstream: String::new(),
+                source: "x".into(),
+            },
+            ProxyError::Upstream {
+                upstream: String::new(),
+                source: "x".into(),
+            },
+            ProxyError::RequestBodyStalled {
+                upstream: String::new(),
+                timeout: Duration::ZERO,
+            },
+            ProxyError::RequestBodyMalformed { source: "x".into() },
+            ProxyError::BadTarget,
+            ProxyError::Denied {
+                target: String::new(),
+            },
+            ProxyError::Loop {
+                pseudonym: String::new(),
+            },
+        ];
+        for error in errors {
+            assert!(
+                crate::metrics::UPSTREAM_ERROR_KINDS.contains(&error.kind()),
+                "{}",
+                error.kind()
+            );
+        }
+    }
+
     #[derive(Debug, thiserror::Error)]
     #[error("client error (SendRequest)")]
     struct Outer(#[source] std::io::Error);

@@ -325,6 +325,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_failure_reason_is_a_label_value_created_at_start() {
+        let failures = [
+            Failure::Timeout,
+            Failure::PlainHttp,
+            Failure::NoClientCertificate,
+            Failure::BadCertificate,
+            Failure::AlertReceived,
+            Failure::Incompatible,
+            Failure::Protocol,
+            Failure::Closed,
+            Failure::Other,
+        ];
+        for failure in failures {
+            assert!(crate::metrics::TLS_HANDSHAKE_FAILURES.contains(&failure.reason()));
+        }
+    }
+
+    #[test]
     fn cipher_names_are_iana_names() {
         use rustls::CipherSuite as S;
         assert_eq!(

@@ -216,7 +216,10 @@ fn dev_traces_a_dev_server_and_prints_a_line_per_request_until_interrupted() {
     assert!(line.starts_with("-> 127.0.0.1 GET /stock 200 "), "{line}");
     // The trace is in the collector under the URL printed.
     let trace_id = trace_url.rsplit('/').next().expect("id");
-    let api = viewer.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let api = viewer
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
     let start = Instant::now();
     loop {
         let body = {
