@@ -27,6 +27,10 @@
 #   --rate-conns C     oha connections for the fixed rates (default 32)
 #   --warmup S         unrecorded wrk warm-up per target (default 3)
 #   --quick            smoke run of about 2 minutes: 1 round, 4 s runs, 1 s warm-up
+#   --access-log       every proxy writes an access line per request to a file:
+#                      nginx `access_log FILE combined buffer=64k flush=1s`, haproxy
+#                      `option httplog` to its stdout, tracehop
+#                      `log.access_log: true` (bench/templates/tracehop-access.yaml)
 #   --nice N           raise the benchmark's CPU weight on a shared machine, e.g.
 #                      -10: sets this session's autogroup nice (restored on exit)
 #                      and renices every client and server thread. Start the
@@ -50,7 +54,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
 DURATION=10 ROUNDS=3 RATES="5000,20000" CONNS=64 RATE_CONNS=32 WARMUP=3
-NICE="" CLIENT_CPU=0 SERVER_CPU=1 PORT_BASE=18080 BUILD=1 INSTALL=1 OUT="" REPORT_ONLY=""
+ACCESS_LOG=0 NICE="" CLIENT_CPU=0 SERVER_CPU=1 PORT_BASE=18080 BUILD=1 INSTALL=1 OUT="" REPORT_ONLY=""
 SETTLE=1.2   # seconds after a run before reading CPU: lets tracehop's 1 s export batch go out
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
     --rate-conns) RATE_CONNS="$2"; shift 2 ;;
     --warmup) WARMUP="$2"; shift 2 ;;
     --quick) ROUNDS=1; DURATION=4; WARMUP=1; shift ;;
+    --access-log) ACCESS_LOG=1; shift ;;
     --nice) NICE="$2"; shift 2 ;;
     --client-cpu) CLIENT_CPU="$2"; shift 2 ;;
     --server-cpu) SERVER_CPU="$2"; shift 2 ;;
@@ -173,9 +178,18 @@ start_nginx() {  # NAME PORT TEMPLATE KEY=VALUE...
   render "$template" "$dir/nginx.conf" "DIR=$dir" "PORT=$port" "$@"
   start "$name" "$port" nginx -p "$dir/" -c "$dir/nginx.conf"
 }
+TRACEHOP_CONFIG_FILE="$BENCH/templates/tracehop.yaml"
+NGINX_ACCESS_LOG=off HAPROXY_GLOBAL_LOG="" HAPROXY_DEFAULTS_LOG=""
+if [ "$ACCESS_LOG" = 1 ]; then
+  TRACEHOP_CONFIG_FILE="$BENCH/templates/tracehop-access.yaml"
+  NGINX_ACCESS_LOG="$OUT/run/nginx/access.log combined buffer=64k flush=1s"
+  HAPROXY_GLOBAL_LOG="  log stdout format raw local0"
+  HAPROXY_DEFAULTS_LOG="  log global
+  option httplog"
+fi
 start_tracehop() {  # NAME RATIO
   start "$1" "${PORT[$1]}" env TOKIO_WORKER_THREADS=1 "$TRACEHOP" run \
-    --config "$BENCH/templates/tracehop.yaml" --listen "127.0.0.1:${PORT[$1]}" \
+    --config "$TRACEHOP_CONFIG_FILE" --listen "127.0.0.1:${PORT[$1]}" \
     --upstream "http://127.0.0.1:$UPSTREAM_PORT" --admin "127.0.0.1:${ADMIN[$1]}" \
     --service-name bench --sample-ratio "$2" --zipkin "http://127.0.0.1:$SINK_PORT/api/v2/spans"
 }
@@ -185,9 +199,11 @@ PIDS[direct]="${PIDS[upstream]}"
 start_nginx sink "$SINK_PORT" nginx-static.conf STATUS=202
 start_tracehop tracehop-off 0
 start_tracehop tracehop-on 1
-start_nginx nginx "${PORT[nginx]}" nginx-proxy.conf "UPSTREAM=127.0.0.1:$UPSTREAM_PORT"
+start_nginx nginx "${PORT[nginx]}" nginx-proxy.conf "UPSTREAM=127.0.0.1:$UPSTREAM_PORT" \
+  "ACCESS_LOG=$NGINX_ACCESS_LOG"
 mkdir -p "$OUT/run/haproxy"
-render haproxy.cfg "$OUT/run/haproxy/haproxy.cfg" "PORT=${PORT[haproxy]}" "UPSTREAM=127.0.0.1:$UPSTREAM_PORT"
+render haproxy.cfg "$OUT/run/haproxy/haproxy.cfg" "PORT=${PORT[haproxy]}" "UPSTREAM=127.0.0.1:$UPSTREAM_PORT" \
+  "GLOBAL_LOG=$HAPROXY_GLOBAL_LOG" "DEFAULTS_LOG=$HAPROXY_DEFAULTS_LOG"
 start haproxy "${PORT[haproxy]}" haproxy -db -f "$OUT/run/haproxy/haproxy.cfg"
 cp "$OUT"/run/*/*.conf "$OUT"/run/haproxy/haproxy.cfg "$OUT/raw/" 2>/dev/null || true
 
@@ -283,6 +299,7 @@ measure() {  # ROUND LOAD TARGET : one recorded run
   echo "settle_s	$SETTLE"
   echo "placement	client cpu $CLIENT_CPU, servers cpu $SERVER_CPU"
   echo "nice	${NICE:-none}"
+  echo "access_log	$([ "$ACCESS_LOG" = 1 ] && echo "on in every proxy (to a file)" || echo off)"
   echo "tracehop	$("$TRACEHOP" --version) ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown))"
   echo "nginx	$(nginx -v 2>&1 | sed 's/.*: //')"
   echo "haproxy	$(haproxy -v 2>&1 | head -n 1)"

@@ -71,7 +71,7 @@ sink_conf="$(nginx_conf sink nginx-static.conf "$SINK" STATUS=202)"
 nginx -p "$WORK/sink/" -c "$sink_conf" > /dev/null 2>&1 & PIDS+=($!)
 wait_http "$UPSTREAM"; wait_http "$SINK"
 # nginx as the proxy under callgrind: one process, no master.
-proxy_conf="$(nginx_conf proxy nginx-proxy.conf "$PROXY" "UPSTREAM=127.0.0.1:$UPSTREAM")"
+proxy_conf="$(nginx_conf proxy nginx-proxy.conf "$PROXY" "UPSTREAM=127.0.0.1:$UPSTREAM" ACCESS_LOG=off)"
 sed -i 's/^worker_processes 1;/worker_processes 1;\nmaster_process off;/' "$proxy_conf"
 
 run() {  # NAME REQUESTS COMMAND... : Ir of the whole process

@@ -279,7 +279,8 @@ def report(directory):
            f"Absolute numbers are medians over rounds, spread = (max − min) / median; "
            f"× nginx and +latency (added over direct) are taken within each round, then "
            f"median (min–max) over rounds. CPU µs/req = utime+stime of the target's own "
-           f"processes / requests answered (direct: the upstream's).",
+           f"processes / requests answered (direct: the upstream's). "
+           f"Access logs: {m.get('access_log', 'off')}.",
            f"Versions: {m.get('tracehop', '?')}; nginx {m.get('nginx', '?')}; {m.get('haproxy', '?')}; "
            f"{m.get('wrk', '?')}; {m.get('oha', 'no oha')}.", ""]
     for load in res.loads:

@@ -93,6 +93,8 @@ pub struct Running {
     /// The configuration the sidecar started with: what a reload is
     /// compared with to name the changes that need a restart.
     started: Box<Config>,
+    /// The access log's writer thread: flushed and joined after shutdown.
+    access_writer: Option<crate::access_log::Writer>,
     stop: watch::Sender<bool>,
     supervisor: JoinHandle<()>,
 }
@@ -127,6 +129,10 @@ impl Running {
     pub async fn wait(self) {
         if let Err(error) = self.supervisor.await {
             tracing::error!(%error, "shutdown supervisor failed");
+        }
+        if let Some(writer) = self.access_writer {
+            // Joins a thread: not on the runtime's own.
+            let _ = tokio::task::spawn_blocking(move || writer.stop()).await;
         }
     }
 }
@@ -279,7 +285,24 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         },
     );
     let sampler = LiveSampler::new(Sampler::new(&config.sampling, &metrics.sampling));
-    let proxies = build_proxies(&config, &material, &metrics, &sink, &sampler);
+    // Off the request path (see `access_log`), and only when the log
+    // filter lets its lines through at all.
+    let (access_log, access_writer) = if config.log.access_log
+        && tracing::enabled!(target: "tracehop::access", tracing::Level::INFO)
+    {
+        let (log, writer) = crate::access_log::start(config.log.format, std::io::stderr());
+        (Some(log), Some(writer))
+    } else {
+        (None, None)
+    };
+    let proxies = build_proxies(
+        &config,
+        &material,
+        &metrics,
+        &sink,
+        &sampler,
+        access_log.as_ref(),
+    );
     drop(sink);
     let (inbound_tls, reloader) = material
         .inbound
@@ -337,6 +360,7 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         readiness,
         sampler,
         started,
+        access_writer,
         stop,
         supervisor,
     }

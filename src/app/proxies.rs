@@ -58,6 +58,7 @@ pub(super) fn build_proxies(
     metrics: &Metrics,
     sink: &SpanSink,
     sampler: &LiveSampler,
+    access_log: Option<&Arc<crate::access_log::AccessLog>>,
 ) -> Vec<Served> {
     // One id per sidecar process: each listener's `Via` pseudonym.
     let instance = proxy::instance_id();
@@ -67,7 +68,7 @@ pub(super) fn build_proxies(
         propagation: config.propagation.clone(),
         sampler: sampler.clone(),
         sink: sink.clone(),
-        access_log: config.log.access_log,
+        access_log: access_log.cloned(),
         summary_viewer: config.log.summary_viewer.clone(),
     };
     let served = |listener, timeouts, limits| Served {

@@ -132,8 +132,8 @@ impl InFlight {
             self.served,
         );
         proxy.listener.metrics.in_flight.dec();
-        if proxy.telemetry.access_log {
-            self.log_access(status, duration_us);
+        if let Some(log) = &proxy.telemetry.access_log {
+            self.log_access(log, status, duration_us);
         }
         if let Some(viewer) = &proxy.telemetry.summary_viewer {
             self.print_summary(viewer, status, duration_us);
@@ -194,20 +194,18 @@ impl InFlight {
         );
     }
 
-    fn log_access(&self, status: u16, duration_us: u64) {
+    fn log_access(&self, log: &crate::access_log::AccessLog, status: u16, duration_us: u64) {
         let span = &self.span;
-        let path = span.http.target.as_ref().map_or("/", |t| t.path());
-        tracing::info!(
-            target: "tracehop::access",
-            direction = self.proxy.direction(),
-            method = %span.http.method,
-            path,
+        log.record(&crate::access_log::Line {
+            direction: self.proxy.direction(),
+            method: span.http.method.as_str(),
+            path: span.http.target.as_ref().map_or("/", |t| t.path()),
             status,
-            duration_ms = duration_us as f64 / 1000.0,
-            trace_id = %span.trace_id,
-            span_id = %span.id,
-            sampled = self.sampling.is_sampled(),
-            error = span.error.as_deref(),
-        );
+            duration_us,
+            trace_id: &span.trace_id,
+            span_id: &span.id,
+            sampled: self.sampling.is_sampled(),
+            error: span.error.as_deref(),
+        });
     }
 }

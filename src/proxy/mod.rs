@@ -90,7 +90,8 @@ pub struct Telemetry {
     pub propagation: PropagationConfig,
     pub sampler: LiveSampler,
     pub sink: SpanSink,
-    pub access_log: bool,
+    /// The access log, when on (`log.access_log` and the log filter).
+    pub access_log: Option<Arc<crate::access_log::AccessLog>>,
     /// `tracehop dev`: a summary line per request on stdout, with the
     /// trace's URL under this viewer.
     pub summary_viewer: Option<Arc<str>>,

@@ -251,3 +251,64 @@ fn dev_traces_a_dev_server_and_prints_a_line_per_request_until_interrupted() {
     assert_eq!(next(), "tracehop dev stopped");
     assert_eq!(child.wait().expect("exit").code(), Some(0));
 }
+
+#[test]
+fn access_log_lines_are_buffered_and_all_written_by_shutdown() {
+    let app = dev_server();
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr").port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_tracehop"))
+        .args([
+            "run",
+            "--listen",
+            &listen,
+            "--upstream",
+            &format!("http://127.0.0.1:{app}"),
+            "--admin",
+            "127.0.0.1:0",
+            "--service-name",
+            "shop",
+            "--zipkin",
+            "http://127.0.0.1:9/api/v2/spans",
+        ])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the sidecar never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for path in ["a", "b", "c"] {
+        assert_eq!(get(&listen, &format!("http://x/{path}"), false), "200");
+    }
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    let output = child.wait_with_output().expect("exit");
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let access: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" INFO tracehop::access: "))
+        .collect();
+    assert_eq!(access.len(), 3, "{text}");
+    for (line, path) in access.iter().zip(["/a", "/b", "/c"]) {
+        assert!(
+            line.contains(&format!(
+                "direction=inbound method=GET path=\"{path}\" status=200 "
+            )),
+            "{line}"
+        );
+    }
+}
