@@ -11,6 +11,7 @@ mod hostile;
 mod http1;
 mod limits;
 mod proxy;
+mod readme;
 mod sampling;
 mod shutdown;
 mod streaming;
