@@ -62,6 +62,7 @@ pub mod demo;
 pub mod export;
 pub mod http1;
 pub mod metrics;
+pub mod otlp;
 pub mod propagation;
 pub mod proxy;
 pub mod sampling;
