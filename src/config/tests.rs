@@ -28,6 +28,30 @@ fn example_config_parses_and_matches_defaults() {
         config.to_yaml().replace("my-service", "unknown_service"),
         defaults.to_yaml()
     );
+    // Its commented OTLP line, switched on, adds OTLP beside Zipkin.
+    let with_otlp = example.replace(
+        "  # otlp: http://otel-collector:4318/v1/traces",
+        "  otlp: http://otel-collector:4318/v1/traces",
+    );
+    assert_ne!(with_otlp, example, "the example shows export.otlp");
+    let config = load(&with_otlp, Overrides::default()).expect("valid with otlp");
+    let ExportConfig::Enabled(export) = config.export else {
+        panic!("export enabled")
+    };
+    let exporters: Vec<_> = export.destinations().map(|(e, _)| e).collect();
+    assert_eq!(exporters, [Exporter::Zipkin, Exporter::Otlp]);
+}
+
+#[test]
+fn effective_config_with_otlp_round_trips_through_yaml() {
+    let text = format!(
+        "{MINIMAL}export:\n  otlp:\n    url: https://otlp.example.com/v1/traces\n    headers: {{x-api-key: {{value_from_env: KEY}}}}\n"
+    );
+    let config = load(&text, Overrides::default()).unwrap();
+    let yaml = config.to_yaml();
+    assert!(!yaml.contains("zipkin"), "{yaml}");
+    let again = load(&yaml, Overrides::default()).unwrap();
+    assert_eq!(yaml, again.to_yaml());
 }
 
 #[test]
