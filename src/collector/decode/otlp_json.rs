@@ -321,7 +321,7 @@ fn hex(map: &Map<String, Json>, name: &str, at: Path<'_>) -> Result<Vec<u8>, Ing
         .then(|| {
             bytes
                 .chunks(2)
-                .map(|pair| Some(u8::try_from(digit(pair[0])? << 4 | digit(pair[1])?).ok()?))
+                .map(|pair| u8::try_from(digit(pair[0])? << 4 | digit(pair[1])?).ok())
                 .collect()
         })
         .flatten();
