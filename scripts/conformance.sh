@@ -262,50 +262,8 @@ if [ "$otel_ready" = yes ]; then
   coll=$(free_port)
   "$bin" collector --listen "127.0.0.1:$coll" 2> "$work/collector.log" & pids+=($!)
   wait_port "$coll"
-  python3 - "$coll" <<'PY' || fail "spans sent as Zipkin proto3 by the OpenTelemetry SDK were not stored as sent"
-import json, sys, urllib.request
-from opentelemetry.exporter.zipkin.proto.http import ZipkinExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.trace import SpanKind
-
-base = f"http://127.0.0.1:{sys.argv[1]}"
-results = []
-class Recording(ZipkinExporter):
-    def export(self, spans):
-        result = super().export(spans)
-        results.append(result)
-        return result
-
-provider = TracerProvider(resource=Resource.create({"service.name": "Proto-Service"}))
-provider.add_span_processor(SimpleSpanProcessor(Recording(endpoint=f"{base}/api/v2/spans")))
-tracer = provider.get_tracer("conformance")
-with tracer.start_as_current_span("GET /users/{id}", kind=SpanKind.SERVER) as server:
-    server.set_attribute("http.route", "/users/{id}")
-    server.add_event("cache miss")
-    with tracer.start_as_current_span("select", kind=SpanKind.CLIENT) as client:
-        client.set_attribute("db.system", "postgresql")
-provider.shutdown()
-assert results == [SpanExportResult.SUCCESS] * 2, results
-
-context = server.get_span_context()
-trace_id = format(context.trace_id, "032x")
-spans = json.load(urllib.request.urlopen(f"{base}/api/v2/trace/{trace_id}"))
-by_kind = {s["kind"]: s for s in spans}
-assert len(spans) == 2 and set(by_kind) == {"SERVER", "CLIENT"}, spans
-root, child = by_kind["SERVER"], by_kind["CLIENT"]
-assert root["traceId"] == trace_id and root["id"] == format(context.span_id, "016x"), root
-assert "parentId" not in root and child["parentId"] == root["id"], spans
-assert root["name"] == "get /users/{id}" and child["name"] == "select", spans
-assert root["localEndpoint"]["serviceName"] == "proto-service", root
-assert root["tags"]["http.route"] == "/users/{id}" and child["tags"]["db.system"] == "postgresql", spans
-# The exporter writes an event as a JSON object: {"name": {attributes}}.
-assert [json.loads(a["value"]) for a in root["annotations"]] == [{"cache miss": {}}], root
-assert root["timestamp"] <= child["timestamp"] and root["duration"] >= child["duration"] >= 1, spans
-services = json.load(urllib.request.urlopen(f"{base}/api/v2/services"))
-assert services == ["proto-service"], services
-PY
+  python3 "$here/otel_sdk_check.py" zipkin-proto "$coll" \
+    || fail "spans sent as Zipkin proto3 by the OpenTelemetry SDK were not stored as sent"
   ok "the OpenTelemetry SDK's Zipkin proto3 exporter: spans stored and read back as sent"
 else
   echo "conformance: skip: proto3 ingest with OpenTelemetry (pip install failed: $(tail -1 "$work/pip-otel.log"))"
@@ -408,56 +366,8 @@ PY
   o_coll=$(free_port)
   "$bin" collector --listen "127.0.0.1:$o_coll" 2> "$work/otlp-collector.log" & pids+=($!)
   wait_port "$o_coll"
-  "$otlp_python" - "$o_coll" <<'PY' || fail "spans sent by the OpenTelemetry SDK's OTLP exporter were not stored as sent"
-import json, sys, urllib.request
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.trace import SpanKind, Status, StatusCode
-
-base = f"http://127.0.0.1:{sys.argv[1]}"
-results = []
-class Recording(OTLPSpanExporter):
-    def export(self, spans):
-        result = super().export(spans)
-        results.append(result)
-        return result
-
-provider = TracerProvider(resource=Resource.create({"service.name": "OTLP-Service"}))
-provider.add_span_processor(SimpleSpanProcessor(Recording(endpoint=f"{base}/v1/traces")))
-tracer = provider.get_tracer("conformance", "1.0")
-with tracer.start_as_current_span("GET /users/{id}", kind=SpanKind.SERVER) as server:
-    server.set_attribute("http.route", "/users/{id}")
-    server.set_attribute("http.response.status_code", 200)
-    server.add_event("cache miss")
-    with tracer.start_as_current_span("select", kind=SpanKind.CLIENT) as client:
-        client.set_attribute("peer.service", "postgres")
-        client.set_status(Status(StatusCode.ERROR, "connection reset"))
-provider.shutdown()
-assert results == [SpanExportResult.SUCCESS] * 2, results
-
-context = server.get_span_context()
-trace_id = format(context.trace_id, "032x")
-spans = json.load(urllib.request.urlopen(f"{base}/api/v2/trace/{trace_id}"))
-by_kind = {s["kind"]: s for s in spans}
-assert len(spans) == 2 and set(by_kind) == {"SERVER", "CLIENT"}, spans
-root, child = by_kind["SERVER"], by_kind["CLIENT"]
-assert root["traceId"] == trace_id and root["id"] == format(context.span_id, "016x"), root
-assert "parentId" not in root and child["parentId"] == root["id"], spans
-assert root["name"] == "get /users/{id}" and child["name"] == "select", spans
-assert root["localEndpoint"]["serviceName"] == "otlp-service", root
-assert root["tags"]["http.route"] == "/users/{id}", root
-assert root["tags"]["http.response.status_code"] == "200", root
-assert root["tags"]["otel.scope.name"] == "conformance", root
-assert [a["value"] for a in root["annotations"]] == ["cache miss"], root
-assert "error" not in root["tags"], root
-assert child["tags"]["error"] == "connection reset" and child["tags"]["otel.status_code"] == "ERROR", child
-assert child["remoteEndpoint"]["serviceName"] == "postgres", child
-assert root["timestamp"] <= child["timestamp"] and root["duration"] >= child["duration"] >= 1, spans
-services = json.load(urllib.request.urlopen(f"{base}/api/v2/services"))
-assert services == ["otlp-service"], services
-PY
+  "$otlp_python" "$here/otel_sdk_check.py" otlp "$o_coll" \
+    || fail "spans sent by the OpenTelemetry SDK's OTLP exporter were not stored as sent"
   ok "the OpenTelemetry SDK's OTLP/HTTP exporter: spans stored by the embedded collector and read back as sent"
 else
   echo "conformance: skip: OTLP with OpenTelemetry (venv or pip failed: $(tail -1 "$work/pip-otlp.log" 2> /dev/null || tail -1 "$work/venv.log"))"
