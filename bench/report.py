@@ -256,7 +256,7 @@ def tracehop_counters(res):
     counters = {}
     for line in path.read_text().splitlines():
         target, _, metric = line.partition("\t")
-        m = re.match(r"tracehop_spans_(exported|dropped)_total(?:\{reason=\"(\w+)\"\})? (\S+)", metric)
+        m = re.match(r"tracehop_spans_(exported|dropped)_total\{exporter=\"\w+\"(?:,reason=\"(\w+)\")?\} (\S+)", metric)
         if m:
             label = m.group(1) + (f" ({m.group(2)})" if m.group(2) else "")
             counters.setdefault(target, []).append(f"{label} {float(m.group(3)):.0f}")

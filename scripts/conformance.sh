@@ -12,7 +12,12 @@
 #     follow OpenTelemetry's RPC conventions;
 #   - SIGTERM drains and exits 0 with spans flushed;
 #   - the embedded collector stores what OpenTelemetry's Zipkin proto3
-#     exporter (PyPI, installed here when missing) sends.
+#     exporter (PyPI, installed here when missing) sends;
+#   - OTLP: tracehop's OTLP/HTTP export decoded with the official protobuf
+#     definitions (opentelemetry-proto), and the OpenTelemetry SDK's OTLP/HTTP
+#     exporter sending to the embedded collector (both from PyPI, in a
+#     virtual environment of their own: they need a newer protobuf than the
+#     Zipkin proto3 exporter).
 # Usage: scripts/conformance.sh [path/to/tracehop]    (default target/release/tracehop)
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
 set -euo pipefail
@@ -156,6 +161,8 @@ counted=$(awk '/^tracehop_requests_total\{/ && /direction="inbound"/ && /method=
 grep -q 'tracehop_requests_total{direction="inbound",fallback="http2",method="GET",path="hyper",status_class="2xx"} 1' "$work/metrics.txt" \
   || fail "the HTTP/2 request is not counted on hyper's path: $(grep requests_total "$work/metrics.txt")"
 grep -q 'tracehop_trace_context_total{direction="inbound",format="invalid"} 1' "$work/metrics.txt" || fail "invalid context not counted"
+grep -q '^tracehop_spans_exported_total{exporter="zipkin"} ' "$work/metrics.txt" || fail "export metrics lack the exporter label"
+grep -q 'exporter="otlp"' "$work/metrics.txt" && fail "an exporter that is not configured has series"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin/readyz")" = 200 ] || fail "/readyz not 200"
 ok "metrics count requests and context formats; /readyz is 200"
 
@@ -255,53 +262,115 @@ if [ "$otel_ready" = yes ]; then
   coll=$(free_port)
   "$bin" collector --listen "127.0.0.1:$coll" 2> "$work/collector.log" & pids+=($!)
   wait_port "$coll"
-  python3 - "$coll" <<'PY' || fail "spans sent as Zipkin proto3 by the OpenTelemetry SDK were not stored as sent"
-import json, sys, urllib.request
-from opentelemetry.exporter.zipkin.proto.http import ZipkinExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.trace import SpanKind
-
-base = f"http://127.0.0.1:{sys.argv[1]}"
-results = []
-class Recording(ZipkinExporter):
-    def export(self, spans):
-        result = super().export(spans)
-        results.append(result)
-        return result
-
-provider = TracerProvider(resource=Resource.create({"service.name": "Proto-Service"}))
-provider.add_span_processor(SimpleSpanProcessor(Recording(endpoint=f"{base}/api/v2/spans")))
-tracer = provider.get_tracer("conformance")
-with tracer.start_as_current_span("GET /users/{id}", kind=SpanKind.SERVER) as server:
-    server.set_attribute("http.route", "/users/{id}")
-    server.add_event("cache miss")
-    with tracer.start_as_current_span("select", kind=SpanKind.CLIENT) as client:
-        client.set_attribute("db.system", "postgresql")
-provider.shutdown()
-assert results == [SpanExportResult.SUCCESS] * 2, results
-
-context = server.get_span_context()
-trace_id = format(context.trace_id, "032x")
-spans = json.load(urllib.request.urlopen(f"{base}/api/v2/trace/{trace_id}"))
-by_kind = {s["kind"]: s for s in spans}
-assert len(spans) == 2 and set(by_kind) == {"SERVER", "CLIENT"}, spans
-root, child = by_kind["SERVER"], by_kind["CLIENT"]
-assert root["traceId"] == trace_id and root["id"] == format(context.span_id, "016x"), root
-assert "parentId" not in root and child["parentId"] == root["id"], spans
-assert root["name"] == "get /users/{id}" and child["name"] == "select", spans
-assert root["localEndpoint"]["serviceName"] == "proto-service", root
-assert root["tags"]["http.route"] == "/users/{id}" and child["tags"]["db.system"] == "postgresql", spans
-# The exporter writes an event as a JSON object: {"name": {attributes}}.
-assert [json.loads(a["value"]) for a in root["annotations"]] == [{"cache miss": {}}], root
-assert root["timestamp"] <= child["timestamp"] and root["duration"] >= child["duration"] >= 1, spans
-services = json.load(urllib.request.urlopen(f"{base}/api/v2/services"))
-assert services == ["proto-service"], services
-PY
+  python3 "$here/otel_sdk_check.py" zipkin-proto "$coll" \
+    || fail "spans sent as Zipkin proto3 by the OpenTelemetry SDK were not stored as sent"
   ok "the OpenTelemetry SDK's Zipkin proto3 exporter: spans stored and read back as sent"
 else
   echo "conformance: skip: proto3 ingest with OpenTelemetry (pip install failed: $(tail -1 "$work/pip-otel.log"))"
+fi
+
+# --- OTLP with OpenTelemetry's own code -------------------------------------------
+otlp_python=""
+if python3 -m venv "$work/otlp-venv" > "$work/venv.log" 2>&1 \
+  && "$work/otlp-venv/bin/python" -m pip install -q --disable-pip-version-check \
+    opentelemetry-proto opentelemetry-sdk opentelemetry-exporter-otlp-proto-http > "$work/pip-otlp.log" 2>&1; then
+  otlp_python="$work/otlp-venv/bin/python"
+fi
+if [ -n "$otlp_python" ]; then
+  # (a) A sidecar exporting OTLP (gzip) to a sink; the official definitions decode it.
+  o_sink=$(free_port); o_in=$(free_port); o_out=$(free_port); o_admin=$(free_port)
+  mkdir -p "$work/otlp-spans"
+  python3 "$here/fake_services.py" otlp-sink "$o_sink" "$work/otlp-spans" & pids+=($!)
+  wait_port "$o_sink"
+  cat > "$work/otlp.yaml" <<YAML
+service:
+  name: otlp-conformance
+inbound:
+  listen: 127.0.0.1:$o_in
+  upstream: http://127.0.0.1:$up
+  routes: ["/users/{id}"]
+outbound:
+  routes:
+    - name: users
+      listen: 127.0.0.1:$o_out
+      upstream: http://127.0.0.1:$up
+admin:
+  listen: 127.0.0.1:$o_admin
+export:
+  otlp: {url: http://127.0.0.1:$o_sink/v1/traces, gzip: true}
+  batch_interval: 100ms
+YAML
+  TRACEHOP_POD_NAME=otlp-7d9-x2x TRACEHOP_POD_NAMESPACE=shop "$bin" run --config "$work/otlp.yaml" 2> "$work/otlp.log" & o_pid=$!; pids+=($o_pid)
+  wait_port "$o_in"; wait_port "$o_out"
+  o_trace=0af7651916cd43dd8448eb211c80319c
+  curl -sf -o /dev/null "http://127.0.0.1:$o_in/users/7" -H "traceparent: 00-$o_trace-00f067aa0ba902b7-01" || fail "OTLP: inbound request"
+  curl -sf -o /dev/null "http://127.0.0.1:$o_out/orders/9" -H "traceparent: 00-$o_trace-b7ad6b7169203331-01" || fail "OTLP: outbound request"
+  "$otlp_python" - "$work/otlp-spans" "$o_trace" <<'PY' || fail "tracehop's OTLP export does not decode as the official definitions say"
+import glob, json, sys, time
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+def load():
+    requests = []
+    for path in sorted(glob.glob(sys.argv[1] + "/batch-*.pb")):
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(open(path, "rb").read())
+        requests.append((path, request))
+    return requests
+
+deadline = time.time() + 10
+while True:
+    requests = load()
+    spans = [(rs, s) for _, r in requests for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    if len(spans) >= 2 or time.time() > deadline:
+        break
+    time.sleep(0.1)
+assert len(spans) == 2, spans
+trace = sys.argv[2]
+by_kind = {span.kind: (resource, span) for resource, span in spans}
+assert set(by_kind) == {Span.SPAN_KIND_SERVER, Span.SPAN_KIND_CLIENT}, by_kind
+for resource, span in by_kind.values():
+    attrs = {a.key: a.value for a in resource.resource.attributes}
+    assert attrs["service.name"].string_value == "otlp-conformance", attrs
+    assert attrs["k8s.pod.name"].string_value == "otlp-7d9-x2x", attrs
+    assert attrs["k8s.namespace.name"].string_value == "shop", attrs
+    assert len(attrs["service.instance.id"].string_value) == 36, attrs
+    assert resource.scope_spans[0].scope.name == "tracehop", resource
+    assert span.trace_id.hex() == trace and len(span.span_id) == 8, span
+    assert 1_000_000_000_000_000_000 < span.start_time_unix_nano < span.end_time_unix_nano, span
+server = by_kind[Span.SPAN_KIND_SERVER][1]
+client = by_kind[Span.SPAN_KIND_CLIENT][1]
+assert server.parent_span_id.hex() == "00f067aa0ba902b7", server
+assert client.parent_span_id.hex() == "b7ad6b7169203331", client
+assert server.name == "GET /users/{id}", server.name
+attrs = {a.key: a.value for a in server.attributes}
+assert attrs["http.request.method"].string_value == "GET", attrs
+assert attrs["http.route"].string_value == "/users/{id}", attrs
+assert attrs["http.response.status_code"].int_value == 200, attrs
+assert attrs["network.peer.address"].string_value == "127.0.0.1", attrs
+assert not server.HasField("status") or server.status.code == 0, server.status
+client_attrs = {a.key: a.value for a in client.attributes}
+assert client_attrs["peer.service"].string_value == "users", client_attrs
+for path, _ in requests:
+    headers = json.load(open(path + ".headers"))
+    assert headers["content-type"] == "application/x-protobuf", headers
+    assert headers["content-encoding"] == "gzip" and headers["b3"] == "0", headers
+PY
+  curl -sf "http://127.0.0.1:$o_admin/metrics" > "$work/otlp-metrics.txt"
+  grep -q '^tracehop_spans_exported_total{exporter="otlp"} 2$' "$work/otlp-metrics.txt" \
+    || fail "OTLP exports not counted: $(grep exporter= "$work/otlp-metrics.txt")"
+  kill -TERM "$o_pid"; wait "$o_pid" || true
+  ok "tracehop's OTLP/HTTP export (gzip) decodes with opentelemetry-proto: ids, kinds, service.name and pod metadata, attributes"
+
+  # (b) The OpenTelemetry SDK's OTLP/HTTP exporter to the embedded collector.
+  o_coll=$(free_port)
+  "$bin" collector --listen "127.0.0.1:$o_coll" 2> "$work/otlp-collector.log" & pids+=($!)
+  wait_port "$o_coll"
+  "$otlp_python" "$here/otel_sdk_check.py" otlp "$o_coll" \
+    || fail "spans sent by the OpenTelemetry SDK's OTLP exporter were not stored as sent"
+  ok "the OpenTelemetry SDK's OTLP/HTTP exporter: spans stored by the embedded collector and read back as sent"
+else
+  echo "conformance: skip: OTLP with OpenTelemetry (venv or pip failed: $(tail -1 "$work/pip-otlp.log" 2> /dev/null || tail -1 "$work/venv.log"))"
 fi
 
 # --- graceful shutdown -------------------------------------------------------

@@ -8,6 +8,9 @@
   fake_services.py sink PORT DIR        a Zipkin collector stand-in: every
                                         POST /api/v2/spans body is saved as DIR/batch-N.json
                                         (gunzipped) and answered 202.
+  fake_services.py otlp-sink PORT DIR   an OTLP/HTTP endpoint stand-in: every POST
+                                        body is saved as DIR/batch-N.pb (gunzipped) and
+                                        answered 200 with an empty ExportTraceServiceResponse.
 """
 import gzip
 import http.server
@@ -78,6 +81,8 @@ class Sink(Upstream):
     lock = threading.Lock()
     count = 0
     out_dir = "."
+    suffix = "json"
+    answer = (202, "application/json")
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
@@ -86,21 +91,27 @@ class Sink(Upstream):
             body = gzip.decompress(body)
         with Sink.lock:
             Sink.count += 1
-            path = os.path.join(Sink.out_dir, f"batch-{Sink.count}.json")
+            path = os.path.join(Sink.out_dir, f"batch-{Sink.count}.{self.suffix}")
         with open(path, "wb") as f:
             f.write(body)
         # Keep the upload headers too: the conformance script checks `b3: 0`.
         with open(path + ".headers", "w") as f:
             json.dump({k.lower(): v for k, v in self.headers.items()}, f)
-        self.reply(202, b"")
+        # An empty body is an empty message: OTLP's full success.
+        self.reply(self.answer[0], b"", self.answer[1])
+
+
+class OtlpSink(Sink):
+    suffix = "pb"
+    answer = (200, "application/x-protobuf")
 
 
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
     handler = Upstream
-    if mode == "sink":
+    if mode in ("sink", "otlp-sink"):
         Sink.out_dir = sys.argv[3]
-        handler = Sink
+        handler = Sink if mode == "sink" else OtlpSink
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
     server.serve_forever()

@@ -162,6 +162,8 @@ done
 curl -sf "$admin/metrics" > "$work/metrics.txt" || fail "/metrics"
 grep -q "tracehop_requests_total{direction=\"inbound\",fallback=\"none\",method=\"GET\",path=\"direct\",status_class=\"2xx\"} $sent" "$work/metrics.txt" \
   || fail "/metrics does not count $sent inbound requests"
+grep -q '^tracehop_export_queue_spans{exporter="zipkin"} ' "$work/metrics.txt" \
+  || fail "/metrics: the export series lack the exporter label"
 traces=""
 for _ in $(seq 100); do
   traces=$(curl -sf "http://127.0.0.1:$collector/api/v2/traces?serviceName=user-service&limit=10" || true)

@@ -126,6 +126,10 @@ pub struct RunArgs {
     /// Zipkin collector URL (export.zipkin).
     #[arg(long)]
     pub zipkin: Option<String>,
+    /// OTLP/HTTP traces URL (export.otlp), e.g. http://otel-collector:4318/v1/traces;
+    /// with --zipkin (or export.zipkin in the file) spans go to both.
+    #[arg(long)]
+    pub otlp: Option<String>,
     /// Admin listen address (admin.listen).
     #[arg(long)]
     pub admin: Option<String>,
@@ -151,6 +155,7 @@ impl RunArgs {
             listen: self.listen.clone(),
             upstream: self.upstream.clone(),
             zipkin: self.zipkin.clone(),
+            otlp: self.otlp.clone(),
             admin: self.admin.clone(),
             service_name: self.service_name.clone().or(base.service_name),
             sample_ratio: self.sample_ratio,

@@ -12,13 +12,14 @@
 //! | [`admin`] | `/metrics`, `/healthz`, `/readyz` |
 //! | [`collector`] | the embedded Zipkin-compatible collector and trace viewer |
 //! | [`demo`] | the three demo services (plain handlers, no tracing code) |
-//! | [`export`] | the span queue, batching, Zipkin JSON, upload with retry |
+//! | [`export`] | the span queues, batching, Zipkin JSON and OTLP encoding, upload with retry |
 //! | [`sampling`] | sampling decisions |
 //! | [`propagation`] | W3C Trace Context and B3 headers |
 //! | [`config`] | YAML -> validated types |
 //! | [`metrics`] | the Prometheus registry (a value, never a global) |
 //! | [`server`] | the HTTP server loop every listener uses, and hyper's side of it |
 //! | [`http1`] | every HTTP/1.1 rule once, which path serves a request, the server connection and the upstream client |
+//! | [`otlp`] | OpenTelemetry's OTLP trace messages (prost), shared by the exporter and the collector |
 //! | [`span`] | ids, trace context, the finished span record, clocks, the gRPC call rules |
 //!
 //! # Request flow
@@ -27,15 +28,16 @@
 //! ([`proxy::handle`]): extract the trace context -> sample -> start the span
 //! -> inject the span's context and rewrite headers -> forward to the
 //! upstream -> finish when the response body ends -> hand the span off with
-//! a non-blocking `try_send`. The exporter batches spans and posts them to
-//! the collector on its own task; the request path never waits for it.
+//! a non-blocking `try_send`. Each exporter (Zipkin, OTLP) batches spans and
+//! posts them to its collector on its own task; the request path never
+//! waits for them.
 //!
 //! # Glossary
 //!
 //! - **downstream**: the caller of the service (the client of the sidecar).
 //! - **upstream**: what the sidecar forwards to: the app (inbound) or the
 //!   remote service (outbound).
-//! - **collector**: the Zipkin v2 endpoint spans are exported to.
+//! - **collector**: an endpoint spans are exported to (Zipkin v2 or OTLP/HTTP).
 //! - **inbound** listener: in front of the app; records SERVER spans.
 //! - **outbound** listener: the app's calls go out through it; records
 //!   CLIENT spans.
@@ -63,6 +65,7 @@ pub mod demo;
 pub mod export;
 pub mod http1;
 pub mod metrics;
+pub mod otlp;
 pub mod propagation;
 pub mod proxy;
 pub mod sampling;

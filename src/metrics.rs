@@ -1,7 +1,7 @@
 //! Prometheus metrics: one non-global [`Registry`] built by `app` and passed down.
 //!
 //! Owns every metric family and hands each module only its own part
-//! ([`ProxyMetrics`], [`ExportMetrics`], [`SamplingMetrics`]). The families
+//! ([`ProxyMetrics`], [`ExportMetrics`] for each exporter, [`SamplingMetrics`]). The families
 //! the request path touches are resolved to label combinations once, up
 //! front, so recording a request is a few atomic adds with no map lookup.
 //! Names follow Prometheus conventions: `tracehop_` prefix, base units
@@ -62,7 +62,7 @@ pub struct Metrics {
     registry: Registry,
     pub inbound: ProxyMetrics,
     pub outbound: ProxyMetrics,
-    pub export: ExportMetrics,
+    pub export: ExportFamilies,
     pub sampling: SamplingMetrics,
     pub tls: TlsMetrics,
     process: ProcessMetrics,
@@ -94,10 +94,24 @@ pub struct ProxyMetrics {
     untraced: IntCounterVec,
 }
 
-/// What the exporter records.
+/// The export families, every one labelled by `exporter` (`zipkin`,
+/// `otlp`); each exporter records into its own [`ExportMetrics`].
+#[derive(Clone)]
+pub struct ExportFamilies {
+    queue_depth: IntGaugeVec,
+    spans_exported: IntCounterVec,
+    spans_dropped: IntCounterVec,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    batch_spans: HistogramVec,
+}
+
+/// What one exporter records: the export families with its `exporter`
+/// label fixed.
 #[derive(Clone)]
 pub struct ExportMetrics {
-    /// Spans currently waiting in the export queue.
+    exporter: &'static str,
+    /// Spans currently waiting in the exporter's queue.
     pub queue_depth: IntGauge,
     pub spans_exported: IntCounter,
     spans_dropped: IntCounterVec,
@@ -138,7 +152,7 @@ impl Metrics {
         let metrics = Self {
             inbound: ProxyMetrics::new(&families, "inbound"),
             outbound: ProxyMetrics::new(&families, "outbound"),
-            export: ExportMetrics::register(&registry),
+            export: ExportFamilies::register(&registry),
             sampling: SamplingMetrics::register(&registry),
             tls: TlsMetrics::new(),
             process: ProcessMetrics::register(&registry),
@@ -215,9 +229,18 @@ fn zeroed(vec: IntCounterVec, values: &[&[&str]]) -> IntCounterVec {
     vec
 }
 
-fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-        .expect("valid metric definition");
+/// A histogram family labelled by `exporter`.
+fn exporter_histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets),
+        &["exporter"],
+    )
+    .expect("valid metric definition");
     register(registry, h.clone());
     h
 }
@@ -365,42 +388,45 @@ impl ProxyMetrics {
     }
 }
 
-impl ExportMetrics {
+impl ExportFamilies {
     fn register(registry: &Registry) -> Self {
-        Self {
-            queue_depth: int_gauge(
-                registry,
+        let gauge = IntGaugeVec::new(
+            Opts::new(
                 "tracehop_export_queue_spans",
-                "Spans waiting in the export queue.",
+                "Spans waiting in an exporter's queue.",
             ),
-            spans_exported: {
-                let c = IntCounter::new(
-                    "tracehop_spans_exported_total",
-                    "Spans the collector accepted.",
-                )
-                .expect("valid metric definition");
-                register(registry, c.clone());
-                c
-            },
+            &["exporter"],
+        )
+        .expect("valid metric definition");
+        register(registry, gauge.clone());
+        Self {
+            queue_depth: gauge,
+            spans_exported: counter_vec(
+                registry,
+                "tracehop_spans_exported_total",
+                "Spans the exporter's collector accepted.",
+                &["exporter"],
+            ),
             spans_dropped: counter_vec(
                 registry,
                 "tracehop_spans_dropped_total",
-                "Spans never delivered, by reason (queue_full, rejected, retries_exhausted, shutdown).",
-                &["reason"],
+                "Spans never delivered, by exporter and reason (queue_full, rejected, \
+                 retries_exhausted, shutdown; disabled with exporter none).",
+                &["exporter", "reason"],
             ),
             requests: counter_vec(
                 registry,
                 "tracehop_export_requests_total",
-                "Export requests to the collector, by result.",
-                &["result"],
+                "Export requests to the collector, by exporter and result.",
+                &["exporter", "result"],
             ),
-            request_duration: histogram(
+            request_duration: exporter_histogram(
                 registry,
                 "tracehop_export_request_duration_seconds",
                 "Duration of one export request to the collector.",
                 LATENCY_BUCKETS.to_vec(),
             ),
-            batch_spans: histogram(
+            batch_spans: exporter_histogram(
                 registry,
                 "tracehop_export_batch_spans",
                 "Spans per export batch.",
@@ -409,19 +435,42 @@ impl ExportMetrics {
         }
     }
 
+    /// The metrics of one exporter (`zipkin`, `otlp`); its series appear
+    /// in scrapes from now on.
+    pub fn exporter(&self, exporter: &'static str) -> ExportMetrics {
+        let labels = [exporter];
+        ExportMetrics {
+            exporter,
+            queue_depth: self.queue_depth.with_label_values(&labels),
+            spans_exported: self.spans_exported.with_label_values(&labels),
+            spans_dropped: self.spans_dropped.clone(),
+            requests: self.requests.clone(),
+            request_duration: self.request_duration.with_label_values(&labels),
+            batch_spans: self.batch_spans.with_label_values(&labels),
+        }
+    }
+
+    /// The drop counter when export is off: `{exporter="none",reason="disabled"}`.
+    pub fn disabled_counter(&self) -> IntCounter {
+        self.spans_dropped.with_label_values(&["none", "disabled"])
+    }
+}
+
+impl ExportMetrics {
     pub fn dropped(&self, reason: &str, spans: u64) {
-        self.spans_dropped
-            .with_label_values(&[reason])
-            .inc_by(spans);
+        self.dropped_counter(reason).inc_by(spans);
     }
 
     /// A counter for one drop reason, resolved once (for the request path).
     pub fn dropped_counter(&self, reason: &str) -> IntCounter {
-        self.spans_dropped.with_label_values(&[reason])
+        self.spans_dropped
+            .with_label_values(&[self.exporter, reason])
     }
 
     pub fn request(&self, result: &str) {
-        self.requests.with_label_values(&[result]).inc();
+        self.requests
+            .with_label_values(&[self.exporter, result])
+            .inc();
     }
 }
 

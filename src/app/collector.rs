@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::signals::Signals;
 use super::{AppError, bind, local_addr};
 use crate::collector::{self, Collector, CollectorConfig};
-use crate::config::{self, ZipkinExport};
+use crate::config::{self, ExportSettings};
 use crate::export::{self, ClientError, CollectorAccess};
 use crate::metrics::Metrics;
 
@@ -48,16 +48,22 @@ pub async fn run_collector(
 pub async fn serve_collector(
     listener: TcpListener,
     config: CollectorConfig,
-    forward: Option<ZipkinExport>,
+    forward: Option<ExportSettings>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ClientError> {
     let mut collector = Collector::new(config);
     let (stop_relay, relay_stopped) = watch::channel(false);
     let mut relay_task = None;
-    if let Some(target) = forward {
+    if let Some(settings) = forward
+        && let Some(target) = &settings.zipkin
+    {
         let metrics = Metrics::new();
-        let (sink, relay) =
-            export::relay(&target, metrics.export.clone(), CollectorAccess::default())?;
+        let (sink, relay) = export::relay(
+            &settings,
+            target,
+            metrics.export.exporter("zipkin"),
+            CollectorAccess::default(),
+        )?;
         collector = collector.forwarding_to(sink);
         let mut stopped = relay_stopped;
         relay_task = Some(tokio::spawn(relay.run(async move {

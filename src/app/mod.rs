@@ -10,7 +10,7 @@
 //!    balancers stop sending first;
 //! 3. listeners stop accepting (and the certificate reloader stops);
 //!    in-flight requests get `shutdown.grace_period`;
-//! 4. the exporter flushes what is queued, bounded by `export.shutdown_timeout`;
+//! 4. the exporters flush what is queued, bounded by `export.shutdown_timeout`;
 //! 5. the admin listener stops last, so `/metrics` stays scrapable meanwhile.
 //!
 //! Each command of the binary has its entry point here: [`run`] (the
@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{Admin, Readiness};
 use crate::config::{self, Config, ConfigErrors, ExportConfig, ForwardProxy, Overrides};
 use crate::demo::DemoError;
-use crate::export::{self, ClientError, CollectorAccess, EncodeOptions};
+use crate::export::{self, ClientError, EncodeOptions};
 use crate::metrics::Metrics;
 use crate::sampling::{LiveSampler, Sampler};
 use crate::server::{self, ServerOptions};
@@ -213,7 +213,11 @@ pub async fn run(config: Config, file: Option<ConfigFile>) -> Result<(), AppErro
     let service = config.service.name.clone();
     let upstream = config.inbound.upstream.to_string();
     let export = match &config.export {
-        crate::config::ExportConfig::Enabled(zipkin) => zipkin.url.to_string(),
+        crate::config::ExportConfig::Enabled(export) => export
+            .destinations()
+            .map(|(exporter, to)| format!("{} {}", exporter.label(), to.url))
+            .collect::<Vec<_>>()
+            .join(", "),
         crate::config::ExportConfig::Disabled => "off".to_owned(),
     };
     if config.service.name_defaulted() {
@@ -273,16 +277,14 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         metrics.enable_tls();
     }
     let readiness = Readiness::default();
-    let (sink, batcher) = export::channel_with(
+    let (sink, batchers) = export::channel_with(
         &config.export,
-        metrics.export.clone(),
+        &metrics.export,
         EncodeOptions {
             resource_tags: config.service.resource_tags.clone(),
+            service_instance_id: Some(crate::span::instance_id()),
         },
-        CollectorAccess {
-            tls: material.export.clone(),
-            headers: material.export_headers.clone(),
-        },
+        &material.export,
     );
     let sampler = LiveSampler::new(Sampler::new(&config.sampling, &metrics.sampling));
     // Off the request path (see `access_log`), and only when the log
@@ -321,7 +323,10 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         .chain(bound.forward_proxy);
     let proxy_tasks = spawn_proxies(listeners, proxies, inbound_tls, &proxies_stopped);
     let reload_task = reloader.map(|r| tokio::spawn(r.run(proxies_stopped())));
-    let export_task = batcher.map(|b| tokio::spawn(b.run(export_stopped())));
+    let export_tasks = batchers
+        .into_iter()
+        .map(|b| tokio::spawn(b.run(export_stopped())))
+        .collect();
     let admin = Admin {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
@@ -347,7 +352,7 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         proxy_tasks,
         reload_task,
         stop_export,
-        export_task,
+        export_tasks,
         stop_admin,
         admin_task,
     }));
@@ -368,8 +373,9 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
 
 fn export_deadline(config: &Config) -> Duration {
     match &config.export {
-        // The batcher bounds its own flush; the margin covers a request in flight.
-        ExportConfig::Enabled(z) => z.shutdown_timeout + z.timeout + Duration::from_secs(1),
+        // Each batcher bounds its own flush (they run at the same time); the
+        // margin covers a request in flight.
+        ExportConfig::Enabled(e) => e.shutdown_timeout + e.timeout + Duration::from_secs(1),
         ExportConfig::Disabled => Duration::from_secs(1),
     }
 }
@@ -385,7 +391,8 @@ struct Supervised {
     /// The inbound certificate reloader; stops with the listeners.
     reload_task: Option<JoinHandle<()>>,
     stop_export: watch::Sender<bool>,
-    export_task: Option<JoinHandle<()>>,
+    /// One batcher per exporter.
+    export_tasks: Vec<JoinHandle<()>>,
     stop_admin: watch::Sender<bool>,
     admin_task: JoinHandle<()>,
 }
@@ -401,10 +408,11 @@ async fn supervise(mut s: Supervised) {
     }
     tracing::info!("listeners closed; flushing spans");
     s.stop_export.send_replace(true);
-    if let Some(task) = s.export_task
-        && tokio::time::timeout(s.export_deadline, task).await.is_err()
-    {
-        tracing::warn!("span export did not finish in time");
+    let deadline = tokio::time::Instant::now() + s.export_deadline;
+    for task in s.export_tasks {
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            tracing::warn!("span export did not finish in time");
+        }
     }
     s.stop_admin.send_replace(true);
     let _ = s.admin_task.await;

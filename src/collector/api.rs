@@ -5,7 +5,8 @@
 //! (405 with `Allow` otherwise) → for `POST /api/v2/spans` pick the format
 //! from `Content-Type` (JSON, or proto3 for `application/x-protobuf`), read
 //! the body (size-limited, gunzipped when `Content-Encoding: gzip`) and ingest
-//! it, else answer the query from the store as JSON. Paths and shapes follow
+//! it; `POST /v1/traces` goes to OTLP's ingest ([`super::otlp_http`]); else
+//! answer the query from the store as JSON. Paths and shapes follow
 //! `zipkin2-api.yaml` (basePath `/api/v2`).
 
 use bytes::Bytes;
@@ -32,6 +33,8 @@ enum Route<'a> {
     Viewer,
     Asset(&'a viewer::Asset),
     Spans,
+    /// `/v1/traces`, OTLP/HTTP's default path for traces.
+    OtlpTraces,
     Services,
     RemoteServices,
     Traces,
@@ -45,6 +48,9 @@ enum Route<'a> {
 
 impl<'a> Route<'a> {
     fn of(path: &'a str) -> Self {
+        if path == "/v1/traces" {
+            return Route::OtlpTraces;
+        }
         if let Some(api) = path.strip_prefix("/api/v2/") {
             return match api {
                 "spans" => Route::Spans,
@@ -75,6 +81,7 @@ impl<'a> Route<'a> {
     fn allow(self) -> &'static str {
         match self {
             Route::Spans => "GET, HEAD, POST",
+            Route::OtlpTraces => "POST",
             _ => "GET, HEAD",
         }
     }
@@ -97,16 +104,21 @@ where
                 Err(error) => ingest_error(&error),
             }
         }
-        _ if is_read => read(collector, route, &Params::parse(parts.uri.query())),
-        _ => {
-            let mut response =
-                text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(route.allow()));
-            response
+        Route::OtlpTraces if parts.method == Method::POST => {
+            super::otlp_http::handle(collector, &parts.headers, body).await
         }
+        _ if is_read => read(collector, route, &Params::parse(parts.uri.query())),
+        _ => method_not_allowed(route),
     }
+}
+
+/// 405 with the methods `route` answers.
+fn method_not_allowed(route: Route<'_>) -> Response<Body> {
+    let mut response = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(route.allow()));
+    response
 }
 
 fn ingest(collector: &Collector, format: Format, body: &[u8]) -> Response<Body> {
@@ -122,27 +134,44 @@ fn ingest(collector: &Collector, format: Format, body: &[u8]) -> Response<Body> 
 
 fn ingest_error(error: &IngestError) -> Response<Body> {
     tracing::debug!(%error, "span upload rejected");
-    let status = match error {
+    text_response(error_status(error), format!("{error}\n"))
+}
+
+/// The status that answers an upload refused for `error`.
+pub fn error_status(error: &IngestError) -> StatusCode {
+    match error {
         IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         IngestError::UnsupportedEncoding(_) | IngestError::UnsupportedMediaType(_) => {
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         }
         _ => StatusCode::BAD_REQUEST,
-    };
-    text_response(status, format!("{error}\n"))
+    }
 }
 
-/// Reads an upload body within [`MAX_BODY_BYTES`], gunzipping it if needed,
-/// and the format its `Content-Type` names.
+/// The request's `Content-Type`, if any (one that is not text as such).
+pub fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .map(|media| media.to_str().unwrap_or("(not text)"))
+}
+
+/// Reads an upload body and the Zipkin format its `Content-Type` names.
 async fn read_upload<B>(headers: &HeaderMap, body: B) -> Result<(Format, Bytes), IngestError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .map(|media| media.to_str().unwrap_or("(not text)"));
-    let format = Format::of(media)?;
+    let format = Format::of(content_type(headers))?;
+    Ok((format, read_body(headers, body).await?))
+}
+
+/// Reads an upload body within [`MAX_BODY_BYTES`], gunzipping it when
+/// `Content-Encoding: gzip` says so.
+pub async fn read_body<B>(headers: &HeaderMap, body: B) -> Result<Bytes, IngestError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let gzip = match headers
         .get(header::CONTENT_ENCODING)
         .map(HeaderValue::to_str)
@@ -165,12 +194,11 @@ where
         }
         Err(error) => return Err(IngestError::Body(error.to_string())),
     };
-    let bytes = if gzip {
-        Bytes::from(gunzip(&bytes)?)
+    if gzip {
+        Ok(Bytes::from(gunzip(&bytes)?))
     } else {
-        bytes
-    };
-    Ok((format, bytes))
+        Ok(bytes)
+    }
 }
 
 /// Decompresses at most [`MAX_BODY_BYTES`]; a larger result is refused so a
@@ -214,6 +242,7 @@ fn read(collector: &Collector, route: Route<'_>, params: &Params) -> Response<Bo
         Route::AutocompleteKeys => Ok(json(&[] as &[&str])),
         // No keys are configured for autocompletion, so every key has no values.
         Route::AutocompleteValues => required(params, "key").map(|_| json(&[] as &[&str])),
+        Route::OtlpTraces => return method_not_allowed(route),
         Route::NotFound => return text_response(StatusCode::NOT_FOUND, "not found\n"),
     };
     match result {

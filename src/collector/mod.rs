@@ -1,8 +1,8 @@
 //! The embedded Zipkin-compatible collector and its trace viewer (DESIGN §7).
 //!
 //! `tracehop collector` runs this for local development, the demo and tests.
-//! It receives spans on `POST /api/v2/spans` (JSON or proto3, optionally
-//! gzip), keeps them in a bounded in-memory store (whole oldest traces evicted
+//! It receives spans on `POST /api/v2/spans` (Zipkin JSON or proto3) and on
+//! `POST /v1/traces` (OTLP/HTTP, protobuf or JSON), optionally gzip, keeps them in a bounded in-memory store (whole oldest traces evicted
 //! first), answers the Zipkin v2 read API (`zipkin2-api.yaml`) so tools that
 //! speak Zipkin can read from it, and serves a self-contained trace viewer at `/`.
 //!
@@ -15,7 +15,8 @@
 //!   B3 shared-span fix-ups, and the trace tree.
 //! - `query`: read-API parameters and Zipkin's trace-matching rules.
 //! - `dependencies`: the service graph, as Zipkin's `DependencyLinker`.
-//! - `api`: routing and HTTP shapes; `viewer`: the embedded page.
+//! - `api`: routing and HTTP shapes; `otlp_http`: OTLP's answers;
+//!   `viewer`: the embedded page.
 //!
 //! Uses [`crate::server`] for the listener loop and [`crate::span`] ids.
 
@@ -23,6 +24,7 @@ mod api;
 mod decode;
 mod dependencies;
 pub mod model;
+mod otlp_http;
 mod query;
 mod store;
 mod trace;
@@ -36,6 +38,7 @@ use http::{Request, Response};
 use tokio::net::TcpListener;
 
 pub use api::MAX_BODY_BYTES;
+pub use decode::otlp::Encoding as OtlpEncoding;
 pub use decode::{Format, IngestError};
 pub use dependencies::DependencyLink;
 
@@ -61,6 +64,17 @@ impl Default for CollectorConfig {
             max_spans: DEFAULT_MAX_SPANS,
         }
     }
+}
+
+/// What one OTLP request stored.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OtlpStored {
+    /// Spans stored.
+    pub stored: usize,
+    /// Spans left out for unreadable ids.
+    pub rejected: usize,
+    /// Why the first of them was.
+    pub first_problem: Option<String>,
 }
 
 /// The collector: a shared store plus the HTTP handler. Cloning is cheap and
@@ -109,19 +123,46 @@ impl Collector {
     /// stores nothing.
     pub fn ingest_body(&self, format: Format, body: &[u8]) -> Result<usize, IngestError> {
         let spans = decode::decode(format, body)?;
-        if let Some(forward) = &self.forward {
-            // The relay speaks Zipkin JSON: a JSON upload goes as received,
-            // a proto3 one as the JSON of what was decoded from it.
-            let json = match format {
-                Format::Json => Ok(Bytes::copy_from_slice(body)),
-                Format::Proto => serde_json::to_vec(&spans).map(Bytes::from),
-            };
-            match json {
-                Ok(json) => forward.send(json, spans.len() as u64),
-                Err(error) => tracing::warn!(%error, "could not encode spans to forward"),
+        // The relay speaks Zipkin JSON: a JSON upload goes as received,
+        // a proto3 one as the JSON of what was decoded from it.
+        match (format, &self.forward) {
+            (Format::Json, Some(forward)) => {
+                forward.send(Bytes::copy_from_slice(body), spans.len() as u64);
             }
+            (Format::Proto, Some(_)) => self.forward_decoded(&spans),
+            (_, None) => {}
         }
         Ok(self.ingest(spans))
+    }
+
+    /// Decodes an OTLP request in `encoding` and stores its spans; spans with
+    /// unreadable ids are left out and counted. Only a body that is not a
+    /// request at all stores nothing.
+    pub fn ingest_otlp(
+        &self,
+        encoding: OtlpEncoding,
+        body: &[u8],
+    ) -> Result<OtlpStored, IngestError> {
+        let decoded = decode::otlp::decode(encoding, body)?;
+        // The relay speaks Zipkin JSON: the JSON of what was decoded.
+        self.forward_decoded(&decoded.spans);
+        let stored = self.ingest(decoded.spans);
+        Ok(OtlpStored {
+            stored,
+            rejected: decoded.rejected,
+            first_problem: decoded.first_problem,
+        })
+    }
+
+    /// Relays decoded spans as Zipkin JSON, when forwarding.
+    fn forward_decoded(&self, spans: &[Span]) {
+        let Some(forward) = &self.forward else {
+            return;
+        };
+        match serde_json::to_vec(spans) {
+            Ok(json) => forward.send(Bytes::from(json), spans.len() as u64),
+            Err(error) => tracing::warn!(%error, "could not encode spans to forward"),
+        }
     }
 
     /// Stores validated spans: the one place every upload goes through (the

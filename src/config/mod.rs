@@ -36,8 +36,10 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--upstream`: the app behind the inbound listener.
     pub upstream: Option<String>,
-    /// `--zipkin`: the collector URL.
+    /// `--zipkin`: the Zipkin collector URL.
     pub zipkin: Option<String>,
+    /// `--otlp`: the OTLP/HTTP traces URL (`export.otlp.url`).
+    pub otlp: Option<String>,
     /// `--admin`: the admin listener.
     pub admin: Option<String>,
     /// `--sample-ratio`: root sampler ratio.
@@ -103,6 +105,10 @@ impl Overrides {
         if let Some(zipkin) = self.zipkin {
             raw.export.get_or_insert_default().zipkin = Some(zipkin);
         }
+        if let Some(otlp) = self.otlp {
+            let export = raw.export.get_or_insert_default();
+            export.otlp.get_or_insert_default().url = Some(otlp);
+        }
         if let Some(admin) = self.admin {
             raw.admin.get_or_insert_default().listen = Some(admin);
         }
@@ -128,7 +134,9 @@ pub fn load(yaml: &str, overrides: Overrides) -> Result<Config, ConfigErrors> {
     problems.after_reading(read_problems).into_result(config)
 }
 
-pub fn export_defaults_for(url: &str) -> Result<ZipkinExport, ConfigErrors> {
+/// Export settings for the Zipkin collector at `url` with every other
+/// export key at its default (for the collector's `--forward URL`).
+pub fn export_defaults_for(url: &str) -> Result<ExportSettings, ConfigErrors> {
     let overrides = Overrides {
         // inbound.upstream is required in a sidecar config; unused here.
         upstream: Some("http://127.0.0.1:1".into()),

@@ -129,6 +129,7 @@ pub(super) struct RawPropagation {
 pub(super) struct RawExport {
     pub enabled: Option<bool>,
     pub zipkin: Option<String>,
+    pub otlp: Option<RawOtlp>,
     pub queue_capacity: Option<usize>,
     pub batch_size: Option<usize>,
     #[serde(default, deserialize_with = "super::yaml::duration")]
@@ -141,6 +142,60 @@ pub(super) struct RawExport {
     pub shutdown_timeout: Option<String>,
     pub tls: Option<RawClientTls>,
     pub headers: Option<BTreeMap<String, RawHeaderValue>>,
+}
+
+/// `export.otlp`: a URL, or a block with the URL and the settings that
+/// belong to that destination alone.
+#[derive(Debug, Default)]
+pub(super) struct RawOtlp {
+    pub url: Option<String>,
+    pub gzip: Option<bool>,
+    pub tls: Option<RawClientTls>,
+    pub headers: Option<BTreeMap<String, RawHeaderValue>>,
+}
+
+/// The block form of `export.otlp`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtlpBlock {
+    url: Option<String>,
+    gzip: Option<bool>,
+    tls: Option<RawClientTls>,
+    headers: Option<BTreeMap<String, RawHeaderValue>>,
+}
+
+impl<'de> Deserialize<'de> for RawOtlp {
+    /// `otlp: URL` or `otlp: {url: …, gzip: …, tls: …, headers: …}`; the
+    /// block keeps `deny_unknown_fields`, so a typo in it names the key.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Form;
+        impl<'de> serde::de::Visitor<'de> for Form {
+            type Value = RawOtlp;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a URL, or a map with url, gzip, tls and headers")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<RawOtlp, E> {
+                Ok(RawOtlp {
+                    url: Some(url.to_owned()),
+                    ..RawOtlp::default()
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawOtlp, A::Error> {
+                let block =
+                    RawOtlpBlock::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawOtlp {
+                    url: block.url,
+                    gzip: block.gzip,
+                    tls: block.tls,
+                    headers: block.headers,
+                })
+            }
+        }
+        deserializer.deserialize_any(Form)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

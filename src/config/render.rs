@@ -267,31 +267,43 @@ fn sampling(c: &SamplingConfig) -> Value {
 }
 
 fn export(c: &ExportConfig) -> Value {
-    let ExportConfig::Enabled(z) = c else {
+    let ExportConfig::Enabled(e) = c else {
         return json!({"enabled": false});
     };
     let mut out = json!({
         "enabled": true,
-        "zipkin": url(&z.url),
-        "queue_capacity": z.queue_capacity,
-        "batch_size": z.batch_size,
-        "batch_interval": duration(z.batch_interval),
-        "gzip": z.gzip,
-        "timeout": duration(z.timeout),
+        "queue_capacity": e.queue_capacity,
+        "batch_size": e.batch_size,
+        "batch_interval": duration(e.batch_interval),
+        "timeout": duration(e.timeout),
         "retry": {
-            "initial_backoff": duration(z.retry.initial_backoff),
-            "max_backoff": duration(z.retry.max_backoff),
-            "max_elapsed": duration(z.retry.max_elapsed),
+            "initial_backoff": duration(e.retry.initial_backoff),
+            "max_backoff": duration(e.retry.max_backoff),
+            "max_elapsed": duration(e.retry.max_elapsed),
         },
-        "shutdown_timeout": duration(z.shutdown_timeout),
+        "shutdown_timeout": duration(e.shutdown_timeout),
     });
-    set_some(&mut out, "tls", z.tls.as_ref().map(client_tls));
-    set_some(
-        &mut out,
-        "headers",
-        (!z.headers.is_empty()).then(|| headers(&z.headers)),
-    );
+    if let Some(zipkin) = &e.zipkin {
+        out["zipkin"] = json!(url(&zipkin.url));
+        out["gzip"] = json!(zipkin.gzip);
+        destination_access(&mut out, zipkin);
+    }
+    if let Some(otlp) = &e.otlp {
+        let mut block = json!({"url": url(&otlp.url), "gzip": otlp.gzip});
+        destination_access(&mut block, otlp);
+        out["otlp"] = block;
+    }
     out
+}
+
+/// The `tls` and `headers` keys of one destination, when set.
+fn destination_access(out: &mut Value, d: &Destination) {
+    set_some(out, "tls", d.tls.as_ref().map(client_tls));
+    set_some(
+        out,
+        "headers",
+        (!d.headers.is_empty()).then(|| headers(&d.headers)),
+    );
 }
 
 impl Config {

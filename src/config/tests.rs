@@ -28,6 +28,30 @@ fn example_config_parses_and_matches_defaults() {
         config.to_yaml().replace("my-service", "unknown_service"),
         defaults.to_yaml()
     );
+    // Its commented OTLP line, switched on, adds OTLP beside Zipkin.
+    let with_otlp = example.replace(
+        "  # otlp: http://otel-collector:4318/v1/traces",
+        "  otlp: http://otel-collector:4318/v1/traces",
+    );
+    assert_ne!(with_otlp, example, "the example shows export.otlp");
+    let config = load(&with_otlp, Overrides::default()).expect("valid with otlp");
+    let ExportConfig::Enabled(export) = config.export else {
+        panic!("export enabled")
+    };
+    let exporters: Vec<_> = export.destinations().map(|(e, _)| e).collect();
+    assert_eq!(exporters, [Exporter::Zipkin, Exporter::Otlp]);
+}
+
+#[test]
+fn effective_config_with_otlp_round_trips_through_yaml() {
+    let text = format!(
+        "{MINIMAL}export:\n  otlp:\n    url: https://otlp.example.com/v1/traces\n    headers: {{x-api-key: {{value_from_env: KEY}}}}\n"
+    );
+    let config = load(&text, Overrides::default()).unwrap();
+    let yaml = config.to_yaml();
+    assert!(!yaml.contains("zipkin"), "{yaml}");
+    let again = load(&yaml, Overrides::default()).unwrap();
+    assert_eq!(yaml, again.to_yaml());
 }
 
 #[test]
@@ -442,10 +466,116 @@ fn overrides_win_over_the_file() {
         c.service.resource_tags,
         vec![("k8s.pod.name".to_owned(), "pod-1".to_owned())]
     );
-    let ExportConfig::Enabled(z) = c.export else {
+    let ExportConfig::Enabled(e) = c.export else {
         panic!("export enabled")
     };
-    assert_eq!(z.url.authority.as_str(), "127.0.0.1:9412");
+    let zipkin = e.zipkin.expect("zipkin set");
+    assert_eq!(zipkin.url.authority.as_str(), "127.0.0.1:9412");
+    assert!(e.otlp.is_none());
+}
+
+/// The export section of `yaml` (after MINIMAL) with `overrides`.
+fn export_of(yaml: &str, overrides: Overrides) -> ExportSettings {
+    let c = load(&format!("{MINIMAL}{yaml}"), overrides).unwrap();
+    let ExportConfig::Enabled(e) = c.export else {
+        panic!("export enabled")
+    };
+    e
+}
+
+#[test]
+fn zipkin_is_the_default_unless_only_otlp_is_named() {
+    let plain = export_of("", Overrides::default());
+    let names: Vec<_> = plain
+        .destinations()
+        .map(|(e, d)| (e, d.url.clone()))
+        .collect();
+    assert_eq!(names.len(), 1);
+    assert_eq!(names[0].0, Exporter::Zipkin);
+    assert_eq!(names[0].1.path, "/api/v2/spans");
+
+    let otlp_only = export_of(
+        "export:\n  otlp: http://otel-collector:4318/v1/traces\n  gzip: true\n",
+        Overrides::default(),
+    );
+    assert!(
+        otlp_only.zipkin.is_none(),
+        "naming OTLP alone replaces the default"
+    );
+    let otlp = otlp_only.otlp.expect("otlp set");
+    assert_eq!(otlp.url.authority.as_str(), "otel-collector:4318");
+    assert_eq!(otlp.url.path, "/v1/traces");
+    assert!(otlp.gzip, "export.gzip is the default for OTLP too");
+
+    let both = export_of(
+        "export:\n  zipkin: http://zipkin:9411/api/v2/spans\n  otlp:\n    url: https://otlp.example.com\n    gzip: false\n    tls: {trust: system}\n    headers: {x-api-key: {value: k}}\n  gzip: true\n  batch_size: 64\n",
+        Overrides::default(),
+    );
+    let kinds: Vec<_> = both.destinations().map(|(e, _)| e).collect();
+    assert_eq!(kinds, [Exporter::Zipkin, Exporter::Otlp]);
+    let otlp = both.otlp.as_ref().unwrap();
+    assert_eq!(
+        otlp.url.path, "/v1/traces",
+        "a URL without a path gets OTLP's"
+    );
+    assert!(!otlp.gzip && both.zipkin.as_ref().unwrap().gzip);
+    assert_eq!(otlp.headers.len(), 1);
+    assert!(otlp.tls.is_some());
+    assert!(both.zipkin.as_ref().unwrap().headers.is_empty());
+    assert_eq!(both.batch_size, 64, "batching is shared");
+}
+
+#[test]
+fn the_otlp_flag_adds_otlp_beside_the_file_s_zipkin() {
+    let overrides = Overrides {
+        otlp: Some("http://127.0.0.1:4318/v1/traces".into()),
+        ..Overrides::default()
+    };
+    let e = export_of(
+        "export:\n  zipkin: http://zipkin:9411/api/v2/spans\n  otlp: {url: http://old:4318, gzip: true}\n",
+        overrides,
+    );
+    assert_eq!(e.zipkin.unwrap().url.authority.as_str(), "zipkin:9411");
+    let otlp = e.otlp.unwrap();
+    assert_eq!(otlp.url.authority.as_str(), "127.0.0.1:4318");
+    assert!(otlp.gzip, "the flag sets the URL only");
+}
+
+#[test]
+fn otlp_problems_name_their_keys() {
+    let cases = [
+        ("export:\n  otlp: {url: ftp://x}\n", "export.otlp.url"),
+        ("export:\n  otlp: {gzip: true}\n", "export.otlp.url"),
+        (
+            "export:\n  otlp: {url: http://x:4318, tls: {trust: system}}\n",
+            "export.otlp.tls",
+        ),
+        (
+            "export:\n  otlp: {url: https://x, headers: {content-type: {value: a}}}\n",
+            "export.otlp.headers.content-type",
+        ),
+        (
+            "export:\n  otlp: http://x:4318\n  headers: {authorization: {value: a}}\n",
+            "export.headers",
+        ),
+        (
+            "export:\n  otlp: http://x:4318\n  tls: {trust: system}\n",
+            "export.tls",
+        ),
+    ];
+    for (yaml, path) in cases {
+        let errors = load(&format!("{MINIMAL}{yaml}"), Overrides::default()).unwrap_err();
+        assert!(
+            errors.0.iter().any(|e| e.path == path),
+            "{yaml}: want {path}, got {errors}"
+        );
+    }
+    let typo = load(
+        &format!("{MINIMAL}export:\n  otlp: {{url: http://x, gzpi: true}}\n"),
+        Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(typo.to_string().contains("gzpi"), "{typo}");
 }
 
 #[test]

@@ -328,25 +328,70 @@ pub struct SamplingConfig {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ExportConfig {
-    Enabled(ZipkinExport),
+    Enabled(ExportSettings),
     /// Spans are counted and discarded.
     Disabled,
 }
 
+/// One exporter: the wire protocol of one destination, and the value of
+/// the `exporter` label on the export metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Exporter {
+    /// Zipkin v2 JSON to `POST /api/v2/spans`.
+    Zipkin,
+    /// OTLP/HTTP protobuf to `POST /v1/traces`.
+    Otlp,
+}
+
+impl Exporter {
+    /// The metric label and log name: `zipkin` or `otlp`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Exporter::Zipkin => "zipkin",
+            Exporter::Otlp => "otlp",
+        }
+    }
+}
+
+/// The export section: at least one destination, and the queue, batching
+/// and retry settings every destination gets a copy of (each exporter has
+/// its own queue, batches and retries, so one cannot hold up the other).
 #[derive(Clone, Debug)]
-pub struct ZipkinExport {
-    /// The collector's `POST /api/v2/spans` URL.
-    pub url: UpstreamUrl,
-    /// Capacity of the span queue, in spans.
+pub struct ExportSettings {
+    /// `export.zipkin` (with `export.gzip`, `export.tls`, `export.headers`).
+    pub zipkin: Option<Destination>,
+    /// `export.otlp`.
+    pub otlp: Option<Destination>,
+    /// Capacity of each exporter's span queue, in spans.
     pub queue_capacity: usize,
     pub batch_size: usize,
     pub batch_interval: Duration,
-    pub gzip: bool,
     /// Timeout of one export request.
     pub timeout: Duration,
     pub retry: RetryConfig,
     /// How long the final flush at shutdown may take.
     pub shutdown_timeout: Duration,
+}
+
+impl ExportSettings {
+    /// Every configured destination with its exporter, Zipkin first.
+    pub fn destinations(&self) -> impl Iterator<Item = (Exporter, &Destination)> {
+        [
+            (Exporter::Zipkin, self.zipkin.as_ref()),
+            (Exporter::Otlp, self.otlp.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(exporter, destination)| Some((exporter, destination?)))
+    }
+}
+
+/// Where one exporter sends its batches.
+#[derive(Clone, Debug)]
+pub struct Destination {
+    /// The full POST URL (`/api/v2/spans` for Zipkin, `/v1/traces` for OTLP).
+    pub url: UpstreamUrl,
+    /// Compress uploads (`Content-Encoding: gzip`).
+    pub gzip: bool,
     /// How an `https://` collector is checked; `None` = defaults (webpki roots).
     pub tls: Option<ClientTlsConfig>,
     /// Extra headers on every upload (e.g. `Authorization`).

@@ -317,20 +317,48 @@ fn propagation(raw: RawPropagation, p: &mut Problems) -> PropagationConfig {
     }
 }
 
+/// Where spans go when no exporter is named: `tracehop collector`'s default address.
+const DEFAULT_ZIPKIN: &str = "http://127.0.0.1:9411/api/v2/spans";
+/// The OTLP/HTTP path for traces (OTLP specification, "OTLP/HTTP Request"),
+/// used when `export.otlp` names no path.
+const OTLP_TRACES_PATH: &str = "/v1/traces";
+
 fn export(raw: RawExport, p: &mut Problems) -> ExportConfig {
     let retry = raw.retry.unwrap_or_default();
-    let url = p.url(
-        "export.zipkin",
-        Some(
-            raw.zipkin
-                .as_deref()
-                .unwrap_or("http://127.0.0.1:9411/api/v2/spans"),
-        ),
-    );
-    let settings = ZipkinExport {
-        tls: tls::client_tls("export.tls", raw.tls, url.as_ref(), p),
-        headers: tls::headers("export.headers", raw.headers.unwrap_or_default(), p),
-        url: url.unwrap_or_else(placeholder_url),
+    let gzip = raw.gzip.unwrap_or(false);
+    let otlp = raw.otlp.map(|otlp| otlp_destination(otlp, gzip, p));
+    // Zipkin is the default destination, unless only OTLP is named.
+    let zipkin = match (raw.zipkin, &otlp) {
+        (None, Some(_)) => {
+            for (key, set) in [
+                ("export.tls", raw.tls.is_some()),
+                ("export.headers", raw.headers.is_some()),
+            ] {
+                if set {
+                    p.push(
+                        key,
+                        "applies to export.zipkin, which is not set (OTLP has its own under export.otlp)",
+                    );
+                }
+            }
+            None
+        }
+        (url, _) => {
+            let url = p.url(
+                "export.zipkin",
+                Some(url.as_deref().unwrap_or(DEFAULT_ZIPKIN)),
+            );
+            Some(Destination {
+                tls: tls::client_tls("export.tls", raw.tls, url.as_ref(), p),
+                headers: tls::headers("export.headers", raw.headers.unwrap_or_default(), p),
+                url: url.unwrap_or_else(placeholder_url),
+                gzip,
+            })
+        }
+    };
+    let settings = ExportSettings {
+        zipkin,
+        otlp,
         queue_capacity: p.at_least_one("export.queue_capacity", raw.queue_capacity, 8192),
         batch_size: p.at_least_one("export.batch_size", raw.batch_size, 512),
         batch_interval: p.positive_duration(
@@ -338,7 +366,6 @@ fn export(raw: RawExport, p: &mut Problems) -> ExportConfig {
             raw.batch_interval.as_deref(),
             Duration::from_secs(1),
         ),
-        gzip: raw.gzip.unwrap_or(false),
         timeout: p.positive_duration(
             "export.timeout",
             raw.timeout.as_deref(),
@@ -380,6 +407,24 @@ fn export(raw: RawExport, p: &mut Problems) -> ExportConfig {
         ExportConfig::Disabled
     } else {
         ExportConfig::Enabled(settings)
+    }
+}
+
+/// `export.otlp`; its `gzip` defaults to `export.gzip`, its TLS and headers
+/// are its own (the Zipkin collector's credentials never go to it). A URL
+/// without a path gets OTLP's `/v1/traces`.
+fn otlp_destination(raw: RawOtlp, gzip: bool, p: &mut Problems) -> Destination {
+    let url = p.url("export.otlp.url", raw.url.as_deref()).map(|mut url| {
+        if url.path == "/" {
+            url.path = OTLP_TRACES_PATH.to_owned();
+        }
+        url
+    });
+    Destination {
+        tls: tls::client_tls("export.otlp.tls", raw.tls, url.as_ref(), p),
+        headers: tls::headers("export.otlp.headers", raw.headers.unwrap_or_default(), p),
+        url: url.unwrap_or_else(placeholder_url),
+        gzip: raw.gzip.unwrap_or(gzip),
     }
 }
 

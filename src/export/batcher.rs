@@ -1,5 +1,6 @@
-//! The queue's consumer: collects spans into batches, encodes them and hands
-//! them to [`Delivery`], one batch in flight at a time.
+//! The queue's consumer: collects spans into batches, encodes them in its
+//! exporter's format and hands them to [`Delivery`], one batch in flight at
+//! a time. Each exporter has a batcher and a queue of its own.
 //!
 //! Spans are encoded as they arrive, a few at a time, so the work of a
 //! batch is spread over its interval instead of falling on one turn of the
@@ -26,20 +27,23 @@ use prometheus::IntGauge;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::batch::{OpenBatch, Received};
 use super::delivery::{Delivery, EncodedBatch};
 use super::sink::Doorbell;
-use super::zipkin_json::SpanEncoder;
+use super::zipkin_json::EncodeOptions;
+use crate::config::Exporter;
 use crate::metrics::ExportMetrics;
 use crate::span::Span;
 
-/// Drains the span queue into batches and delivers them to the collector.
-/// Built by [`super::channel`]; run it with [`Batcher::run`].
+/// Drains one exporter's span queue into batches and delivers them to its
+/// collector. Built by [`super::channel`]; run it with [`Batcher::run`].
 pub struct Batcher {
-    pub(super) queue: mpsc::Receiver<Box<Span>>,
+    pub(super) exporter: Exporter,
+    pub(super) queue: mpsc::Receiver<Arc<Span>>,
     /// Rung by the sinks every few spans while a batch is open.
     pub(super) doorbell: Arc<Doorbell>,
     pub(super) settings: BatchSettings,
-    pub(super) encoder: SpanEncoder,
+    pub(super) options: EncodeOptions,
     pub(super) delivery: Delivery,
     pub(super) metrics: ExportMetrics,
 }
@@ -54,48 +58,6 @@ pub(super) struct BatchSettings {
     pub shutdown_timeout: Duration,
 }
 
-/// Spans as the queue hands them over: boxed by the request path, so every
-/// hand-off moves a pointer.
-#[allow(clippy::vec_box)]
-type Received = Vec<Box<Span>>;
-
-/// The batch being filled: the JSON array so far, without its closing `]`.
-struct OpenBatch {
-    json: Vec<u8>,
-    spans: usize,
-}
-
-impl OpenBatch {
-    fn new() -> Self {
-        Self {
-            json: vec![b'['],
-            spans: 0,
-        }
-    }
-
-    /// Encodes and drops every span in `received`.
-    fn add(&mut self, encoder: &mut SpanEncoder, received: &mut Received) {
-        for span in received.drain(..) {
-            if self.spans > 0 {
-                self.json.push(b',');
-            }
-            encoder.encode(&span, &mut self.json);
-            self.spans += 1;
-        }
-    }
-
-    /// Closes the array and starts the next batch in a fresh buffer (the
-    /// closed one goes to the upload without a copy), as large as this one
-    /// and an eighth.
-    fn take(&mut self) -> (Vec<u8>, usize) {
-        self.json.push(b']');
-        let mut next = Vec::with_capacity(self.json.len() + self.json.len() / 8);
-        next.push(b'[');
-        let json = std::mem::replace(&mut self.json, next);
-        (json, std::mem::take(&mut self.spans))
-    }
-}
-
 impl Batcher {
     /// Runs until `shutdown` completes; then stops receiving, drains what is
     /// queued, and makes a final flush bounded by `shutdown_timeout`. Also
@@ -103,7 +65,7 @@ impl Batcher {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut received = Vec::with_capacity(self.settings.batch_size);
-        let mut open = OpenBatch::new();
+        let mut open = OpenBatch::new(self.exporter, &self.options);
         let deadline = loop {
             if !self.fill(&mut received, &mut open, &mut shutdown).await {
                 break Instant::now() + self.settings.shutdown_timeout;
@@ -146,16 +108,16 @@ impl Batcher {
                 }
                 () = self.doorbell.bell.notified(), if armed => {
                     self.take_queued(received, open);
-                    if open.spans >= size {
+                    if open.spans() >= size {
                         return true;
                     }
                 }
-                count = self.queue.recv_many(received, size - open.spans), if !armed => {
+                count = self.queue.recv_many(received, size - open.spans()), if !armed => {
                     if count == 0 {
                         return false; // Every sink is gone and the queue is empty.
                     }
                     self.encode_received(count, received, open);
-                    if open.spans >= size {
+                    if open.spans() >= size {
                         return true;
                     }
                     flush.as_mut().reset(Instant::now() + self.settings.batch_interval);
@@ -168,7 +130,7 @@ impl Batcher {
     /// Encodes what is queued, up to the batch's room, without waiting and
     /// without asking to be woken by the next span.
     fn take_queued(&mut self, received: &mut Received, open: &mut OpenBatch) {
-        let room = self.settings.batch_size - open.spans;
+        let room = self.settings.batch_size - open.spans();
         let mut quiet = Context::from_waker(Waker::noop());
         if let Poll::Ready(count) = self.queue.poll_recv_many(&mut quiet, received, room) {
             self.encode_received(count, received, open);
@@ -179,7 +141,7 @@ impl Batcher {
     /// them into `open`.
     fn encode_received(&mut self, count: usize, received: &mut Received, open: &mut OpenBatch) {
         lower(&self.metrics.queue_depth, count);
-        open.add(&mut self.encoder, received);
+        open.add(received);
     }
 
     /// Delivers `batch`. When shutdown comes first, the request in flight is
@@ -214,21 +176,21 @@ impl Batcher {
         self.queue.close();
         let size = self.settings.batch_size;
         loop {
-            let room = size - open.spans;
+            let room = size - open.spans();
             let count = self.queue.recv_many(&mut received, room).await;
             lower(&self.metrics.queue_depth, count);
-            if open.spans == 0 && count == 0 {
+            if open.spans() == 0 && count == 0 {
                 return;
             }
             if Instant::now() >= deadline {
                 break;
             }
-            open.add(&mut self.encoder, &mut received);
+            open.add(&mut received);
             let batch = self.seal(&mut open);
             self.delivery.deliver(&batch, Some(deadline)).await;
         }
         // Out of time: count what is left instead of sending it.
-        let mut left = open.spans + received.len();
+        let mut left = open.spans() + received.len();
         received.clear();
         loop {
             let count = self.queue.recv_many(&mut received, size).await;
@@ -248,28 +210,28 @@ impl Batcher {
 
     /// Closes the open batch, gzipping it when configured.
     fn seal(&mut self, open: &mut OpenBatch) -> EncodedBatch {
-        let (json, spans) = open.take();
+        let (body, spans) = open.take();
         let n = count(spans);
         self.metrics.batch_spans.observe(n as f64);
-        let gzipped = self.settings.gzip.then(|| gzip(&json)).flatten();
+        let gzipped = self.settings.gzip.then(|| gzip(&body)).flatten();
         EncodedBatch {
             gzip: gzipped.is_some(),
-            body: gzipped.unwrap_or_else(|| Bytes::from(json)),
+            body: gzipped.unwrap_or_else(|| Bytes::from(body)),
             spans: n,
         }
     }
 }
 
-/// Gzip of `json` (RFC 1952), or `None` in the impossible case that
+/// Gzip of `body` (RFC 1952), or `None` in the impossible case that
 /// writing to memory fails; the batch then goes out uncompressed.
 ///
 /// The fastest level: on span JSON it costs about a seventh of the default
 /// level's time (0.7 µs against 4.6 µs per span, `benches/hot_path.rs`)
 /// for output about a quarter larger, still around 30 times smaller than
 /// the JSON.
-fn gzip(json: &[u8]) -> Option<Bytes> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::fast());
-    encoder.write_all(json).ok()?;
+fn gzip(body: &[u8]) -> Option<Bytes> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+    encoder.write_all(body).ok()?;
     encoder.finish().ok().map(Bytes::from)
 }
 
@@ -279,40 +241,4 @@ fn lower(gauge: &IntGauge, received: usize) {
 
 fn count(spans: usize) -> u64 {
     u64::try_from(spans).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::export::sample::spans;
-    use crate::export::{EncodeOptions, encode_spans};
-
-    #[test]
-    fn spans_encoded_as_they_arrive_make_the_batch_a_list_encoding_makes() {
-        let options = EncodeOptions {
-            resource_tags: vec![("k8s.pod.name".into(), "api-7f9".into())],
-        };
-        let mut encoder = SpanEncoder::new(&options);
-        let mut open = OpenBatch::new();
-        let all = spans(6);
-        for chunk in [&all[..3], &all[3..3], &all[3..5]] {
-            let mut received: Received = chunk.iter().cloned().map(Box::new).collect();
-            open.add(&mut encoder, &mut received);
-            assert!(received.is_empty(), "encoded spans are dropped");
-        }
-        let (json, n) = open.take();
-        let mut expected = Vec::new();
-        encode_spans(&all[..5], &options, &mut expected);
-        assert_eq!(
-            (String::from_utf8(json).unwrap(), n),
-            (String::from_utf8(expected).unwrap(), 5)
-        );
-        // The next batch starts empty, in a buffer of its own.
-        open.add(&mut encoder, &mut vec![Box::new(all[5].clone())]);
-        let (json, n) = open.take();
-        let mut expected = Vec::new();
-        encode_spans(&all[5..], &options, &mut expected);
-        assert_eq!((json, n), (expected, 1));
-        assert_eq!(open.take(), (b"[]".to_vec(), 0));
-    }
 }

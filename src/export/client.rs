@@ -1,10 +1,13 @@
-//! The HTTP client that POSTs encoded batches to the collector.
+//! The HTTP client that POSTs encoded batches to one collector.
 //!
 //! Owns the pooled connection to the collector and the translation of one
-//! exchange into an [`Answer`] or a [`SendError`]. It does not retry; the
-//! delivery loop decides what each outcome means. Every upload carries
-//! `b3: 0` so that a traced collector (or a sidecar in front of it) does not
-//! trace our own uploads (B3 README, "Sampling State": `0` = deny).
+//! exchange into an [`Answer`] or a [`SendError`], by its exporter's rules:
+//! which statuses are worth a retry ([`retryable`]), and what a success or
+//! a refusal says (OTLP's partial success and `google.rpc.Status`). It does
+//! not retry; the delivery loop decides what each outcome means. Every
+//! upload carries `b3: 0` so that a traced collector (or a sidecar in front
+//! of it) does not trace our own uploads (B3 README, "Sampling State": `0`
+//! = deny).
 //!
 //! An `https://` collector is reached through the shared TLS connector
 //! (`tls::HttpsConnector`) with the trust configured under `export.tls`;
@@ -21,9 +24,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use prost::Message;
+
 use super::retry::parse_retry_after;
-use crate::config::{Scheme, UpstreamUrl, ZipkinExport};
-use crate::tls::{Alpn, ClientTls, HttpsConnector};
+use crate::config::{Destination, Exporter, Scheme, UpstreamUrl};
+use crate::otlp::{ExportTraceServiceResponse, RpcStatus};
+use crate::tls::{Alpn, ClientTls, CollectorAccess, HttpsConnector};
 
 /// Largest collector response body read; enough for an error message.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -64,42 +70,43 @@ pub enum SendError {
 /// What the collector answered.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Answer {
-    /// 2xx (Zipkin answers 202): the spans are stored.
-    Accepted,
-    /// 400 and other 4xx (and 3xx, which is not followed): sending the same
-    /// body again cannot succeed.
+    /// 2xx (Zipkin answers 202, OTLP 200): the spans are stored, but for
+    /// `rejected` of them (OTLP's partial success), for the reason `message`.
+    Accepted { rejected: u64, message: String },
+    /// A status that will not improve (400 and other 4xx; 3xx, which is not
+    /// followed; for OTLP also the 5xx it does not list as retryable):
+    /// sending the same body again cannot succeed.
     Rejected { status: u16, message: String },
-    /// 429 or 5xx: try again later, not before `retry_after` if given.
+    /// A retryable status ([`retryable`]): try again later, not before
+    /// `retry_after` if given.
     Unavailable {
         status: u16,
         retry_after: Option<Duration>,
     },
 }
 
-/// What reaching the collector takes beyond its config section: the
-/// loaded TLS setting and the resolved extra headers (`tls::load_material`).
-#[derive(Clone, Debug, Default)]
-pub struct CollectorAccess {
-    /// For an `https://` collector; `None` uses the built-in webpki roots.
-    pub tls: Option<ClientTls>,
-    /// Sent on every upload; values are sensitive.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-}
-
 /// A pooled HTTP client bound to one collector URL.
 #[derive(Clone, Debug)]
 pub struct CollectorClient {
+    exporter: Exporter,
     client: Client<HttpsConnector, Full<Bytes>>,
     uri: Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl CollectorClient {
-    /// Builds the client for `config.url`.
-    pub fn new(config: &ZipkinExport, access: CollectorAccess) -> Result<Self, ClientError> {
+    /// Builds the client of `exporter` for `destination.url`; `timeout`
+    /// bounds connecting.
+    pub fn new(
+        exporter: Exporter,
+        destination: &Destination,
+        timeout: Duration,
+        access: CollectorAccess,
+    ) -> Result<Self, ClientError> {
         Ok(Self {
-            client: build_client(&config.url, config.timeout, access.tls)?,
-            uri: collector_uri(&config.url)?,
+            exporter,
+            client: build_client(&destination.url, timeout, access.tls)?,
+            uri: collector_uri(&destination.url)?,
             headers: access.headers,
         })
     }
@@ -128,7 +135,7 @@ impl CollectorClient {
                 .await
                 .map(|collected| collected.to_bytes())
                 .unwrap_or_default();
-            Ok(answer(parts.status, &parts.headers, &body))
+            Ok(answer(self.exporter, parts.status, &parts.headers, &body))
         };
         tokio::time::timeout(timeout, exchange)
             .await
@@ -140,7 +147,7 @@ impl CollectorClient {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         let headers = request.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, content_type(self.exporter));
         headers.insert(B3, HeaderValue::from_static("0"));
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         if gzip {
@@ -197,13 +204,39 @@ fn collector_uri(url: &UpstreamUrl) -> Result<Uri, ClientError> {
         })
 }
 
-/// Classifies a response (Zipkin API `POST /spans`: 202 accepted, 400 bad
-/// spans). 429 and 5xx mean "later"; other statuses will not improve.
-fn answer(status: StatusCode, headers: &http::HeaderMap, body: &[u8]) -> Answer {
-    if status.is_success() {
-        return Answer::Accepted;
+/// The media type of `exporter`'s uploads: Zipkin v2 JSON, or OTLP's
+/// binary protobuf (OTLP specification, "Binary Protobuf Encoding").
+fn content_type(exporter: Exporter) -> HeaderValue {
+    HeaderValue::from_static(match exporter {
+        Exporter::Zipkin => "application/json",
+        Exporter::Otlp => "application/x-protobuf",
+    })
+}
+
+/// Whether `status` is worth sending the same batch again. Zipkin: 429 and
+/// any 5xx (a Zipkin collector says nothing finer). OTLP: exactly 429, 502,
+/// 503 and 504; "all other 4xx or 5xx response status codes MUST NOT be
+/// retried" (OTLP specification, "Retryable Response Codes").
+pub fn retryable(exporter: Exporter, status: StatusCode) -> bool {
+    match exporter {
+        Exporter::Zipkin => status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+        Exporter::Otlp => matches!(status.as_u16(), 429 | 502..=504),
     }
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+}
+
+/// Classifies a response (Zipkin API `POST /spans`: 202 accepted, 400 bad
+/// spans; OTLP/HTTP: 200 with an `ExportTraceServiceResponse`, failures
+/// with a `google.rpc.Status`).
+fn answer(
+    exporter: Exporter,
+    status: StatusCode,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Answer {
+    if status.is_success() {
+        return accepted(exporter, body);
+    }
+    if retryable(exporter, status) {
         let retry_after = headers
             .get(RETRY_AFTER)
             .and_then(|value| parse_retry_after(value, SystemTime::now()));
@@ -212,68 +245,147 @@ fn answer(status: StatusCode, headers: &http::HeaderMap, body: &[u8]) -> Answer 
             retry_after,
         };
     }
-    let message = String::from_utf8_lossy(body);
+    let message = match exporter {
+        Exporter::Otlp => RpcStatus::decode(body)
+            .ok()
+            .map(|status| status.message)
+            .filter(|message| !message.is_empty()),
+        Exporter::Zipkin => None,
+    };
+    let message = message.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
     Answer::Rejected {
         status: status.as_u16(),
-        message: message.trim().chars().take(MAX_MESSAGE_CHARS).collect(),
+        message: short(&message),
     }
+}
+
+/// A success: for OTLP, the partial success the body reports, if any (a
+/// body that does not decode reports none).
+fn accepted(exporter: Exporter, body: &[u8]) -> Answer {
+    let partial = match exporter {
+        Exporter::Otlp => ExportTraceServiceResponse::decode(body)
+            .ok()
+            .and_then(|response| response.partial_success),
+        Exporter::Zipkin => None,
+    };
+    let (rejected, message) = partial.map_or((0, String::new()), |partial| {
+        let rejected = u64::try_from(partial.rejected_spans).unwrap_or(0);
+        (rejected, short(&partial.error_message))
+    });
+    Answer::Accepted { rejected, message }
+}
+
+/// A collector's message as kept for the log: trimmed and shortened.
+fn short(message: &str) -> String {
+    message.trim().chars().take(MAX_MESSAGE_CHARS).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn accepted() -> Answer {
+        Answer::Accepted {
+            rejected: 0,
+            message: String::new(),
+        }
+    }
+
     #[test]
-    fn classifies_statuses() {
+    fn classifies_statuses_by_each_exporters_rules() {
         let mut headers = http::HeaderMap::new();
         headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        let seven = Some(Duration::from_secs(7));
+        let later = |status| Answer::Unavailable {
+            status,
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        let refused = |status: u16| Answer::Rejected {
+            status,
+            message: "bad span".into(),
+        };
+        // (status, Zipkin's answer, OTLP's answer)
         let cases = [
-            (202, Answer::Accepted),
-            (200, Answer::Accepted),
-            (
-                429,
-                Answer::Unavailable {
-                    status: 429,
-                    retry_after: seven,
-                },
-            ),
-            (
-                503,
-                Answer::Unavailable {
-                    status: 503,
-                    retry_after: seven,
-                },
-            ),
-            (
-                500,
-                Answer::Unavailable {
-                    status: 500,
-                    retry_after: seven,
-                },
-            ),
+            (202, accepted(), accepted()),
+            (200, accepted(), accepted()),
+            (429, later(429), later(429)),
+            (502, later(502), later(502)),
+            (503, later(503), later(503)),
+            (504, later(504), later(504)),
+            (500, later(500), refused(500)),
+            (501, later(501), refused(501)),
+            (400, refused(400), refused(400)),
+            (404, refused(404), refused(404)),
+            (413, refused(413), refused(413)),
+            (301, refused(301), refused(301)),
         ];
-        for (status, expected) in cases {
+        for (status, zipkin, otlp) in cases {
             let status = StatusCode::from_u16(status).unwrap();
-            assert_eq!(answer(status, &headers, b""), expected, "{status}");
-        }
-        for status in [400, 404, 413, 301] {
-            let status = StatusCode::from_u16(status).unwrap();
-            let rejected = answer(status, &headers, b"  bad span\n");
+            let body = b"  bad span\n";
+            let zipkin_answer = answer(Exporter::Zipkin, status, &headers, body);
+            assert_eq!(zipkin_answer, zipkin, "zipkin {status}");
             assert_eq!(
-                rejected,
-                Answer::Rejected {
-                    status: status.as_u16(),
-                    message: "bad span".into()
-                }
+                answer(Exporter::Otlp, status, &headers, body),
+                otlp,
+                "otlp {status}"
             );
         }
+    }
+
+    #[test]
+    fn otlp_reads_partial_success_and_rpc_status() {
+        use crate::otlp::ExportTracePartialSuccess;
+        let response = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 3,
+                error_message: " 3 spans had no trace id ".into(),
+            }),
+        };
+        let no_headers = http::HeaderMap::new();
+        let ok = |body: &[u8]| answer(Exporter::Otlp, StatusCode::OK, &no_headers, body);
+        assert_eq!(
+            ok(&response.encode_to_vec()),
+            Answer::Accepted {
+                rejected: 3,
+                message: "3 spans had no trace id".into()
+            }
+        );
+        assert_eq!(ok(b""), accepted(), "an empty response is full success");
+        assert_eq!(
+            ok(b"\xff\xff"),
+            accepted(),
+            "an unreadable body reports nothing"
+        );
+        let status = RpcStatus {
+            code: 3,
+            message: "trace id must be 16 bytes".into(),
+        };
+        assert_eq!(
+            answer(
+                Exporter::Otlp,
+                StatusCode::BAD_REQUEST,
+                &no_headers,
+                &status.encode_to_vec()
+            ),
+            Answer::Rejected {
+                status: 400,
+                message: "trace id must be 16 bytes".into()
+            }
+        );
+        // Zipkin takes any 2xx body as full success.
+        let zipkin = answer(
+            Exporter::Zipkin,
+            StatusCode::OK,
+            &no_headers,
+            &response.encode_to_vec(),
+        );
+        assert_eq!(zipkin, accepted());
     }
 
     #[test]
     fn long_messages_are_truncated() {
         let body = "é".repeat(1000);
         let Answer::Rejected { message, .. } = answer(
+            Exporter::Zipkin,
             StatusCode::BAD_REQUEST,
             &http::HeaderMap::new(),
             body.as_bytes(),

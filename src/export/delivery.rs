@@ -1,12 +1,16 @@
 //! Delivering one encoded batch: send, classify, back off, resend, and
 //! account for the outcome (DESIGN §6).
 //!
-//! 2xx counts the spans as exported; 400 and other 4xx drop the batch as
-//! `rejected` without a retry (the same bytes would be refused again);
-//! 429, 5xx, connect errors and timeouts are retried with the policy in
-//! [`super::retry`] until the batch's budget runs out, then dropped as
-//! `retries_exhausted` (or `shutdown` when the final flush's deadline cut
-//! it short). Every attempt is timed and counted by result.
+//! 2xx counts the spans as exported, less those an OTLP collector reports
+//! rejected in a partial success (dropped as `rejected`, never resent: the
+//! OTLP specification forbids retrying a partial success); 400 and other
+//! statuses that will not improve drop the batch as `rejected` without a
+//! retry; retryable statuses ([`super::client::retryable`]: 429 and 5xx for
+//! Zipkin, 429/502/503/504 for OTLP), connect errors and timeouts are
+//! retried with the policy in [`super::retry`] until the batch's budget
+//! runs out, then dropped as `retries_exhausted` (or `shutdown` when the
+//! final flush's deadline cut it short). Every attempt is timed and counted
+//! by result, under its exporter's label.
 
 use std::time::Duration;
 
@@ -106,9 +110,16 @@ impl Delivery {
             .request_duration
             .observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(Answer::Accepted) => {
+            Ok(Answer::Accepted { rejected, message }) => {
                 self.metrics.request("success");
-                self.metrics.spans_exported.inc_by(batch.spans);
+                let rejected = rejected.min(batch.spans);
+                self.metrics.spans_exported.inc_by(batch.spans - rejected);
+                if rejected > 0 {
+                    tracing::warn!(rejected, %message, spans = batch.spans, "collector rejected part of a span batch");
+                    self.metrics.dropped("rejected", rejected);
+                } else if !message.is_empty() {
+                    tracing::info!(%message, "collector accepted a span batch with a warning");
+                }
                 Ok(())
             }
             Ok(Answer::Rejected { status, message }) => {

@@ -13,10 +13,11 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::client::{ClientError, CollectorAccess, CollectorClient};
+use super::client::{ClientError, CollectorClient};
 use super::delivery::{Delivery, EncodedBatch};
-use crate::config::ZipkinExport;
+use crate::config::{Destination, ExportSettings, Exporter};
 use crate::metrics::ExportMetrics;
+use crate::tls::CollectorAccess;
 
 /// Batches waiting for the forward target at most.
 const QUEUE_BATCHES: usize = 64;
@@ -56,13 +57,15 @@ pub struct Relay {
     shutdown_timeout: std::time::Duration,
 }
 
-/// Builds the relay for `config.url`.
+/// Builds the relay to the Zipkin endpoint `target`, with the retry and
+/// timeout settings of `config`.
 pub fn relay(
-    config: &ZipkinExport,
+    config: &ExportSettings,
+    target: &Destination,
     metrics: ExportMetrics,
     access: CollectorAccess,
 ) -> Result<(RelaySink, Relay), ClientError> {
-    let client = CollectorClient::new(config, access)?;
+    let client = CollectorClient::new(Exporter::Zipkin, target, config.timeout, access)?;
     let (sender, queue) = mpsc::channel(QUEUE_BATCHES);
     let sink = RelaySink {
         queue: sender,

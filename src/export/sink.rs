@@ -1,11 +1,14 @@
 //! The request path's side of the export queue.
 //!
-//! [`SpanSink::send`] is a `try_send` into the bounded queue and a few
-//! atomic adds: it never blocks, never awaits and allocates nothing itself
-//! (the span moves into the channel, which recycles its storage blocks). A full
-//! queue drops the span and counts it (STYLE habit 5: telemetry never
-//! blocks a request); the warning about it is rate-limited so a stalled
-//! collector cannot flood the log.
+//! [`SpanSink::send`] is a `try_send` into each exporter's bounded queue and
+//! a few atomic adds: it never blocks, never awaits and allocates nothing
+//! itself (the span, shared by every queue as one `Arc`, moves into the
+//! channels, which recycle their storage blocks). A full queue drops the
+//! span for that exporter alone and counts it (STYLE habit 5: telemetry
+//! never blocks a request); the warning about it is rate-limited so a
+//! stalled collector cannot flood the log. The queues share the span rather
+//! than copies of it, as the OTLP specification recommends for sending to
+//! several destinations ("Multi-Destination Exporting").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -30,16 +33,17 @@ pub struct SpanSink {
 
 #[derive(Clone, Debug)]
 enum Inner {
-    Enabled(Queue),
+    /// One queue per exporter; never empty.
+    Enabled(Arc<[Queue]>),
     /// Export is off: spans are counted as `disabled` and discarded.
-    Disabled {
-        discarded: IntCounter,
-    },
+    Disabled { discarded: IntCounter },
 }
 
+/// One exporter's queue, as the request path sees it.
 #[derive(Clone, Debug)]
-struct Queue {
-    sender: mpsc::Sender<Box<Span>>,
+pub(super) struct Queue {
+    exporter: &'static str,
+    sender: mpsc::Sender<Arc<Span>>,
     doorbell: Arc<Doorbell>,
     depth: IntGauge,
     queue_full: IntCounter,
@@ -47,65 +51,85 @@ struct Queue {
     full_warning: Arc<RateLimit>,
 }
 
-impl SpanSink {
-    /// A sink feeding `sender` and ringing `doorbell`; the batcher owns
-    /// the receiving end.
-    pub(super) fn enabled(
-        sender: mpsc::Sender<Box<Span>>,
+impl Queue {
+    /// The request path's end of a queue feeding `sender` and ringing
+    /// `doorbell`; the batcher owns the receiving end.
+    pub(super) fn new(
+        sender: mpsc::Sender<Arc<Span>>,
         doorbell: Arc<Doorbell>,
         metrics: &ExportMetrics,
+        exporter: &'static str,
     ) -> Self {
         Self {
-            inner: Inner::Enabled(Queue {
-                sender,
-                doorbell,
-                depth: metrics.queue_depth.clone(),
-                queue_full: metrics.dropped_counter("queue_full"),
-                closed: metrics.dropped_counter("shutdown"),
-                full_warning: Arc::new(RateLimit::new(FULL_WARNING_INTERVAL)),
-            }),
+            exporter,
+            sender,
+            doorbell,
+            depth: metrics.queue_depth.clone(),
+            queue_full: metrics.dropped_counter("queue_full"),
+            closed: metrics.dropped_counter("shutdown"),
+            full_warning: Arc::new(RateLimit::new(FULL_WARNING_INTERVAL)),
         }
     }
 
-    /// A sink that discards every span.
-    pub(super) fn disabled(metrics: &ExportMetrics) -> Self {
-        Self {
-            inner: Inner::Disabled {
-                discarded: metrics.dropped_counter("disabled"),
-            },
-        }
-    }
-
-    /// Queues `span` for export, or drops and counts it: `queue_full` when
-    /// the queue is at capacity, `shutdown` once the batcher stopped
-    /// receiving, `disabled` when export is off.
-    pub fn send(&self, span: impl Into<Box<Span>>) {
-        let queue = match &self.inner {
-            Inner::Enabled(queue) => queue,
-            Inner::Disabled { discarded } => {
-                discarded.inc();
-                return;
-            }
-        };
+    fn offer(&self, span: Arc<Span>) {
         // Raise the gauge before the span becomes visible to the batcher,
         // which lowers it on receipt, so it never reads below zero.
-        queue.depth.inc();
-        match queue.sender.try_send(span.into()) {
-            Ok(()) => queue.doorbell.ring(),
+        self.depth.inc();
+        match self.sender.try_send(span) {
+            Ok(()) => self.doorbell.ring(),
             Err(TrySendError::Full(_)) => {
-                queue.depth.dec();
-                queue.queue_full.inc();
-                if queue.full_warning.allow(Instant::now()) {
+                self.depth.dec();
+                self.queue_full.inc();
+                if self.full_warning.allow(Instant::now()) {
                     tracing::warn!(
-                        dropped_total = queue.queue_full.get(),
+                        exporter = self.exporter,
+                        dropped_total = self.queue_full.get(),
                         "span export queue is full; dropping spans"
                     );
                 }
             }
             Err(TrySendError::Closed(_)) => {
-                queue.depth.dec();
-                queue.closed.inc();
+                self.depth.dec();
+                self.closed.inc();
             }
+        }
+    }
+}
+
+impl SpanSink {
+    /// A sink feeding every queue in `queues` (at least one).
+    pub(super) fn enabled(queues: Vec<Queue>) -> Self {
+        Self {
+            inner: Inner::Enabled(queues.into()),
+        }
+    }
+
+    /// A sink that discards every span, counting it on `discarded`.
+    pub(super) fn disabled(discarded: IntCounter) -> Self {
+        Self {
+            inner: Inner::Disabled { discarded },
+        }
+    }
+
+    /// Queues `span` for every exporter, or drops and counts it per
+    /// exporter: `queue_full` when that queue is at capacity, `shutdown`
+    /// once its batcher stopped receiving; `disabled` when export is off.
+    pub fn send(&self, span: impl Into<Arc<Span>>) {
+        let queues = match &self.inner {
+            Inner::Enabled(queues) => queues,
+            Inner::Disabled { discarded } => {
+                discarded.inc();
+                return;
+            }
+        };
+        let span = span.into();
+        // The last queue takes the caller's reference: with one exporter,
+        // the span moves without a reference count change.
+        if let Some((last, others)) = queues.split_last() {
+            for queue in others {
+                queue.offer(span.clone());
+            }
+            last.offer(span);
         }
     }
 }
@@ -188,15 +212,19 @@ mod tests {
     #[test]
     fn full_queue_drops_and_counts_without_blocking() {
         let metrics = Metrics::new();
+        let zipkin = metrics.export.exporter("zipkin");
         let (sender, mut receiver) = mpsc::channel(2);
-        let sink = SpanSink::enabled(sender, Arc::new(Doorbell::new(2)), &metrics.export);
+        let queue = Queue::new(sender, Arc::new(Doorbell::new(2)), &zipkin, "zipkin");
+        let sink = SpanSink::enabled(vec![queue]);
         for _ in 0..5 {
             sink.send(server_span());
         }
-        assert_eq!(metrics.export.queue_depth.get(), 2);
+        assert_eq!(zipkin.queue_depth.get(), 2);
         let text = rendered(&metrics);
         assert!(
-            text.contains(r#"tracehop_spans_dropped_total{reason="queue_full"} 3"#),
+            text.contains(
+                r#"tracehop_spans_dropped_total{exporter="zipkin",reason="queue_full"} 3"#
+            ),
             "{text}"
         );
         assert!(receiver.try_recv().is_ok());
@@ -204,28 +232,59 @@ mod tests {
         sink.send(server_span());
         let text = rendered(&metrics);
         assert!(
-            text.contains(r#"tracehop_spans_dropped_total{reason="shutdown"} 1"#),
+            text.contains(r#"tracehop_spans_dropped_total{exporter="zipkin",reason="shutdown"} 1"#),
             "{text}"
         );
-        assert_eq!(
-            metrics.export.queue_depth.get(),
-            2,
-            "the receiver did not lower it"
+        assert_eq!(zipkin.queue_depth.get(), 2, "the receiver did not lower it");
+    }
+
+    #[test]
+    fn every_queue_gets_the_same_span_and_a_full_one_drops_alone() {
+        let metrics = Metrics::new();
+        let (zipkin, otlp) = (
+            metrics.export.exporter("zipkin"),
+            metrics.export.exporter("otlp"),
+        );
+        let (fast, mut fast_rx) = mpsc::channel(8);
+        let (stuck, mut stuck_rx) = mpsc::channel(1);
+        let sink = SpanSink::enabled(vec![
+            Queue::new(fast, Arc::new(Doorbell::new(8)), &zipkin, "zipkin"),
+            Queue::new(stuck, Arc::new(Doorbell::new(1)), &otlp, "otlp"),
+        ]);
+        for _ in 0..3 {
+            sink.send(server_span());
+        }
+        let first = fast_rx.try_recv().unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &stuck_rx.try_recv().unwrap()),
+            "one shared span"
+        );
+        assert_eq!((zipkin.queue_depth.get(), otlp.queue_depth.get()), (3, 1));
+        let text = rendered(&metrics);
+        assert!(
+            text.contains(r#"tracehop_spans_dropped_total{exporter="otlp",reason="queue_full"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"tracehop_spans_dropped_total{exporter="zipkin",reason="queue_full"} 0"#
+            ),
+            "{text}"
         );
     }
 
     #[test]
     fn disabled_sink_discards_and_counts() {
         let metrics = Metrics::new();
-        let sink = SpanSink::disabled(&metrics.export);
+        let sink = SpanSink::disabled(metrics.export.disabled_counter());
         sink.clone().send(server_span());
         sink.send(server_span());
-        assert_eq!(metrics.export.queue_depth.get(), 0);
         let text = rendered(&metrics);
         assert!(
-            text.contains(r#"tracehop_spans_dropped_total{reason="disabled"} 2"#),
+            text.contains(r#"tracehop_spans_dropped_total{exporter="none",reason="disabled"} 2"#),
             "{text}"
         );
+        assert!(!text.contains("tracehop_export_queue_spans{"), "{text}");
     }
 
     #[test]

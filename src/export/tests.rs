@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use serde_json::Value;
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::*;
-use crate::config::{RetryConfig, Scheme, UpstreamUrl, ZipkinExport};
+use crate::config::{Destination, ExportSettings, RetryConfig, Scheme, UpstreamUrl};
 use crate::export::sample::spans;
 use crate::metrics::Metrics;
 use crate::server::{self, ServerOptions};
@@ -29,6 +29,24 @@ enum Reply {
     RetryAfter(u16, &'static str),
     /// Wait for [`Fake::release`] and then answer 202.
     Stall,
+    /// 200 with an OTLP partial success rejecting this many spans.
+    Partial(i64),
+}
+
+/// The span ids (hex) of an OTLP request.
+fn otlp_ids(body: &[u8]) -> Vec<String> {
+    let request: crate::otlp::ExportTraceServiceRequest =
+        prost::Message::decode(body).expect("uploads are ExportTraceServiceRequests");
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|span| {
+            let id = crate::span::SpanId::from_bytes(&span.span_id).expect("8-byte span id");
+            id.to_string()
+        })
+        .collect()
 }
 
 /// Chooses the reply from the upload's index and its span ids.
@@ -118,11 +136,14 @@ async fn handle(
     } else {
         raw.to_vec()
     };
-    let list: Vec<Value> = serde_json::from_slice(&json).expect("uploads are JSON lists");
-    let ids: Vec<String> = list
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = if parts.headers["content-type"] == "application/x-protobuf" {
+        otlp_ids(&json)
+    } else {
+        let list: Vec<Value> = serde_json::from_slice(&json).expect("uploads are JSON lists");
+        list.iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
     let index = {
         let mut uploads = state.uploads.lock().unwrap();
         uploads.push(Upload {
@@ -138,6 +159,15 @@ async fn handle(
     let (status, retry_after) = match reply {
         Reply::Status(status) => (status, None),
         Reply::RetryAfter(status, after) => (status, Some(after)),
+        Reply::Partial(rejected) => {
+            let response = crate::otlp::ExportTraceServiceResponse {
+                partial_success: Some(crate::otlp::ExportTracePartialSuccess {
+                    rejected_spans: rejected,
+                    error_message: "span has no name".into(),
+                }),
+            };
+            return http::Response::new(server::full(prost::Message::encode_to_vec(&response)));
+        }
         Reply::Stall => {
             state.release.notified().await;
             (202, None)
@@ -153,17 +183,28 @@ async fn handle(
     response
 }
 
-fn zipkin(addr: SocketAddr) -> ZipkinExport {
-    ZipkinExport {
+/// A destination on `addr` at `path`.
+fn destination(addr: SocketAddr, path: &str) -> Destination {
+    Destination {
         url: UpstreamUrl {
             scheme: Scheme::Http,
             authority: addr.to_string().parse().unwrap(),
-            path: "/api/v2/spans".into(),
+            path: path.into(),
         },
+        gzip: false,
+        tls: None,
+        headers: Vec::new(),
+    }
+}
+
+/// Export to a Zipkin collector on `addr`, in batches of 2.
+fn zipkin(addr: SocketAddr) -> ExportSettings {
+    ExportSettings {
+        zipkin: Some(destination(addr, "/api/v2/spans")),
+        otlp: None,
         queue_capacity: 100,
         batch_size: 2,
         batch_interval: Duration::from_secs(3600),
-        gzip: false,
         timeout: Duration::from_secs(10),
         retry: RetryConfig {
             initial_backoff: Duration::from_millis(10),
@@ -171,38 +212,47 @@ fn zipkin(addr: SocketAddr) -> ZipkinExport {
             max_elapsed: Duration::from_secs(20),
         },
         shutdown_timeout: Duration::from_secs(20),
-        tls: None,
-        headers: Vec::new(),
     }
 }
 
-/// A running batcher with its sink and metrics.
+/// Export to an OTLP endpoint on `addr` alone.
+fn otlp(addr: SocketAddr) -> ExportSettings {
+    ExportSettings {
+        zipkin: None,
+        otlp: Some(destination(addr, "/v1/traces")),
+        ..zipkin(addr)
+    }
+}
+
+/// Running batchers (one per exporter) with their sink and metrics.
 struct Exporter {
     sink: SpanSink,
     metrics: Metrics,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Exporter {
-    fn start(config: ZipkinExport) -> Self {
+    fn start(config: ExportSettings) -> Self {
         let metrics = Metrics::new();
         let options = EncodeOptions::default();
-        let (sink, batcher) = channel(
-            &ExportConfig::Enabled(config),
-            metrics.export.clone(),
-            options,
-        );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        let task = tokio::spawn(batcher.expect("export is enabled").run(shutdown));
+        let (sink, batchers) = channel(&ExportConfig::Enabled(config), &metrics.export, options);
+        assert!(!batchers.is_empty(), "export is enabled");
+        let (stop, stopped) = watch::channel(false);
+        let tasks = batchers
+            .into_iter()
+            .map(|batcher| {
+                let mut stopped = stopped.clone();
+                tokio::spawn(batcher.run(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                }))
+            })
+            .collect();
         Self {
             sink,
             metrics,
             stop,
-            task,
+            tasks,
         }
     }
 
@@ -210,13 +260,15 @@ impl Exporter {
         spans.into_iter().for_each(|span| self.sink.send(span));
     }
 
-    /// Triggers shutdown and waits for the final flush to end.
+    /// Triggers shutdown and waits for the final flushes to end.
     async fn shut_down(self) -> (SpanSink, Metrics) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("batcher stops")
-            .unwrap();
+        self.stop.send_replace(true);
+        for task in self.tasks {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("batcher stops")
+                .unwrap();
+        }
         (self.sink, self.metrics)
     }
 }
@@ -229,23 +281,36 @@ fn metric(metrics: &Metrics, series: &str) -> f64 {
         .map_or(0.0, |value| value.parse().unwrap())
 }
 
+/// A series of the Zipkin exporter: `name{exporter="zipkin"}`.
+fn zipkin_metric(metrics: &Metrics, name: &str) -> f64 {
+    metric(metrics, &format!("{name}{{exporter=\"zipkin\"}}"))
+}
+
 fn dropped(metrics: &Metrics, reason: &str) -> f64 {
+    dropped_by(metrics, "zipkin", reason)
+}
+
+fn dropped_by(metrics: &Metrics, exporter: &str, reason: &str) -> f64 {
     metric(
         metrics,
-        &format!("tracehop_spans_dropped_total{{reason=\"{reason}\"}}"),
+        &format!("tracehop_spans_dropped_total{{exporter=\"{exporter}\",reason=\"{reason}\"}}"),
     )
 }
 
 fn requests(metrics: &Metrics, result: &str) -> f64 {
+    requests_by(metrics, "zipkin", result)
+}
+
+fn requests_by(metrics: &Metrics, exporter: &str, result: &str) -> f64 {
     metric(
         metrics,
-        &format!("tracehop_export_requests_total{{result=\"{result}\"}}"),
+        &format!("tracehop_export_requests_total{{exporter=\"{exporter}\",result=\"{result}\"}}"),
     )
 }
 
 /// An exporter whose batches (100 spans) fill only by the `interval`.
 fn large_batches(fake: &Fake, interval: Duration) -> Exporter {
-    Exporter::start(ZipkinExport {
+    Exporter::start(ExportSettings {
         batch_size: 100,
         batch_interval: interval,
         ..zipkin(fake.addr)
@@ -259,7 +324,7 @@ fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<String> {
 #[tokio::test]
 async fn flushes_full_batches_with_json_and_b3_0() {
     let fake = Fake::start(|_, _| Reply::Status(202)).await;
-    let exporter = Exporter::start(ZipkinExport {
+    let exporter = Exporter::start(ExportSettings {
         batch_size: 3,
         ..zipkin(fake.addr)
     });
@@ -278,15 +343,24 @@ async fn flushes_full_batches_with_json_and_b3_0() {
         ids(7..=7),
         "the final flush sends the rest"
     );
-    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 7.0);
-    assert_eq!(requests(&metrics, "success"), 3.0);
-    assert_eq!(metric(&metrics, "tracehop_export_batch_spans_count"), 3.0);
-    assert_eq!(metric(&metrics, "tracehop_export_batch_spans_sum"), 7.0);
     assert_eq!(
-        metric(&metrics, "tracehop_export_request_duration_seconds_count"),
+        zipkin_metric(&metrics, "tracehop_spans_exported_total"),
+        7.0
+    );
+    assert_eq!(requests(&metrics, "success"), 3.0);
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_export_batch_spans_count"),
         3.0
     );
-    assert_eq!(metric(&metrics, "tracehop_export_queue_spans"), 0.0);
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_export_batch_spans_sum"),
+        7.0
+    );
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_export_request_duration_seconds_count"),
+        3.0
+    );
+    assert_eq!(zipkin_metric(&metrics, "tracehop_export_queue_spans"), 0.0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -302,7 +376,10 @@ async fn flushes_partial_batches_after_the_interval() {
     assert!(waited >= interval && waited < interval * 2, "{waited:?}");
     let (_, metrics) = exporter.shut_down().await;
     assert_eq!(fake.uploads().len(), 1);
-    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_spans_exported_total"),
+        2.0
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -310,7 +387,8 @@ async fn an_open_batch_takes_spans_when_the_doorbell_rings_or_at_the_deadline() 
     let fake = Fake::start(|_, _| Reply::Status(202)).await;
     // A queue of 100 rings the doorbell every 25 spans.
     let exporter = large_batches(&fake, Duration::from_secs(5));
-    let queued = |exporter: &Exporter| metric(&exporter.metrics, "tracehop_export_queue_spans");
+    let queued =
+        |exporter: &Exporter| zipkin_metric(&exporter.metrics, "tracehop_export_queue_spans");
     exporter.send(spans(1));
     tokio::task::yield_now().await;
     assert_eq!(
@@ -330,7 +408,10 @@ async fn an_open_batch_takes_spans_when_the_doorbell_rings_or_at_the_deadline() 
     assert_eq!(queued(&exporter), 0.0);
     let (_, metrics) = exporter.shut_down().await;
     assert_eq!(fake.uploads().len(), 1);
-    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 28.0);
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_spans_exported_total"),
+        28.0
+    );
 }
 
 #[tokio::test]
@@ -343,7 +424,10 @@ async fn spans_queued_at_shutdown_while_a_batch_is_open_are_sent() {
     let (_, metrics) = exporter.shut_down().await;
     let uploads = fake.uploads();
     assert_eq!(uploads.iter().map(|u| u.ids.len()).sum::<usize>(), 6);
-    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 6.0);
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_spans_exported_total"),
+        6.0
+    );
 }
 
 #[tokio::test]
@@ -364,7 +448,10 @@ async fn rejected_batches_are_dropped_and_not_retried() {
     assert_eq!(fake.uploads().len(), 2);
     assert_eq!(dropped(&metrics, "rejected"), 2.0);
     assert_eq!(requests(&metrics, "rejected"), 1.0);
-    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_spans_exported_total"),
+        2.0
+    );
 }
 
 #[tokio::test]
@@ -378,8 +465,14 @@ async fn unavailable_collector_is_retried_until_it_accepts() {
     assert_eq!(fake.uploads().len(), 2);
     assert_eq!(requests(&metrics, "server_error"), 1.0);
     assert_eq!(requests(&metrics, "success"), 1.0);
-    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
-    assert_eq!(metric(&metrics, "tracehop_export_batch_spans_count"), 1.0);
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_spans_exported_total"),
+        2.0
+    );
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_export_batch_spans_count"),
+        1.0
+    );
     assert_eq!(dropped(&metrics, "retries_exhausted"), 0.0);
 }
 
@@ -398,7 +491,10 @@ async fn retry_after_is_honoured() {
     assert!(waited < Duration::from_secs(4), "retried after {waited:?}");
     let (_, metrics) = exporter.shut_down().await;
     assert_eq!(requests(&metrics, "throttled"), 1.0);
-    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_spans_exported_total"),
+        2.0
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -434,7 +530,10 @@ async fn retries_end_at_max_elapsed() {
     let (_, metrics) = exporter.shut_down().await;
     assert_eq!(dropped(&metrics, "retries_exhausted"), 2.0);
     assert_eq!(requests(&metrics, "server_error"), attempts.len() as f64);
-    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_spans_exported_total"),
+        2.0
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -448,7 +547,7 @@ async fn timed_out_requests_are_retried() {
     })
     .await;
     let timeout = Duration::from_secs(2);
-    let exporter = Exporter::start(ZipkinExport {
+    let exporter = Exporter::start(ExportSettings {
         timeout,
         ..zipkin(fake.addr)
     });
@@ -458,7 +557,10 @@ async fn timed_out_requests_are_retried() {
     assert!(uploads[1].at - uploads[0].at >= timeout);
     let (_, metrics) = exporter.shut_down().await;
     assert_eq!(requests(&metrics, "timeout"), 1.0);
-    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 2.0);
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_spans_exported_total"),
+        2.0
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -474,13 +576,15 @@ async fn connect_errors_are_retried_then_dropped() {
         sink,
         metrics,
         stop,
-        task,
+        tasks,
     } = exporter;
     drop(sink); // Every sink gone: the batcher flushes and returns.
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("batcher stops")
-        .unwrap();
+    for task in tasks {
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("batcher stops")
+            .unwrap();
+    }
     drop(stop);
     assert_eq!(dropped(&metrics, "retries_exhausted"), 2.0);
     assert!(requests(&metrics, "connect_error") >= 2.0);
@@ -496,7 +600,7 @@ async fn a_stalled_collector_fills_the_queue_and_never_blocks_send() {
         }
     })
     .await;
-    let exporter = Exporter::start(ZipkinExport {
+    let exporter = Exporter::start(ExportSettings {
         queue_capacity: 4,
         ..zipkin(fake.addr)
     });
@@ -504,23 +608,28 @@ async fn a_stalled_collector_fills_the_queue_and_never_blocks_send() {
     fake.wait_for_uploads(1).await;
     // The batcher is stuck in delivery: 4 spans fit, the other 6 are dropped.
     exporter.send(spans(12).split_off(2));
-    assert_eq!(exporter.metrics.export.queue_depth.get(), 4);
+    assert_eq!(
+        zipkin_metric(&exporter.metrics, "tracehop_export_queue_spans") as i64,
+        4
+    );
     assert_eq!(dropped(&exporter.metrics, "queue_full"), 6.0);
     fake.release();
     let (_, metrics) = exporter.shut_down().await;
     let delivered: Vec<String> = fake.uploads().into_iter().flat_map(|u| u.ids).collect();
     assert_eq!(delivered, ids(1..=6));
-    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 6.0);
-    assert_eq!(metric(&metrics, "tracehop_export_queue_spans"), 0.0);
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_spans_exported_total"),
+        6.0
+    );
+    assert_eq!(zipkin_metric(&metrics, "tracehop_export_queue_spans"), 0.0);
 }
 
 #[tokio::test]
 async fn gzip_bodies_decode_to_the_encoded_json() {
     let fake = Fake::start(|_, _| Reply::Status(202)).await;
-    let exporter = Exporter::start(ZipkinExport {
-        gzip: true,
-        ..zipkin(fake.addr)
-    });
+    let mut config = zipkin(fake.addr);
+    config.zipkin.as_mut().unwrap().gzip = true;
+    let exporter = Exporter::start(config);
     exporter.send(spans(2));
     let uploads = fake.wait_for_uploads(1).await;
     assert_eq!(uploads[0].headers["content-encoding"], "gzip");
@@ -534,7 +643,7 @@ async fn gzip_bodies_decode_to_the_encoded_json() {
 #[tokio::test]
 async fn shutdown_flushes_queued_spans_then_counts_late_ones() {
     let fake = Fake::start(|_, _| Reply::Status(202)).await;
-    let exporter = Exporter::start(ZipkinExport {
+    let exporter = Exporter::start(ExportSettings {
         batch_size: 100,
         ..zipkin(fake.addr)
     });
@@ -542,7 +651,10 @@ async fn shutdown_flushes_queued_spans_then_counts_late_ones() {
     let (sink, metrics) = exporter.shut_down().await;
     assert_eq!(fake.uploads().len(), 1);
     assert_eq!(fake.uploads()[0].ids, ids(1..=5));
-    assert_eq!(metric(&metrics, "tracehop_spans_exported_total"), 5.0);
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_spans_exported_total"),
+        5.0
+    );
     sink.send(spans(1).remove(0));
     assert_eq!(dropped(&metrics, "shutdown"), 1.0);
 }
@@ -551,7 +663,7 @@ async fn shutdown_flushes_queued_spans_then_counts_late_ones() {
 async fn shutdown_deadline_bounds_the_final_flush() {
     let fake = Fake::start(|_, _| Reply::Status(503)).await;
     let shutdown_timeout = Duration::from_secs(1);
-    let exporter = Exporter::start(ZipkinExport {
+    let exporter = Exporter::start(ExportSettings {
         shutdown_timeout,
         ..zipkin(fake.addr)
     });
@@ -566,41 +678,148 @@ async fn shutdown_deadline_bounds_the_final_flush() {
     assert_eq!(dropped(&metrics, "shutdown"), 6.0);
     assert_eq!(dropped(&metrics, "retries_exhausted"), 0.0);
     assert!(!fake.uploads().is_empty());
-    assert_eq!(metric(&metrics, "tracehop_export_queue_spans"), 0.0);
+    assert_eq!(zipkin_metric(&metrics, "tracehop_export_queue_spans"), 0.0);
 }
 
 #[tokio::test]
 async fn disabled_or_unusable_export_discards_spans() {
     let metrics = Metrics::new();
-    let (sink, batcher) = channel(
+    let (sink, batchers) = channel(
         &ExportConfig::Disabled,
-        metrics.export.clone(),
+        &metrics.export,
         EncodeOptions::default(),
     );
-    assert!(batcher.is_none());
+    assert!(batchers.is_empty());
     sink.send(spans(1).remove(0));
-    assert_eq!(dropped(&metrics, "disabled"), 1.0);
+    assert_eq!(dropped_by(&metrics, "none", "disabled"), 1.0);
 
     let mut unusable = zipkin("127.0.0.1:9411".parse().unwrap());
-    unusable.url.path = "/api/v2/spans with spaces".into();
-    let (sink, batcher) = channel(
-        &ExportConfig::Enabled(unusable),
-        metrics.export.clone(),
+    unusable.zipkin.as_mut().unwrap().url.path = "/api/v2/spans with spaces".into();
+    let (sink, batchers) = channel(
+        &ExportConfig::Enabled(unusable.clone()),
+        &metrics.export,
         EncodeOptions::default(),
     );
     assert!(
-        batcher.is_none(),
+        batchers.is_empty(),
         "an invalid collector URI disables export"
     );
     sink.send(spans(1).remove(0));
-    assert_eq!(dropped(&metrics, "disabled"), 2.0);
+    assert_eq!(dropped_by(&metrics, "none", "disabled"), 2.0);
 
-    let mut https = zipkin("127.0.0.1:9411".parse().unwrap());
-    https.url.scheme = Scheme::Https;
-    let (_, batcher) = channel(
-        &ExportConfig::Enabled(https),
-        metrics.export.clone(),
+    // An unusable Zipkin leaves OTLP alone.
+    unusable.otlp = Some(destination("127.0.0.1:4318".parse().unwrap(), "/v1/traces"));
+    let (_, batchers) = channel(
+        &ExportConfig::Enabled(unusable),
+        &metrics.export,
         EncodeOptions::default(),
     );
-    assert!(batcher.is_some(), "HTTPS collectors are supported");
+    assert_eq!(batchers.len(), 1);
+
+    let mut https = zipkin("127.0.0.1:9411".parse().unwrap());
+    https.zipkin.as_mut().unwrap().url.scheme = Scheme::Https;
+    let (_, batchers) = channel(
+        &ExportConfig::Enabled(https),
+        &metrics.export,
+        EncodeOptions::default(),
+    );
+    assert_eq!(batchers.len(), 1, "HTTPS collectors are supported");
+}
+
+#[tokio::test]
+async fn otlp_uploads_are_protobuf_and_count_a_partial_success() {
+    let fake = Fake::start(|index, _| match index {
+        0 => Reply::Partial(1),
+        _ => Reply::Status(200),
+    })
+    .await;
+    let mut config = otlp(fake.addr);
+    config.otlp.as_mut().unwrap().gzip = true;
+    let exporter = Exporter::start(config);
+    exporter.send(spans(4));
+    let uploads = fake.wait_for_uploads(2).await;
+    assert_eq!(uploads[0].headers["content-type"], "application/x-protobuf");
+    assert_eq!(uploads[0].headers["content-encoding"], "gzip");
+    assert_eq!(uploads[0].headers["b3"], "0");
+    assert_eq!(
+        (uploads[0].ids.clone(), uploads[1].ids.clone()),
+        (ids(1..=2), ids(3..=4))
+    );
+    let (_, metrics) = exporter.shut_down().await;
+    let otlp_metric = |name: &str| metric(&metrics, &format!("{name}{{exporter=\"otlp\"}}"));
+    assert_eq!(otlp_metric("tracehop_spans_exported_total"), 3.0);
+    assert_eq!(dropped_by(&metrics, "otlp", "rejected"), 1.0);
+    assert_eq!(requests_by(&metrics, "otlp", "success"), 2.0);
+    assert_eq!(fake.uploads().len(), 2, "a partial success is never resent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn otlp_retries_only_what_its_specification_lists() {
+    // 500 is final for OTLP; 503 (with Retry-After) is worth another try.
+    let fake = Fake::start(|index, _| match index {
+        0 => Reply::Status(500),
+        1 => Reply::RetryAfter(503, "1"),
+        _ => Reply::Status(200),
+    })
+    .await;
+    let exporter = Exporter::start(otlp(fake.addr));
+    exporter.send(spans(4));
+    let uploads = fake.wait_for_uploads(3).await;
+    assert_eq!(uploads[0].ids, ids(1..=2));
+    assert_eq!(uploads[1].ids, ids(3..=4));
+    assert_eq!(uploads[2].ids, ids(3..=4));
+    assert!(uploads[2].at - uploads[1].at >= Duration::from_secs(1));
+    let (_, metrics) = exporter.shut_down().await;
+    assert_eq!(dropped_by(&metrics, "otlp", "rejected"), 2.0);
+    assert_eq!(requests_by(&metrics, "otlp", "rejected"), 1.0);
+    assert_eq!(requests_by(&metrics, "otlp", "server_error"), 1.0);
+    assert_eq!(
+        metric(&metrics, "tracehop_spans_exported_total{exporter=\"otlp\"}"),
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_exporter_never_holds_up_the_other() {
+    let stalled = Fake::start(|index, _| {
+        if index == 0 {
+            Reply::Stall
+        } else {
+            Reply::Status(202)
+        }
+    })
+    .await;
+    let healthy = Fake::start(|_, _| Reply::Status(200)).await;
+    let config = ExportSettings {
+        queue_capacity: 4,
+        otlp: Some(destination(healthy.addr, "/v1/traces")),
+        ..zipkin(stalled.addr)
+    };
+    let exporter = Exporter::start(config);
+    exporter.send(spans(2));
+    stalled.wait_for_uploads(1).await;
+    healthy.wait_for_uploads(1).await;
+    // Zipkin's batcher is stuck in its first delivery; OTLP takes every span.
+    for chunk in 1..=5u64 {
+        let spans: Vec<_> = spans(chunk * 2 + 2).split_off(usize::try_from(chunk * 2).unwrap());
+        exporter.send(spans);
+        healthy
+            .wait_for_uploads(usize::try_from(chunk).unwrap() + 1)
+            .await;
+    }
+    let uploads = healthy.uploads();
+    let delivered: Vec<String> = uploads.into_iter().flat_map(|u| u.ids).collect();
+    assert_eq!(delivered, ids(1..=12));
+    assert_eq!(dropped_by(&exporter.metrics, "zipkin", "queue_full"), 6.0);
+    assert_eq!(dropped_by(&exporter.metrics, "otlp", "queue_full"), 0.0);
+    stalled.release();
+    let (_, metrics) = exporter.shut_down().await;
+    assert_eq!(
+        zipkin_metric(&metrics, "tracehop_spans_exported_total"),
+        6.0
+    );
+    assert_eq!(
+        metric(&metrics, "tracehop_spans_exported_total{exporter=\"otlp\"}"),
+        12.0
+    );
 }

@@ -327,6 +327,7 @@ fn span_tags_then_resource_tags_are_appended() {
     span.http.request_body_bytes = 10;
     let options = EncodeOptions {
         resource_tags: vec![("k8s.pod.name".into(), "users-7d9f".into())],
+        service_instance_id: Some("not a Zipkin tag".into()),
     };
     let mut out = Vec::new();
     encode_spans(std::slice::from_ref(&span), &options, &mut out);
@@ -403,20 +404,4 @@ fn each_span_keeps_its_own_service_and_method() {
             ("orders", "get /users/{id}", "GET"),
         ]
     );
-}
-
-#[test]
-fn splits_host_and_port() {
-    let cases: [(&[u8], &[u8], Option<u16>); 7] = [
-        (b"example.com", b"example.com", None),
-        (b"example.com:8080", b"example.com", Some(8080)),
-        (b"[::1]:443", b"::1", Some(443)),
-        (b"[::1]", b"::1", None),
-        (b"::1", b"::1", None),
-        (b"example.com:99999", b"example.com", None),
-        (b"example.com:", b"example.com", None),
-    ];
-    for (host, address, port) in cases {
-        assert_eq!(split_host(host), (address, port), "{host:?}");
-    }
 }

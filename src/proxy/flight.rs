@@ -34,8 +34,10 @@ pub struct InFlight {
     pub(super) proxy: Arc<Proxy>,
     pub(super) sampling: Sampling,
     pub(super) timer: SpanTimer,
-    /// Everything but the duration, known when the request ends.
-    pub(super) span: Box<Span>,
+    /// Everything but the duration, known when the request ends. Never
+    /// shared before [`InFlight::finish`] hands it to the export queues
+    /// (which then share it), so [`InFlight::record`] never copies it.
+    span: Arc<Span>,
     /// Which server implementation read the request (a metric label).
     pub(super) served: ServedBy,
 }
@@ -54,7 +56,7 @@ impl InFlight {
         Self {
             proxy: proxy.clone(),
             sampling: context.sampling,
-            span: Box::new(Span {
+            span: Arc::new(Span {
                 trace_id: context.trace_id,
                 id: context.span_id,
                 parent_id,
@@ -73,27 +75,34 @@ impl InFlight {
         }
     }
 
+    /// The span record, to fill in: the only reference to it until
+    /// `finish`, so `make_mut` hands it out in place.
+    fn record(&mut self) -> &mut Span {
+        Arc::make_mut(&mut self.span)
+    }
+
     pub fn http(&self) -> &HttpFacts {
         &self.span.http
     }
 
     pub fn http_mut(&mut self) -> &mut HttpFacts {
-        &mut self.span.http
+        &mut self.record().http
     }
 
     pub fn add_tag(&mut self, tag: Tag) {
-        self.span.tags.push(tag);
+        self.record().tags.push(tag);
     }
 
     pub fn add_response_bytes(&mut self, n: usize) {
-        self.span.http.response_body_bytes += n as u64;
+        self.record().http.response_body_bytes += n as u64;
     }
 
     /// Reads `grpc-status` of a gRPC call (trailers, or the response
     /// headers of a Trailers-Only response); other requests ignore it.
     pub fn read_grpc_status(&mut self, fields: &impl FieldLookup) {
-        if let Some(call) = &mut self.span.http.grpc
+        if self.span.http.grpc.is_some()
             && let Some(value) = fields.field(&grpc::GRPC_STATUS)
+            && let Some(call) = &mut self.record().http.grpc
         {
             call.read_status(value);
         }
@@ -101,11 +110,11 @@ impl InFlight {
 
     /// Records the response head.
     pub fn set_status(&mut self, status: u16) {
-        self.span.http.status = Some(status);
+        self.record().http.status = Some(status);
     }
 
     pub fn set_error(&mut self, error: impl Into<Cow<'static, str>>) {
-        self.span.error = Some(error.into());
+        self.record().error = Some(error.into());
     }
 
     /// Ends the request: metrics, access log, and the span hand-off.
@@ -157,7 +166,7 @@ impl InFlight {
                 None => return,
             }
         };
-        let span = &mut self.span;
+        let span = self.record();
         if let Some(reason) = kept {
             span.tags.push(Tag {
                 key: "sampling.reason".into(),

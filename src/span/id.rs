@@ -63,6 +63,21 @@ impl TraceId {
         out
     }
 
+    /// The 16 bytes, most significant first (OTLP `trace_id`, Zipkin proto3).
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.to_be_bytes()
+    }
+
+    /// Reads 16 bytes, most significant first (or, when `allow_64bit`, the 8
+    /// of a 64-bit B3 id); `None` for another length or all zeros.
+    pub fn from_bytes(bytes: &[u8], allow_64bit: bool) -> Option<Self> {
+        match bytes.len() {
+            16 => Self::new(u128::from_be_bytes(bytes.try_into().ok()?)),
+            8 if allow_64bit => Self::new(u128::from(u64::from_be_bytes(bytes.try_into().ok()?))),
+            _ => None,
+        }
+    }
+
     /// The shortest Zipkin/B3 form: 16 digits when the high half is zero, else 32.
     pub fn write_short_hex(self, out: &mut Vec<u8>) {
         if !self.is_64bit() {
@@ -101,6 +116,38 @@ impl SpanId {
     pub fn to_hex(self) -> [u8; 16] {
         hex16(self.0)
     }
+
+    /// The 8 bytes, most significant first (OTLP `span_id`, Zipkin proto3).
+    pub fn to_bytes(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+
+    /// Reads 8 bytes, most significant first; `None` for another length or
+    /// all zeros.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        Self::new(u64::from_be_bytes(bytes.try_into().ok()?))
+    }
+}
+
+/// A fresh random RFC 9562 version 4 UUID in its text form, the
+/// `service.instance.id` of this process: OpenTelemetry's service
+/// conventions recommend a random UUID where the instance has no id of its
+/// own (`docs/resource/service.md`).
+pub fn instance_id() -> String {
+    let mut value: u128 = rand::random();
+    value = (value & !(0xf << 76)) | (0x4 << 76); // version 4 (RFC 9562 §5.4)
+    value = (value & !(0b11 << 62)) | (0b10 << 62); // variant 10 (§4.1)
+    let mut hex = [0u8; 32];
+    hex[..16].copy_from_slice(&hex16((value >> 64) as u64));
+    hex[16..].copy_from_slice(&hex16(value as u64));
+    let mut text = String::with_capacity(36);
+    for (i, digit) in hex.iter().enumerate() {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            text.push('-');
+        }
+        text.push(char::from(*digit));
+    }
+    text
 }
 
 /// The 16 lowercase hex digits of `value`, most significant first, computed
@@ -237,6 +284,40 @@ mod tests {
         let mut short = Vec::new();
         t.write_short_hex(&mut short);
         assert_eq!(short, b"a3ce929d0e0e4736");
+    }
+
+    #[test]
+    fn byte_forms_round_trip_and_refuse_bad_lengths() {
+        let t = TraceId::new(0x4bf92f3577b34da6a3ce929d0e0e4736).unwrap();
+        assert_eq!(t.to_bytes()[0], 0x4b);
+        assert_eq!(TraceId::from_bytes(&t.to_bytes(), false), Some(t));
+        let short = TraceId::new(0xa3ce929d0e0e4736).unwrap();
+        assert_eq!(
+            TraceId::from_bytes(&short.to_bytes()[8..], true),
+            Some(short)
+        );
+        assert_eq!(TraceId::from_bytes(&short.to_bytes()[8..], false), None);
+        assert_eq!(TraceId::from_bytes(&[0; 16], false), None);
+        assert_eq!(TraceId::from_bytes(&[1; 15], true), None);
+        let s = SpanId::new(0x00f067aa0ba902b7).unwrap();
+        assert_eq!(
+            s.to_bytes(),
+            [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+        );
+        assert_eq!(SpanId::from_bytes(&s.to_bytes()), Some(s));
+        assert_eq!(SpanId::from_bytes(&[0; 8]), None);
+        assert_eq!(SpanId::from_bytes(&[1; 9]), None);
+    }
+
+    #[test]
+    fn instance_ids_are_version_4_uuids() {
+        let id = instance_id();
+        let parts: Vec<&str> = id.split('-').collect();
+        let lengths: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+        assert_eq!(lengths, [8, 4, 4, 4, 12], "{id}");
+        assert!(parts[2].starts_with('4'), "{id}");
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{id}");
+        assert_ne!(instance_id(), id);
     }
 
     #[test]

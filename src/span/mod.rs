@@ -14,7 +14,7 @@ mod ip;
 
 pub use clock::{SpanTimer, now_micros};
 pub use grpc::GrpcCall;
-pub use id::{SpanId, TraceId, parse_hex_u64, parse_hex_u128};
+pub use id::{SpanId, TraceId, instance_id, parse_hex_u64, parse_hex_u128};
 pub use ip::{IpBuf, canonical_ip, ip_text};
 
 use std::borrow::Cow;

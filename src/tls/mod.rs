@@ -45,7 +45,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 
 use crate::config::{
-    ClientAuth, ClientTlsConfig, Config, ConfigError, ConfigErrors, ExportConfig, Scheme,
+    ClientAuth, ClientTlsConfig, Config, ConfigError, ConfigErrors, ExportConfig, Exporter, Scheme,
     ServerTlsConfig,
 };
 use crate::metrics::TlsMetrics;
@@ -64,12 +64,37 @@ pub struct TlsMaterial {
     pub inbound_upstream: Option<ClientTls>,
     /// For each outbound route (config order) with an `https://` upstream.
     pub outbound: Vec<Option<ClientTls>>,
-    /// For an `https://` collector.
-    pub export: Option<ClientTls>,
-    /// `export.headers`, resolved; values are marked sensitive.
-    pub export_headers: Vec<(HeaderName, HeaderValue)>,
+    /// What reaching each export destination takes.
+    pub export: ExportAccess,
     /// Problems that do not stop tracehop (an expired certificate).
     pub warnings: Vec<String>,
+}
+
+/// What reaching one collector takes beyond its config section: the
+/// loaded TLS setting and the resolved extra headers.
+#[derive(Clone, Debug, Default)]
+pub struct CollectorAccess {
+    /// For an `https://` collector; `None` uses the built-in webpki roots.
+    pub tls: Option<ClientTls>,
+    /// Sent on every upload; values are sensitive.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// [`CollectorAccess`] of each export destination.
+#[derive(Clone, Debug, Default)]
+pub struct ExportAccess {
+    pub zipkin: CollectorAccess,
+    pub otlp: CollectorAccess,
+}
+
+impl ExportAccess {
+    /// The access of `exporter`'s destination.
+    pub fn of(&self, exporter: Exporter) -> &CollectorAccess {
+        match exporter {
+            Exporter::Zipkin => &self.zipkin,
+            Exporter::Otlp => &self.otlp,
+        }
+    }
 }
 
 /// The inbound listener's TLS setting and its certificate store.
@@ -156,17 +181,30 @@ pub fn load_material_with(
         )
     });
     let outbound: Vec<_> = outbound.collect();
-    let (export, headers) = match &config.export {
-        ExportConfig::Enabled(z) => (
-            client("export.tls", z.url.scheme == Scheme::Https, z.tls.as_ref()),
-            z.headers.as_slice(),
-        ),
-        ExportConfig::Disabled => (None, &[][..]),
-    };
-    let export_headers = secret::resolve_headers(headers, env).unwrap_or_else(|errors| {
-        problems.extend(errors);
-        Vec::new()
-    });
+    let mut export = ExportAccess::default();
+    let mut header_problems = Vec::new();
+    if let ExportConfig::Enabled(settings) = &config.export {
+        for (exporter, destination) in settings.destinations() {
+            let at = match exporter {
+                Exporter::Zipkin => "export",
+                Exporter::Otlp => "export.otlp",
+            };
+            let https = destination.url.scheme == Scheme::Https;
+            let tls = client(&format!("{at}.tls"), https, destination.tls.as_ref());
+            let headers =
+                secret::resolve_headers(&format!("{at}.headers"), &destination.headers, env)
+                    .unwrap_or_else(|errors| {
+                        header_problems.extend(errors);
+                        Vec::new()
+                    });
+            let access = CollectorAccess { tls, headers };
+            match exporter {
+                Exporter::Zipkin => export.zipkin = access,
+                Exporter::Otlp => export.otlp = access,
+            }
+        }
+    }
+    problems.extend(header_problems);
     if !problems.is_empty() {
         return Err(ConfigErrors(problems));
     }
@@ -175,7 +213,6 @@ pub fn load_material_with(
         inbound_upstream,
         outbound,
         export,
-        export_headers,
         warnings,
     })
 }

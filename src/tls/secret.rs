@@ -9,16 +9,18 @@ use http::{HeaderName, HeaderValue};
 
 use crate::config::{ConfigError, ExtraHeader, SecretSource};
 
-/// Resolves every header, reading variables through `env`. Every problem
-/// is reported, each under `export.headers.<name>`.
+/// Resolves every header of the headers key at YAML path `at`, reading
+/// variables through `env`. Every problem is reported, each under
+/// `<at>.<name>`.
 pub fn resolve_headers(
+    at: &str,
     headers: &[ExtraHeader],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, Vec<ConfigError>> {
     let mut values = Vec::with_capacity(headers.len());
     let mut problems = Vec::new();
     for header in headers {
-        let path = format!("export.headers.{}", header.name);
+        let path = format!("{at}.{}", header.name);
         let text = match &header.source {
             SecretSource::Literal(value) => Ok(value.clone()),
             SecretSource::Env(var) => {
@@ -62,6 +64,7 @@ mod tests {
     fn values_come_from_literals_and_the_environment() {
         let env = |name: &str| (name == "TOKEN").then(|| "Bearer abc".to_owned());
         let resolved = resolve_headers(
+            "export.headers",
             &[
                 header("authorization", SecretSource::Env("TOKEN".into())),
                 header("x-tenant", SecretSource::Literal("shop".into())),
@@ -81,6 +84,7 @@ mod tests {
     #[test]
     fn missing_sources_name_their_key() {
         let errors = resolve_headers(
+            "export.otlp.headers",
             &[
                 header("authorization", SecretSource::Env("UNSET".into())),
                 header("x-token", SecretSource::File("/nonexistent/token".into())),
@@ -93,9 +97,9 @@ mod tests {
         assert_eq!(
             paths,
             [
-                "export.headers.authorization",
-                "export.headers.x-token",
-                "export.headers.x-bad"
+                "export.otlp.headers.authorization",
+                "export.otlp.headers.x-token",
+                "export.otlp.headers.x-bad"
             ]
         );
         assert!(errors[0].message.contains("UNSET"));

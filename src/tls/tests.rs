@@ -158,6 +158,28 @@ fn client_settings_and_headers_are_checked() {
     assert!(error.message.contains("ZIPKIN_TOKEN"));
     let env = |name: &str| (name == "ZIPKIN_TOKEN").then(|| "Bearer t".to_owned());
     let material = load_material_with(&config("", &export), &env).unwrap();
-    assert!(material.export.is_some());
-    assert_eq!(material.export_headers[0].1, "Bearer t");
+    assert!(material.export.zipkin.tls.is_some());
+    assert_eq!(material.export.zipkin.headers[0].1, "Bearer t");
+    assert!(material.export.otlp.headers.is_empty());
+    // OTLP's headers are its own, under its own key.
+    let both = format!(
+        "{export}  otlp:\n    url: http://otel:4318/v1/traces\n    \
+         headers: {{x-api-key: {{value_from_env: OTLP_KEY}}}}\n"
+    );
+    let zipkin_only = |name: &str| (name == "ZIPKIN_TOKEN").then(|| "Bearer t".to_owned());
+    let errors = load_material_with(&config("", &both), &zipkin_only)
+        .err()
+        .expect("OTLP_KEY is unset");
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert_eq!(errors.0[0].path, "export.otlp.headers.x-api-key");
+    let env = |name: &str| match name {
+        "ZIPKIN_TOKEN" => Some("Bearer t".to_owned()),
+        "OTLP_KEY" => Some("k1".to_owned()),
+        _ => None,
+    };
+    let material = load_material_with(&config("", &both), &env).unwrap();
+    assert_eq!(material.export.zipkin.headers.len(), 1);
+    assert_eq!(material.export.otlp.headers[0].0, "x-api-key");
+    assert_eq!(material.export.otlp.headers[0].1, "k1");
+    assert!(material.export.otlp.tls.is_none(), "http:// needs no TLS");
 }

@@ -16,7 +16,11 @@ async fn metrics_count_requests_spans_and_formats() {
         )
         .await;
     collector.wait_for(2).await;
-    let text = scrape_until(&sidecar.admin, "tracehop_spans_exported_total 2").await;
+    let text = scrape_until(
+        &sidecar.admin,
+        r#"tracehop_spans_exported_total{exporter="zipkin"} 2"#,
+    )
+    .await;
     for line in [
         r#"tracehop_requests_total{direction="inbound",fallback="none",method="GET",path="direct",status_class="2xx"} 1"#,
         r#"tracehop_requests_total{direction="inbound",fallback="none",method="GET",path="direct",status_class="5xx"} 1"#,
@@ -25,7 +29,7 @@ async fn metrics_count_requests_spans_and_formats() {
         r#"tracehop_trace_context_total{direction="inbound",format="b3"} 1"#,
         r#"tracehop_sampling_decisions_total{reason="parent_sampled",sampled="true"} 1"#,
         r#"tracehop_requests_in_flight{direction="inbound"} 0"#,
-        "tracehop_spans_exported_total 2",
+        r#"tracehop_spans_exported_total{exporter="zipkin"} 2"#,
     ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }

@@ -6,7 +6,8 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 
 use crate::support::{
-    Client, FakeCollector, FakeUpstream, Sidecar, Yaml, bind, client::read, stopper,
+    Client, EmbeddedCollector, FakeCollector, FakeUpstream, Sidecar, Yaml, bind, client::read,
+    stopper,
 };
 use tracehop::collector::CollectorConfig;
 
@@ -60,80 +61,13 @@ async fn accepted_batches_are_relayed_to_the_forward_target() {
     task.await.expect("join").expect("collector ran");
 }
 
-/// An embedded collector on 127.0.0.1:0 and the handle that stops it.
-struct Embedded {
-    base: String,
-    stop: crate::support::Stopper,
-    task: tokio::task::JoinHandle<Result<(), tracehop::export::ClientError>>,
-}
-
-impl Embedded {
-    async fn start() -> Self {
-        let (listener, addr) = bind().await;
-        let (stop, shutdown) = stopper();
-        let task = tokio::spawn(tracehop::app::serve_collector(
-            listener,
-            CollectorConfig::default(),
-            None,
-            shutdown,
-        ));
-        Self {
-            base: format!("http://{addr}"),
-            stop,
-            task,
-        }
-    }
-
-    async fn post(&self, content_type: &str, body: Vec<u8>) -> StatusCode {
-        let request = Request::post(format!("{}/api/v2/spans", self.base))
-            .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
-            .expect("request");
-        read(Client::http1().send(request).await).await.status
-    }
-
-    async fn get(&self, path: &str) -> serde_json::Value {
-        let reply = Client::http1()
-            .get(&format!("{}{path}", self.base), &[])
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
-        serde_json::from_str(&reply.body).expect("JSON answer")
-    }
-
-    /// Waits until the trace holds `count` spans and returns them.
-    async fn trace(&self, trace_id: &str, count: usize) -> Vec<serde_json::Value> {
-        let path = format!("{}/api/v2/trace/{trace_id}", self.base);
-        let deadline = tokio::time::Instant::now() + crate::support::DEADLINE;
-        loop {
-            let reply = Client::http1().get(&path, &[]).await;
-            if reply.status == StatusCode::OK {
-                let spans: Vec<serde_json::Value> =
-                    serde_json::from_str(&reply.body).expect("JSON trace");
-                if spans.len() >= count {
-                    return spans;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "trace {trace_id} never reached {count} spans"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn stop(self) {
-        drop(self.stop);
-        self.task.await.expect("join").expect("collector ran");
-    }
-}
-
 /// A span-sharing B3 tracer in the app (zipkin-js `supportsJoin`, Brave)
 /// reports its SERVER span with the sidecar's span id and `shared: true`.
 /// Zipkin keeps both spans; so does the embedded collector, and its graph
 /// counts each hop once.
 #[tokio::test]
 async fn a_span_sharing_app_behind_the_sidecar_keeps_both_spans() {
-    let collector = Embedded::start().await;
+    let collector = EmbeddedCollector::start().await;
     let upstream = FakeUpstream::start().await;
     let sidecar = Sidecar::start(
         Yaml::default(),

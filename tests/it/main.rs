@@ -1,5 +1,5 @@
 //! Integration tests: the real sidecar in-process on 127.0.0.1:0 against
-//! in-process fakes (upstream app, Zipkin collector).
+//! in-process fakes (upstream app, Zipkin collector) and the embedded collector.
 
 mod admin;
 mod cli;
@@ -10,6 +10,7 @@ mod grpc;
 mod hostile;
 mod http1;
 mod limits;
+mod otlp;
 mod proxy;
 mod readme;
 mod sampling;

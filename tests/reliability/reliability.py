@@ -236,11 +236,12 @@ class Sidecar:
             float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*{extra}[^}}]*}})? (\S+)$", text, re.M))
         return {
             "produced": total("tracehop_requests_total", 'direction="inbound"'),
-            "exported": total("tracehop_spans_exported_total"),
-            "dropped": total("tracehop_spans_dropped_total"),
-            "queued": total("tracehop_export_queue_spans"),
+            # The suite exports to Zipkin alone: its exporter's series.
+            "exported": total("tracehop_spans_exported_total", 'exporter="zipkin"'),
+            "dropped": total("tracehop_spans_dropped_total", 'exporter="zipkin"'),
+            "queued": total("tracehop_export_queue_spans", 'exporter="zipkin"'),
             "drops": dict((r, float(v)) for r, v in re.findall(
-                r'^tracehop_spans_dropped_total{reason="([^"]+)"} (\S+)$', text, re.M)),
+                r'^tracehop_spans_dropped_total{exporter="zipkin",reason="([^"]+)"} (\S+)$', text, re.M)),
         }
 
     def rss_kb(self):

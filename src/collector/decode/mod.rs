@@ -1,11 +1,13 @@
-//! Decoding of `POST /api/v2/spans` bodies into the span model.
+//! Decoding of span uploads into the span model.
 //!
-//! Two wire forms, as Zipkin's own collector takes them: a JSON list of spans
-//! (`json`, Zipkin v2 API `ListOfSpans`) and the proto3 `ListOfSpans` message
-//! (`proto`, `proto/zipkin.proto`, `Content-Type: application/x-protobuf`).
+//! `POST /api/v2/spans` takes two wire forms, as Zipkin's own collector takes
+//! them: a JSON list of spans (`json`, Zipkin v2 API `ListOfSpans`) and the
+//! proto3 `ListOfSpans` message (`proto`, `proto/zipkin.proto`,
+//! `Content-Type: application/x-protobuf`). `POST /v1/traces` takes OTLP's
+//! `ExportTraceServiceRequest` (`otlp`, binary or JSON via `otlp_json`).
 //! Each maps its wire types and checks their shape; every rule about values
-//! is here, in [`normalize`], so both forms store the same span for the same
-//! data. A span whose ids cannot be read cannot be stored faithfully: it
+//! is here, in [`normalize`], so every form stores the same span for the
+//! same data. A span whose ids cannot be read cannot be stored faithfully: it
 //! rejects the whole batch with an error naming the span's index and field.
 //!
 //! Normalisation follows Zipkin's `Span.Builder` and `Endpoint.Builder`: a
@@ -25,6 +27,8 @@
 //! past `MAX_MICROS` is a unit mistake (epoch nanoseconds) or garbage.
 
 mod json;
+pub mod otlp;
+mod otlp_json;
 pub mod proto;
 
 #[cfg(test)]
@@ -94,6 +98,17 @@ pub enum IngestError {
     /// The body is not a proto3 `ListOfSpans` message.
     #[error("body is not a protobuf ListOfSpans (zipkin.proto3): {0}")]
     Proto(#[source] prost::DecodeError),
+    /// The body is not a protobuf OTLP `ExportTraceServiceRequest`.
+    #[error("body is not a protobuf ExportTraceServiceRequest (OTLP): {0}")]
+    Otlp(#[source] prost::DecodeError),
+    /// The body is JSON but a field of the OTLP request has the wrong type.
+    #[error("{field}: expected {expected} (OTLP JSON)")]
+    OtlpJson {
+        /// Path of the field in the request.
+        field: String,
+        /// What the OTLP JSON encoding puts there.
+        expected: String,
+    },
     /// One span of the batch breaks the spec.
     #[error("span {index}: {field}: {reason}")]
     InvalidSpan {

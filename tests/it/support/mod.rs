@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod collector;
+pub mod embedded;
 pub mod raw;
 pub mod upstream;
 
@@ -17,6 +18,7 @@ use tracehop::http1::path::Forced;
 
 pub use client::Client;
 pub use collector::FakeCollector;
+pub use embedded::EmbeddedCollector;
 pub use upstream::{FakeUpstream, Seen, upstream_with};
 
 /// How long any condition may take before a test fails.
