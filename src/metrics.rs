@@ -54,6 +54,20 @@ pub const TLS_HANDSHAKE_FAILURES: [&str; 9] = [
     "other",
 ];
 
+/// The `reason` values of `tracehop_spans_dropped_total` for an exporter.
+pub const DROP_REASONS: [&str; 4] = ["queue_full", "rejected", "retries_exhausted", "shutdown"];
+
+/// The `result` values of `tracehop_export_requests_total`.
+pub const EXPORT_RESULTS: [&str; 7] = [
+    "success",
+    "rejected",
+    "throttled",
+    "server_error",
+    "connect_error",
+    "timeout",
+    "error",
+];
+
 /// The `result` values of `tracehop_tls_certificate_reloads_total`.
 const TLS_RELOAD_RESULTS: [&str; 2] = ["loaded", "rejected"];
 
@@ -410,14 +424,20 @@ impl ExportFamilies {
             spans_dropped: counter_vec(
                 registry,
                 "tracehop_spans_dropped_total",
-                "Spans never delivered, by exporter and reason (queue_full, rejected, \
-                 retries_exhausted, shutdown; disabled with exporter none).",
+                &format!(
+                    "Spans never delivered, by exporter (zipkin, otlp) and reason ({}; \
+                     disabled with exporter none).",
+                    DROP_REASONS.join(", ")
+                ),
                 &["exporter", "reason"],
             ),
             requests: counter_vec(
                 registry,
                 "tracehop_export_requests_total",
-                "Export requests to the collector, by exporter and result.",
+                &format!(
+                    "Export requests to the collector, by exporter (zipkin, otlp) and result ({}).",
+                    EXPORT_RESULTS.join(", ")
+                ),
                 &["exporter", "result"],
             ),
             request_duration: exporter_histogram(
@@ -439,6 +459,9 @@ impl ExportFamilies {
     /// in scrapes from now on.
     pub fn exporter(&self, exporter: &'static str) -> ExportMetrics {
         let labels = [exporter];
+        // Its error counters start at zero, like every other series.
+        zeroed(self.spans_dropped.clone(), &[&labels, &DROP_REASONS]);
+        zeroed(self.requests.clone(), &[&labels, &EXPORT_RESULTS]);
         ExportMetrics {
             exporter,
             queue_depth: self.queue_depth.with_label_values(&labels),
@@ -665,6 +688,19 @@ mod tests {
             !text.contains("tracehop_tls_"),
             "no TLS families without TLS:\n{text}"
         );
+        let _zipkin = metrics.export.exporter("zipkin");
+        let text = String::from_utf8(metrics.render()).unwrap();
+        for reason in DROP_REASONS {
+            let series =
+                format!(r#"tracehop_spans_dropped_total{{exporter="zipkin",reason="{reason}"}} 0"#);
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+        for result in EXPORT_RESULTS {
+            let series = format!(
+                r#"tracehop_export_requests_total{{exporter="zipkin",result="{result}"}} 0"#
+            );
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
         metrics.enable_tls();
         let text = String::from_utf8(metrics.render()).unwrap();
         assert!(text.contains("tracehop_tls_certificate_expiry_timestamp_seconds 0"));

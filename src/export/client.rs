@@ -95,6 +95,12 @@ pub struct CollectorClient {
 }
 
 impl CollectorClient {
+    /// The exporter and its URL, as logs name the collector
+    /// (`zipkin http://collector:9411/api/v2/spans`).
+    pub fn target(&self) -> String {
+        format!("{} {}", self.exporter.label(), self.uri)
+    }
+
     /// Builds the client of `exporter` for `destination.url`; `timeout`
     /// bounds connecting.
     pub fn new(

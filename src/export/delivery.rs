@@ -18,6 +18,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::client::{Answer, CollectorClient, SendError};
+use super::outage::{self, Outage};
 use super::retry::next_delay;
 use crate::config::RetryConfig;
 use crate::metrics::ExportMetrics;
@@ -37,6 +38,8 @@ pub struct Delivery {
     /// Timeout of one request.
     pub timeout: Duration,
     pub metrics: ExportMetrics,
+    /// Whether the collector is failing, for the log (see [`super::outage`]).
+    pub outage: Outage,
 }
 
 /// Why an attempt did not finish the batch.
@@ -74,9 +77,15 @@ impl Delivery {
                 break;
             }
             let failure = match self.attempt(batch, self.timeout.min(remaining)).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    let report = self.outage.reached(Instant::now());
+                    outage::log(report, &self.client.target(), &"");
+                    return;
+                }
                 Err(failure) => failure,
             };
+            let report = self.outage.failed(Instant::now());
+            outage::log(report, &self.client.target(), &failure);
             let retry_after = match &failure {
                 Failure::Status { retry_after, .. } => *retry_after,
                 Failure::Send(_) => None,

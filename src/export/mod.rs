@@ -48,6 +48,7 @@ mod client;
 mod delivery;
 mod json;
 mod otlp;
+mod outage;
 mod relay;
 mod retry;
 mod route;
@@ -163,6 +164,7 @@ fn pipeline(
             retry: settings.retry.clone(),
             timeout: settings.timeout,
             metrics: metrics.clone(),
+            outage: Default::default(),
         },
         metrics,
     };

@@ -78,6 +78,7 @@ pub fn relay(
             retry: config.retry.clone(),
             timeout: config.timeout,
             metrics,
+            outage: Default::default(),
         },
         shutdown_timeout: config.shutdown_timeout,
     };

@@ -312,3 +312,88 @@ fn access_log_lines_are_buffered_and_all_written_by_shutdown() {
         );
     }
 }
+
+#[test]
+fn a_collector_outage_is_logged_at_once_with_its_url_and_the_reason() {
+    use std::io::{BufRead, BufReader};
+    let app = dev_server();
+    let closed = {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr").port()
+    };
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr").port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let collector = format!("http://127.0.0.1:{closed}/api/v2/spans");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracehop"))
+        .args([
+            "run",
+            "--listen",
+            &listen,
+            "--upstream",
+            &format!("http://127.0.0.1:{app}"),
+        ])
+        .args([
+            "--admin",
+            "127.0.0.1:0",
+            "--service-name",
+            "shop",
+            "--zipkin",
+            &collector,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    let startup = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a startup line");
+        if line.contains("tracehop listening") {
+            break line;
+        }
+    };
+    assert!(
+        startup.contains(&format!("export=zipkin {collector}")),
+        "{startup}"
+    );
+    assert!(
+        startup.contains(&format!("upstream=http://127.0.0.1:{app}")),
+        "{startup}"
+    );
+    assert_eq!(
+        get(&listen, "http://x/a", false),
+        "200",
+        "requests work while the collector is down"
+    );
+    let failing = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the outage is logged within seconds");
+        if line.contains("span export failing") {
+            break line;
+        }
+    };
+    assert!(
+        failing.contains(&format!("collector=\"zipkin {collector}\"")),
+        "{failing}"
+    );
+    assert!(failing.contains("reason="), "{failing}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
