@@ -6,33 +6,80 @@
 
 export const $ = (id) => document.getElementById(id);
 
-// Colours for services; red is kept for errors.
+// ---- service colours ----------------------------------------------------
+//
+// Seven hues at least 24° apart, none near red (kept for errors), each with
+// 3:1 contrast or more on white (WCAG 1.4.11): orange 22°, gold 46°, green
+// 135°, teal 180°, blue 212°, purple 272°, magenta 318°. The second row
+// repeats them darker, for views with more than seven services.
 const PALETTE = [
-  '#4e79a7', '#f28e2b', '#59a14f', '#b07aa1', '#17a2b8', '#c9a227',
-  '#9c755f', '#6b6ecf', '#d17aa8', '#8c9a3c', '#6c7a89',
+  '#de5d12', '#b08907', '#298e43', '#0f8585', '#2170ca', '#8e49ca', '#c62f99',
+  '#a5450d', '#765b05', '#1c5f2c', '#094e4e', '#185395', '#6f30a6', '#952373',
 ];
-const colourOf = new Map();
-const paletteUsed = new Map();
+const ROW = 7;
+// Slots of every service the collector knows, and of the services on screen.
+let knownSlots = new Map();
+let viewSlots = new Map();
 
-// A stable colour per service: FNV-1a hash into the palette, probing past
-// colours other services already took on this page.
-export function serviceColour(name) {
-  const key = name || '(unknown)';
-  let colour = colourOf.get(key);
-  if (colour) return colour;
+// A service's own slot: FNV-1a of its name into the first row, so it is the
+// same on every page and after every reload.
+function hashSlot(name) {
   let hash = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    hash ^= key.charCodeAt(i);
+  for (let i = 0; i < name.length; i++) {
+    hash ^= name.charCodeAt(i);
     hash = Math.imul(hash, 0x01000193) >>> 0;
   }
-  let index = hash % PALETTE.length;
-  for (let probe = 0; probe < PALETTE.length && paletteUsed.has(index); probe++) {
-    index = (index + 1) % PALETTE.length;
+  return hash % ROW;
+}
+
+// Gives each name its preferred slot unless a name before it (in name order,
+// so the outcome does not depend on the order spans arrived in) has it, else
+// the next free hue of the first row, then of the second; when all are
+// taken, its preferred slot.
+function assignSlots(names, preferred) {
+  const slots = new Map();
+  const taken = new Set();
+  for (const name of Array.from(new Set(names)).sort()) {
+    const want = preferred(name);
+    let slot = want;
+    for (let i = 0; taken.has(slot) && i < PALETTE.length; i++) {
+      slot = Math.floor(i / ROW) * ROW + ((want % ROW) + 1 + i) % ROW;
+    }
+    if (taken.has(slot)) slot = want;
+    taken.add(slot);
+    slots.set(name, slot);
   }
-  paletteUsed.set(index, key);
-  colour = PALETTE[index];
-  colourOf.set(key, colour);
-  return colour;
+  return slots;
+}
+
+// Every service the collector knows (/api/v2/services): their colours are
+// distinct while there are no more than the palette holds.
+function setKnownServices(names) {
+  knownSlots = assignSlots(names, hashSlot);
+  viewSlots = knownSlots;
+}
+
+// The services one view shows: kept distinct among themselves, each keeping
+// its usual colour where that does not clash.
+export function setViewServices(names) {
+  viewSlots = assignSlots(names, (name) => knownSlots.get(name) ?? hashSlot(name));
+}
+
+// Fetches the service names and colours them; returns the names.
+export async function loadKnownServices() {
+  const services = await fetchJson('/api/v2/services');
+  setKnownServices(services);
+  return services;
+}
+
+export function serviceColour(name) {
+  const key = name || '(unknown)';
+  return PALETTE[viewSlots.get(key) ?? knownSlots.get(key) ?? hashSlot(key)];
+}
+
+// "1 span", "2 spans"; `many` for irregular plurals.
+export function plural(count, one, many) {
+  return count + ' ' + (count === 1 ? one : many || one + 's');
 }
 
 // Builds an element; strings become text nodes, never markup.
@@ -117,4 +164,13 @@ export function serviceChip(name) {
   const dot = el('span', { class: 'dot' });
   dot.style.background = serviceColour(name);
   return el('span', { class: 'chip', 'data-service': name }, dot, name);
+}
+
+// The marker of a trace that is still missing spans, with the reason.
+export function incompleteMark(reason) {
+  return el('span', {
+    class: 'incomplete',
+    title: 'Incomplete: ' + reason + '. More spans may still arrive, or a caller does not report its spans.',
+    text: 'incomplete',
+  });
 }

@@ -1,18 +1,15 @@
 // The trace list: filters, the query to /api/v2/traces and one row per trace.
 
-import { $, el, fetchJson, formatAgo, formatDuration, formatTime, parseDuration, serviceChip,
-  serviceColour, setStatus } from './common.js';
+import { $, el, fetchJson, formatAgo, formatDuration, formatTime, loadKnownServices, parseDuration,
+  incompleteMark, plural, serviceChip, setStatus } from './common.js';
 import { serviceOf, summarize } from './spans.js';
 
 // Refetched with every list so services that appeared since show up.
 async function loadServices(selected) {
-  const services = await fetchJson('/api/v2/services');
+  const services = await loadKnownServices();
   const fragment = document.createDocumentFragment();
   fragment.append(el('option', { value: '', text: 'All services' }));
-  for (const name of services) {
-    serviceColour(name);
-    fragment.append(el('option', { value: name, text: name }));
-  }
+  for (const name of services) fragment.append(el('option', { value: name, text: name }));
   const select = $('filter-service');
   select.replaceChildren(fragment);
   select.value = selected || '';
@@ -27,11 +24,21 @@ function listQuery(params) {
   if (params.get('serviceName')) query.set('serviceName', params.get('serviceName'));
   const min = parseDuration(params.get('minDuration'));
   if (min) query.set('minDuration', String(min));
-  if (params.get('errors') === '1') query.set('annotationQuery', 'error');
+  const terms = tagQuery(params);
+  if (terms) query.set('annotationQuery', terms);
   return '/api/v2/traces?' + query.toString();
 }
 
+// The tag search, as Zipkin's annotationQuery: "http.route=/api/orders/{id}"
+// (a tag with that value), "error" (a tag key or an annotation), several
+// joined with " and ". "Errors only" adds "error".
+function tagQuery(params) {
+  const terms = [params.get('annotationQuery'), params.get('errors') === '1' ? 'error' : null];
+  return terms.filter(Boolean).join(' and ');
+}
+
 export async function showList(params) {
+  $('filter-tags').value = params.get('annotationQuery') || '';
   $('filter-min').value = params.get('minDuration') || '';
   $('filter-errors').checked = params.get('errors') === '1';
   $('filter-limit').value = params.get('limit') || '100';
@@ -40,14 +47,14 @@ export async function showList(params) {
   try {
     await loadServices(params.get('serviceName'));
     const traces = await fetchJson(listQuery(params));
-    renderList(traces.filter((t) => t.length > 0).map(summarize));
+    renderList(traces.filter((t) => t.length > 0).map(summarize), params.get('annotationQuery'));
     setStatus('Loaded in ' + Math.round(performance.now() - began) + ' ms');
   } catch (error) {
     setStatus('Could not load traces: ' + error.message, true);
   }
 }
 
-function renderList(summaries) {
+function renderList(summaries, tags) {
   summaries.sort((a, b) => b.start - a.start);
   const longest = summaries.reduce((max, s) => Math.max(max, s.duration), 1);
   const fragment = document.createDocumentFragment();
@@ -56,8 +63,11 @@ function renderList(summaries) {
   $('trace-list').hidden = summaries.length === 0;
   $('list-empty').hidden = summaries.length !== 0;
   const errorCount = summaries.filter((s) => s.errors > 0).length;
-  $('list-summary').textContent = summaries.length + (summaries.length === 1 ? ' trace' : ' traces') +
-    ', newest first' + (errorCount ? ' · ' + errorCount + ' with errors' : '');
+  const incompleteCount = summaries.filter((s) => s.incomplete).length;
+  $('list-summary').textContent = plural(summaries.length, 'trace') +
+    (tags ? ' with ' + tags : '') + ', newest first' +
+    (errorCount ? ' · ' + errorCount + ' with errors' : '') +
+    (incompleteCount ? ' · ' + incompleteCount + ' incomplete' : '');
 }
 
 function listRow(s, longest) {
@@ -70,16 +80,18 @@ function listRow(s, longest) {
   const bar = el('div', { class: 'dur-bar' });
   bar.style.width = share + '%';
   return el('tr', {
-    class: 'trace-row' + (s.errors ? ' error' : ''),
+    class: 'trace-row' + (s.errors ? ' error' : '') + (s.incomplete ? ' incomplete' : ''),
     'data-trace-id': s.traceId,
+    'data-incomplete': s.incomplete ? 'true' : null,
     'data-root-service': service,
     'data-root-name': s.root.name || '',
     onclick: (event) => { if (event.target.tagName !== 'A') location.hash = href; },
   },
-  el('td', { class: 'col-err' }, s.errors ? el('span', { class: 'err-mark', title: s.errors + ' error span(s)', text: '!' }) : null),
+  el('td', { class: 'col-err' }, s.errors ? el('span', { class: 'err-mark', title: plural(s.errors, 'error span'), text: '!' }) : null),
   el('td', { class: 'root' },
     el('a', { class: 'trace-link', href }, el('span', { class: 'svc', text: service }), ' ',
       el('span', { class: 'name', text: s.root.name || '(unnamed)' })),
+    s.incomplete ? incompleteMark(s.incomplete) : null,
     el('div', { class: 'trace-id', text: s.traceId })),
   el('td', { class: 'col-services' }, chips),
   el('td', { class: 'col-num', text: String(s.spanCount) }),
@@ -94,6 +106,8 @@ export function onFilterSubmit(event) {
   const params = new URLSearchParams();
   const service = $('filter-service').value;
   if (service) params.set('serviceName', service);
+  const tags = $('filter-tags').value.trim();
+  if (tags) params.set('annotationQuery', tags);
   const min = $('filter-min').value.trim();
   if (min) {
     if (parseDuration(min) === null) {

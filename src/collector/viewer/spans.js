@@ -1,8 +1,16 @@
 // Facts about Zipkin v2 spans: service, error, the trace tree (Zipkin's
 // SpanNode) and a trace's summary.
 
+import { plural } from './common.js';
+
 export function serviceOf(span) {
   return (span.localEndpoint && span.localEndpoint.serviceName) || '(unknown)';
+}
+
+// The service a CLIENT or PRODUCER span calls (its remote endpoint), if named.
+export function calledService(span) {
+  if (span.kind !== 'CLIENT' && span.kind !== 'PRODUCER') return null;
+  return (span.remoteEndpoint && span.remoteEndpoint.serviceName) || null;
 }
 
 // Zipkin marks failures with the `error` tag; a 5xx status counts too.
@@ -94,6 +102,8 @@ export function summarize(spans) {
   // Ids of spans a shared span can hang under: a shared span is never the root.
   const unshared = new Set(spans.filter((s) => !s.shared).map((s) => s.id));
   let root = null;
+  let hasRoot = false;
+  let missingParents = 0;
   for (const span of spans) {
     services.add(serviceOf(span));
     if (isError(span)) errors++;
@@ -101,7 +111,10 @@ export function summarize(spans) {
       start = Math.min(start, span.timestamp);
       end = Math.max(end, span.timestamp + (span.duration || 0));
     }
-    const isRoot = (!span.parentId || !ids.has(span.parentId)) && !(span.shared && unshared.has(span.id));
+    const joined = span.shared && unshared.has(span.id);
+    if (!joined && !span.parentId) hasRoot = true;
+    if (!joined && span.parentId && !ids.has(span.parentId)) missingParents++;
+    const isRoot = (!span.parentId || !ids.has(span.parentId)) && !joined;
     const rank = (s) => (s.parentId ? 1 : 0);
     if (isRoot && (!root || rank(span) < rank(root) ||
         (rank(span) === rank(root) && (span.timestamp || Infinity) < (root.timestamp || Infinity)))) {
@@ -117,5 +130,19 @@ export function summarize(spans) {
     errors,
     services: Array.from(services).sort(),
     spanCount: spans.length,
+    incomplete: incompleteness(hasRoot, missingParents),
   };
+}
+
+// Why a trace is not whole yet, or null: a span's parent has not arrived
+// (spans of one trace come from many processes, each on its own schedule,
+// and a caller that does not report spans never sends it), or no span is
+// the root.
+function incompleteness(hasRoot, missingParents) {
+  const reasons = [];
+  if (!hasRoot) reasons.push('no root span');
+  if (missingParents) {
+    reasons.push(plural(missingParents, 'span') + ' whose parent has not arrived');
+  }
+  return reasons.length ? reasons.join('; ') : null;
 }

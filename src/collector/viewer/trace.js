@@ -1,8 +1,9 @@
 // One trace as a waterfall: the span tree, a bar per span on a shared time
 // axis, and the selected span's details.
 
-import { $, el, formatDuration, formatTime, fetchJson, serviceChip, serviceColour, setStatus } from './common.js';
-import { buildTree, endpointText, flatten, isError, serviceOf, summarize } from './spans.js';
+import { $, el, fetchJson, formatDuration, formatTime, incompleteMark, loadKnownServices, plural, serviceChip,
+  serviceColour, setStatus, setViewServices } from './common.js';
+import { buildTree, calledService, endpointText, flatten, isError, serviceOf, summarize } from './spans.js';
 
 // The span row whose details are shown (a tree node from flatten()).
 let selectedRow = null;
@@ -14,9 +15,10 @@ export async function showTrace(traceId) {
   $('trace-meta').replaceChildren();
   $('trace-legend').replaceChildren();
   try {
-    const spans = await fetchJson('/api/v2/trace/' + encodeURIComponent(traceId));
+    const [spans] = await Promise.all([
+      fetchJson('/api/v2/trace/' + encodeURIComponent(traceId)), loadKnownServices()]);
     renderTrace(spans);
-    setStatus(spans.length + ' spans');
+    setStatus(plural(spans.length, 'span'));
   } catch (error) {
     const text = error.status === 404 ? 'Trace ' + traceId + ' was not found (it may have been evicted).' : error.message;
     $('wf-rows').replaceChildren(el('p', { class: 'empty', text }));
@@ -26,11 +28,13 @@ export async function showTrace(traceId) {
 
 function renderTrace(spans) {
   const summary = summarize(spans);
+  setViewServices(summary.services.concat(spans.map(calledService).filter(Boolean)));
   const rows = flatten(buildTree(spans));
   const start = summary.start;
   const total = Math.max(summary.duration, 1);
   $('trace-title').replaceChildren(serviceChip(serviceOf(summary.root)), ' ',
-    el('span', { text: summary.root.name || '(unnamed)' }));
+    el('span', { text: summary.root.name || '(unnamed)' }),
+    summary.incomplete ? incompleteMark(summary.incomplete) : null);
   const depth = rows.reduce((max, node) => Math.max(max, node.depth + 1), 0);
   $('trace-meta').replaceChildren(
     meta('Trace ID', summary.traceId, 'mono'), meta('Duration', formatDuration(summary.duration)),
@@ -59,7 +63,8 @@ function meta(label, value, cls) {
 function renderAxis(total) {
   const fragment = document.createDocumentFragment();
   for (let i = 0; i <= 4; i++) {
-    const tick = el('span', { class: 'tick' + (i === 4 ? ' last' : ''), text: formatDuration((total * i) / 4) });
+    const cls = 'tick' + (i === 4 ? ' last' : '') + (i % 2 ? ' minor' : '');
+    const tick = el('span', { class: cls, text: formatDuration((total * i) / 4) });
     tick.style.left = (i * 25) + '%';
     fragment.append(tick);
   }
@@ -80,6 +85,7 @@ function spanRow(node, start, total) {
     el('span', { class: 'svc-bar' }),
     el('span', { class: 'svc', text: service }),
     el('span', { class: 'span-name', title: span.name || null, text: span.name || '(unnamed)' }),
+    remoteLabel(calledService(span)),
     span.kind ? el('span', { class: 'kind', text: span.kind.toLowerCase() }) : null,
     span.shared ? el('span', { class: 'kind shared', title: 'B3 shared span: it has the span id of the span above it, the other side of the same call', text: 'shared' }) : null,
     node.orphan ? el('span', { class: 'orphan', title: 'Its parent span ' + span.parentId + ' is not in this trace', text: 'missing parent' }) : null,
@@ -99,6 +105,14 @@ function spanRow(node, start, total) {
     'data-row': String(node.row), 'data-span-id': span.id, 'data-span-name': span.name || '',
     'data-service': service, 'data-depth': String(node.depth), 'data-shared': span.shared ? 'true' : null,
   }, label, el('div', { class: 'span-timeline' }, bar, duration));
+}
+
+// "→ user-service" on a client row, with the called service's colour.
+function remoteLabel(remote) {
+  if (!remote) return null;
+  const dot = el('span', { class: 'dot' });
+  dot.style.background = serviceColour(remote);
+  return el('span', { class: 'remote', title: 'Calls ' + remote, 'data-remote': remote }, '→ ', dot, remote);
 }
 
 function onRowClick(event, rows, start) {
@@ -166,7 +180,8 @@ function spanDetail(span, start) {
     ['Flags', [span.shared ? 'shared' : '', span.debug ? 'debug' : ''].filter(Boolean).join(', ')],
   ];
   fragment.append(keyValueTable('span-facts', facts.filter(([, value]) => value)));
-  const tags = Object.keys(span.tags || {}).sort().map((key) => [key, span.tags[key], key === 'error' ? 'error-text' : '']);
+  const tags = Object.keys(span.tags || {}).sort().map((key) => [key, span.tags[key], key === 'error' ? 'error-text' : '',
+    '#/?' + new URLSearchParams({ annotationQuery: key + '=' + span.tags[key] })]);
   fragment.append(el('h3', { text: 'Tags' }), tags.length ? keyValueTable('span-tags', tags) : el('p', { class: 'muted', text: 'No tags' }));
   const annotations = (span.annotations || []).map((a) => [
     span.timestamp ? '+' + formatDuration(a.timestamp - span.timestamp) : formatTime(a.timestamp), a.value, '']);
@@ -177,8 +192,10 @@ function spanDetail(span, start) {
 
 function keyValueTable(id, rows) {
   const body = el('tbody');
-  for (const [key, value, cls] of rows) {
-    body.append(el('tr', {}, el('th', { text: key }), el('td', { class: cls || null, text: value })));
+  // A row with a link (a tag) leads to the traces that have the same.
+  for (const [key, value, cls, href] of rows) {
+    const name = href ? el('a', { href, title: 'Find traces with ' + key + '=' + value, text: key }) : key;
+    body.append(el('tr', {}, el('th', {}, name), el('td', { class: cls || null, text: value })));
   }
   return el('table', { class: 'kv', id }, body);
 }
