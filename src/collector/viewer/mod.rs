@@ -33,6 +33,7 @@ const ASSETS: &[Asset] = &[
     script("/static/spans.js", include_str!("spans.js")),
     script("/static/list.js", include_str!("list.js")),
     script("/static/trace.js", include_str!("trace.js")),
+    script("/static/dependencies.js", include_str!("dependencies.js")),
     Asset {
         path: "/static/viewer.css",
         content_type: "text/css; charset=utf-8",
