@@ -77,9 +77,9 @@ export function serviceColour(name) {
   return PALETTE[viewSlots.get(key) ?? knownSlots.get(key) ?? hashSlot(key)];
 }
 
-// "1 span", "2 spans"; `many` for irregular plurals.
+// "1 span", "1,000 spans"; `many` for irregular plurals.
 export function plural(count, one, many) {
-  return count + ' ' + (count === 1 ? one : many || one + 's');
+  return count.toLocaleString('en-US') + ' ' + (count === 1 ? one : many || one + 's');
 }
 
 // Builds an element; strings become text nodes, never markup.
@@ -169,7 +169,7 @@ export function serviceChip(name) {
 // The marker of a trace that is still missing spans, with the reason.
 export function incompleteMark(reason) {
   return el('span', {
-    class: 'incomplete',
+    class: 'incomplete-mark',
     title: 'Incomplete: ' + reason + '. More spans may still arrive, or a caller does not report its spans.',
     text: 'incomplete',
   });

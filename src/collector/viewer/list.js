@@ -80,7 +80,7 @@ function listRow(s, longest) {
   const bar = el('div', { class: 'dur-bar' });
   bar.style.width = share + '%';
   return el('tr', {
-    class: 'trace-row' + (s.errors ? ' error' : '') + (s.incomplete ? ' incomplete' : ''),
+    class: 'trace-row' + (s.errors ? ' error' : ''),
     'data-trace-id': s.traceId,
     'data-incomplete': s.incomplete ? 'true' : null,
     'data-root-service': service,
