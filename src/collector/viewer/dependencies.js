@@ -285,9 +285,9 @@ function renderTable(links) {
     const errors = link.errorCount || 0;
     return el('tr', { class: errors ? 'error' : null },
       el('td', { text: link.parent }), el('td', { text: link.child }),
-      el('td', { class: 'col-num', text: String(link.callCount) }),
+      el('td', { class: 'col-num', text: link.callCount.toLocaleString('en-US') }),
       el('td', { class: 'col-num' + (errors ? ' error-text' : ''),
-        text: errors ? errors + ' (' + Math.round((errors / link.callCount) * 100) + '%)' : '0' }));
+        text: errors ? errors.toLocaleString('en-US') + ' (' + Math.round((errors / link.callCount) * 100) + '%)' : '0' }));
   });
   $('deps-rows').replaceChildren(...rows);
 }
