@@ -123,7 +123,12 @@ mod tests {
     fn scripts_never_assign_inner_html() {
         // Span data is untrusted: the scripts build DOM nodes with textContent.
         for script in scripts() {
-            for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"] {
+            for sink in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+            ] {
                 assert!(!script.body.contains(sink), "{} uses {sink}", script.path);
             }
         }
