@@ -2,8 +2,9 @@
 //! `viewer.js`) and stylesheet, compiled into the binary so the collector
 //! needs no files, CDN or build step.
 //!
-//! The page is served at `/` and at `/trace/{traceId}` (deep links); the
-//! script reads only the collector's own Zipkin v2 API. A Content Security
+//! The page is served at `/` and at `/trace/{traceId}` (deep links); its
+//! views (trace list with search by tag, one trace as a waterfall, the
+//! dependency graph drawn as SVG) read only the collector's own Zipkin v2 API. A Content Security
 //! Policy that allows nothing but this origin backs the "no external
 //! resources" rule and keeps span data from ever running as script.
 
