@@ -4,9 +4,10 @@
 //!
 //! The page is served at `/` and at `/trace/{traceId}` (deep links); its
 //! views (trace list with search by tag, one trace as a waterfall, the
-//! dependency graph drawn as SVG) read only the collector's own Zipkin v2 API. A Content Security
-//! Policy that allows nothing but this origin backs the "no external
-//! resources" rule and keeps span data from ever running as script.
+//! dependency graph drawn as SVG) read only the collector's own Zipkin v2
+//! API. A Content Security Policy that allows nothing but this origin backs
+//! the "no external resources" rule and keeps span data from ever running as
+//! script.
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
