@@ -55,6 +55,10 @@ function renderGraph(links) {
   $('deps-empty').hidden = links.length > 0;
   svg.hidden = links.length === 0;
   $('deps-table').hidden = links.length === 0;
+  if (!links.length) {
+    svg.replaceChildren();
+    return;
+  }
   const nodes = layout(links);
   setViewServices(Array.from(nodes.keys()));
   const pairs = new Set(links.map((link) => link.parent + '\n' + link.child));
