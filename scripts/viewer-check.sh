@@ -140,7 +140,6 @@ cat >"$work/trace.json" <<EOF
   "remoteEndpoint":{"serviceName":"user-db","port":5432}}
 ]
 EOF
-post_spans "$work/trace.json"
 
 # ---- headless Chromium -----------------------------------------------------
 
@@ -192,6 +191,12 @@ probe() {
     [[ -z "$failed" ]] || exit 1
 }
 
+# Before anything is stored, then with the known trace.
+render "$base/#/dependencies" "$work/deps-empty.html"
+expect "$work/deps-empty.html" '<p id="deps-empty" class="empty">' "the empty dependency graph's message"
+ok "with nothing stored the dependency view says so"
+
+post_spans "$work/trace.json"
 render "$base/#/trace/$trace_id" "$work/trace.html" "$shots/trace.png"
 expect "$work/trace.html" 'id="wf-rows"' "waterfall container"
 rows="$(count "$work/trace.html" 'class="span-row')"
