@@ -34,7 +34,7 @@ function renderTrace(spans) {
   const total = Math.max(summary.duration, 1);
   $('trace-title').replaceChildren(serviceChip(serviceOf(summary.root)), ' ',
     el('span', { text: summary.root.name || '(unnamed)' }),
-    summary.incomplete ? incompleteMark(summary.incomplete) : null);
+    ...(summary.incomplete ? [incompleteMark(summary.incomplete)] : []));
   const depth = rows.reduce((max, node) => Math.max(max, node.depth + 1), 0);
   $('trace-meta').replaceChildren(
     meta('Trace ID', summary.traceId, 'mono'), meta('Duration', formatDuration(summary.duration)),
