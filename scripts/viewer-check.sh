@@ -226,6 +226,8 @@ ok "known trace renders in the waterfall and the list"
 
 probe "$base/#/trace/$trace_id" 1440 "the known trace at 1440 px" <<'JS'
 await waitFor(() => document.querySelectorAll('.span-row').length === 6, 'six span rows');
+const title = document.getElementById('trace-title').textContent;
+check('the trace is titled by its root span', title !== 'api-gateway get /api/orders/{id}' && 'it reads ' + title);
 const cut = [...document.querySelectorAll('.span-row .span-name')]
   .filter((name) => name.scrollWidth > name.clientWidth).map((name) => name.textContent);
 check('no span name is cut off at 1440 px', cut.length && 'cut off: ' + cut.join(', '));
