@@ -1,7 +1,7 @@
 // The trace list: filters, the query to /api/v2/traces and one row per trace.
 
-import { $, el, fetchJson, formatAgo, formatDuration, formatTime, loadKnownServices, parseDuration,
-  incompleteMark, plural, serviceChip, setStatus } from './common.js';
+import { $, el, fetchJson, formatAgo, formatDuration, formatTime, incompleteMark, loadKnownServices,
+  parseDuration, plural, serviceChip, setStatus } from './common.js';
 import { serviceOf, summarize } from './spans.js';
 
 // Refetched with every list so services that appeared since show up.
