@@ -4,7 +4,8 @@
 //! It receives spans on `POST /api/v2/spans` (Zipkin JSON or proto3) and on
 //! `POST /v1/traces` (OTLP/HTTP, protobuf or JSON), optionally gzip, keeps them in a bounded in-memory store (whole oldest traces evicted
 //! first), answers the Zipkin v2 read API (`zipkin2-api.yaml`) so tools that
-//! speak Zipkin can read from it, and serves a self-contained trace viewer at `/`.
+//! speak Zipkin can read from it, and serves a self-contained trace viewer at
+//! `/` (trace list with search by tag, waterfall, dependency graph).
 //!
 //! Layout:
 //! - [`model`]: the generic Zipkin v2 span model (any tracer's spans).

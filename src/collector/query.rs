@@ -248,16 +248,27 @@ fn term_matches(span: &Span, key: &str, value: &str) -> bool {
     }
 }
 
+/// Most terms Zipkin splits a query into; the last one keeps the rest.
+const MAX_ANNOTATION_TERMS: usize = 100;
+
 /// Splits `http.path=/foo and retried` into terms, as Zipkin's
-/// `QueryRequest.Builder.parseAnnotationQuery` does (split on ` and `, the
-/// first `=` separates key and value).
+/// `QueryRequest.Builder.parseAnnotationQuery` does: split on ` and ` (at
+/// most 100 terms), the first `=` separates key and value, both trimmed. A
+/// `key=value` term replaces an earlier one with that key; a bare word never
+/// replaces a `key=value` term ("prevents overriding more specific tags").
+/// Unlike Zipkin, an empty term (`error and `) is left out rather than kept
+/// as an empty key that no span can match.
 pub fn parse_annotation_query(query: Option<&str>) -> BTreeMap<String, String> {
     let mut terms = BTreeMap::new();
-    for term in query.unwrap_or("").split(" and ") {
-        let (key, value) = term.split_once('=').unwrap_or((term, ""));
-        let key = key.trim();
-        if !key.is_empty() {
-            terms.insert(key.to_owned(), value.trim().to_owned());
+    for term in query.unwrap_or("").splitn(MAX_ANNOTATION_TERMS, " and ") {
+        match term.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                terms.insert(key.trim().to_owned(), value.trim().to_owned());
+            }
+            None if !term.trim().is_empty() => {
+                terms.entry(term.trim().to_owned()).or_default();
+            }
+            _ => {}
         }
     }
     terms
@@ -278,7 +289,8 @@ mod tests {
             json!({"traceId": "000000000000000a", "id": "0000000000000001", "name": "get /api",
                    "duration": 300, "localEndpoint": {"serviceName": "gateway"},
                    "remoteEndpoint": {"serviceName": "browser"},
-                   "tags": {"http.path": "/foo", "http.method": "GET"}}),
+                   "tags": {"http.path": "/foo", "http.method": "GET",
+                            "http.route": "/api/orders/{id}"}}),
             json!({"traceId": "000000000000000a", "id": "0000000000000002", "name": "select",
                    "duration": 40, "localEndpoint": {"serviceName": "db"},
                    "annotations": [{"timestamp": 1, "value": "retried"}],
@@ -350,15 +362,50 @@ mod tests {
 
     #[test]
     fn annotation_query_syntax() {
-        let terms = parse_annotation_query(Some("http.path=/foo and retried and a=b=c"));
-        let expected: BTreeMap<String, String> =
-            [("http.path", "/foo"), ("retried", ""), ("a", "b=c")]
+        let terms = |query| {
+            parse_annotation_query(Some(query))
                 .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
-        assert_eq!(terms, expected);
-        assert!(parse_annotation_query(Some("")).is_empty());
+                .collect::<Vec<_>>()
+        };
+        let owned = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            (
+                "http.path=/foo and retried and a=b=c",
+                &[("a", "b=c"), ("http.path", "/foo"), ("retried", "")],
+            ),
+            (
+                " http.route = /api/orders/{id} ",
+                &[("http.route", "/api/orders/{id}")],
+            ),
+            // `key=` is a bare key.
+            ("error=", &[("error", "")]),
+            // A bare word never replaces a tag term; a tag term replaces anything.
+            ("error=timeout and error", &[("error", "timeout")]),
+            ("error and error=timeout", &[("error", "timeout")]),
+            ("a=1 and a=2", &[("a", "2")]),
+            // Empty terms and keys are left out.
+            ("error and ", &[("error", "")]),
+            ("=x and  and retried", &[("retried", "")]),
+            ("", &[]),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(terms(query), owned(expected), "{query:?}");
+        }
         assert!(parse_annotation_query(None).is_empty());
+        // The 100th term keeps the rest of the query, as Zipkin's split does.
+        let long = (0..=100)
+            .map(|n| format!("t{n}"))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let parsed = parse_annotation_query(Some(&long));
+        assert_eq!(parsed.len(), 100);
+        assert!(parsed.contains_key("t98"));
+        assert!(parsed.contains_key("t99 and t100"));
     }
 
     #[test]
@@ -385,6 +432,21 @@ mod tests {
                 false,
             ),
             ("annotationQuery=missing", false),
+            // A bare word matches a tag key or an annotation, never a tag value.
+            ("annotationQuery=timeout", false),
+            (
+                "annotationQuery=http.route%3D%2Fapi%2Forders%2F%7Bid%7D",
+                true,
+            ),
+            ("annotationQuery=http.route=/api/orders/{id}", true),
+            ("annotationQuery=http.route%3D%2Fapi%2Forders%2F7", false),
+            ("annotationQuery=http.route%3D", true),
+            // "error=nope" stays when "error" follows: the tag value must match.
+            ("annotationQuery=error%3Dnope+and+error", false),
+            (
+                "annotationQuery=error%3Dtimeout+and+retried+and+http.method%3DGET",
+                true,
+            ),
             ("minDuration=300", true),
             ("minDuration=301", false),
             ("minDuration=30&maxDuration=50", true),

@@ -1,10 +1,13 @@
-//! The trace viewer: one page plus its script and stylesheet, compiled into
-//! the binary so the collector needs no files, CDN or build step.
+//! The trace viewer: one page plus its scripts (ES modules, imported by
+//! `viewer.js`) and stylesheet, compiled into the binary so the collector
+//! needs no files, CDN or build step.
 //!
-//! The page is served at `/` and at `/trace/{traceId}` (deep links); the
-//! script reads only the collector's own Zipkin v2 API. A Content Security
-//! Policy that allows nothing but this origin backs the "no external
-//! resources" rule and keeps span data from ever running as script.
+//! The page is served at `/` and at `/trace/{traceId}` (deep links); its
+//! views (trace list with search by tag, one trace as a waterfall, the
+//! dependency graph drawn as SVG) read only the collector's own Zipkin v2
+//! API. A Content Security Policy that allows nothing but this origin backs
+//! the "no external resources" rule and keeps span data from ever running as
+//! script.
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -27,17 +30,26 @@ const PAGE: Asset = Asset {
 };
 
 const ASSETS: &[Asset] = &[
-    Asset {
-        path: "/static/viewer.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("viewer.js"),
-    },
+    script("/static/viewer.js", include_str!("viewer.js")),
+    script("/static/common.js", include_str!("common.js")),
+    script("/static/spans.js", include_str!("spans.js")),
+    script("/static/list.js", include_str!("list.js")),
+    script("/static/trace.js", include_str!("trace.js")),
+    script("/static/dependencies.js", include_str!("dependencies.js")),
     Asset {
         path: "/static/viewer.css",
         content_type: "text/css; charset=utf-8",
         body: include_str!("viewer.css"),
     },
 ];
+
+const fn script(path: &'static str, body: &'static str) -> Asset {
+    Asset {
+        path,
+        content_type: "text/javascript; charset=utf-8",
+        body,
+    }
+}
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
@@ -84,22 +96,43 @@ pub fn serve(asset: &Asset) -> Response<Body> {
 mod tests {
     use super::*;
 
+    fn scripts() -> impl Iterator<Item = &'static Asset> {
+        ASSETS
+            .iter()
+            .filter(|asset| asset.content_type.starts_with("text/javascript"))
+    }
+
     #[test]
     fn page_references_only_embedded_assets() {
+        // The page links the entry script and the stylesheet; the other
+        // scripts are imported as `./name.js`.
         for asset in ASSETS {
-            assert!(PAGE.body.contains(asset.path), "{} not linked", asset.path);
+            let file = asset.path.trim_start_matches("/static/");
+            let imported = scripts().any(|script| script.body.contains(&format!("'./{file}'")));
+            assert!(
+                PAGE.body.contains(asset.path) || imported,
+                "{} not linked",
+                asset.path
+            );
         }
-        for text in [PAGE.body, ASSETS[0].body, ASSETS[1].body] {
+        for text in std::iter::once(PAGE.body).chain(ASSETS.iter().map(|asset| asset.body)) {
             assert!(!text.contains("http://"), "external reference");
             assert!(!text.contains("https://"), "external reference");
         }
     }
 
     #[test]
-    fn script_never_assigns_inner_html() {
-        // Span data is untrusted: the script builds DOM nodes with textContent.
-        assert!(!ASSETS[0].body.contains("innerHTML"));
-        assert!(!ASSETS[0].body.contains("insertAdjacentHTML"));
-        assert!(!ASSETS[0].body.contains("document.write"));
+    fn scripts_never_assign_inner_html() {
+        // Span data is untrusted: the scripts build DOM nodes with textContent.
+        for script in scripts() {
+            for sink in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+            ] {
+                assert!(!script.body.contains(sink), "{} uses {sink}", script.path);
+            }
+        }
     }
 }
