@@ -89,6 +89,8 @@ pub struct Running {
     pub forward_proxy_addr: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
+    /// This sidecar's instance id (its listeners' `Via` pseudonyms).
+    pub instance: String,
     sampler: LiveSampler,
     /// The configuration the sidecar started with: what a reload is
     /// compared with to name the changes that need a restart.
@@ -232,6 +234,7 @@ pub async fn run(config: Config, file: Option<ConfigFile>) -> Result<(), AppErro
         upstream = %upstream,
         admin = %running.admin_addr,
         export = %export,
+        instance = %running.instance,
         "tracehop listening"
     );
     for (route, addr) in &running.outbound_addrs {
@@ -297,6 +300,9 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
     } else {
         (None, None)
     };
+    // One id per sidecar process: each listener's `Via` pseudonym is
+    // `tracehop-<instance>-<listener>`.
+    let instance = crate::proxy::instance_id();
     let proxies = build_proxies(
         &config,
         &material,
@@ -304,6 +310,7 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         &sink,
         &sampler,
         access_log.as_ref(),
+        &instance,
     );
     drop(sink);
     let (inbound_tls, reloader) = material
@@ -365,6 +372,7 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         readiness,
         sampler,
         started,
+        instance,
         access_writer,
         stop,
         supervisor,

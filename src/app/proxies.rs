@@ -59,10 +59,8 @@ pub(super) fn build_proxies(
     sink: &SpanSink,
     sampler: &LiveSampler,
     access_log: Option<&Arc<crate::access_log::AccessLog>>,
+    instance: &str,
 ) -> Vec<Served> {
-    // One id per sidecar process: each listener's `Via` pseudonym.
-    let instance = proxy::instance_id();
-    tracing::info!(instance = %instance, "Via pseudonyms: tracehop-{instance}-<listener>");
     let telemetry = Telemetry {
         local_service: config.service.name.clone(),
         propagation: config.propagation.clone(),
@@ -79,7 +77,7 @@ pub(super) fn build_proxies(
         },
     };
     let outbound = |remote_service, upstream, mode, label: &str| Listener {
-        via: proxy::Via::new(&instance, label),
+        via: proxy::Via::new(instance, label),
         kind: Kind::Client,
         remote_service,
         upstream,
@@ -90,7 +88,7 @@ pub(super) fn build_proxies(
     };
     let inbound = &config.inbound;
     let mut all = vec![served(
-        inbound_listener(config, inbound, material, metrics, &instance),
+        inbound_listener(config, inbound, material, metrics, instance),
         &inbound.timeouts,
         &inbound.limits,
     )];
