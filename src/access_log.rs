@@ -158,25 +158,20 @@ fn write_until_stopped(log: &AccessLog, from_log: Receiver<Vec<u8>>, mut out: im
 /// tracing's text format without colours.
 fn text(out: &mut Vec<u8>, line: &Line<'_>) {
     timestamp(out, SystemTime::now());
-    out.extend_from_slice(b"  INFO tracehop::access: direction=");
-    out.extend_from_slice(line.direction.as_bytes());
-    out.extend_from_slice(b" method=");
-    out.extend_from_slice(line.method.as_bytes());
-    out.extend_from_slice(b" path=");
-    quoted(out, line.path);
-    let _ = write!(
-        out,
-        " status={} duration_ms={} trace_id={} span_id={} sampled={}",
-        line.status,
-        millis(line.duration_us),
-        line.trace_id,
-        line.span_id,
-        line.sampled
-    );
-    if let Some(error) = line.error {
-        out.extend_from_slice(b" error=");
-        quoted(out, error);
-    }
+    out.extend_from_slice(b"  INFO tracehop::access:");
+    fields(out, line, |out, key, value| {
+        out.push(b' ');
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'=');
+        match value {
+            // Tokens and numbers as they are; free text quoted.
+            Value::Token(token) => out.extend_from_slice(token.as_bytes()),
+            Value::Text(text) => quoted(out, text),
+            Value::Id(value) | Value::Other(value) => {
+                let _ = write!(out, "{value}");
+            }
+        }
+    });
     out.push(b'\n');
 }
 
@@ -184,26 +179,51 @@ fn text(out: &mut Vec<u8>, line: &Line<'_>) {
 fn json(out: &mut Vec<u8>, line: &Line<'_>) {
     out.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(out, SystemTime::now());
-    out.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"tracehop::access\",\"direction\":");
-    quoted(out, line.direction);
-    out.extend_from_slice(b",\"method\":");
-    quoted(out, line.method);
-    out.extend_from_slice(b",\"path\":");
-    quoted(out, line.path);
-    let _ = write!(
-        out,
-        ",\"status\":{},\"duration_ms\":{},\"trace_id\":\"{}\",\"span_id\":\"{}\",\"sampled\":{}",
-        line.status,
-        millis(line.duration_us),
-        line.trace_id,
-        line.span_id,
-        line.sampled
-    );
-    if let Some(error) = line.error {
-        out.extend_from_slice(b",\"error\":");
-        quoted(out, error);
-    }
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"tracehop::access\"");
+    fields(out, line, |out, key, value| {
+        let _ = write!(out, ",\"{key}\":");
+        match value {
+            Value::Token(text) | Value::Text(text) => quoted(out, text),
+            Value::Id(id) => {
+                let _ = write!(out, "\"{id}\"");
+            }
+            Value::Other(value) => {
+                let _ = write!(out, "{value}");
+            }
+        }
+    });
     out.extend_from_slice(b"}\n");
+}
+
+/// One field's value, by how each format writes it.
+enum Value<'a> {
+    /// A word without spaces or quotes (a string in JSON).
+    Token(&'a str),
+    /// Free text: quoted and escaped in both formats.
+    Text(&'a str),
+    /// Hex digits: a string in JSON, needing no escape.
+    Id(&'a dyn std::fmt::Display),
+    /// A number or boolean: as it prints.
+    Other(&'a dyn std::fmt::Display),
+}
+
+/// The access line's fields in order, each handed to `write`.
+fn fields(
+    out: &mut Vec<u8>,
+    line: &Line<'_>,
+    mut write: impl FnMut(&mut Vec<u8>, &str, Value<'_>),
+) {
+    write(out, "direction", Value::Token(line.direction));
+    write(out, "method", Value::Token(line.method));
+    write(out, "path", Value::Text(line.path));
+    write(out, "status", Value::Other(&line.status));
+    write(out, "duration_ms", Value::Other(&millis(line.duration_us)));
+    write(out, "trace_id", Value::Id(line.trace_id));
+    write(out, "span_id", Value::Id(line.span_id));
+    write(out, "sampled", Value::Other(&line.sampled));
+    if let Some(error) = line.error {
+        write(out, "error", Value::Text(error));
+    }
 }
 
 /// `text` as a JSON string (also the text format's quoting: escapes for

@@ -122,6 +122,24 @@ fn check_config_lists_every_problem_and_exits_64() {
     );
 }
 
+/// A port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
+    probe.local_addr().expect("addr").port()
+}
+
+/// The first line received that contains `needle`, within 10 s each.
+fn first_line_with(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no line with {needle:?} within 10 s"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
 /// A dev server on a thread: answers every request `200 hello`, closing.
 fn dev_server() -> u16 {
     use std::io::{Read, Write};
@@ -255,10 +273,7 @@ fn dev_traces_a_dev_server_and_prints_a_line_per_request_until_interrupted() {
 #[test]
 fn access_log_lines_are_buffered_and_all_written_by_shutdown() {
     let app = dev_server();
-    let port = {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
-        probe.local_addr().expect("addr").port()
-    };
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_tracehop"))
         .args([
@@ -317,14 +332,8 @@ fn access_log_lines_are_buffered_and_all_written_by_shutdown() {
 fn a_collector_outage_is_logged_at_once_with_its_url_and_the_reason() {
     use std::io::{BufRead, BufReader};
     let app = dev_server();
-    let closed = {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
-        probe.local_addr().expect("addr").port()
-    };
-    let port = {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
-        probe.local_addr().expect("addr").port()
-    };
+    let closed = free_port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let collector = format!("http://127.0.0.1:{closed}/api/v2/spans");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tracehop"))
@@ -355,14 +364,7 @@ fn a_collector_outage_is_logged_at_once_with_its_url_and_the_reason() {
         }
     });
     let started = Instant::now();
-    let startup = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("a startup line");
-        if line.contains("tracehop listening") {
-            break line;
-        }
-    };
+    let startup = first_line_with(&rx, "tracehop listening");
     assert!(
         startup.contains(&format!("export=zipkin {collector}")),
         "{startup}"
@@ -376,14 +378,7 @@ fn a_collector_outage_is_logged_at_once_with_its_url_and_the_reason() {
         "200",
         "requests work while the collector is down"
     );
-    let failing = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the outage is logged within seconds");
-        if line.contains("span export failing") {
-            break line;
-        }
-    };
+    let failing = first_line_with(&rx, "span export failing");
     assert!(
         failing.contains(&format!("collector=\"zipkin {collector}\"")),
         "{failing}"
