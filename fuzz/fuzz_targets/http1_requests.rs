@@ -63,6 +63,8 @@
 //! (RFC 9113 §3.3), hyper's HTTP/1 server does not.
 #![no_main]
 
+#[path = "differences.rs"]
+mod differences;
 #[path = "http1_requests_heads.rs"]
 mod heads;
 #[path = "runtime.rs"]

@@ -82,17 +82,8 @@ impl RequestHead {
 pub fn rewrite(input: &mut [u8], start: usize) -> Option<&'static str> {
     let head = RequestHead::parse(input, start)?;
     // obs-text first: hyper ignores a whole `Connection` value that has it.
-    let mut opaque = false;
-    for value in head.values("connection") {
-        for byte in &mut input[value] {
-            if !byte.is_ascii() {
-                *byte = b'x';
-                opaque = true;
-            }
-        }
-    }
-    if opaque {
-        return Some("RFC 9110 §5.5: obs-text is opaque; the list's other elements count");
+    if let Some(reason) = crate::differences::mask_obs_text(input, head.values("connection")) {
+        return Some(reason);
     }
     let mut rewrote = false;
     for value in head.values("content-length") {

@@ -51,6 +51,8 @@
 
 #[path = "http1_responses_clients.rs"]
 mod clients;
+#[path = "differences.rs"]
+mod differences;
 #[path = "runtime.rs"]
 mod runtime;
 
@@ -243,20 +245,11 @@ impl ResponseHead {
     /// head; what it rewrote, when it did.
     fn rewrite(&self, input: &mut [u8]) -> Option<&'static str> {
         // obs-text first: hyper ignores a whole value that has it.
-        let mut opaque = false;
-        for value in self
+        let lists = self
             .values("connection")
-            .chain(self.values("transfer-encoding"))
-        {
-            for byte in &mut input[value] {
-                if !byte.is_ascii() {
-                    *byte = b'x';
-                    opaque = true;
-                }
-            }
-        }
-        if opaque {
-            return Some("RFC 9110 §5.5: obs-text is opaque; the list's other elements count");
+            .chain(self.values("transfer-encoding"));
+        if let Some(reason) = differences::mask_obs_text(input, lists) {
+            return Some(reason);
         }
         let mut rewrote = false;
         let codings = self

@@ -17,6 +17,7 @@
 use std::borrow::Cow;
 
 use super::route::template_path;
+use crate::http1::semantics;
 use crate::span::{Kind, Span, grpc};
 
 /// An attribute name, with its JSON member prefix (`,"name":`) spelled out
@@ -206,33 +207,17 @@ fn protocol_version(version: http::Version) -> Option<&'static str> {
 }
 
 /// Splits a `Host` value (RFC 9110 §7.2: `uri-host [ ":" port ]`) into the
-/// host, without brackets around an IPv6 literal, and the port if present.
+/// host, without brackets around an IPv6 literal, and the port if present
+/// (the split itself is [`semantics::split_host_port`]'s).
 fn split_host(host: &[u8]) -> (&[u8], Option<u16>) {
-    if let Some(rest) = host.strip_prefix(b"[") {
-        return match rest.iter().position(|b| *b == b']') {
-            Some(end) => (&rest[..end], parse_port(&rest[end + 1..])),
-            None => (host, None),
-        };
-    }
-    match host.iter().rposition(|b| *b == b':') {
+    match semantics::split_host_port(host) {
         // More than one colon without brackets is not a valid Host; keep it whole.
-        Some(colon) if !host[..colon].contains(&b':') => {
-            (&host[..colon], parse_port(&host[colon..]))
-        }
+        Some((address, port)) if host.starts_with(b"[") || !address.contains(&b':') => (
+            address,
+            semantics::parse_decimal(port).and_then(|port| u16::try_from(port).ok()),
+        ),
         _ => (host, None),
     }
-}
-
-/// Parses `:digits` into a port.
-fn parse_port(suffix: &[u8]) -> Option<u16> {
-    let digits = suffix.strip_prefix(b":")?;
-    if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    digits
-        .iter()
-        .try_fold(0u32, |acc, d| Some(acc * 10 + u32::from(d - b'0')))
-        .and_then(|port| u16::try_from(port).ok())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 //! | request framing (RFC 9112 §6.1–6.3) | [`Framing::request`] |
 //! | chunk-size lines (RFC 9112 §7.1) | [`chunk_size`] |
 //! | response framing (RFC 9112 §6.3) | [`Framing::response`], [`response_has_body`] |
-//! | Host (RFC 9112 §3.2, §3.2.2) | [`check_host`], [`valid_host`] |
+//! | Host (RFC 9112 §3.2, §3.2.2) | [`check_host`], [`valid_host`], [`split_host_port`] |
 //! | `Expect` (RFC 9110 §10.1.1) | [`expects_continue`] |
 //! | upgrades (RFC 9110 §7.8) | [`wants_upgrade`] |
 //! | fields a trailer section must not carry (RFC 9110 §6.5.1) | [`allowed_in_trailers`] |
@@ -398,38 +398,47 @@ pub fn check_host<'a>(
     }
 }
 
+/// `uri-host [ ":" port ]` split at its port (RFC 3986 §3.2.2, §3.2.3):
+/// the host, without the brackets of an IP literal, and the port's digits
+/// (empty when there is none); `None` when an IP literal's bracket is not
+/// closed or something other than `:port` follows it.
+pub fn split_host_port(value: &[u8]) -> Option<(&[u8], &[u8])> {
+    match value.strip_prefix(b"[") {
+        Some(rest) => {
+            let close = rest.iter().position(|&b| b == b']')?;
+            match &rest[close + 1..] {
+                [] => Some((&rest[..close], &b""[..])),
+                [b':', port @ ..] => Some((&rest[..close], port)),
+                _ => None,
+            }
+        }
+        None => Some(match value.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon + 1..]),
+            None => (value, &b""[..]),
+        }),
+    }
+}
+
 /// Whether `value` is `uri-host [ ":" port ]` (RFC 3986 §3.2.2, §3.2.3),
 /// empty allowed (RFC 9112 §3.2: an empty Host for a URI without
 /// authority): no userinfo, path, list or whitespace.
 pub fn valid_host(value: &[u8]) -> bool {
-    let (host, port) = match value.strip_prefix(b"[") {
-        // IP-literal: brackets around an IPv6 address or IPvFuture.
-        Some(rest) => {
-            let Some(close) = rest.iter().position(|&b| b == b']') else {
-                return false;
-            };
-            let literal = &rest[..close];
-            let ipv6 = !literal.is_empty()
-                && literal
-                    .iter()
-                    .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
-            let future = literal.first() == Some(&b'v')
-                && literal.iter().all(|&b| is_reg_name_byte(b) || b == b':');
-            if !(ipv6 || future) {
-                return false;
-            }
-            match &rest[close + 1..] {
-                [] => return true,
-                [b':', port @ ..] => (&b""[..], port),
-                _ => return false,
-            }
-        }
-        None => match value.iter().rposition(|&b| b == b':') {
-            Some(colon) => (&value[..colon], &value[colon + 1..]),
-            None => (value, &b""[..]),
-        },
+    let Some((host, port)) = split_host_port(value) else {
+        return false;
     };
-    host.iter().all(|&b| is_reg_name_byte(b)) && port.iter().all(u8::is_ascii_digit)
+    let host_valid = if value.starts_with(b"[") {
+        // IP-literal: brackets around an IPv6 address or IPvFuture.
+        let ipv6 = !host.is_empty()
+            && host
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        let future =
+            host.first() == Some(&b'v') && host.iter().all(|&b| is_reg_name_byte(b) || b == b':');
+        ipv6 || future
+    } else {
+        host.iter().all(|&b| is_reg_name_byte(b))
+    };
+    host_valid && port.iter().all(u8::is_ascii_digit)
 }
 
 /// `unreserved / pct-encoded / sub-delims` (RFC 3986 §3.2.2 reg-name),
