@@ -14,6 +14,7 @@
 //! | [`demo`] | the three demo services (plain handlers, no tracing code) |
 //! | [`export`] | the span queues, batching, Zipkin JSON and OTLP encoding, upload with retry |
 //! | [`sampling`] | sampling decisions |
+//! | [`inference`] | the in-flight register and the rules that infer an outbound call's parent when the app copies no headers |
 //! | [`propagation`] | W3C Trace Context and B3 headers |
 //! | [`config`] | YAML -> validated types |
 //! | [`metrics`] | the Prometheus registry (a value, never a global) |
@@ -64,6 +65,7 @@ pub mod config;
 pub mod demo;
 pub mod export;
 pub mod http1;
+pub mod inference;
 pub mod metrics;
 pub mod otlp;
 pub mod propagation;

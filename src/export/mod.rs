@@ -53,7 +53,7 @@ mod relay;
 mod retry;
 mod route;
 #[cfg(test)]
-mod sample;
+pub(crate) mod sample;
 mod sink;
 mod tags;
 mod zipkin_json;
