@@ -32,12 +32,15 @@
 //! one candidate instead would be a guess, and a wrong guess cannot be
 //! taken back once the next service has it.
 //!
-//! The assumption behind rule 3 is the synchronous handler. A
-//! fire-and-forget call that outlives the request that made it is not
-//! attributed when every candidate ended before it did; it is wrongly
-//! attributed only if exactly one *other* request happened to span the
-//! whole call. The `contradicted` count is how an operator sees whether
-//! the rule holds for their app.
+//! The assumption behind rules 2 and 3 is that calls are made by the
+//! request being handled. A fire-and-forget call that outlives the
+//! request that made it is not attributed when every candidate ended
+//! before it did; it is wrongly attributed only if exactly one *other*
+//! request spanned the whole call, or was the only one in flight when it
+//! started (a background job of the app calling out while one unrelated
+//! request is in flight looks the same as that request's call). The
+//! `contradicted` count is how an operator sees whether the assumption
+//! holds for their app.
 //!
 //! # API (any route, HTTP or not)
 //!
