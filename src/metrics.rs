@@ -432,6 +432,26 @@ impl ProxyMetrics {
         )
     }
 
+    /// `tracehop_inferred_parents_total` summed over routes, in
+    /// [`Outcome::ALL`] order (for summaries such as the demo's).
+    pub fn parent_outcome_totals(&self) -> [u64; Outcome::ALL.len()] {
+        use prometheus::core::Collector;
+        let mut totals = [0; Outcome::ALL.len()];
+        for family in self.inferred_parents.collect() {
+            for metric in family.get_metric() {
+                let outcome = metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == "outcome")
+                    .map(|l| l.value());
+                if let Some(i) = Outcome::ALL.iter().position(|o| Some(o.label()) == outcome) {
+                    totals[i] += metric.get_counter().get_value() as u64;
+                }
+            }
+        }
+        totals
+    }
+
     /// Pre-resolves the trace-context counter for each format, for the hot path.
     pub fn context_format_counter(&self, format: &str) -> IntCounter {
         self.context_formats
