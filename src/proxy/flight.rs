@@ -55,8 +55,9 @@ enum Parentage {
     /// An inbound request: in the register until this is dropped, which
     /// happens when the response has ended ([`InFlight::finish`]).
     Registered { _entry: Entry },
-    /// An outbound call: settled when it ends.
-    Pending(Call),
+    /// An outbound call: settled when it ends. Boxed: every request's
+    /// record moves with its response, and most are not outbound calls.
+    Pending(Box<Call>),
 }
 
 /// An outbound call under parent inference.
@@ -111,7 +112,7 @@ impl InFlight {
         call: Option<Call>,
     ) {
         self.parentage = match (call, &proxy.telemetry.register) {
-            (Some(call), _) => Parentage::Pending(call),
+            (Some(call), _) => Parentage::Pending(Box::new(call)),
             (None, Some(register)) if proxy.listener.kind == Kind::Server => {
                 Parentage::Registered {
                     _entry: register.enter(*context),
@@ -127,7 +128,8 @@ impl InFlight {
     fn settle_parent(&mut self) {
         match std::mem::replace(&mut self.parentage, Parentage::None) {
             Parentage::None | Parentage::Registered { .. } => {}
-            Parentage::Pending(Call { pending, sent }) => {
+            Parentage::Pending(call) => {
+                let Call { pending, sent } = *call;
                 let verdict = pending.finish();
                 let settled = inference::settle(self.record(), verdict, sent.as_ref());
                 if let Some(counters) = &self.proxy.parent_outcomes {
