@@ -191,6 +191,7 @@ fn server_span(n: u64) -> Span {
         },
         error: None,
         tags: Vec::new(),
+        links: Vec::new(),
     }
 }
 
