@@ -1117,7 +1117,10 @@ fn parent_inference_defaults_to_unambiguous_and_can_be_turned_off() {
     };
     let c = load(&format!("{MINIMAL}inference:\n  parents: \"off\"\n"), flag).unwrap();
     assert_eq!(c.inference.parents, ParentInference::Unambiguous);
-    assert!(c.restart_needed(&off).contains(&"inference.parents".to_owned()));
+    assert!(
+        c.restart_needed(&off)
+            .contains(&"inference.parents".to_owned())
+    );
 }
 
 #[test]
@@ -1125,5 +1128,8 @@ fn an_unknown_parent_inference_mode_is_named_with_its_key() {
     let e = errors(&format!("{MINIMAL}inference:\n  parents: always\n"));
     assert!(e.has("inference.parents"), "{e}");
     assert!(e.to_string().contains("use unambiguous or off"), "{e}");
-    assert_problem_at(&format!("{MINIMAL}inference:\n  guess: true\n"), "inference.guess");
+    assert_problem_at(
+        &format!("{MINIMAL}inference:\n  guess: true\n"),
+        "inference.guess",
+    );
 }
