@@ -137,7 +137,7 @@ fn every_problem_of_a_file_is_reported_at_once_in_yaml_words() {
         ("outbound.routes[2].listen", "expected text, found a list"),
         (
             "colour",
-            "unknown key; valid keys here: service, inbound, outbound, propagation, sampling, export, admin, log, shutdown",
+            "unknown key; valid keys here: service, inbound, outbound, propagation, sampling, export, admin, log, shutdown, inference",
         ),
     ];
     for (path, message) in want {
