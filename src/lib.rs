@@ -14,13 +14,13 @@
 //! | [`demo`] | the three demo services (plain handlers, no tracing code) |
 //! | [`export`] | the span queues, batching, Zipkin JSON and OTLP encoding, upload with retry |
 //! | [`sampling`] | sampling decisions |
-//! | [`inference`] | the in-flight register and the rules that infer an outbound call's parent when the app copies no headers |
 //! | [`propagation`] | W3C Trace Context and B3 headers |
 //! | [`config`] | YAML -> validated types |
 //! | [`metrics`] | the Prometheus registry (a value, never a global) |
 //! | [`server`] | the HTTP server loop every listener uses, and hyper's side of it |
 //! | [`http1`] | every HTTP/1.1 rule once, which path serves a request, the server connection and the upstream client |
 //! | [`otlp`] | OpenTelemetry's OTLP trace messages (prost), shared by the exporter and the collector |
+//! | [`inference`] | the in-flight register and the rules that infer an outbound call's parent when the app copies no headers |
 //! | [`span`] | ids, trace context, the finished span record, clocks, the gRPC call rules |
 //!
 //! # Request flow
@@ -29,7 +29,10 @@
 //! ([`proxy::handle`]): extract the trace context -> sample -> start the span
 //! -> inject the span's context and rewrite headers -> forward to the
 //! upstream -> finish when the response body ends -> hand the span off with
-//! a non-blocking `try_send`. Each exporter (Zipkin, OTLP) batches spans and
+//! a non-blocking `try_send`. With parent inference on, each inbound
+//! request is in the sidecar's in-flight register until its response has
+//! ended, and an outbound call without trace context gets a parent when
+//! timing proves it ([`inference`]). Each exporter (Zipkin, OTLP) batches spans and
 //! posts them to its collector on its own task; the request path never
 //! waits for them.
 //!

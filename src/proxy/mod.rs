@@ -3,7 +3,9 @@
 //! Each listener (inbound, or one outbound route) owns a [`Proxy`]; the
 //! server loop calls [`handle`] for every request, which runs these steps:
 //!
-//! 1. **extract** the downstream's trace context (W3C / B3, configured precedence);
+//! 1. **extract** the downstream's trace context (W3C / B3, configured
+//!    precedence); an outbound call without one may take the only inbound
+//!    request in flight as its parent ([`crate::inference`]);
 //! 2. **sample**: B3 debug, the parent's decision, the first matching rule,
 //!    else the root sampler (see [`crate::sampling`]);
 //! 3. **start span**: keep the trace id (or start a trace), new span id, start clocks;
@@ -17,8 +19,10 @@
 //! 7. **hand off** the span with a non-blocking `try_send` to the exporter,
 //!    when sampled or kept for its outcome (failed or slow).
 //!
-//! Inbound listeners record SERVER spans; outbound routes record CLIENT
-//! spans whose remote service is the route name. Nothing here waits on
+//! Inbound listeners record SERVER spans, and with parent inference on
+//! hold their request in the sidecar's register until it has ended;
+//! outbound routes record CLIENT spans whose remote service is the route
+//! name, and settle an inferred parent when the call ends. Nothing here waits on
 //! telemetry or logs per request except the optional access log.
 
 mod affinity;
