@@ -34,7 +34,7 @@
 #   --rate-conns C     oha connections for the fixed rates (default 32)
 #   --idle-conns N     connections held by idle-10k (default 10000)
 #   --warmup S         unrecorded wrk warm-up per target (default 3)
-#   --quick            smoke run of everything in about 4 minutes: 1 round, 2 s
+#   --quick            smoke run of everything in about 4 minutes: 1 round, 1 s
 #                      runs, 1 s warm-up, get at 5,000 req/s only
 #   --access-log       the same as --workloads get-log
 #   --nice N           raise the benchmark's CPU weight on a shared machine, e.g.
@@ -66,7 +66,11 @@ WORKLOAD_LIST="$ALL_WORKLOADS" DURATION=10 ROUNDS=3 RATES="5000,20000" OTHER_RAT
 RATE_CONNS=32 IDLE_CONNS=10000 WARMUP=3 QUICK=0 NICE="" CLIENT_CPU=0 SERVER_CPU=1 PORT_BASE=18080
 BUILD=1 INSTALL=1 OUT="" REPORT_ONLY="" README_FROM="" RATES_GIVEN=0
 SETTLE=1.2   # seconds after a run before reading CPU: lets tracehop's 1 s export batch go out
-COMMAND_LINE="bench/compare.sh $*"
+COMMAND_LINE="bench/compare.sh"   # as given, less --out DIR: the reproduce line of the report
+skip=0
+for arg in "$@"; do
+  if [ "$skip" = 1 ]; then skip=0; elif [ "$arg" = --out ]; then skip=1; else COMMAND_LINE+=" $arg"; fi
+done
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
 note() { echo "compare.sh: $*" >&2; }
@@ -99,7 +103,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ "$QUICK" = 1 ]; then
-  ROUNDS=1 DURATION=2 WARMUP=1
+  ROUNDS=1 DURATION=1 WARMUP=1
   [ "$RATES_GIVEN" = 1 ] || RATES=5000
 fi
 [ "$RATES" = none ] && RATES=""

@@ -10,10 +10,12 @@ sits idle in keep-alive, as a browser's or a pool's would. Then prints
 `open OPENED FAILED SECONDS` and waits until RELEASE_FILE exists (compare.sh
 creates it once it has read the server's memory; 120 s at most). Then sends a
 second GET on every open connection, prints `alive ALIVE` (the connections
-the server kept and still answers on) and closes them all.
+the server kept and still answers on), one `failed N: WHY` line per kind of
+failure, and closes them all.
 """
 
 import asyncio
+import collections
 import os
 import resource
 import sys
@@ -22,10 +24,12 @@ import time
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: idle-clients\r\n\r\n"
 STEP_TIMEOUT = 30.0   # seconds for one connect or one exchange
 RELEASE_WAIT = 120.0  # seconds to wait for RELEASE_FILE at most
+FAILURES = collections.Counter()  # why connections failed, printed at the end
 
 
 async def exchange(reader, writer):
-    """One request and its response (Content-Length framing); True if 2xx."""
+    """One request and its response (Content-Length framing): True, or
+    ValueError naming a status line that is not 2xx."""
     writer.write(REQUEST)
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
@@ -36,9 +40,11 @@ async def exchange(reader, writer):
         if name.strip().lower() == "content-length":
             length = int(value.strip())
     if length is None:
-        return False  # every target answers with Content-Length (the upstream sets it)
+        raise ValueError(f"no Content-Length ({lines[0]})")  # the upstream always sets it
     await reader.readexactly(length)
-    return lines[0].split(" ")[1].startswith("2")
+    if not lines[0].split(" ")[1].startswith("2"):
+        raise ValueError(lines[0])
+    return True
 
 
 async def open_one(host, port, gate):
@@ -46,26 +52,25 @@ async def open_one(host, port, gate):
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port), STEP_TIMEOUT)
-        except (OSError, asyncio.TimeoutError):
+        except (OSError, asyncio.TimeoutError) as err:
+            FAILURES[f"connect: {type(err).__name__}"] += 1
             return None
-        try:
-            ok = await asyncio.wait_for(exchange(reader, writer), STEP_TIMEOUT)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError, ValueError, IndexError):
-            ok = False
-        if not ok:
+        if not await answered(reader, writer, "first request"):
             writer.close()
             return None
         return reader, writer
 
 
-async def still_alive(conn):
-    reader, writer = conn
+async def answered(reader, writer, step):
+    """One exchange within STEP_TIMEOUT; a failure is counted under STEP."""
     try:
         return await asyncio.wait_for(exchange(reader, writer), STEP_TIMEOUT)
+    except ValueError as err:  # an answer, not a 2xx one
+        FAILURES[f"{step}: {err}"] += 1
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError, ValueError, IndexError):
-        return False
+            asyncio.LimitOverrunError, IndexError) as err:
+        FAILURES[f"{step}: {type(err).__name__}"] += 1
+    return False
 
 
 async def main(host, port, count, release_file):
@@ -81,10 +86,12 @@ async def main(host, port, count, release_file):
 
     async def check(conn):
         async with gate:
-            return await still_alive(conn)
+            return await answered(*conn, "second request")
 
     alive = await asyncio.gather(*(check(c) for c in conns))
     print(f"alive {sum(alive)}", flush=True)
+    for why, n in sorted(FAILURES.items()):
+        print(f"failed {n}: {why}", flush=True)
     for _, writer in conns:
         writer.close()
 
