@@ -404,9 +404,12 @@ def tracehop_counters(res):
 def tls_line(res):
     if not res.tls:
         return []
-    seen = sorted({(r["protocol"], r["cipher"]) for r in res.tls})
-    text = ", ".join(f"{p} {c}" for p, c in seen)
-    return [f"TLS (openssl s_client against each target, the same certificate in every one): {text}."]
+    by_setting = {}
+    for row in res.tls:
+        setting = f"{row['protocol']} {row['cipher']}" if row["protocol"] else "no handshake"
+        by_setting.setdefault(setting, []).append(row["target"])
+    text = "; ".join(f"{setting} ({', '.join(targets)})" for setting, targets in by_setting.items())
+    return [f"TLS, the same certificate in every target (openssl s_client): {text}."]
 
 
 def method_lines(res):
@@ -452,7 +455,9 @@ def readme_section(directory):
     m = res.meta
     out = [README_BEGIN, "",
            f"Measured {m.get('date', '?')[:10]} on {m.get('cpus', '?')} CPUs "
-           f"({m.get('cpu_model', '?')}), {m.get('tracehop', '?')}, with:", "",
+           f"({m.get('cpu_model', '?')}, load average {m.get('loadavg_start', '?')} at the start), "
+           f"{m.get('tracehop', '?')}, {m.get('rounds', '?')} round(s) of "
+           f"{m.get('duration_s', '?')} s runs, with:", "",
            "```sh", m.get("command", "bench/compare.sh"), "```", "",
            " ".join(method_lines(res)[1:]), ""]
     for wl in res.workloads:
@@ -462,8 +467,12 @@ def readme_section(directory):
 
 def write_readme(directory, readme):
     path = Path(readme)
-    text = path.read_text()
-    begin, end = text.find(README_BEGIN), text.find(README_END)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        print(f"report.py: cannot read {readme}: {err.strerror}", file=sys.stderr)
+        return 2
+    begin, end = text.find(README_BEGIN.split(" (")[0]), text.find(README_END)
     if begin < 0 or end < begin:
         print(f"report.py: {readme} has no generated section (the lines {README_BEGIN!r} "
               f"and {README_END!r})", file=sys.stderr)
@@ -483,12 +492,18 @@ def main(argv):
             print(f"rps={rps:.0f} p50={fmt(parsed['p50'])}us p99={fmt(parsed['p99'])}us "
                   f"errors={parsed['errors']}")
         return 0
-    if len(argv) == 4 and argv[1] == "--readme":
-        return write_readme(argv[2], argv[3])
-    if len(argv) != 2 or argv[1].startswith("-"):
+    readme = len(argv) == 4 and argv[1] == "--readme"
+    if not readme and (len(argv) != 2 or argv[1].startswith("-")):
         print(__doc__, file=sys.stderr)
         return 2
-    print(report(argv[1]))
+    directory = argv[2] if readme else argv[1]
+    if not (Path(directory) / "meta.tsv").exists():
+        print(f"report.py: {directory} is not a compare.sh results directory (no meta.tsv)",
+              file=sys.stderr)
+        return 2
+    if readme:
+        return write_readme(directory, argv[3])
+    print(report(directory))
     return 0
 
 

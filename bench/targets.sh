@@ -101,9 +101,10 @@ check_tls() {  # record what each target's TLS listener negotiates (protocol, ci
     [ -n "$port" ] || continue
     text="$(OPENSSL_CONF="$CLIENT_OPENSSL_CONF" timeout 5 openssl s_client -connect "127.0.0.1:$port" \
       -alpn h2,http/1.1 < /dev/null 2>/dev/null || true)"
+    # "New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256" comes before any session ticket
     printf '%s\t%s\t%s\t%s\n' "$name" \
-      "$(awk -F': *' '/^ *Protocol *:/{print $2; exit}' <<< "$text")" \
-      "$(awk -F': *' '/^ *Cipher *:/{print $2; exit}' <<< "$text")" \
+      "$(awk -F', ' '/^New, /{print $2; exit}' <<< "$text")" \
+      "$(awk '/^New, /{print $NF; exit}' <<< "$text")" \
       "$(awk -F': *' '/^ALPN protocol/{print $2; exit}' <<< "$text")" >> "$OUT/tls.tsv"
   done
 }
