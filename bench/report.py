@@ -122,7 +122,7 @@ def added_cell(xs):
 
 
 def read_tsv(path):
-    return list(csv.DictReader(open(path), delimiter="\t")) if path.exists() else []
+    return list(csv.DictReader(path.read_text().splitlines(), delimiter="\t")) if path.exists() else []
 
 
 class Workload:
@@ -142,8 +142,8 @@ class Results:
 
     def __init__(self, directory):
         self.dir = Path(directory)
-        self.meta = dict(line.rstrip("\n").split("\t", 1)
-                         for line in open(self.dir / "meta.tsv") if "\t" in line)
+        self.meta = dict(line.split("\t", 1)
+                         for line in (self.dir / "meta.tsv").read_text().splitlines() if "\t" in line)
         self.hz = float(self.meta.get("clk_tck", 100))
         self.idle = {(row["when"], row["target"]): int(row["rss_kb"])
                      for row in read_tsv(self.dir / "idle.tsv")}
