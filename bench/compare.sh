@@ -12,8 +12,8 @@
 #   h2c        HTTP/2 cleartext, prior knowledge (h2load, 16 conns × 10 streams)
 #   tls-h2     TLS 1.3, HTTP/2 (ALPN), 16 conns × 10 streams
 #   idle-10k   10,000 idle keep-alive connections held at once: RSS
-# Every workload but 64k, 1m and idle-10k also runs at the fixed rate of
-# --other-rates. Targets and their listeners: bench/targets.sh; the client
+# get also runs at each fixed rate of --rates, every other workload but 64k,
+# 1m and idle-10k at those of --other-rates. Targets and their listeners: bench/targets.sh; the client
 # of each workload: bench/workloads/*.sh. Every proxy has one worker
 # (TOKIO_WORKER_THREADS=1, GOMAXPROCS=1). The load generator is pinned to
 # --client-cpu, every server to --server-cpu.
@@ -35,7 +35,7 @@
 #   --idle-conns N     connections held by idle-10k (default 10000)
 #   --warmup S         unrecorded wrk warm-up per target (default 3)
 #   --quick            smoke run of everything in about 4 minutes: 1 round, 1 s
-#                      runs, 1 s warm-up, get at 5,000 req/s only
+#                      runs, 1 s warm-up, every fixed rate 5,000 req/s
 #   --access-log       the same as --workloads get-log
 #   --nice N           raise the benchmark's CPU weight on a shared machine, e.g.
 #                      -10: sets this session's autogroup nice (restored on exit)

@@ -2,7 +2,11 @@
 # called as `wl_NAME LOAD URL RAW` for one recorded run, LOAD being `sat`
 # (closed loop, wrk) or `rate:R` (R req/s, oha with latency correction).
 # run_client, WRK_RESULT, OHA_RATE (oha -z ..., without -c), UPLOAD_FILE,
-# CONNS, RATE_CONNS and DURATION come from compare.sh.
+# CONNS, RATE_CONNS and DURATION come from compare.sh, as does
+# `define_workload NAME LISTENER PATH BYTES RATES TITLE [TARGETS]`: LISTENER
+# is one of bench/targets.sh (plain, log, h2c, tls), BYTES the body each
+# request moves (for MB/s), RATES its fixed rates ("idle": idle-10k's own
+# measurement), TARGETS all but tracehop-off unless given.
 
 define_workload get plain / 0 "$RATES" "keep-alive GET" "direct tracehop-off tracehop-on nginx haproxy caddy"
 wl_get() {
