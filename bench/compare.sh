@@ -322,8 +322,12 @@ for n in "${NAMES[@]}"; do printf 'start\t%s\t%s\n' "$n" "$(rss_kb ${PIDS[$(proc
 
 place_servers
 echo "results: $OUT"
-for n in "${NAMES[@]}"; do
-  [ "$WARMUP" = 0 ] || "${CLIENT[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$(url_of "$n" plain /)" > /dev/null 2>&1 || true
+warmups=()   # every process once: each target's plain listener, tracehop's log and TLS processes
+for n in "${NAMES[@]}"; do warmups+=("$(url_of "$n" plain /)"); done
+[ -z "${PIDS[tracehop-on-log]:-}" ] || warmups+=("$(url_of tracehop-on log /)")
+[ -z "${PIDS[tracehop-on-tls]:-}" ] || warmups+=("$(url_of tracehop-on tls /)")
+for url in "${warmups[@]}"; do
+  [ "$WARMUP" = 0 ] || "${CLIENT[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" > /dev/null 2>&1 || true
 done
 
 for round in $(seq 1 "$ROUNDS"); do

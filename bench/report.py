@@ -287,18 +287,24 @@ def workload_table(res, wl):
 
 
 def idle_figures(res, target):
-    """(opened, alive, total MiB, KiB per connection) medians over rounds, or None."""
+    """(opened, alive, total MiB, KiB per connection, asked) over rounds, or None.
+
+    The worst round of each: fewest connections opened and answering, most
+    memory. Later rounds reuse memory that the first one's connections left
+    behind (every allocator keeps some), so their growth understates what
+    holding the connections costs; the largest is the first round's."""
     rows = res.idle_rows(target)
     if not rows:
         return None
     per_conn = [(int(r["rss_idle_kb"]) - int(r["rss_before_kb"])) / max(int(r["opened"]), 1) for r in rows]
-    return (median([int(r["opened"]) for r in rows]), median([int(r["alive"]) for r in rows]),
-            median([int(r["rss_idle_kb"]) / 1024 for r in rows]), median(per_conn),
-            rows[0]["conns"])
+    return (min(int(r["opened"]) for r in rows), min(int(r["alive"]) for r in rows),
+            max(int(r["rss_idle_kb"]) / 1024 for r in rows), max(per_conn), rows[0]["conns"])
 
 
 def idle_table(res, wl):
-    out = ["| target | connections open | still answering after | RSS before MiB | RSS with them MiB "
+    out = ["Over rounds, the worst of each column: fewest connections, most memory (later "
+           "rounds reuse memory the first one's connections left behind).", "",
+           "| target | connections open | still answering after | RSS before MiB | RSS with them MiB "
            "| KiB per connection | × nginx |", "|---|---|---|---|---|---|---|"]
     nginx = idle_figures(res, "nginx")
     for target in wl.targets:
@@ -307,7 +313,7 @@ def idle_table(res, wl):
             out.append(f"| {target} | no result (see raw/) | | | | | |")
             continue
         opened, alive, total, per_conn, conns = fig
-        before = median([int(r["rss_before_kb"]) / 1024 for r in res.idle_rows(target)])
+        before = min(int(r["rss_before_kb"]) / 1024 for r in res.idle_rows(target))
         ratio = per_conn / nginx[3] if nginx and nginx[3] else None
         out.append(f"| {target} | {opened:.0f} of {conns} | {alive:.0f} | {fmt(before, '{:.1f}')} "
                    f"| {fmt(total, '{:.1f}')} | {fmt(per_conn, '{:.2f}')} | {fmt(ratio, '{:.2f}')} |")
