@@ -444,7 +444,7 @@ fn overrides_win_over_the_file() {
         service_name: Some("checkout".into()),
         listen: Some("127.0.0.1:9000".into()),
         upstream: Some("http://127.0.0.1:3000".into()),
-        zipkin: Some("http://127.0.0.1:9412/api/v2/spans".into()),
+        zipkin: vec!["http://127.0.0.1:9412/api/v2/spans".into()],
         admin: Some("127.0.0.1:9001".into()),
         sample_ratio: Some(0.25),
         resource_tags: vec![("k8s.pod.name".into(), "pod-1".into())],
@@ -470,7 +470,7 @@ fn overrides_win_over_the_file() {
         panic!("export enabled")
     };
     let zipkin = e.zipkin.expect("zipkin set");
-    assert_eq!(zipkin.url.authority.as_str(), "127.0.0.1:9412");
+    assert_eq!(zipkin.urls[0].authority.as_str(), "127.0.0.1:9412");
     assert!(e.otlp.is_none());
 }
 
@@ -488,7 +488,7 @@ fn zipkin_is_the_default_unless_only_otlp_is_named() {
     let plain = export_of("", Overrides::default());
     let names: Vec<_> = plain
         .destinations()
-        .map(|(e, d)| (e, d.url.clone()))
+        .map(|(e, d)| (e, d.urls[0].clone()))
         .collect();
     assert_eq!(names.len(), 1);
     assert_eq!(names[0].0, Exporter::Zipkin);
@@ -503,8 +503,8 @@ fn zipkin_is_the_default_unless_only_otlp_is_named() {
         "naming OTLP alone replaces the default"
     );
     let otlp = otlp_only.otlp.expect("otlp set");
-    assert_eq!(otlp.url.authority.as_str(), "otel-collector:4318");
-    assert_eq!(otlp.url.path, "/v1/traces");
+    assert_eq!(otlp.urls[0].authority.as_str(), "otel-collector:4318");
+    assert_eq!(otlp.urls[0].path, "/v1/traces");
     assert!(otlp.gzip, "export.gzip is the default for OTLP too");
 
     let both = export_of(
@@ -515,7 +515,7 @@ fn zipkin_is_the_default_unless_only_otlp_is_named() {
     assert_eq!(kinds, [Exporter::Zipkin, Exporter::Otlp]);
     let otlp = both.otlp.as_ref().unwrap();
     assert_eq!(
-        otlp.url.path, "/v1/traces",
+        otlp.urls[0].path, "/v1/traces",
         "a URL without a path gets OTLP's"
     );
     assert!(!otlp.gzip && both.zipkin.as_ref().unwrap().gzip);
@@ -528,16 +528,16 @@ fn zipkin_is_the_default_unless_only_otlp_is_named() {
 #[test]
 fn the_otlp_flag_adds_otlp_beside_the_file_s_zipkin() {
     let overrides = Overrides {
-        otlp: Some("http://127.0.0.1:4318/v1/traces".into()),
+        otlp: vec!["http://127.0.0.1:4318/v1/traces".into()],
         ..Overrides::default()
     };
     let e = export_of(
         "export:\n  zipkin: http://zipkin:9411/api/v2/spans\n  otlp: {url: http://old:4318, gzip: true}\n",
         overrides,
     );
-    assert_eq!(e.zipkin.unwrap().url.authority.as_str(), "zipkin:9411");
+    assert_eq!(e.zipkin.unwrap().urls[0].authority.as_str(), "zipkin:9411");
     let otlp = e.otlp.unwrap();
-    assert_eq!(otlp.url.authority.as_str(), "127.0.0.1:4318");
+    assert_eq!(otlp.urls[0].authority.as_str(), "127.0.0.1:4318");
     assert!(otlp.gzip, "the flag sets the URL only");
 }
 

@@ -30,10 +30,12 @@ pub fn seed(name: &str) -> u64 {
 /// The weight of the endpoint with `seed` for `trace`.
 pub fn weight(seed: u64, trace: TraceId) -> u64 {
     let id = trace.get();
-    // Both halves count: a 64-bit trace id (B3) has a zero high half.
+    // Both halves count (a 64-bit B3 trace id has a zero high half), each
+    // mixed with the seed in turn so that no pattern between the halves
+    // cancels the endpoint out.
     let high = (id >> 64) as u64;
     let low = id as u64;
-    mix(seed ^ mix(low ^ mix(high)))
+    mix(mix(seed ^ high) ^ low)
 }
 
 /// The index in `seeds` of the endpoint `trace` goes to; `None` when
@@ -68,7 +70,7 @@ mod tests {
     fn traces() -> impl Iterator<Item = TraceId> {
         (1..=u64::from(TRACES)).map(|i| {
             let a = mix(i);
-            let b = mix(a);
+            let b = mix(i ^ 0x5555_5555_5555_5555);
             TraceId::new((u128::from(a) << 64) | u128::from(b)).expect("non-zero")
         })
     }
@@ -89,12 +91,17 @@ mod tests {
 
     #[test]
     fn the_choice_is_fixed_across_processes_and_list_orders() {
-        // Pinned values: a sidecar of another build must pick the same
-        // collector, so the hash may never change.
-        assert_eq!(seed(""), mix(0xcbf2_9ce4_8422_2325));
+        // Pinned values (computed independently of this code): a sidecar
+        // of another build must pick the same collector, so the hash may
+        // never change.
         let trace = TraceId::new(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736).unwrap();
+        assert_eq!(seed(THREE[0]), 0x97dc_9b77_2d7d_a6d0);
+        assert_eq!(seed(THREE[1]), 0x7f00_214f_02d1_dd27);
+        assert_eq!(weight(seed(THREE[0]), trace), 0xfafe_b5ae_dd67_f7d4);
+        assert_eq!(weight(seed(THREE[2]), trace), 0x9e78_edbf_39d7_76b9);
         let names = THREE;
         let chosen = owner(trace, &names);
+        assert_eq!(chosen, THREE[0]);
         let mut reversed = names;
         reversed.reverse();
         assert_eq!(owner(trace, &reversed), chosen);

@@ -186,11 +186,11 @@ async fn handle(
 /// A destination on `addr` at `path`.
 fn destination(addr: SocketAddr, path: &str) -> Destination {
     Destination {
-        url: UpstreamUrl {
+        urls: vec![UpstreamUrl {
             scheme: Scheme::Http,
             authority: addr.to_string().parse().unwrap(),
             path: path.into(),
-        },
+        }],
         gzip: false,
         tls: None,
         headers: Vec::new(),
@@ -212,6 +212,7 @@ fn zipkin(addr: SocketAddr) -> ExportSettings {
             max_elapsed: Duration::from_secs(20),
         },
         shutdown_timeout: Duration::from_secs(20),
+        resolve: crate::config::Resolve::Static,
     }
 }
 
@@ -222,6 +223,18 @@ fn otlp(addr: SocketAddr) -> ExportSettings {
         otlp: Some(destination(addr, "/v1/traces")),
         ..zipkin(addr)
     }
+}
+
+/// A stop signal for export tasks, fired by sending `true`.
+pub(super) fn stop_signal() -> (watch::Sender<bool>, StopSignal) {
+    let (stop, stopped) = watch::channel(false);
+    let signal: StopSignal = Arc::new(move || {
+        let mut stopped = stopped.clone();
+        Box::new(Box::pin(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    });
+    (stop, signal)
 }
 
 /// Running batchers (one per exporter) with their sink and metrics.
@@ -238,15 +251,10 @@ impl Exporter {
         let options = EncodeOptions::default();
         let (sink, batchers) = channel(&ExportConfig::Enabled(config), &metrics.export, options);
         assert!(!batchers.is_empty(), "export is enabled");
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = stop_signal();
         let tasks = batchers
             .into_iter()
-            .map(|batcher| {
-                let mut stopped = stopped.clone();
-                tokio::spawn(batcher.run(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                }))
-            })
+            .map(|task| tokio::spawn(task.run(stopped.clone())))
             .collect();
         Self {
             sink,
@@ -694,7 +702,7 @@ async fn disabled_or_unusable_export_discards_spans() {
     assert_eq!(dropped_by(&metrics, "none", "disabled"), 1.0);
 
     let mut unusable = zipkin("127.0.0.1:9411".parse().unwrap());
-    unusable.zipkin.as_mut().unwrap().url.path = "/api/v2/spans with spaces".into();
+    unusable.zipkin.as_mut().unwrap().urls[0].path = "/api/v2/spans with spaces".into();
     let (sink, batchers) = channel(
         &ExportConfig::Enabled(unusable.clone()),
         &metrics.export,
@@ -717,7 +725,7 @@ async fn disabled_or_unusable_export_discards_spans() {
     assert_eq!(batchers.len(), 1);
 
     let mut https = zipkin("127.0.0.1:9411".parse().unwrap());
-    https.zipkin.as_mut().unwrap().url.scheme = Scheme::Https;
+    https.zipkin.as_mut().unwrap().urls[0].scheme = Scheme::Https;
     let (_, batchers) = channel(
         &ExportConfig::Enabled(https),
         &metrics.export,
