@@ -179,6 +179,8 @@ impl<'de> Deserialize<'de> for RawUrls {
 #[derive(Debug, Default)]
 pub(super) struct RawOtlp {
     pub url: Option<RawUrls>,
+    /// Written as `otlp: [URL, …]`: problems are at `export.otlp[i]`.
+    pub bare_list: bool,
     pub gzip: Option<bool>,
     pub tls: Option<RawClientTls>,
     pub headers: Option<BTreeMap<String, RawHeaderValue>>,
@@ -218,6 +220,7 @@ impl<'de> Deserialize<'de> for RawOtlp {
                     url: Some(RawUrls::deserialize(
                         serde::de::value::SeqAccessDeserializer::new(seq),
                     )?),
+                    bare_list: true,
                     ..RawOtlp::default()
                 })
             }
@@ -226,6 +229,7 @@ impl<'de> Deserialize<'de> for RawOtlp {
                 let block =
                     RawOtlpBlock::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
                 Ok(RawOtlp {
+                    bare_list: false,
                     url: block.url,
                     gzip: block.gzip,
                     tls: block.tls,

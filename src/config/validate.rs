@@ -438,6 +438,7 @@ fn at_least_one(urls: Vec<UpstreamUrl>) -> Vec<UpstreamUrl> {
 /// without a path gets OTLP's `/v1/traces`.
 fn otlp_destination(raw: RawOtlp, gzip: bool, p: &mut Problems) -> Destination {
     let urls = match raw.url {
+        Some(urls) if raw.bare_list => endpoints::urls("export.otlp", urls, p),
         Some(urls) => endpoints::urls("export.otlp.url", urls, p),
         None => {
             p.push("export.otlp.url", "is required");
