@@ -52,7 +52,7 @@ mod json;
 mod otlp;
 mod outage;
 mod relay;
-mod rendezvous;
+pub(super) mod rendezvous;
 mod retry;
 mod route;
 #[cfg(test)]
@@ -133,7 +133,7 @@ pub fn channel_with(
 }
 
 /// [`channel_with`], looking hosts up with `lookup` (tests feed their own).
-fn channel_resolving(
+pub(super) fn channel_resolving(
     config: &ExportConfig,
     metrics: &ExportFamilies,
     options: EncodeOptions,

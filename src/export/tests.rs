@@ -24,7 +24,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// What the fake collector answers.
 #[derive(Clone, Copy)]
-enum Reply {
+pub(super) enum Reply {
     Status(u16),
     RetryAfter(u16, &'static str),
     /// Wait for [`Fake::release`] and then answer 202.
@@ -54,12 +54,12 @@ type Responder = Box<dyn Fn(usize, &[String]) -> Reply + Send + Sync>;
 
 /// One request the fake received.
 #[derive(Clone, Debug)]
-struct Upload {
+pub(super) struct Upload {
     at: Instant,
-    headers: http::HeaderMap,
+    pub(super) headers: http::HeaderMap,
     /// The body after gzip decoding.
     json: Vec<u8>,
-    ids: Vec<String>,
+    pub(super) ids: Vec<String>,
 }
 
 struct FakeState {
@@ -69,13 +69,13 @@ struct FakeState {
     release: Notify,
 }
 
-struct Fake {
-    addr: SocketAddr,
+pub(super) struct Fake {
+    pub(super) addr: SocketAddr,
     state: Arc<FakeState>,
 }
 
 impl Fake {
-    async fn start(responder: impl Fn(usize, &[String]) -> Reply + Send + Sync + 'static) -> Self {
+    pub(super) async fn start(responder: impl Fn(usize, &[String]) -> Reply + Send + Sync + 'static) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(FakeState {
@@ -99,7 +99,7 @@ impl Fake {
         Self { addr, state }
     }
 
-    async fn wait_for_uploads(&self, n: usize) -> Vec<Upload> {
+    pub(super) async fn wait_for_uploads(&self, n: usize) -> Vec<Upload> {
         let mut count = self.state.count.subscribe();
         tokio::time::timeout(WAIT, count.wait_for(|c| *c >= n))
             .await
@@ -108,7 +108,7 @@ impl Fake {
         self.uploads()
     }
 
-    fn uploads(&self) -> Vec<Upload> {
+    pub(super) fn uploads(&self) -> Vec<Upload> {
         self.state.uploads.lock().unwrap().clone()
     }
 
@@ -198,7 +198,7 @@ fn destination(addr: SocketAddr, path: &str) -> Destination {
 }
 
 /// Export to a Zipkin collector on `addr`, in batches of 2.
-fn zipkin(addr: SocketAddr) -> ExportSettings {
+pub(super) fn zipkin(addr: SocketAddr) -> ExportSettings {
     ExportSettings {
         zipkin: Some(destination(addr, "/api/v2/spans")),
         otlp: None,
@@ -282,7 +282,7 @@ impl Exporter {
 }
 
 /// The value of one sample line of the rendered metrics, 0 when absent.
-fn metric(metrics: &Metrics, series: &str) -> f64 {
+pub(super) fn metric(metrics: &Metrics, series: &str) -> f64 {
     let text = String::from_utf8(metrics.render()).unwrap();
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
