@@ -574,9 +574,15 @@ impl ExportFamilies {
     pub fn endpoint(&self, exporter: &'static str, endpoint: &str) -> ExportMetrics {
         let mut metrics = self.exporter(exporter);
         let labels = [exporter, endpoint];
-        zeroed(self.endpoint_requests.clone(), &[&[exporter], &[endpoint], &EXPORT_RESULTS]);
+        zeroed(
+            self.endpoint_requests.clone(),
+            &[&[exporter], &[endpoint], &EXPORT_RESULTS],
+        );
         metrics.queue_depth.endpoint = Some(self.endpoint_queue.with_label_values(&labels));
-        let outcome = |o: &str| self.endpoint_spans.with_label_values(&[exporter, endpoint, o]);
+        let outcome = |o: &str| {
+            self.endpoint_spans
+                .with_label_values(&[exporter, endpoint, o])
+        };
         metrics.endpoint = Some(EndpointSeries {
             name: endpoint.into(),
             requests: self.endpoint_requests.clone(),
@@ -599,7 +605,9 @@ impl ExportFamilies {
                 .endpoint_spans
                 .remove_label_values(&[exporter, endpoint, outcome]);
         }
-        let _ = self.endpoint_queue.remove_label_values(&[exporter, endpoint]);
+        let _ = self
+            .endpoint_queue
+            .remove_label_values(&[exporter, endpoint]);
     }
 
     /// The endpoint-set series of `exporter`.
@@ -673,11 +681,6 @@ impl ExportMetrics {
         if let Some(endpoint) = &self.endpoint {
             endpoint.exported.inc_by(spans);
         }
-    }
-
-    /// Spans the exporter's collector accepted so far.
-    pub fn exported_total(&self) -> u64 {
-        self.spans_exported.get()
     }
 }
 

@@ -1104,10 +1104,22 @@ fn several_collectors_are_a_list_of_urls_for_either_exporter() {
         "export:\n  zipkin: [http://c0:9411/api/v2/spans, http://c1:9411/api/v2/spans]\n  otlp: [http://o0:4318, http://o1:4318/v1/traces]\n",
         Overrides::default(),
     );
-    let zipkin: Vec<String> = e.zipkin.unwrap().urls.iter().map(|u| u.to_string()).collect();
-    assert_eq!(zipkin, ["http://c0:9411/api/v2/spans", "http://c1:9411/api/v2/spans"]);
+    let zipkin: Vec<String> = e
+        .zipkin
+        .unwrap()
+        .urls
+        .iter()
+        .map(|u| u.to_string())
+        .collect();
+    assert_eq!(
+        zipkin,
+        ["http://c0:9411/api/v2/spans", "http://c1:9411/api/v2/spans"]
+    );
     let otlp: Vec<String> = e.otlp.unwrap().urls.iter().map(|u| u.to_string()).collect();
-    assert_eq!(otlp, ["http://o0:4318/v1/traces", "http://o1:4318/v1/traces"]);
+    assert_eq!(
+        otlp,
+        ["http://o0:4318/v1/traces", "http://o1:4318/v1/traces"]
+    );
     assert_eq!(e.resolve, Resolve::Static);
 
     let block = export_of(
@@ -1120,11 +1132,18 @@ fn several_collectors_are_a_list_of_urls_for_either_exporter() {
     let flags = export_of(
         "export:\n  zipkin: http://file:9411/api/v2/spans\n",
         Overrides {
-            zipkin: vec!["http://a:9411/api/v2/spans".into(), "http://b:9411/api/v2/spans".into()],
+            zipkin: vec![
+                "http://a:9411/api/v2/spans".into(),
+                "http://b:9411/api/v2/spans".into(),
+            ],
             ..Overrides::default()
         },
     );
-    assert_eq!(flags.zipkin.unwrap().urls.len(), 2, "the flags replace the file's list");
+    assert_eq!(
+        flags.zipkin.unwrap().urls.len(),
+        2,
+        "the flags replace the file's list"
+    );
 
     // The effective config shows a list as a list and reads back the same.
     let text = format!(
@@ -1141,19 +1160,32 @@ fn dns_resolution_takes_one_url_and_an_interval() {
         "export:\n  zipkin: http://collector.tracing.svc:9411/api/v2/spans\n  resolve: dns\n",
         Overrides::default(),
     );
-    assert_eq!(e.resolve, Resolve::Dns { interval: Duration::from_secs(30) });
+    assert_eq!(
+        e.resolve,
+        Resolve::Dns {
+            interval: Duration::from_secs(30)
+        }
+    );
     let e = export_of(
         "export:\n  zipkin: http://collector:9411/api/v2/spans\n  resolve: dns\n  resolve_interval: 5s\n",
         Overrides::default(),
     );
-    assert_eq!(e.resolve, Resolve::Dns { interval: Duration::from_secs(5) });
+    assert_eq!(
+        e.resolve,
+        Resolve::Dns {
+            interval: Duration::from_secs(5)
+        }
+    );
     let yaml = load(
         &format!("{MINIMAL}export:\n  resolve: dns\n  resolve_interval: 5s\n"),
         Overrides::default(),
     )
     .unwrap()
     .to_yaml();
-    assert!(yaml.contains("resolve: dns") && yaml.contains("resolve_interval: 5s"), "{yaml}");
+    assert!(
+        yaml.contains("resolve: dns") && yaml.contains("resolve_interval: 5s"),
+        "{yaml}"
+    );
 }
 
 #[test]
@@ -1170,14 +1202,26 @@ fn endpoint_list_problems_name_the_key_and_the_index() {
             "export.zipkin[2]",
             "listed twice",
         ),
-        ("export:\n  otlp: [http://a:4318, 7]\n", "export.otlp[1]", ""),
+        (
+            "export:\n  otlp: [http://a:4318, 7]\n",
+            "export.otlp[1]",
+            "",
+        ),
         (
             "export:\n  zipkin: [http://a:9411/x, http://b:9411/x]\n  resolve: dns\n",
             "export.resolve",
             "export.zipkin lists 2",
         ),
-        ("export:\n  resolve: consul\n", "export.resolve", "static or dns"),
-        ("export:\n  resolve_interval: 5s\n", "export.resolve_interval", "dns"),
+        (
+            "export:\n  resolve: consul\n",
+            "export.resolve",
+            "static or dns",
+        ),
+        (
+            "export:\n  resolve_interval: 5s\n",
+            "export.resolve_interval",
+            "dns",
+        ),
         (
             "export:\n  resolve: dns\n  resolve_interval: 0s\n",
             "export.resolve_interval",

@@ -327,11 +327,7 @@ const OTLP_TRACES_PATH: &str = "/v1/traces";
 fn export(raw: RawExport, p: &mut Problems) -> ExportConfig {
     let retry = raw.retry.unwrap_or_default();
     let gzip = raw.gzip.unwrap_or(false);
-    let resolve = endpoints::resolve(
-        raw.resolve.as_deref(),
-        raw.resolve_interval.as_deref(),
-        p,
-    );
+    let resolve = endpoints::resolve(raw.resolve.as_deref(), raw.resolve_interval.as_deref(), p);
     let otlp = raw.otlp.map(|otlp| otlp_destination(otlp, gzip, p));
     // Zipkin is the default destination, unless only OTLP is named.
     let zipkin = match (raw.zipkin, &otlp) {

@@ -136,13 +136,14 @@ impl CollectorClient {
         };
         let direct = UpstreamUrl {
             scheme: url.scheme,
-            authority: addr.to_string().parse().map_err(|source: http::uri::InvalidUri| {
-                ClientError::InvalidUrl {
+            authority: addr
+                .to_string()
+                .parse()
+                .map_err(|source: http::uri::InvalidUri| ClientError::InvalidUrl {
                     authority: url.authority.clone(),
                     path: url.path.clone(),
                     source: source.into(),
-                }
-            })?,
+                })?,
             path: url.path.clone(),
         };
         let host_value = HeaderValue::from_str(url.authority.as_str())

@@ -122,12 +122,16 @@ impl Discovery {
             return;
         }
         let (added_names, removed_names) = (
-            added.iter().map(|e: &Endpoint| e.name.to_string()).collect::<Vec<_>>(),
+            added
+                .iter()
+                .map(|e: &Endpoint| e.name.to_string())
+                .collect::<Vec<_>>(),
             removed.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
         );
         self.set.replace(|name| names.contains(name), added);
         let now = self.set.names();
-        self.metrics.changed(added_names.len(), removed_names.len(), now.len());
+        self.metrics
+            .changed(added_names.len(), removed_names.len(), now.len());
         tracing::info!(
             exporter = self.pipelines.exporter.label(),
             host = %self.url.authority,

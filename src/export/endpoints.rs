@@ -104,10 +104,7 @@ mod tests {
     use crate::span::TraceId;
     use tokio::sync::mpsc;
 
-    fn endpoint(
-        metrics: &Metrics,
-        name: &str,
-    ) -> (Endpoint, mpsc::Receiver<Arc<Span>>) {
+    fn endpoint(metrics: &Metrics, name: &str) -> (Endpoint, mpsc::Receiver<Arc<Span>>) {
         let (sender, receiver) = mpsc::channel(64);
         let em = metrics.export.endpoint("zipkin", name);
         let queue = Queue::new(sender, Arc::new(Doorbell::new(64)), &em, "zipkin");
@@ -126,13 +123,20 @@ mod tests {
         let names = ["a:1", "b:1", "c:1"];
         let (endpoints, mut queues): (Vec<_>, Vec<_>) =
             names.iter().map(|n| endpoint(&metrics, n)).unzip();
-        let set = EndpointSet::new(endpoints, metrics.export.exporter("zipkin").dropped_counter("no_endpoint"));
+        let set = EndpointSet::new(
+            endpoints,
+            metrics
+                .export
+                .exporter("zipkin")
+                .dropped_counter("no_endpoint"),
+        );
         let seeds: Vec<u64> = names.iter().map(|n| rendezvous::seed(n)).collect();
         for trace in 1..=300u128 {
             let trace = trace * 0x9e37_79b9_7f4a_7c15_u128;
             set.offer(span_of(trace));
             set.offer(span_of(trace));
-            let expected = rendezvous::pick(TraceId::new(trace).unwrap(), seeds.iter().copied()).unwrap();
+            let expected =
+                rendezvous::pick(TraceId::new(trace).unwrap(), seeds.iter().copied()).unwrap();
             for (i, queue) in queues.iter_mut().enumerate() {
                 let got = std::iter::from_fn(|| queue.try_recv().ok()).count();
                 assert_eq!(got, if i == expected { 2 } else { 0 }, "trace {trace:x}");
@@ -156,7 +160,10 @@ mod tests {
         set.replace(|name| name != "a:1", Vec::new());
         assert!(set.names().is_empty());
         assert!(
-            matches!(a_rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)),
+            matches!(
+                a_rx.try_recv(),
+                Err(mpsc::error::TryRecvError::Disconnected)
+            ),
             "the removed endpoint's queue is closed"
         );
     }

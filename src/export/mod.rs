@@ -1,6 +1,7 @@
 //! Span export to a Zipkin v2 collector and/or an OTLP/HTTP endpoint (DESIGN §6).
 //!
-//! The flow, one way only, once per configured exporter:
+//! The flow, one way only, once per configured exporter and, within it,
+//! once per collector endpoint:
 //!
 //! ```text
 //!                         ┌─► zipkin queue ─► Batcher ─► Zipkin JSON ─► Delivery ─► POST /api/v2/spans
@@ -11,11 +12,17 @@
 //! ```
 //!
 //! 1. [`SpanSink`] (`sink`): the request path's handle. `send` never blocks:
-//!    it offers the span (one `Arc`, shared) to every exporter's queue; a
-//!    full queue drops it for that exporter alone and counts `queue_full`.
-//! 2. The queues: tokio bounded channels of `queue_capacity` spans each; the
-//!    `tracehop_export_queue_spans{exporter}` gauge follows each depth.
-//! 3. [`Batcher`] (`batcher`, `batch`): one per exporter; encodes spans as
+//!    it offers the span (one `Arc`, shared) to every exporter; within an
+//!    exporter, `endpoints` picks the queue of the collector endpoint the
+//!    span's trace goes to (`rendezvous`: every span of a trace, from every
+//!    sidecar, to the same collector). A full queue drops the span for that
+//!    endpoint alone and counts `queue_full`.
+//! 2. The queues: tokio bounded channels of `queue_capacity` spans each,
+//!    one per endpoint; `tracehop_export_queue_spans{exporter}` and
+//!    `tracehop_export_endpoint_queue_spans{exporter,endpoint}` follow them.
+//!    With `export.resolve: dns`, `discovery` adds and removes endpoints
+//!    as the collector's host resolves to new addresses.
+//! 3. [`Batcher`] (`batcher`, `batch`): one per endpoint; encodes spans as
 //!    they arrive, flushes at `batch_size` spans or `batch_interval` after a
 //!    batch's first span, and runs the final flush at shutdown.
 //! 4. Encoding, off the request path: `tags` holds the one list of span
@@ -28,19 +35,22 @@
 //!    `max_elapsed`, then dropped as `retries_exhausted`. Which statuses are
 //!    retryable is each exporter's rule (`client::retryable`).
 //!
-//! Independence: each exporter has its own queue, batcher, connection and
-//! retries, so a Zipkin that is down fills only Zipkin's queue while OTLP
-//! goes on, and the other way round; requests never wait for either.
+//! Independence: each endpoint of each exporter has its own queue,
+//! batcher, connection, retries and outage log, so a Zipkin that is down
+//! fills only its own queue while OTLP (or the other collectors) goes on;
+//! requests never wait for any. A span is never re-routed to another
+//! endpoint because its own is down (`endpoints` says why).
 //!
-//! Memory bound: each queue holds at most `queue_capacity` spans and each
-//! batcher at most one batch (`batch_size` spans, encoded as they arrive).
+//! Memory bound: each queue holds at most `queue_capacity` spans (so an
+//! exporter with n endpoints up to n times that) and each batcher at most
+//! one batch (`batch_size` spans, encoded as they arrive).
 //! A batcher receives nothing while its batch is being delivered, so a slow
 //! or failing collector fills its queue and the sink starts dropping for
 //! it; no collector behaviour makes tracehop buffer more.
 //!
 //! Uses `config` (the `export` section), `metrics` ([`ExportMetrics`]) and
 //! `span` (the records). Nothing here is global: `app` builds the channels,
-//! spawns each [`Batcher::run`] and hands clones of the sink to the listeners.
+//! spawns each [`ExportTask`] and hands clones of the sink to the listeners.
 
 mod batch;
 mod batcher;
@@ -76,7 +86,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::config::{ExportConfig, ExportSettings, Exporter, Resolve};
+use crate::config::{ExportConfig, ExportSettings, Exporter, Resolve, UpstreamUrl};
 use crate::metrics::ExportFamilies;
 use batcher::BatchSettings;
 use client::CollectorClient;
@@ -154,52 +164,32 @@ pub(super) fn channel_resolving(
             families: metrics.clone(),
             options: options.clone(),
         };
-        let no_endpoint = metrics.exporter(exporter.label()).dropped_counter("no_endpoint");
+        let no_endpoint = metrics
+            .exporter(exporter.label())
+            .dropped_counter("no_endpoint");
         let set_metrics = metrics.endpoint_set(exporter.label());
         match settings.resolve {
             Resolve::Static => {
-                let mut endpoints = Vec::new();
-                for url in &destination.urls {
-                    let built = CollectorClient::new(
-                        exporter,
-                        url,
-                        settings.timeout,
-                        pipelines.access.clone(),
-                    )
-                    .and_then(|client| Ok(pipelines.build(&url.to_string(), client)));
-                    match built {
-                        Ok((endpoint, batcher)) => {
-                            endpoints.push(endpoint);
-                            tasks.push(ExportTask::Batcher(batcher));
-                        }
-                        Err(error) => tracing::error!(
-                            %error,
-                            exporter = exporter.label(),
-                            "span export to this collector disabled"
-                        ),
-                    }
+                let endpoints = pipelines.listed(&destination.urls, &mut tasks);
+                if !endpoints.is_empty() {
+                    set_metrics.changed(endpoints.len(), 0, endpoints.len());
+                    sets.push(EndpointSet::new(endpoints, no_endpoint));
                 }
-                if endpoints.is_empty() {
-                    continue;
-                }
-                set_metrics.changed(endpoints.len(), 0, endpoints.len());
-                sets.push(EndpointSet::new(endpoints, no_endpoint));
             }
+            // Validation leaves one URL per exporter with DNS.
             Resolve::Dns { interval } => {
-                let set = EndpointSet::new(Vec::new(), no_endpoint);
-                // Validation leaves one URL per exporter with DNS.
-                let Some(url) = destination.urls.first() else {
-                    continue;
-                };
-                tasks.push(ExportTask::Discovery(Discovery {
-                    url: url.clone(),
-                    interval,
-                    lookup: lookup.clone(),
-                    set: set.clone(),
-                    pipelines,
-                    metrics: set_metrics,
-                }));
-                sets.push(set);
+                if let Some(url) = destination.urls.first() {
+                    let set = EndpointSet::new(Vec::new(), no_endpoint);
+                    tasks.push(ExportTask::Discovery(Discovery {
+                        url: url.clone(),
+                        interval,
+                        lookup: lookup.clone(),
+                        set: set.clone(),
+                        pipelines,
+                        metrics: set_metrics,
+                    }));
+                    sets.push(set);
+                }
             }
         }
     }
@@ -221,6 +211,29 @@ struct Pipelines {
 }
 
 impl Pipelines {
+    /// One endpoint per URL of a static list, named by the URL as
+    /// configured; their batchers go to `tasks`. A URL whose client cannot
+    /// be built is logged and left out.
+    fn listed(&self, urls: &[UpstreamUrl], tasks: &mut Vec<ExportTask>) -> Vec<Endpoint> {
+        let mut endpoints = Vec::new();
+        for url in urls {
+            let access = self.access.clone();
+            match CollectorClient::new(self.exporter, url, self.settings.timeout, access) {
+                Ok(client) => {
+                    let (endpoint, batcher) = self.build(&url.to_string(), client);
+                    endpoints.push(endpoint);
+                    tasks.push(ExportTask::Batcher(batcher));
+                }
+                Err(error) => tracing::error!(
+                    %error,
+                    exporter = self.exporter.label(),
+                    "span export to this collector disabled"
+                ),
+            }
+        }
+        endpoints
+    }
+
     /// The endpoint called `name`, sending through `client`: its queue,
     /// in an [`Endpoint`] for the set, and the batcher that drains it.
     fn build(&self, name: &str, client: CollectorClient) -> (Endpoint, Batcher) {

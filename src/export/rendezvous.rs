@@ -129,14 +129,22 @@ mod tests {
                 let off = (f64::from(*count) - fair).abs() / fair;
                 // 30,000 draws: a fair share's standard error is under
                 // 1.5 %; 5 % is over three of them.
-                assert!(off < 0.05, "{n} endpoints: {name} got {count} of {TRACES} ({counts:?})");
+                assert!(
+                    off < 0.05,
+                    "{n} endpoints: {name} got {count} of {TRACES} ({counts:?})"
+                );
             }
         }
     }
 
     #[test]
     fn a_joining_endpoint_takes_only_its_share() {
-        let four = [THREE[0], THREE[1], THREE[2], "http://collector-3:9411/api/v2/spans"];
+        let four = [
+            THREE[0],
+            THREE[1],
+            THREE[2],
+            "http://collector-3:9411/api/v2/spans",
+        ];
         let mut moved = 0u32;
         for trace in traces() {
             let before = owner(trace, &THREE);
@@ -177,7 +185,9 @@ mod tests {
         }
         let fair = f64::from(TRACES) / 3.0;
         assert!(
-            counts.iter().all(|c| (f64::from(*c) - fair).abs() / fair < 0.05),
+            counts
+                .iter()
+                .all(|c| (f64::from(*c) - fair).abs() / fair < 0.05),
             "{counts:?}"
         );
     }

@@ -216,7 +216,10 @@ mod tests {
 
     /// A sink over one endpoint per queue.
     fn sink_of(metrics: &Metrics, queues: Vec<Queue>) -> SpanSink {
-        let no_endpoint = metrics.export.exporter("zipkin").dropped_counter("no_endpoint");
+        let no_endpoint = metrics
+            .export
+            .exporter("zipkin")
+            .dropped_counter("no_endpoint");
         SpanSink::enabled(
             queues
                 .into_iter()

@@ -75,7 +75,9 @@ pub(super) struct Fake {
 }
 
 impl Fake {
-    pub(super) async fn start(responder: impl Fn(usize, &[String]) -> Reply + Send + Sync + 'static) -> Self {
+    pub(super) async fn start(
+        responder: impl Fn(usize, &[String]) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(FakeState {

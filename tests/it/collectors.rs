@@ -33,7 +33,11 @@ async fn sidecar(upstream: SocketAddr, collectors: &[SocketAddr]) -> Sidecar {
 }
 
 fn trace_id(i: u32) -> String {
-    format!("{:016x}{:016x}", 0x5eed_0000_0000_0000_u64 + u64::from(i), u64::from(i) * 0x9e37_79b9)
+    format!(
+        "{:016x}{:016x}",
+        0x5eed_0000_0000_0000_u64 + u64::from(i),
+        u64::from(i) * 0x9e37_79b9
+    )
 }
 
 /// Two requests in each of the traces `0..TRACES`, one parent span per request.
@@ -44,7 +48,10 @@ async fn round(sidecar: &Sidecar, round: u32) {
             let parent = format!("{:016x}", 0x1000 + round * 16 + request + 1);
             let traceparent = format!("00-{}-{parent}-01", trace_id(i));
             let reply = client
-                .get(&format!("{}/users/{i}", sidecar.base), &[("traceparent", &traceparent)])
+                .get(
+                    &format!("{}/users/{i}", sidecar.base),
+                    &[("traceparent", &traceparent)],
+                )
                 .await;
             assert_eq!(reply.status, 200);
         }
@@ -85,7 +92,10 @@ async fn each_trace_lands_whole_on_one_collector_and_stays_there_when_another_st
         assert!(!owned.is_empty(), "collector {n} got no trace: {owners:?}");
         for (trace, spans) in owned {
             assert_eq!(*spans, 2, "trace {trace} split: {owners:?}");
-            assert!(seen.insert(trace.clone()), "trace {trace} on two collectors");
+            assert!(
+                seen.insert(trace.clone()),
+                "trace {trace} on two collectors"
+            );
         }
     }
     assert_eq!(seen.len(), TRACES as usize);
@@ -111,13 +121,22 @@ async fn each_trace_lands_whole_on_one_collector_and_stays_there_when_another_st
         addrs[1]
     );
     let text = scrape_until(&sidecar.admin, &down).await;
-    assert!(text.contains("tracehop_export_endpoints{exporter=\"zipkin\"} 3"), "{text}");
+    assert!(
+        text.contains("tracehop_export_endpoints{exporter=\"zipkin\"} 3"),
+        "{text}"
+    );
     let exported = |addr: SocketAddr, spans: usize| {
         format!(
             "tracehop_export_endpoint_spans_total{{endpoint=\"http://{addr}/api/v2/spans\",exporter=\"zipkin\",outcome=\"exported\"}} {spans}"
         )
     };
-    assert!(text.contains(&exported(addrs[0], 4 * owners[0].len())), "{text}");
-    assert!(text.contains(&exported(addrs[2], 4 * owners[2].len())), "{text}");
+    assert!(
+        text.contains(&exported(addrs[0], 4 * owners[0].len())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&exported(addrs[2], 4 * owners[2].len())),
+        "{text}"
+    );
     sidecar.stop().await;
 }

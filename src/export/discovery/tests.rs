@@ -105,7 +105,9 @@ fn endpoints(metrics: &Metrics) -> f64 {
 fn changes(metrics: &Metrics, change: &str) -> f64 {
     metric(
         metrics,
-        &format!(r#"tracehop_export_endpoint_changes_total{{change="{change}",exporter="zipkin"}}"#),
+        &format!(
+            r#"tracehop_export_endpoint_changes_total{{change="{change}",exporter="zipkin"}}"#
+        ),
     )
 }
 
@@ -130,7 +132,10 @@ async fn the_set_follows_dns_every_interval_and_keeps_its_last_answer_on_failure
     until("the second lookup", || changes(m, "added") == 3.0).await;
     assert_eq!(table.asked(), 2);
     assert_eq!((endpoints(m), changes(m, "removed")), (2.0, 1.0));
-    until("the left endpoint's series to go", || !has_series(m, "127.0.0.1:1")).await;
+    until("the left endpoint's series to go", || {
+        !has_series(m, "127.0.0.1:1")
+    })
+    .await;
     assert!(has_series(m, "127.0.0.1:3"));
 
     // A failed or empty lookup keeps the set.
@@ -183,7 +188,10 @@ async fn each_trace_reaches_the_one_address_it_hashes_to_naming_the_host() {
     })
     .await
     .expect("three endpoints found");
-    let seeds: Vec<u64> = addrs.iter().map(|a| rendezvous::seed(&a.to_string())).collect();
+    let seeds: Vec<u64> = addrs
+        .iter()
+        .map(|a| rendezvous::seed(&a.to_string()))
+        .collect();
     let mut expected = vec![Vec::new(); 3];
     for t in 1..=30u64 {
         let trace = TraceId::new(u128::from(t) * 0x9e37_79b9_7f4a_7c15_0123_4567).unwrap();
@@ -202,7 +210,10 @@ async fn each_trace_reaches_the_one_address_it_hashes_to_naming_the_host() {
         got.sort();
         let mut want = want.clone();
         want.sort();
-        assert_eq!(got, want, "every span of a trace on its owner, and only there");
+        assert_eq!(
+            got, want,
+            "every span of a trace on its owner, and only there"
+        );
         assert!(
             uploads
                 .iter()
@@ -210,7 +221,10 @@ async fn each_trace_reaches_the_one_address_it_hashes_to_naming_the_host() {
             "the Host header names the looked-up host"
         );
     }
-    assert!(expected.iter().all(|spans| !spans.is_empty()), "all three got traces");
+    assert!(
+        expected.iter().all(|spans| !spans.is_empty()),
+        "all three got traces"
+    );
     running.stop.send_replace(true);
     running.task.await.unwrap();
 }
@@ -219,5 +233,10 @@ async fn each_trace_reaches_the_one_address_it_hashes_to_naming_the_host() {
 async fn the_system_lookup_resolves_localhost() {
     let found = system_lookup()("localhost:9411".into()).await.unwrap();
     assert!(!found.is_empty());
-    assert!(found.iter().all(|a| a.port() == 9411 && a.ip().is_loopback()), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .all(|a| a.port() == 9411 && a.ip().is_loopback()),
+        "{found:?}"
+    );
 }
