@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::config::{Destination, ExportSettings, RetryConfig, Scheme, UpstreamUrl};
+use crate::export::rendezvous;
 use crate::export::sample::spans;
 use crate::metrics::Metrics;
 use crate::server::{self, ServerOptions};
@@ -831,5 +832,71 @@ async fn a_stalled_exporter_never_holds_up_the_other() {
     assert_eq!(
         metric(&metrics, "tracehop_spans_exported_total{exporter=\"otlp\"}"),
         12.0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn otlp_spreads_traces_over_its_endpoints_and_never_reroutes_a_failing_one() {
+    let up = Fake::start(|_, _| Reply::Status(200)).await;
+    let down = Fake::start(|_, _| Reply::Status(503)).await;
+    let mut config = otlp(up.addr);
+    let otlp = config.otlp.as_mut().unwrap();
+    otlp.urls
+        .push(destination(down.addr, "/v1/traces").urls.remove(0));
+    let names: Vec<String> = otlp.urls.iter().map(ToString::to_string).collect();
+    config.batch_size = 1;
+    let exporter = Exporter::start(config);
+    let seeds: Vec<u64> = names.iter().map(|n| rendezvous::seed(n)).collect();
+    let (mut to_up, mut to_down) = (Vec::new(), Vec::new());
+    for (i, mut span) in spans(40).into_iter().enumerate() {
+        let trace = crate::span::TraceId::new(0x51_u128 << 100 | (i as u128 + 1) << 40).unwrap();
+        span.trace_id = trace;
+        match rendezvous::pick(trace, seeds.iter().copied()) {
+            Some(0) => to_up.push(span.id.to_string()),
+            _ => to_down.push(span.id.to_string()),
+        }
+        exporter.send(vec![span]);
+    }
+    assert!(
+        !to_up.is_empty() && !to_down.is_empty(),
+        "both endpoints own traces"
+    );
+    let got: Vec<String> = up
+        .wait_for_uploads(to_up.len())
+        .await
+        .iter()
+        .flat_map(|u| u.ids.clone())
+        .collect();
+    assert_eq!(
+        got, to_up,
+        "the endpoint that is up gets its own traces only"
+    );
+    // One batch at a time is in flight, retried: the rest of the failing
+    // endpoint's share waits in its queue behind it.
+    let tried = down.wait_for_uploads(3).await;
+    assert!(
+        tried
+            .iter()
+            .flat_map(|u| &u.ids)
+            .all(|id| to_down.contains(id)),
+        "the failing endpoint is sent its own share only"
+    );
+    let (_, metrics) = exporter.shut_down().await;
+    let series = |endpoint: &str, result: &str| {
+        metric(
+            &metrics,
+            &format!(
+                "tracehop_export_endpoint_requests_total{{endpoint=\"{endpoint}\",exporter=\"otlp\",result=\"{result}\"}}"
+            ),
+        )
+    };
+    assert_eq!(series(&names[0], "success"), to_up.len() as f64);
+    assert_eq!(series(&names[0], "server_error"), 0.0);
+    assert!(series(&names[1], "server_error") >= 3.0);
+    assert_eq!(series(&names[1], "success"), 0.0);
+    assert_eq!(
+        up.uploads().len(),
+        to_up.len(),
+        "nothing re-routed to it later"
     );
 }
