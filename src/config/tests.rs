@@ -1213,6 +1213,16 @@ fn endpoint_list_problems_name_the_key_and_the_index() {
             "export.zipkin lists 2",
         ),
         (
+            "export:\n  zipkin: [http://a:9411/x, ftp://b, http://a:9411/x]\n  resolve: dns\n",
+            "export.resolve",
+            "export.zipkin lists 3",
+        ),
+        (
+            "export:\n  otlp: {url: [http://a:4318, http://b:4318]}\n  resolve: dns\n",
+            "export.resolve",
+            "export.otlp lists 2",
+        ),
+        (
             "export:\n  resolve: consul\n",
             "export.resolve",
             "static or dns",

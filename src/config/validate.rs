@@ -328,6 +328,20 @@ fn export(raw: RawExport, p: &mut Problems) -> ExportConfig {
     let retry = raw.retry.unwrap_or_default();
     let gzip = raw.gzip.unwrap_or(false);
     let resolve = endpoints::resolve(raw.resolve.as_deref(), raw.resolve_interval.as_deref(), p);
+    // As written: a list whose entries are all invalid or repeated is
+    // still a list.
+    let listed = |urls: Option<&RawUrls>| urls.map_or(0, |urls| urls.0.len());
+    endpoints::check_dns(
+        resolve,
+        &[
+            ("export.zipkin", listed(raw.zipkin.as_ref())),
+            (
+                "export.otlp",
+                listed(raw.otlp.as_ref().and_then(|o| o.url.as_ref())),
+            ),
+        ],
+        p,
+    );
     let otlp = raw.otlp.map(|otlp| otlp_destination(otlp, gzip, p));
     // Zipkin is the default destination, unless only OTLP is named.
     let zipkin = match (raw.zipkin, &otlp) {
@@ -356,14 +370,6 @@ fn export(raw: RawExport, p: &mut Problems) -> ExportConfig {
             })
         }
     };
-    endpoints::check_dns(
-        resolve,
-        &[
-            ("export.zipkin", zipkin.as_ref().map_or(0, |d| d.urls.len())),
-            ("export.otlp", otlp.as_ref().map_or(0, |d| d.urls.len())),
-        ],
-        p,
-    );
     let settings = ExportSettings {
         zipkin,
         otlp,
