@@ -62,7 +62,7 @@ mod json;
 mod otlp;
 mod outage;
 mod relay;
-pub(super) mod rendezvous;
+pub mod rendezvous;
 mod retry;
 mod route;
 #[cfg(test)]
