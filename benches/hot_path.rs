@@ -4,6 +4,9 @@
 //! - request path: `traceparent` parse (with and without `tracestate`) and
 //!   format, B3 single and multi parse, a request with no context, the
 //!   sampling decision;
+//! - parent inference: an inbound request entering and leaving the
+//!   in-flight register, and an outbound call's start and verdict with 0,
+//!   1 and 16 inbound requests in flight;
 //! - export path (off the request path, in the batcher): one span to Zipkin
 //!   v2 JSON through a long-lived encoder (as the batcher encodes), a
 //!   512-span batch, and gzip of that batch at level 1 (what the batcher
@@ -27,6 +30,7 @@ use flate2::write::GzEncoder;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tracehop::config::{Format, Overrides, PropagationConfig};
 use tracehop::export::{EncodeOptions, SpanEncoder, encode_spans, rendezvous};
+use tracehop::inference::Register;
 use tracehop::metrics::Metrics;
 use tracehop::propagation::{Extracted, Seen, extract, inject};
 use tracehop::sampling::{RequestFacts, Sampler};
@@ -193,6 +197,7 @@ fn server_span(n: u64) -> Span {
         },
         error: None,
         tags: Vec::new(),
+        links: Vec::new(),
     }
 }
 
@@ -255,6 +260,34 @@ fn bench_export(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_inference(c: &mut Criterion) {
+    let register = Arc::new(Register::new());
+    let context = |n: u64| SpanContext {
+        trace_id: TraceId::new(u128::from(n)).expect("non-zero"),
+        span_id: SpanId::new(n).expect("non-zero"),
+        sampling: Sampling::Sampled,
+        random: true,
+    };
+    let mut group = c.benchmark_group("inference");
+    group.bench_function("enter_and_leave", |b| {
+        let mut n = 0;
+        b.iter(|| {
+            n += 1;
+            drop(black_box(register.enter(context(n))));
+        })
+    });
+    for in_flight in [0u64, 1, 16] {
+        let held: Vec<_> = (1..=in_flight)
+            .map(|n| register.enter(context(n)))
+            .collect();
+        group.bench_function(format!("call_with_{in_flight}_in_flight"), |b| {
+            b.iter(|| black_box(register.begin_call()).finish())
+        });
+        drop(held);
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -265,6 +298,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = bench_propagation, bench_sampling, bench_export
+    targets = bench_propagation, bench_sampling, bench_inference, bench_export
 }
 criterion_main!(hot_path);

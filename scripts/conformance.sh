@@ -21,7 +21,9 @@
 #     definitions (opentelemetry-proto), and the OpenTelemetry SDK's OTLP/HTTP
 #     exporter sending to the embedded collector (both from PyPI, in a
 #     virtual environment of their own: they need a newer protobuf than the
-#     Zipkin proto3 exporter).
+#     Zipkin proto3 exporter);
+#   - parent inference measured against apps that copy headers
+#     (scripts/precision.sh): never contradicted, all confirmed alone.
 # Usage: scripts/conformance.sh [path/to/tracehop]    (default target/release/tracehop)
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
 set -euo pipefail
@@ -398,5 +400,13 @@ set +e; wait "$sidecar"; code=$?; set -e
 [ "$code" = 0 ] || fail "exit code $code after SIGTERM, want 0"
 grep -q '"stopped"' "$work/sidecar.log" || grep -q 'stopped' "$work/sidecar.log" || fail "no shutdown log line"
 ok "SIGTERM: drained and exited 0; JSON access log lines carry the trace id"
+
+# --- inferred parents: precision against apps that copy headers -------------
+# The demo topology at concurrency 1, 2, 4, 8, 16 (3 s each; the table
+# in the README comes from this script).
+bash "$here/precision.sh" "$bin" --seconds 3 > "$work/precision.md" \
+  || { cat "$work/precision.md" >&2; fail "parent inference: contradicted > 0, or not every call confirmed at concurrency 1"; }
+cat "$work/precision.md"
+ok "parent inference never contradicts the real parent (concurrency 1-16); every call confirmed at concurrency 1"
 
 echo "conformance: $passed checks passed"

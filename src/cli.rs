@@ -148,6 +148,10 @@ pub struct RunArgs {
     /// The PEM private key of --tls-cert (inbound.tls.key).
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<String>,
+    /// Connect outbound calls without trace context to the inbound request
+    /// that caused them when timing proves it (inference.parents).
+    #[arg(long, value_name = "MODE", value_parser = ["unambiguous", "off"])]
+    pub infer_parents: Option<String>,
 }
 
 impl RunArgs {
@@ -163,6 +167,7 @@ impl RunArgs {
             sample_ratio: self.sample_ratio,
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
+            infer_parents: self.infer_parents.clone(),
             ..base
         }
     }

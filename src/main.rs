@@ -95,6 +95,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     app::stop_requested().await?;
     if let Some(summary) = demo.stop_load().await {
         println!("load: {summary}");
+        println!("parents: {}", demo.parent_summary());
     }
     demo.shutdown().await;
     println!("demo stopped");

@@ -10,6 +10,7 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::http1::path::ServedBy;
+use crate::inference::Outcome;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -104,6 +105,7 @@ struct ProxyFamilies {
     upstream_errors: IntCounterVec,
     context_formats: IntCounterVec,
     untraced: IntCounterVec,
+    inferred_parents: IntCounterVec,
 }
 
 /// Request metrics for one direction (`inbound` or `outbound`).
@@ -119,6 +121,23 @@ pub struct ProxyMetrics {
     upstream_errors: IntCounterVec,
     context_formats: IntCounterVec,
     untraced: IntCounterVec,
+    inferred_parents: IntCounterVec,
+}
+
+/// `tracehop_inferred_parents_total` of one outbound route, one counter per
+/// [`Outcome`], created at zero (a `contradicted` series exists before
+/// anything is contradicted, so an alert on it works from the start).
+#[derive(Clone)]
+pub struct ParentOutcomes([IntCounter; Outcome::ALL.len()]);
+
+impl ParentOutcomes {
+    pub fn count(&self, outcome: Outcome) {
+        let i = Outcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .expect("every outcome is in ALL");
+        self.0[i].inc();
+    }
 }
 
 /// The export families, every one labelled by `exporter` (`zipkin`,
@@ -393,8 +412,18 @@ impl ProxyFamilies {
             untraced: counter_vec(
                 registry,
                 "tracehop_outbound_untraced_requests_total",
-                "Outbound requests the app sent without trace context (a new trace was started).",
+                "Outbound requests the app sent without trace context (a new trace was \
+                 started unless a parent was inferred).",
                 &["route"],
+            ),
+            inferred_parents: counter_vec(
+                registry,
+                "tracehop_inferred_parents_total",
+                "Outbound calls by what parent inference did (inferred, ambiguous, no_candidate: \
+                 calls without trace context) or how it compared with the context the app sent \
+                 (confirmed, contradicted, would_be_ambiguous, would_be_no_candidate). \
+                 contradicted must stay 0.",
+                &["route", "outcome"],
             ),
         }
     }
@@ -424,6 +453,7 @@ impl ProxyMetrics {
             upstream_errors: families.upstream_errors.clone(),
             context_formats: families.context_formats.clone(),
             untraced: families.untraced.clone(),
+            inferred_parents: families.inferred_parents.clone(),
         }
     }
 
@@ -470,6 +500,33 @@ impl ProxyMetrics {
     /// Counts an outbound request without trace context on `route`.
     pub fn untraced_outbound(&self, route: &str) {
         self.untraced.with_label_values(&[route]).inc();
+    }
+
+    /// The parent-inference counters of outbound `route`, resolved once.
+    pub fn parent_outcomes(&self, route: &str) -> ParentOutcomes {
+        ParentOutcomes(
+            Outcome::ALL.map(|o| self.inferred_parents.with_label_values(&[route, o.label()])),
+        )
+    }
+
+    /// `tracehop_inferred_parents_total` summed over routes, in
+    /// [`Outcome::ALL`] order (for summaries such as the demo's).
+    pub fn parent_outcome_totals(&self) -> [u64; Outcome::ALL.len()] {
+        use prometheus::core::Collector;
+        let mut totals = [0; Outcome::ALL.len()];
+        for family in self.inferred_parents.collect() {
+            for metric in family.get_metric() {
+                let outcome = metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == "outcome")
+                    .map(|l| l.value());
+                if let Some(i) = Outcome::ALL.iter().position(|o| Some(o.label()) == outcome) {
+                    totals[i] += metric.get_counter().get_value() as u64;
+                }
+            }
+        }
+        totals
     }
 
     /// Pre-resolves the trace-context counter for each format, for the hot path.

@@ -28,7 +28,7 @@ mod runtime;
 mod signals;
 
 pub use collector::{run_collector, serve_collector};
-pub use demo::{Demo, DemoSettings, DemoStartError, run_demo_app, start_demo};
+pub use demo::{Demo, DemoSettings, DemoStartError, ParentSummary, run_demo_app, start_demo};
 pub use dev::{DevSettings, run_dev};
 pub use reload::ConfigFile;
 pub use runtime::runtime;

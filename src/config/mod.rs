@@ -49,6 +49,8 @@ pub struct Overrides {
     pub tls_cert: Option<String>,
     /// `--tls-key`: the key of `--tls-cert`.
     pub tls_key: Option<String>,
+    /// `--infer-parents`: `inference.parents` (`unambiguous` or `off`).
+    pub infer_parents: Option<String>,
     /// Pod metadata (Kubernetes downward API), recorded as span tags:
     /// pairs of (tag name, value), e.g. `("k8s.pod.name", "api-7d9")`.
     pub resource_tags: Vec<(String, String)>,
@@ -112,6 +114,9 @@ impl Overrides {
         }
         if let Some(admin) = self.admin {
             raw.admin.get_or_insert_default().listen = Some(admin);
+        }
+        if let Some(parents) = self.infer_parents {
+            raw.inference.get_or_insert_default().parents = Some(parents);
         }
         if let Some(ratio) = self.sample_ratio {
             // Replaces the whole root sampler: settings of another type

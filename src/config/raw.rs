@@ -25,6 +25,7 @@ pub(super) struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub log: Option<RawLog>,
     pub shutdown: Option<RawShutdown>,
+    pub inference: Option<RawInference>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,4 +274,10 @@ pub(super) struct RawShutdown {
     pub drain_delay: Option<String>,
     #[serde(default, deserialize_with = "super::yaml::duration")]
     pub grace_period: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInference {
+    pub parents: Option<String>,
 }

@@ -362,6 +362,7 @@ impl Config {
                 "drain_delay": duration(self.shutdown.drain_delay),
                 "grace_period": duration(self.shutdown.grace_period),
             },
+            "inference": {"parents": self.inference.parents.as_str()},
         })
     }
 }

@@ -137,7 +137,7 @@ fn every_problem_of_a_file_is_reported_at_once_in_yaml_words() {
         ("outbound.routes[2].listen", "expected text, found a list"),
         (
             "colour",
-            "unknown key; valid keys here: service, inbound, outbound, propagation, sampling, export, admin, log, shutdown",
+            "unknown key; valid keys here: service, inbound, outbound, propagation, sampling, export, admin, log, shutdown, inference",
         ),
     ];
     for (path, message) in want {
@@ -1096,6 +1096,42 @@ fn two_listeners_on_one_address_are_refused_naming_both_keys() {
         Overrides::default(),
     )
     .expect("port 0 twice is fine");
+}
+
+#[test]
+fn parent_inference_defaults_to_unambiguous_and_can_be_turned_off() {
+    let c = load(MINIMAL, Overrides::default()).unwrap();
+    assert_eq!(c.inference.parents, ParentInference::Unambiguous);
+    let off = load(
+        &format!("{MINIMAL}inference:\n  parents: off\n"),
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(off.inference.parents, ParentInference::Off);
+    let again = load(&off.to_yaml(), Overrides::default()).unwrap();
+    assert_eq!(again.inference.parents, ParentInference::Off);
+    // The flag wins over the file.
+    let flag = Overrides {
+        infer_parents: Some("unambiguous".into()),
+        ..Overrides::default()
+    };
+    let c = load(&format!("{MINIMAL}inference:\n  parents: \"off\"\n"), flag).unwrap();
+    assert_eq!(c.inference.parents, ParentInference::Unambiguous);
+    assert!(
+        c.restart_needed(&off)
+            .contains(&"inference.parents".to_owned())
+    );
+}
+
+#[test]
+fn an_unknown_parent_inference_mode_is_named_with_its_key() {
+    let e = errors(&format!("{MINIMAL}inference:\n  parents: always\n"));
+    assert!(e.has("inference.parents"), "{e}");
+    assert!(e.to_string().contains("use unambiguous or off"), "{e}");
+    assert_problem_at(
+        &format!("{MINIMAL}inference:\n  guess: true\n"),
+        "inference.guess",
+    );
 }
 
 #[test]

@@ -23,6 +23,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
+    pub inference: InferenceConfig,
     /// Not from YAML: forces every request of every proxying listener onto
     /// hyper's server and the pooled upstream client, so tests can prove
     /// both implementations behave alike.
@@ -450,4 +451,32 @@ pub struct ShutdownConfig {
     pub drain_delay: Duration,
     /// In-flight requests get this long to finish.
     pub grace_period: Duration,
+}
+
+/// `inference`: connecting outbound calls to the inbound request that
+/// caused them when the app copies no trace headers ([`crate::inference`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InferenceConfig {
+    /// `inference.parents`: `unambiguous` (default) infers a parent only
+    /// when timing proves it; `off` never does (every call without
+    /// context starts a trace).
+    pub parents: ParentInference,
+}
+
+/// Whether outbound calls without context get an inferred parent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ParentInference {
+    #[default]
+    Unambiguous,
+    Off,
+}
+
+impl ParentInference {
+    /// The YAML (and `--infer-parents`) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParentInference::Unambiguous => "unambiguous",
+            ParentInference::Off => "off",
+        }
+    }
 }

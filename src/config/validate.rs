@@ -44,6 +44,7 @@ pub(super) fn config(raw: RawConfig, p: &mut Problems) -> Config {
         },
         log: log(raw.log.unwrap_or_default(), p),
         shutdown: shutdown(raw.shutdown.unwrap_or_default(), p),
+        inference: inference(raw.inference.unwrap_or_default(), p),
         paths: Default::default(),
     };
     super::listeners::check(&config, p);
@@ -504,4 +505,19 @@ fn shutdown(raw: RawShutdown, p: &mut Problems) -> ShutdownConfig {
             Duration::from_secs(20),
         ),
     }
+}
+
+fn inference(raw: RawInference, p: &mut Problems) -> InferenceConfig {
+    let parents = match raw.parents.as_deref() {
+        None | Some("unambiguous") => ParentInference::Unambiguous,
+        Some("off") => ParentInference::Off,
+        Some(other) => {
+            p.push(
+                "inference.parents",
+                format!("`{other}` is not a choice: use unambiguous or off"),
+            );
+            ParentInference::Unambiguous
+        }
+    };
+    InferenceConfig { parents }
 }

@@ -66,7 +66,7 @@ pub mod rendezvous;
 mod retry;
 mod route;
 #[cfg(test)]
-mod sample;
+pub(crate) mod sample;
 mod sink;
 mod tags;
 mod zipkin_json;

@@ -10,6 +10,7 @@ mod forward_proxy;
 mod grpc;
 mod hostile;
 mod http1;
+mod inference;
 mod limits;
 mod otlp;
 mod proxy;
