@@ -10,7 +10,9 @@
 //! - export path (off the request path, in the batcher): one span to Zipkin
 //!   v2 JSON through a long-lived encoder (as the batcher encodes), a
 //!   512-span batch, and gzip of that batch at level 1 (what the batcher
-//!   uses) and at the default level for comparison.
+//!   uses) and at the default level for comparison; and the choice of a
+//!   span's collector among 3 and 8 (rendezvous hashing, on the request
+//!   path when several collectors are listed), to compare with encoding.
 //!
 //! Runs are kept short (1 s warm-up, 2 s measurement per benchmark), which
 //! is plenty for functions this small; command-line flags such as
@@ -27,7 +29,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tracehop::config::{Format, Overrides, PropagationConfig};
-use tracehop::export::{EncodeOptions, SpanEncoder, encode_spans};
+use tracehop::export::{EncodeOptions, SpanEncoder, encode_spans, rendezvous};
 use tracehop::inference::Register;
 use tracehop::metrics::Metrics;
 use tracehop::propagation::{Extracted, Seen, extract, inject};
@@ -223,6 +225,17 @@ fn bench_export(c: &mut Criterion) {
             encode_spans(black_box(&batch), &options, &mut out);
         });
     });
+
+    // Which collector a span's trace goes to, with 3 and 8 listed.
+    for n in [3, 8] {
+        let seeds: Vec<u64> = (0..n)
+            .map(|i| rendezvous::seed(&format!("http://collector-{i}:9411/api/v2/spans")))
+            .collect();
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("pick_collector_of_{n}"), |b| {
+            b.iter(|| rendezvous::pick(black_box(one[0].trace_id), seeds.iter().copied()));
+        });
+    }
 
     let mut json = Vec::new();
     encode_spans(&batch, &options, &mut json);

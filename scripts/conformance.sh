@@ -13,6 +13,10 @@
 #   - SIGTERM drains and exits 0 with spans flushed;
 #   - the embedded collector stores what OpenTelemetry's Zipkin proto3
 #     exporter (PyPI, installed here when missing) sends;
+#   - several collectors behind one sidecar (scripts/collectors_check.py):
+#     each trace whole on one collector, its rendezvous owner; stopping one
+#     moves only its share; with tail sampling built, errors kept and the
+#     kept share of the rest checked;
 #   - OTLP: tracehop's OTLP/HTTP export decoded with the official protobuf
 #     definitions (opentelemetry-proto), and the OpenTelemetry SDK's OTLP/HTTP
 #     exporter sending to the embedded collector (both from PyPI, in a
@@ -373,6 +377,20 @@ PY
   ok "the OpenTelemetry SDK's OTLP/HTTP exporter: spans stored by the embedded collector and read back as sent"
 else
   echo "conformance: skip: OTLP with OpenTelemetry (venv or pip failed: $(tail -1 "$work/pip-otlp.log" 2> /dev/null || tail -1 "$work/venv.log"))"
+fi
+
+# --- several collectors, one trace each ---------------------------------------
+# Three `tracehop collector` processes behind one sidecar listing all three.
+if python3 "$here/collectors_check.py" "$bin" "$work/collectors" > "$work/collectors.out" 2>&1; then
+  while IFS= read -r line; do
+    case "$line" in
+      ok:*) ok "several collectors: ${line#ok: }" ;;
+      skip:*) echo "conformance: skip: several collectors: ${line#skip: }" ;;
+    esac
+  done < "$work/collectors.out"
+else
+  cat "$work/collectors.out" >&2
+  fail "several collectors: $(tail -1 "$work/collectors.out")"
 fi
 
 # --- graceful shutdown -------------------------------------------------------

@@ -123,13 +123,15 @@ pub struct RunArgs {
     /// The app behind the sidecar (inbound.upstream), e.g. http://127.0.0.1:3000.
     #[arg(long)]
     pub upstream: Option<String>,
-    /// Zipkin collector URL (export.zipkin).
-    #[arg(long)]
-    pub zipkin: Option<String>,
+    /// Zipkin collector URL (export.zipkin); repeat it or give a comma list
+    /// for several collectors (each trace goes to one of them).
+    #[arg(long, value_delimiter = ',')]
+    pub zipkin: Vec<String>,
     /// OTLP/HTTP traces URL (export.otlp), e.g. http://otel-collector:4318/v1/traces;
-    /// with --zipkin (or export.zipkin in the file) spans go to both.
-    #[arg(long)]
-    pub otlp: Option<String>,
+    /// repeat it or give a comma list for several. With --zipkin (or
+    /// export.zipkin in the file) spans go to both.
+    #[arg(long, value_delimiter = ',')]
+    pub otlp: Vec<String>,
     /// Admin listen address (admin.listen).
     #[arg(long)]
     pub admin: Option<String>,

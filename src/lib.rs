@@ -32,16 +32,18 @@
 //! a non-blocking `try_send`. With parent inference on, each inbound
 //! request is in the sidecar's in-flight register until its response has
 //! ended, and an outbound call without trace context gets a parent when
-//! timing proves it ([`inference`]). Each exporter (Zipkin, OTLP) batches spans and
-//! posts them to its collector on its own task; the request path never
-//! waits for them.
+//! timing proves it ([`inference`]). Each exporter (Zipkin, OTLP) picks the
+//! collector of the span's trace (one of several, by rendezvous hashing of
+//! the trace id), and each collector's task batches spans and posts them;
+//! the request path never waits for them.
 //!
 //! # Glossary
 //!
 //! - **downstream**: the caller of the service (the client of the sidecar).
 //! - **upstream**: what the sidecar forwards to: the app (inbound) or the
 //!   remote service (outbound).
-//! - **collector**: an endpoint spans are exported to (Zipkin v2 or OTLP/HTTP).
+//! - **collector**: an endpoint spans are exported to (Zipkin v2 or OTLP/HTTP);
+//!   an exporter may have several, each trace going whole to one of them.
 //! - **inbound** listener: in front of the app; records SERVER spans.
 //! - **outbound** listener: the app's calls go out through it; records
 //!   CLIENT spans.

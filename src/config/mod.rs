@@ -9,6 +9,7 @@
 //! Precedence, highest first: command-line flags, environment
 //! (`TRACEHOP_SERVICE_NAME`, pod metadata), the file, built-in defaults.
 
+mod endpoints;
 mod limits;
 mod listeners;
 mod parse;
@@ -36,10 +37,10 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--upstream`: the app behind the inbound listener.
     pub upstream: Option<String>,
-    /// `--zipkin`: the Zipkin collector URL.
-    pub zipkin: Option<String>,
-    /// `--otlp`: the OTLP/HTTP traces URL (`export.otlp.url`).
-    pub otlp: Option<String>,
+    /// `--zipkin`: the Zipkin collector URLs (`export.zipkin`); empty = the file's.
+    pub zipkin: Vec<String>,
+    /// `--otlp`: the OTLP/HTTP traces URLs (`export.otlp.url`); empty = the file's.
+    pub otlp: Vec<String>,
     /// `--admin`: the admin listener.
     pub admin: Option<String>,
     /// `--sample-ratio`: root sampler ratio.
@@ -104,12 +105,12 @@ impl Overrides {
                 tls.key = Some(key);
             }
         }
-        if let Some(zipkin) = self.zipkin {
-            raw.export.get_or_insert_default().zipkin = Some(zipkin);
+        if !self.zipkin.is_empty() {
+            raw.export.get_or_insert_default().zipkin = Some(raw::RawUrls(self.zipkin));
         }
-        if let Some(otlp) = self.otlp {
+        if !self.otlp.is_empty() {
             let export = raw.export.get_or_insert_default();
-            export.otlp.get_or_insert_default().url = Some(otlp);
+            export.otlp.get_or_insert_default().url = Some(raw::RawUrls(self.otlp));
         }
         if let Some(admin) = self.admin {
             raw.admin.get_or_insert_default().listen = Some(admin);
@@ -145,7 +146,7 @@ pub fn export_defaults_for(url: &str) -> Result<ExportSettings, ConfigErrors> {
     let overrides = Overrides {
         // inbound.upstream is required in a sidecar config; unused here.
         upstream: Some("http://127.0.0.1:1".into()),
-        zipkin: Some(url.into()),
+        zipkin: vec![url.into()],
         ..Overrides::default()
     };
     match load("", overrides)?.export {

@@ -372,6 +372,19 @@ pub struct ExportSettings {
     pub retry: RetryConfig,
     /// How long the final flush at shutdown may take.
     pub shutdown_timeout: Duration,
+    /// `export.resolve`: where each exporter's endpoint set comes from.
+    pub resolve: Resolve,
+}
+
+/// How an exporter finds its collector endpoints (`export.resolve`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolve {
+    /// `static` (the default): the listed URLs, one endpoint each.
+    Static,
+    /// `dns`: the host of the one URL is looked up every `interval`
+    /// (`export.resolve_interval`), each address an endpoint (a
+    /// Kubernetes headless Service lists one address per ready pod).
+    Dns { interval: Duration },
 }
 
 impl ExportSettings {
@@ -389,8 +402,10 @@ impl ExportSettings {
 /// Where one exporter sends its batches.
 #[derive(Clone, Debug)]
 pub struct Destination {
-    /// The full POST URL (`/api/v2/spans` for Zipkin, `/v1/traces` for OTLP).
-    pub url: UpstreamUrl,
+    /// The collector endpoints, full POST URLs (`/api/v2/spans` for Zipkin,
+    /// `/v1/traces` for OTLP); at least one, no two alike. Every span of a
+    /// trace goes to the same one (`export::rendezvous`).
+    pub urls: Vec<UpstreamUrl>,
     /// Compress uploads (`Content-Encoding: gzip`).
     pub gzip: bool,
     /// How an `https://` collector is checked; `None` = defaults (webpki roots).

@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod collector;
+mod collectors;
 mod demo;
 mod forward_proxy;
 mod grpc;
