@@ -67,6 +67,7 @@ pub mod http1;
 pub mod metrics;
 pub mod otlp;
 pub mod propagation;
+pub mod postgres;
 pub mod proxy;
 pub mod sampling;
 pub mod server;

@@ -71,6 +71,17 @@ pub const EXPORT_RESULTS: [&str; 7] = [
 /// The `result` values of `tracehop_tls_certificate_reloads_total`.
 const TLS_RELOAD_RESULTS: [&str; 2] = ["loaded", "rejected"];
 
+/// The `operation` values of the database query metrics; any other
+/// operation counts as `_OTHER`, so a client cannot blow up the label's
+/// cardinality with made-up statements.
+pub const DB_OPERATIONS: [&str; 18] = [
+    "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "BEGIN", "COMMIT", "ROLLBACK",
+    "START", "SET", "SHOW", "CREATE", "DROP", "ALTER", "TRUNCATE", "WITH", "_OTHER",
+];
+
+/// The `outcome` values of `tracehop_db_queries_total`.
+pub const DB_OUTCOMES: [&str; 2] = ["ok", "error"];
+
 /// Every metric tracehop exports, registered in one registry.
 pub struct Metrics {
     registry: Registry,
@@ -79,6 +90,7 @@ pub struct Metrics {
     pub export: ExportFamilies,
     pub sampling: SamplingMetrics,
     pub tls: TlsMetrics,
+    pub db: DbMetrics,
     process: ProcessMetrics,
 }
 
@@ -134,6 +146,55 @@ pub struct ExportMetrics {
     pub batch_spans: Histogram,
 }
 
+/// Database queries seen by the postgres routes, like the HTTP request
+/// metrics: a counter by route, operation and outcome, and a duration
+/// histogram by route and operation.
+#[derive(Clone)]
+pub struct DbMetrics {
+    queries: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl DbMetrics {
+    fn register(registry: &Registry) -> Self {
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tracehop_db_query_duration_seconds",
+                "Time from a query sent to the database to its completion or error.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "operation"],
+        )
+        .expect("valid metric definition");
+        register(registry, duration.clone());
+        Self {
+            queries: counter_vec(
+                registry,
+                "tracehop_db_queries_total",
+                "Database queries through a postgres route, by route, operation and outcome \
+                 (ok or error).",
+                &["route", "operation", "outcome"],
+            ),
+            duration,
+        }
+    }
+
+    /// Counts one finished query of `operation` on `route`.
+    pub fn record_query(&self, route: &str, operation: Option<&str>, failed: bool, seconds: f64) {
+        let operation = operation
+            .and_then(|op| DB_OPERATIONS.iter().find(|known| **known == op))
+            .copied()
+            .unwrap_or("_OTHER");
+        let outcome = DB_OUTCOMES[usize::from(failed)];
+        self.queries
+            .with_label_values(&[route, operation, outcome])
+            .inc();
+        self.duration
+            .with_label_values(&[route, operation])
+            .observe(seconds);
+    }
+}
+
 /// Sampling decisions by reason.
 #[derive(Clone)]
 pub struct SamplingMetrics {
@@ -169,6 +230,7 @@ impl Metrics {
             export: ExportFamilies::register(&registry),
             sampling: SamplingMetrics::register(&registry),
             tls: TlsMetrics::new(),
+            db: DbMetrics::register(&registry),
             process: ProcessMetrics::register(&registry),
             registry,
         };

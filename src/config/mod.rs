@@ -12,6 +12,7 @@
 mod limits;
 mod listeners;
 mod parse;
+mod postgres;
 mod problems;
 mod raw;
 mod render;

@@ -67,6 +67,7 @@ impl InFlight {
                 local_service: proxy.telemetry.local_service.clone(),
                 remote,
                 http,
+                db: None,
                 error: None,
                 tags: Vec::new(),
             }),
