@@ -20,7 +20,10 @@ fn listeners(config: &Config) -> Vec<(String, SocketAddr)> {
         all.push((format!("outbound.routes[{i}].listen"), route.listen));
     }
     for route in &config.outbound.postgres {
-        all.push((format!("outbound.routes[{}].listen", route.index), route.listen));
+        all.push((
+            format!("outbound.routes[{}].listen", route.index),
+            route.listen,
+        ));
     }
     if let ForwardProxy::Enabled(forward) = &config.outbound.forward_proxy {
         all.push(("outbound.forward_proxy.listen".to_owned(), forward.listen));

@@ -13,7 +13,9 @@ pub(super) const PROTOCOL: &str = "postgres";
 /// Parses `tcp://host:port` (a port is required: there is no scheme default).
 pub(super) fn tcp_upstream(text: &str) -> Result<http::uri::Authority, String> {
     let rest = text.trim().strip_prefix("tcp://").ok_or_else(|| {
-        format!("`{text}`: a postgres route's upstream is tcp://host:port, e.g. tcp://127.0.0.1:5432")
+        format!(
+            "`{text}`: a postgres route's upstream is tcp://host:port, e.g. tcp://127.0.0.1:5432"
+        )
     })?;
     let authority: http::uri::Authority = rest
         .trim_end_matches('/')
@@ -23,7 +25,10 @@ pub(super) fn tcp_upstream(text: &str) -> Result<http::uri::Authority, String> {
         return Err(format!("`{text}`: credentials in URLs are not supported"));
     }
     if authority.port_u16().is_none() {
-        return Err(format!("`{text}` needs a port, e.g. tcp://{}:5432", authority.host()));
+        return Err(format!(
+            "`{text}` needs a port, e.g. tcp://{}:5432",
+            authority.host()
+        ));
     }
     Ok(authority)
 }
@@ -76,9 +81,20 @@ mod tests {
 
     #[test]
     fn tcp_upstreams_need_the_scheme_and_a_port() {
-        assert_eq!(tcp_upstream("tcp://127.0.0.1:5432").unwrap(), "127.0.0.1:5432");
-        assert_eq!(tcp_upstream("tcp://db.local:6432/").unwrap(), "db.local:6432");
-        for bad in ["127.0.0.1:5432", "postgres://db:5432", "tcp://db", "tcp://u:p@db:5432"] {
+        assert_eq!(
+            tcp_upstream("tcp://127.0.0.1:5432").unwrap(),
+            "127.0.0.1:5432"
+        );
+        assert_eq!(
+            tcp_upstream("tcp://db.local:6432/").unwrap(),
+            "db.local:6432"
+        );
+        for bad in [
+            "127.0.0.1:5432",
+            "postgres://db:5432",
+            "tcp://db",
+            "tcp://u:p@db:5432",
+        ] {
             assert!(tcp_upstream(bad).is_err(), "{bad}");
         }
     }

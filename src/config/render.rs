@@ -178,7 +178,11 @@ fn postgres_route(r: &PostgresRoute) -> Value {
 
 fn outbound(c: &OutboundConfig) -> Value {
     // Every route at its index in `outbound.routes`, as configured.
-    let mut routes: Vec<(usize, Value)> = c.postgres.iter().map(|r| (r.index, postgres_route(r))).collect();
+    let mut routes: Vec<(usize, Value)> = c
+        .postgres
+        .iter()
+        .map(|r| (r.index, postgres_route(r)))
+        .collect();
     let mut http = c.routes.iter().map(route);
     let mut all = Vec::new();
     routes.sort_by_key(|(i, _)| *i);

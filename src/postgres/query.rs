@@ -298,7 +298,8 @@ impl<'a> Lexer<'a> {
         let word = &self.sql[start..self.at];
         // Prefixed string constants: E'…', B'…', X'…', N'…', U&'…'.
         let rest = self.rest();
-        let prefix = word.len() == 1 && matches!(word.as_bytes()[0] | 0x20, b'e' | b'b' | b'x' | b'n');
+        let prefix =
+            word.len() == 1 && matches!(word.as_bytes()[0] | 0x20, b'e' | b'b' | b'x' | b'n');
         if prefix && rest.first() == Some(&b'\'') {
             return self.string(word.eq_ignore_ascii_case("e"));
         }
@@ -356,7 +357,10 @@ fn collection(operation: &str, tokens: &[Token]) -> Option<String> {
     let after = |keyword: &str, skip: &[&str]| -> Option<String> {
         let at = tokens.iter().position(|t| is_word(t, keyword))? + 1;
         let mut rest = &tokens[at..];
-        while rest.first().is_some_and(|t| skip.iter().any(|s| is_word(t, s))) {
+        while rest
+            .first()
+            .is_some_and(|t| skip.iter().any(|s| is_word(t, s)))
+        {
             rest = &rest[1..];
         }
         table_name(rest).map(|(name, _)| name)
@@ -365,7 +369,14 @@ fn collection(operation: &str, tokens: &[Token]) -> Option<String> {
         "SELECT" | "WITH" => select_table(tokens),
         "INSERT" => after("into", &[]),
         "UPDATE" => after("update", &["only"]),
-        "DELETE" | "MERGE" => after(if operation == "DELETE" { "from" } else { "into" }, &["only"]),
+        "DELETE" | "MERGE" => after(
+            if operation == "DELETE" {
+                "from"
+            } else {
+                "into"
+            },
+            &["only"],
+        ),
         "COPY" => after("copy", &[]),
         "TRUNCATE" => after("truncate", &["table", "only"]),
         "LOCK" => after("lock", &["table", "only"]),
@@ -418,7 +429,10 @@ fn select_table(tokens: &[Token]) -> Option<String> {
                 i += 1;
             }
             let alias = |t: &Token| matches!(t, Token::Word(_) | Token::Quoted(_));
-            if tokens.get(i).is_some_and(|t| alias(t) && !is_clause_keyword(t)) {
+            if tokens
+                .get(i)
+                .is_some_and(|t| alias(t) && !is_clause_keyword(t))
+            {
                 i += 1;
             }
             if tokens.get(i) != Some(&Token::Punct(',')) {
@@ -434,8 +448,25 @@ fn select_table(tokens: &[Token]) -> Option<String> {
 /// Words that end a table reference in `FROM`.
 fn is_clause_keyword(token: &Token) -> bool {
     const KEYWORDS: [&str; 20] = [
-        "where", "join", "inner", "left", "right", "full", "cross", "natural", "on", "using",
-        "group", "order", "limit", "offset", "having", "union", "except", "intersect", "for",
+        "where",
+        "join",
+        "inner",
+        "left",
+        "right",
+        "full",
+        "cross",
+        "natural",
+        "on",
+        "using",
+        "group",
+        "order",
+        "limit",
+        "offset",
+        "having",
+        "union",
+        "except",
+        "intersect",
+        "for",
         "window",
     ];
     KEYWORDS.iter().any(|k| is_word(token, k))
@@ -454,12 +485,27 @@ mod tests {
     #[test]
     fn constants_become_placeholders_and_comments_go() {
         let cases = [
-            ("SELECT * FROM users WHERE id = 42", "SELECT * FROM users WHERE id = ?"),
-            ("select 'it''s', E'a\\'b', 1.5e-3, .5, 0x1F, 1_000", "select ?, ?, ?, ?, ?, ?"),
+            (
+                "SELECT * FROM users WHERE id = 42",
+                "SELECT * FROM users WHERE id = ?",
+            ),
+            (
+                "select 'it''s', E'a\\'b', 1.5e-3, .5, 0x1F, 1_000",
+                "select ?, ?, ?, ?, ?, ?",
+            ),
             ("SELECT $$secret$$, $tag$x $$ y$tag$", "SELECT ?, ?"),
-            ("SELECT B'101', X'ff', U&'d\\0061t', N'x'", "SELECT ?, ?, ?, ?"),
-            ("SELECT name FROM users WHERE id = $1", "SELECT name FROM users WHERE id = $1"),
-            ("SELECT \"Weird\"\"Name\" FROM t1 -- 'x'\n", "SELECT \"Weird\"\"Name\" FROM t1"),
+            (
+                "SELECT B'101', X'ff', U&'d\\0061t', N'x'",
+                "SELECT ?, ?, ?, ?",
+            ),
+            (
+                "SELECT name FROM users WHERE id = $1",
+                "SELECT name FROM users WHERE id = $1",
+            ),
+            (
+                "SELECT \"Weird\"\"Name\" FROM t1 -- 'x'\n",
+                "SELECT \"Weird\"\"Name\" FROM t1",
+            ),
             ("SELECT /* a /* nested */ 'x' */ 1", "SELECT ?"),
             ("SELECT   a\n\t,b FROM t", "SELECT a ,b FROM t"),
             ("SELECT 'unterminated secret", "SELECT ?"),
@@ -474,19 +520,47 @@ mod tests {
     fn operation_and_the_one_table() {
         let cases: [(&str, &str, Option<&str>); 14] = [
             ("SELECT * FROM users WHERE id = 1", "SELECT", Some("users")),
-            ("select u.name from public.users u where u.id=$1", "SELECT", Some("public.users")),
-            ("SELECT * FROM users u JOIN orders o ON o.u = u.id", "SELECT", None),
+            (
+                "select u.name from public.users u where u.id=$1",
+                "SELECT",
+                Some("public.users"),
+            ),
+            (
+                "SELECT * FROM users u JOIN orders o ON o.u = u.id",
+                "SELECT",
+                None,
+            ),
             ("SELECT * FROM a, b", "SELECT", None),
             ("SELECT 1", "SELECT", None),
-            ("INSERT INTO users (id, name) VALUES (1, 'x')", "INSERT", Some("users")),
+            (
+                "INSERT INTO users (id, name) VALUES (1, 'x')",
+                "INSERT",
+                Some("users"),
+            ),
             ("UPDATE ONLY users SET name = 'x'", "UPDATE", Some("users")),
-            ("DELETE FROM \"Users\" WHERE id = 1", "DELETE", Some("\"Users\"")),
+            (
+                "DELETE FROM \"Users\" WHERE id = 1",
+                "DELETE",
+                Some("\"Users\""),
+            ),
             ("COPY users FROM STDIN", "COPY", Some("users")),
-            ("CREATE TABLE IF NOT EXISTS users (id int)", "CREATE", Some("users")),
+            (
+                "CREATE TABLE IF NOT EXISTS users (id int)",
+                "CREATE",
+                Some("users"),
+            ),
             ("CREATE INDEX i ON users (id)", "CREATE", None),
-            ("WITH x AS (SELECT * FROM users) SELECT * FROM x", "SELECT", None),
+            (
+                "WITH x AS (SELECT * FROM users) SELECT * FROM x",
+                "SELECT",
+                None,
+            ),
             ("begin", "BEGIN", None),
-            ("SELECT * FROM (SELECT * FROM users) AS s", "SELECT", Some("users")),
+            (
+                "SELECT * FROM (SELECT * FROM users) AS s",
+                "SELECT",
+                Some("users"),
+            ),
         ];
         for (sql, operation, table) in cases {
             let s = one(sql);
@@ -512,7 +586,10 @@ mod tests {
             format!("SELECT 1; /*traceparent='{tp}'*/"),
         ] {
             let context = parse(&sql).traceparent.expect(&sql);
-            assert_eq!(context.trace_id.to_hex(), *b"0af7651916cd43dd8448eb211c80319c");
+            assert_eq!(
+                context.trace_id.to_hex(),
+                *b"0af7651916cd43dd8448eb211c80319c"
+            );
             assert!(context.sampling.is_sampled());
         }
         let middle = format!("SELECT /*traceparent='{tp}'*/ 1");

@@ -72,14 +72,28 @@ pub async fn relay(route: &Arc<Route>, mut client: TcpStream) -> Result<(), Rela
     let session = Mutex::new(Session::new(route.clone(), database));
     let (client_read, client_write) = client.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
-    let frontend = copy(client_read, upstream_write, frontend_limit, &session, Side::Frontend);
-    let backend = copy(upstream_read, client_write, backend_limit, &session, Side::Backend);
+    let frontend = copy(
+        client_read,
+        upstream_write,
+        frontend_limit,
+        &session,
+        Side::Frontend,
+    );
+    let backend = copy(
+        upstream_read,
+        client_write,
+        backend_limit,
+        &session,
+        Side::Backend,
+    );
     let result = tokio::try_join!(frontend, backend).map(|_| ());
     let reason = match &result {
         Ok(()) => "the connection closed before the query completed",
         Err(_) => "the connection failed before the query completed",
     };
-    lock(&session).close(reason);
+    let mut session = lock(&session);
+    session.close(reason);
+    session.hand_off();
     result.map_err(RelayError::Io)
 }
 
@@ -130,7 +144,9 @@ enum Side {
 fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
     // A panic elsewhere cannot leave the session half-updated in a way
     // that matters more than losing the connection's spans.
-    session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    session
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Copies one direction to its end, reading each chunk before writing it;
@@ -159,6 +175,7 @@ async fn copy(
             if framer.is_lost() {
                 session.turn_off();
             }
+            session.hand_off();
         }
         to.write_all(chunk).await?;
     }

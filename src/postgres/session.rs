@@ -127,6 +127,9 @@ pub struct Session {
     pending: VecDeque<Pending>,
     /// Tracing stopped on this connection (bounds exceeded, framing lost).
     off: bool,
+    /// Spans finished and not yet handed off ([`Session::take_finished`]):
+    /// the relay sends them once it has read a chunk.
+    finished: Vec<Span>,
 }
 
 impl Session {
@@ -138,7 +141,21 @@ impl Session {
             portals: HashMap::new(),
             pending: VecDeque::new(),
             off: false,
+            finished: Vec::new(),
         }
+    }
+
+    /// Hands the finished spans to the export queue: `try_send`, never
+    /// waits (a full queue drops and counts).
+    pub fn hand_off(&mut self) {
+        for span in self.finished.drain(..) {
+            self.route.telemetry.sink.send(span);
+        }
+    }
+
+    /// The spans finished since the last call (tests look at them).
+    pub fn take_finished(&mut self) -> std::vec::Drain<'_, Span> {
+        self.finished.drain(..)
     }
 
     /// Stops tracing this connection; what is pending is forgotten.
@@ -295,9 +312,9 @@ impl Session {
         }
     }
 
-    /// Counts the query and hands its span off when sampled (or kept for
-    /// failing): never waits, the sink drops when full.
-    fn finish(&self, op: Op, end: End<'_>) {
+    /// Counts the query and finishes its span when sampled (or kept for
+    /// failing).
+    fn finish(&mut self, op: Op, end: End<'_>) {
         let duration_us = op.timer.duration_us();
         let failed = !matches!(end, End::Complete(_));
         let route = &self.route;
@@ -347,7 +364,7 @@ impl Session {
             },
             tags,
         };
-        route.telemetry.sink.send(span);
+        self.finished.push(span);
     }
 
     fn facts(&self, statement: Statement, end: &End<'_>) -> DbFacts {

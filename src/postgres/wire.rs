@@ -144,7 +144,10 @@ impl Framer {
                         return;
                     }
                     self.body.clear();
-                    self.state = State::Body { kind, left: len - 4 };
+                    self.state = State::Body {
+                        kind,
+                        left: len - 4,
+                    };
                 }
                 State::Body { kind, left } => {
                     let n = (*left).min(chunk.len());
