@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::PostgresRoute;
@@ -86,8 +86,9 @@ impl Route {
 }
 
 /// Accepts the app's connections on `listener` and relays each until
-/// `shutdown`; then stops accepting, gives open connections `grace` to
-/// end (pools keep theirs open, so most are closed when it runs out).
+/// `shutdown`; then stops accepting and drains: a connection closes as
+/// soon as no query is in flight on it (pools keep idle connections open
+/// for ever), and whatever is still open after `grace` is cut.
 pub async fn serve(
     listener: TcpListener,
     route: Arc<Route>,
@@ -95,6 +96,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let limit = Arc::new(Semaphore::new(route.max_connections));
+    let (drain, draining) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -119,14 +121,16 @@ pub async fn serve(
             }
         };
         let route = route.clone();
+        let draining = draining.clone();
         connections.spawn(async move {
             let _permit = permit;
-            if let Err(error) = relay::relay(&route, stream).await {
+            if let Err(error) = relay::relay(&route, stream, draining).await {
                 tracing::debug!(%error, route = %route.name, "postgres connection ended");
             }
         });
     }
     drop(listener);
+    drain.send_replace(true);
     let drained = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(grace, drained).await.is_err() {
         connections.abort_all();

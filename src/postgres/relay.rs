@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::watch;
 
 use super::Route;
 use super::session::{Session, backend_limit, frontend_limit};
@@ -37,8 +38,13 @@ pub enum RelayError {
     Io(#[from] std::io::Error),
 }
 
-/// Relays one app connection until either side closes it.
-pub async fn relay(route: &Arc<Route>, mut client: TcpStream) -> Result<(), RelayError> {
+/// Relays one app connection until either side closes it, or until
+/// `draining` is set and no query is in flight.
+pub async fn relay(
+    route: &Arc<Route>,
+    mut client: TcpStream,
+    draining: watch::Receiver<bool>,
+) -> Result<(), RelayError> {
     let _ = client.set_nodelay(true);
     let startup = loop {
         let Some(packet) = wire::read_startup(&mut client).await? else {
@@ -72,21 +78,24 @@ pub async fn relay(route: &Arc<Route>, mut client: TcpStream) -> Result<(), Rela
     let session = Mutex::new(Session::new(route.clone(), database));
     let (client_read, client_write) = client.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
-    let frontend = copy(
-        client_read,
-        upstream_write,
-        frontend_limit,
-        &session,
-        Side::Frontend,
-    );
-    let backend = copy(
-        upstream_read,
-        client_write,
-        backend_limit,
-        &session,
-        Side::Backend,
-    );
-    let result = tokio::try_join!(frontend, backend).map(|_| ());
+    let frontend = Direction {
+        side: Side::Frontend,
+        limit: frontend_limit,
+        session: &session,
+        draining: draining.clone(),
+    };
+    let backend = Direction {
+        side: Side::Backend,
+        limit: backend_limit,
+        session: &session,
+        draining,
+    };
+    // PostgreSQL does not half-close: the first direction to end (a side
+    // closed, a failure, a drain) ends the connection.
+    let result = tokio::select! {
+        result = frontend.copy(client_read, upstream_write) => result,
+        result = backend.copy(upstream_read, client_write) => result,
+    };
     let reason = match &result {
         Ok(()) => "the connection closed before the query completed",
         Err(_) => "the connection failed before the query completed",
@@ -149,35 +158,61 @@ fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Copies one direction to its end, reading each chunk before writing it;
-/// at the end, closes the other side's writing half.
-async fn copy(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
-    limit: fn(u8) -> usize,
-    session: &Mutex<Session>,
+/// One direction of the relay.
+struct Direction<'a> {
     side: Side,
-) -> std::io::Result<()> {
-    let mut framer = Framer::new(limit);
-    let mut buffer = vec![0u8; BUFFER_BYTES];
-    loop {
-        let n = from.read(&mut buffer).await?;
-        if n == 0 {
-            break;
-        }
-        let chunk = &buffer[..n];
-        if !framer.is_lost() {
-            let mut session = lock(session);
-            framer.feed(chunk, |kind, body| match side {
-                Side::Frontend => session.frontend(kind, body),
-                Side::Backend => session.backend(kind, body),
-            });
-            if framer.is_lost() {
-                session.turn_off();
+    limit: fn(u8) -> usize,
+    session: &'a Mutex<Session>,
+    draining: watch::Receiver<bool>,
+}
+
+impl Direction<'_> {
+    /// Copies to the end, reading each chunk before writing it; at the
+    /// end, closes the other side's writing half. Once draining, stops as
+    /// soon as no query is in flight.
+    async fn copy(
+        mut self,
+        mut from: OwnedReadHalf,
+        mut to: OwnedWriteHalf,
+    ) -> std::io::Result<()> {
+        let mut framer = Framer::new(self.limit);
+        let mut buffer = vec![0u8; BUFFER_BYTES];
+        // Set once a drain found a query in flight: the checks after each
+        // chunk take over.
+        let mut waiting_for_idle = false;
+        loop {
+            let read = tokio::select! {
+                read = from.read(&mut buffer) => Some(read),
+                _ = self.draining.wait_for(|draining| *draining), if !waiting_for_idle => None,
+            };
+            let n = match read {
+                Some(read) => read?,
+                None if lock(self.session).is_idle() => break,
+                None => {
+                    waiting_for_idle = true;
+                    continue;
+                }
+            };
+            if n == 0 {
+                break;
             }
-            session.hand_off();
+            let chunk = &buffer[..n];
+            if !framer.is_lost() {
+                let mut session = lock(self.session);
+                framer.feed(chunk, |kind, body| match self.side {
+                    Side::Frontend => session.frontend(kind, body),
+                    Side::Backend => session.backend(kind, body),
+                });
+                if framer.is_lost() {
+                    session.turn_off();
+                }
+                session.hand_off();
+            }
+            to.write_all(chunk).await?;
+            if *self.draining.borrow() && lock(self.session).is_idle() {
+                break;
+            }
         }
-        to.write_all(chunk).await?;
+        to.shutdown().await
     }
-    to.shutdown().await
 }

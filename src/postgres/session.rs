@@ -158,6 +158,11 @@ impl Session {
         self.finished.drain(..)
     }
 
+    /// Whether no query is in flight (a pooled connection between uses).
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// Stops tracing this connection; what is pending is forgotten.
     pub fn turn_off(&mut self) {
         self.off = true;

@@ -11,6 +11,7 @@ mod hostile;
 mod http1;
 mod limits;
 mod otlp;
+mod postgres;
 mod proxy;
 mod readme;
 mod sampling;
