@@ -118,7 +118,7 @@ pub struct DemoAppArgs {
     /// user-service only: read users from this PostgreSQL database
     /// (created and seeded when missing), e.g. through the sidecar's
     /// postgres route: postgres://demo:demo@127.0.0.1:15432/demo.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "TRACEHOP_DEMO_POSTGRES")]
     pub postgres: Option<String>,
 }
 
