@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`app`] | wiring from config, every long-lived task, the shutdown order, signals and live reload, each command's entry point, the demo topology |
 //! | [`proxy`] | one request top to bottom: listeners' handler, forwarding, error responses |
+//! | [`postgres`] | the `protocol: postgres` outbound route: the wire relay, the literal sanitiser, one span per query |
 //! | [`admin`] | `/metrics`, `/healthz`, `/readyz` |
 //! | [`collector`] | the embedded Zipkin-compatible collector and trace viewer |
 //! | [`demo`] | the three demo services (plain handlers, no tracing code) |

@@ -179,18 +179,49 @@ impl DbMetrics {
         }
     }
 
-    /// Counts one finished query of `operation` on `route`.
-    pub fn record_query(&self, route: &str, operation: Option<&str>, failed: bool, seconds: f64) {
-        let operation = operation
-            .and_then(|op| DB_OPERATIONS.iter().find(|known| **known == op))
-            .copied()
-            .unwrap_or("_OTHER");
-        let outcome = DB_OUTCOMES[usize::from(failed)];
-        self.queries
-            .with_label_values(&[route, operation, outcome])
+    /// The metrics of one route, its label combinations resolved on first
+    /// use (then a plain atomic add per query, no map lookup).
+    pub fn route(&self, route: &str) -> DbRouteMetrics {
+        DbRouteMetrics {
+            route: route.into(),
+            families: self.clone(),
+            resolved: (0..DB_OPERATIONS.len())
+                .map(|_| Default::default())
+                .collect(),
+        }
+    }
+}
+
+/// One postgres route's query metrics (see [`DbMetrics::route`]).
+#[derive(Clone)]
+pub struct DbRouteMetrics {
+    route: Arc<str>,
+    families: DbMetrics,
+    /// Per operation: the counter per outcome, and the histogram.
+    #[allow(clippy::type_complexity)]
+    resolved: Arc<[([OnceLock<IntCounter>; 2], OnceLock<Histogram>)]>,
+}
+
+impl DbRouteMetrics {
+    /// Counts one finished query of `operation` (any other than
+    /// [`DB_OPERATIONS`] counts as `_OTHER`).
+    pub fn record_query(&self, operation: Option<&str>, failed: bool, seconds: f64) {
+        let last = DB_OPERATIONS.len() - 1;
+        let i = operation
+            .and_then(|op| DB_OPERATIONS.iter().position(|known| *known == op))
+            .unwrap_or(last);
+        let (counters, duration) = &self.resolved[i];
+        let labels = [&*self.route, DB_OPERATIONS[i]];
+        counters[usize::from(failed)]
+            .get_or_init(|| {
+                let outcome = DB_OUTCOMES[usize::from(failed)];
+                self.families
+                    .queries
+                    .with_label_values(&[labels[0], labels[1], outcome])
+            })
             .inc();
-        self.duration
-            .with_label_values(&[route, operation])
+        duration
+            .get_or_init(|| self.families.duration.with_label_values(&labels))
             .observe(seconds);
     }
 }

@@ -36,7 +36,7 @@ use tokio::task::JoinSet;
 
 use crate::config::PostgresRoute;
 use crate::export::SpanSink;
-use crate::metrics::DbMetrics;
+use crate::metrics::{DbMetrics, DbRouteMetrics};
 use crate::sampling::LiveSampler;
 
 pub use relay::RelayError;
@@ -54,7 +54,7 @@ pub struct Route {
     pub server: (Arc<str>, u16),
     pub connect_timeout: Duration,
     pub max_connections: usize,
-    pub metrics: DbMetrics,
+    pub metrics: DbRouteMetrics,
     pub telemetry: Telemetry,
 }
 
@@ -79,7 +79,7 @@ impl Route {
             server: (Arc::from(host), port),
             connect_timeout: config.connect_timeout,
             max_connections: config.max_connections,
-            metrics,
+            metrics: metrics.route(&config.name),
             telemetry,
         }
     }

@@ -38,13 +38,14 @@ pub struct Query {
     pub traceparent: Option<SpanContext>,
 }
 
-/// One lexical token of the analysis (constants carry no text).
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Token {
+/// One lexical token of the analysis (constants carry no text); text is
+/// borrowed from the query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token<'a> {
     /// A keyword or unquoted identifier, as written.
-    Word(String),
+    Word(&'a str),
     /// A `"quoted"` identifier, with its quotes.
-    Quoted(String),
+    Quoted(&'a str),
     Punct(char),
     Constant,
 }
@@ -79,7 +80,7 @@ struct Lexer<'a> {
     at: usize,
     statements: Vec<Statement>,
     text: String,
-    tokens: Vec<Token>,
+    tokens: Vec<Token<'a>>,
     /// Whitespace or a comment since the last token: one space before the next.
     gap: bool,
     /// Byte range of a comment before any token.
@@ -141,7 +142,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// Appends one token to the statement being read.
-    fn push(&mut self, token: Token, text: &str) {
+    fn push(&mut self, token: Token<'a>, text: &str) {
         if self.gap && !self.text.is_empty() {
             self.text.push(' ');
         }
@@ -153,14 +154,15 @@ impl<'a> Lexer<'a> {
     }
 
     fn end_statement(&mut self) {
-        let tokens = std::mem::take(&mut self.tokens);
         let text = std::mem::take(&mut self.text);
         self.gap = false;
-        if tokens.is_empty() {
+        if self.tokens.is_empty() {
             return;
         }
-        let operation = operation(&tokens);
-        let collection = operation.as_deref().and_then(|op| collection(op, &tokens));
+        let tokens = &self.tokens;
+        let operation = operation(tokens);
+        let collection = operation.as_deref().and_then(|op| collection(op, tokens));
+        self.tokens.clear();
         self.statements.push(Statement {
             text: text.into(),
             operation: operation.map(Arc::from),
@@ -244,7 +246,7 @@ impl<'a> Lexer<'a> {
             self.at += 1;
         }
         let text = &self.sql[start..self.at.min(bytes.len())];
-        self.push(Token::Quoted(text.to_owned()), text);
+        self.push(Token::Quoted(text), text);
     }
 
     fn parameter(&mut self) {
@@ -307,7 +309,7 @@ impl<'a> Lexer<'a> {
             self.at += 1;
             return self.string(false);
         }
-        self.push(Token::Word(word.to_owned()), word);
+        self.push(Token::Word(word), word);
     }
 }
 
@@ -319,13 +321,13 @@ fn is_word_byte(b: u8) -> bool {
     is_word_start(b) || b.is_ascii_digit() || b == b'$'
 }
 
-fn is_word(token: &Token, word: &str) -> bool {
+fn is_word(token: &Token<'_>, word: &str) -> bool {
     matches!(token, Token::Word(w) if w.eq_ignore_ascii_case(word))
 }
 
 /// The statement's operation: its first keyword, or for `WITH …` the
 /// first top-level `SELECT`/`INSERT`/`UPDATE`/`DELETE`/`MERGE`.
-fn operation(tokens: &[Token]) -> Option<String> {
+fn operation(tokens: &[Token<'_>]) -> Option<String> {
     let Token::Word(first) = tokens.first()? else {
         return None;
     };
@@ -353,7 +355,7 @@ fn operation(tokens: &[Token]) -> Option<String> {
 }
 
 /// The one table the statement names, if exactly one.
-fn collection(operation: &str, tokens: &[Token]) -> Option<String> {
+fn collection(operation: &str, tokens: &[Token<'_>]) -> Option<String> {
     let after = |keyword: &str, skip: &[&str]| -> Option<String> {
         let at = tokens.iter().position(|t| is_word(t, keyword))? + 1;
         let mut rest = &tokens[at..];
@@ -391,17 +393,19 @@ fn collection(operation: &str, tokens: &[Token]) -> Option<String> {
 
 /// A possibly schema-qualified name at the start of `tokens`, and how many
 /// tokens it took.
-fn table_name(tokens: &[Token]) -> Option<(String, usize)> {
-    let part = |t: &Token| match t {
-        Token::Word(w) => Some(w.clone()),
-        Token::Quoted(q) => Some(q.clone()),
-        _ => None,
+fn table_name<'a>(tokens: &[Token<'a>]) -> Option<(String, usize)> {
+    let part = |t: &Token<'a>| -> Option<&'a str> {
+        match *t {
+            Token::Word(w) => Some(w),
+            Token::Quoted(q) => Some(q),
+            _ => None,
+        }
     };
-    let mut name = part(tokens.first()?)?;
+    let mut name = part(tokens.first()?)?.to_owned();
     let mut used = 1;
     while let (Some(Token::Punct('.')), Some(next)) = (tokens.get(used), tokens.get(used + 1)) {
         name.push('.');
-        name.push_str(&part(next)?);
+        name.push_str(part(next)?);
         used += 2;
     }
     Some((name, used))
@@ -409,7 +413,7 @@ fn table_name(tokens: &[Token]) -> Option<(String, usize)> {
 
 /// Tables after every `FROM` (a comma list) and `JOIN`: the one name when
 /// they are all the same table. A subquery in `FROM` is looked into.
-fn select_table(tokens: &[Token]) -> Option<String> {
+fn select_table(tokens: &[Token<'_>]) -> Option<String> {
     let mut tables: Vec<String> = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -428,7 +432,7 @@ fn select_table(tokens: &[Token]) -> Option<String> {
             if tokens.get(i).is_some_and(|t| is_word(t, "as")) {
                 i += 1;
             }
-            let alias = |t: &Token| matches!(t, Token::Word(_) | Token::Quoted(_));
+            let alias = |t: &Token<'_>| matches!(t, Token::Word(_) | Token::Quoted(_));
             if tokens
                 .get(i)
                 .is_some_and(|t| alias(t) && !is_clause_keyword(t))
@@ -446,7 +450,7 @@ fn select_table(tokens: &[Token]) -> Option<String> {
 }
 
 /// Words that end a table reference in `FROM`.
-fn is_clause_keyword(token: &Token) -> bool {
+fn is_clause_keyword(token: &Token<'_>) -> bool {
     const KEYWORDS: [&str; 20] = [
         "where",
         "join",

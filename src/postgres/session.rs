@@ -326,7 +326,7 @@ impl Session {
         let operation = op.statement.operation.as_deref();
         route
             .metrics
-            .record_query(&route.name, operation, failed, duration_us as f64 / 1e6);
+            .record_query(operation, failed, duration_us as f64 / 1e6);
         let trace_id = op.parent.map_or_else(TraceId::random, |p| p.trace_id);
         let incoming = op.parent.map_or(Sampling::Deferred, |p| p.sampling);
         let now = Instant::now();
