@@ -71,7 +71,7 @@ pub fn parse(sql: &str) -> Query {
 fn traceparent(comment: &str) -> Option<SpanContext> {
     let start = comment.find("traceparent='")? + "traceparent='".len();
     let end = comment[start..].find('\'')? + start;
-    crate::propagation::parse_traceparent(comment[start..end].as_bytes())
+    crate::propagation::parse_traceparent(&comment.as_bytes()[start..end])
 }
 
 /// One pass over the text: sanitised output, tokens and comment positions.
@@ -422,10 +422,7 @@ fn select_table(tokens: &[Token<'_>]) -> Option<String> {
         if !keyword {
             continue;
         }
-        loop {
-            let Some((name, used)) = table_name(&tokens[i..]) else {
-                break;
-            };
+        while let Some((name, used)) = table_name(&tokens[i..]) {
             tables.push(name);
             i += used;
             // An alias (`users u`, `users AS u`), then maybe `, next`.
