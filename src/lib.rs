@@ -31,7 +31,8 @@
 //! upstream -> finish when the response body ends -> hand the span off with
 //! a non-blocking `try_send`. Each exporter (Zipkin, OTLP) batches spans and
 //! posts them to its collector on its own task; the request path never
-//! waits for them.
+//! waits for them. A postgres route relays the database protocol instead
+//! and ends a span per query the same way ([`postgres`]).
 //!
 //! # Glossary
 //!

@@ -79,6 +79,49 @@ pub(super) fn route(parts: Parts<'_>, p: &mut Problems) -> Option<PostgresRoute>
 mod tests {
     use super::*;
 
+    fn load(routes: &str) -> Result<super::super::Config, super::super::ConfigErrors> {
+        let yaml = format!(
+            "inbound: {{listen: 127.0.0.1:15006, upstream: http://127.0.0.1:8080}}\n\
+             outbound:\n  routes:\n{routes}"
+        );
+        super::super::load(&yaml, Default::default())
+    }
+
+    #[test]
+    fn a_postgres_route_is_validated_with_every_problem_named_by_its_key() {
+        let config = load(
+            "    - {name: users-db, protocol: postgres, listen: 127.0.0.1:15432, \
+             upstream: tcp://db:5432, timeouts: {upstream_connect: 2s}, limits: {max_connections: 50}}\n",
+        )
+        .expect("valid");
+        let route = &config.outbound.postgres[0];
+        assert_eq!(
+            (&*route.name, route.upstream.as_str()),
+            ("users-db", "db:5432")
+        );
+        assert_eq!(route.connect_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(route.max_connections, 50);
+        assert!(config.outbound.routes.is_empty(), "not an HTTP route");
+
+        let errors = load(
+            "    - {name: a, protocol: postgres, listen: 127.0.0.1:15432, upstream: http://db:5432}\n\
+             \x20   - {name: a, protocol: postgres, listen: 127.0.0.1:15433, upstream: tcp://db:5432, \
+             upstream_tls: {trust: webpki}}\n\
+             \x20   - {name: c, protocol: postgres, listen: 127.0.0.1:15434, upstream: tcp://127.0.0.1:15433}\n\
+             \x20   - {name: d, protocol: postgres, listen: 127.0.0.1:15434, upstream: tcp://db:5432}\n",
+        )
+        .expect_err("invalid");
+        for path in [
+            "outbound.routes[0].upstream",
+            "outbound.routes[1].name",
+            "outbound.routes[1].upstream_tls",
+            "outbound.routes[2].upstream",
+            "outbound.routes[3].listen",
+        ] {
+            assert!(errors.has(path), "{path} in {errors}");
+        }
+    }
+
     #[test]
     fn tcp_upstreams_need_the_scheme_and_a_port() {
         assert_eq!(

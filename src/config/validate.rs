@@ -172,17 +172,17 @@ fn outbound(raw: RawOutbound, p: &mut Problems) -> OutboundConfig {
     let limits = limits::limits("outbound.limits", raw.limits, &DEFAULT_LIMITS, p);
     let mut routes = Vec::new();
     let mut postgres = Vec::new();
+    // Every name so far, of valid routes and invalid ones alike.
+    let mut names: Vec<String> = Vec::new();
     for (i, route) in raw.routes.unwrap_or_default().into_iter().enumerate() {
         let at = |key: &str| format!("outbound.routes[{i}].{key}");
         let name = route.name.clone().unwrap_or_default();
-        let taken = |taken: &str| taken == name.trim();
         if name.trim().is_empty() {
             p.push(at("name"), "is required");
-        } else if routes.iter().any(|r: &OutboundRoute| taken(&r.name))
-            || postgres.iter().any(|r: &PostgresRoute| taken(&r.name))
-        {
+        } else if names.iter().any(|taken| taken == name.trim()) {
             p.push(at("name"), format!("`{name}` is used by another route"));
         }
+        names.push(name.trim().to_owned());
         let Some(listen) = route.listen.as_deref() else {
             p.push(at("listen"), "is required");
             continue;
