@@ -71,6 +71,7 @@ pub(super) fn route(parts: Parts<'_>, p: &mut Problems) -> Option<PostgresRoute>
         listen: parts.listen,
         upstream,
         connect_timeout: parts.timeouts.upstream_connect,
+        startup_timeout: parts.timeouts.header_read,
         max_connections: parts.limits.max_connections,
     })
 }

@@ -170,6 +170,7 @@ fn postgres_route(r: &PostgresRoute) -> Value {
         "listen": r.listen.to_string(),
         "upstream": format!("tcp://{}", r.upstream),
         "timeouts": {
+            "header_read": duration(r.startup_timeout),
             "upstream_connect": duration(r.connect_timeout),
         },
         "limits": {"max_connections": r.max_connections},

@@ -181,6 +181,9 @@ pub struct PostgresRoute {
     pub upstream: http::uri::Authority,
     /// `timeouts.upstream_connect`: time to connect to the database.
     pub connect_timeout: Duration,
+    /// `timeouts.header_read`: time the app has to send its startup
+    /// message (and TLS/GSS requests) after connecting.
+    pub startup_timeout: Duration,
     /// `limits.max_connections`: app connections relayed at once.
     pub max_connections: usize,
 }

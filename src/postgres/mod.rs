@@ -53,6 +53,8 @@ pub struct Route {
     /// `server.address` and `server.port`.
     pub server: (Arc<str>, u16),
     pub connect_timeout: Duration,
+    /// Time the app has to send its startup message.
+    pub startup_timeout: Duration,
     pub max_connections: usize,
     pub metrics: DbRouteMetrics,
     pub telemetry: Telemetry,
@@ -78,6 +80,7 @@ impl Route {
             upstream_addr: ip.ok().map(|ip| SocketAddr::new(ip, port)),
             server: (Arc::from(host), port),
             connect_timeout: config.connect_timeout,
+            startup_timeout: config.startup_timeout,
             max_connections: config.max_connections,
             metrics: metrics.route(&config.name),
             telemetry,

@@ -34,6 +34,8 @@ pub enum RelayError {
     },
     #[error("connecting to the database at {0}: timed out")]
     ConnectTimeout(http::uri::Authority),
+    #[error("no startup message within the route's timeouts.header_read")]
+    StartupTimeout,
     #[error("relaying: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -46,12 +48,21 @@ pub async fn relay(
     draining: watch::Receiver<bool>,
 ) -> Result<(), RelayError> {
     let _ = client.set_nodelay(true);
+    // A client asks for TLS and GSS encryption at most once each before
+    // its startup message (§55.2.10); the whole phase has a deadline, so
+    // a silent connection does not hold a slot.
+    let deadline = tokio::time::Instant::now() + route.startup_timeout;
+    let mut negotiations = 0;
     let startup = loop {
-        let Some(packet) = wire::read_startup(&mut client).await? else {
+        let read = tokio::time::timeout_at(deadline, wire::read_startup(&mut client));
+        let Some(packet) = read.await.map_err(|_| RelayError::StartupTimeout)?? else {
             return Ok(());
         };
         match packet.code() {
-            SSL_REQUEST | GSSENC_REQUEST => client.write_all(b"N").await?,
+            SSL_REQUEST | GSSENC_REQUEST if negotiations < 2 => {
+                negotiations += 1;
+                client.write_all(b"N").await?
+            }
             CANCEL_REQUEST => {
                 // A connection of its own, closed by the server once read
                 // (§55.2.8); nothing comes back.

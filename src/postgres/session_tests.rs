@@ -149,11 +149,11 @@ fn a_pipelined_batch_reusing_a_named_statement_pairs_in_order() {
     s.backend(b't', b"");
     ready(&mut s);
     assert!(spans(&mut s).is_empty(), "preparing is not a query");
-    for (id, rows) in [("7", "SELECT 1"), ("8", "SELECT 0")] {
+    // Two batches sent before either is answered.
+    for id in ["7", "8"] {
         bind(&mut s, "", "s1", &[id]);
         execute(&mut s, "");
         s.frontend(b'S', b"");
-        let _ = rows;
     }
     for rows in ["SELECT 1", "SELECT 0"] {
         s.backend(b'2', b"");

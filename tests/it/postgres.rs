@@ -464,3 +464,60 @@ async fn a_100_mb_result_streams_through_with_flat_sidecar_memory() {
         "sidecar memory grew: rss {before} KiB -> {after} KiB, peak {peak} KiB"
     );
 }
+
+/// Without a database: the route answers TLS and GSS requests `N`, tells
+/// the app with SQLSTATE 08001 that the database is out of reach, and
+/// closes a connection that sends no startup message in time.
+#[tokio::test]
+async fn the_startup_phase_without_a_database() {
+    use tokio::io::AsyncReadExt;
+    let collector = FakeCollector::start().await;
+    // A port nothing listens on (bound, then released).
+    let gone = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let gone_addr = gone.local_addr().expect("addr");
+    drop(gone);
+    let other = format!(
+        "outbound:\n  routes:\n    - name: db\n      protocol: postgres\n      \
+         listen: 127.0.0.1:0\n      upstream: tcp://{gone_addr}\n      \
+         timeouts: {{header_read: 300ms}}\n"
+    );
+    let yaml = Yaml {
+        other: &other,
+        ..Yaml::default()
+    };
+    let unused: SocketAddr = "127.0.0.1:9".parse().expect("address");
+    let sidecar = Sidecar::start(yaml, unused, collector.addr).await;
+    let route = sidecar.running.outbound_addrs[0].1;
+
+    let mut app = TcpStream::connect(route).await.expect("connect");
+    for code in [80_877_103u32, 80_877_104] {
+        let mut request = 8u32.to_be_bytes().to_vec();
+        request.extend_from_slice(&code.to_be_bytes());
+        app.write_all(&request).await.expect("write");
+        let mut answer = [0u8; 1];
+        within("the answer", app.read_exact(&mut answer))
+            .await
+            .expect("read");
+        assert_eq!(&answer, b"N", "request {code} answered N");
+    }
+    let body = b"\0\x03\0\0user\0app\0database\0shop\0\0";
+    let mut startup = (body.len() as u32 + 4).to_be_bytes().to_vec();
+    startup.extend_from_slice(body);
+    app.write_all(&startup).await.expect("write");
+    let mut reply = Vec::new();
+    within("the error and the close", app.read_to_end(&mut reply))
+        .await
+        .expect("read");
+    assert_eq!(reply.first(), Some(&b'E'), "an ErrorResponse: {reply:?}");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.contains("C08001") && text.contains(&gone_addr.to_string()),
+        "{text}"
+    );
+
+    let mut silent = TcpStream::connect(route).await.expect("connect");
+    let mut rest = Vec::new();
+    let closed = within("a silent client is closed", silent.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok_and(|n| n == 0), "closed without a byte");
+    sidecar.stop().await;
+}
