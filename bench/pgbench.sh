@@ -41,6 +41,7 @@ command -v pgbench > /dev/null || { echo "pgbench.sh: pgbench missing (apt-get i
 [ -x "$bin" ] || (cd "$root" && cargo build --release --locked -q)
 
 work=$(mktemp -d)
+chmod 755 "$work" # a cluster started here runs as the postgres user
 pids=()
 own_cluster=
 cleanup() {
