@@ -68,7 +68,8 @@ pub async fn relay(
                 // (§55.2.8); nothing comes back.
                 let mut upstream = connect(route).await?;
                 upstream.write_all(&packet.bytes).await?;
-                let closed = upstream.read(&mut [0; 1]);
+                let mut byte = [0; 1];
+                let closed = upstream.read(&mut byte);
                 let _ = tokio::time::timeout(route.startup_timeout, closed).await;
                 return Ok(());
             }
