@@ -195,6 +195,7 @@ fn server_span(n: u64) -> Span {
             response_body_bytes: 512,
             grpc: None,
         },
+        db: None,
         error: None,
         tags: Vec::new(),
         links: Vec::new(),

@@ -147,7 +147,8 @@ localize() { # SERVICE [KEY=VALUE...]: the ConfigMap config on loopback ports
     "admin.listen=127.0.0.1:${admin_port[$svc]}" \
     "export.zipkin=http://127.0.0.1:$collector/api/v2/spans" "$@"
 }
-localize user-service
+# The app runs on its seeded data here; the postgres route just listens.
+localize user-service "outbound.routes.0.listen=127.0.0.1:$(free_port)"
 start_pod user-service
 user_pid=$sidecar_pid
 wait_port "$collector"

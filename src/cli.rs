@@ -95,6 +95,11 @@ pub struct DemoArgs {
     /// Make the apps drop trace headers, to see what broken propagation looks like.
     #[arg(long)]
     pub no_propagation: bool,
+    /// Back user-service with this PostgreSQL database (it creates and
+    /// seeds its `users` table), reached through user-service's sidecar
+    /// (a postgres route), e.g. postgres://user:password@127.0.0.1:5432/db.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,6 +115,11 @@ pub struct DemoAppArgs {
     /// Do not copy trace headers onto outgoing calls.
     #[arg(long)]
     pub no_propagation: bool,
+    /// user-service only: read users from this PostgreSQL database
+    /// (created and seeded when missing), e.g. through the sidecar's
+    /// postgres route: postgres://demo:demo@127.0.0.1:15432/demo.
+    #[arg(long, value_name = "URL", env = "TRACEHOP_DEMO_POSTGRES")]
+    pub postgres: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -187,6 +197,7 @@ impl DemoArgs {
             base_port: self.base_port,
             propagate: !self.no_propagation,
             latency: true,
+            postgres: self.postgres.clone(),
         }
     }
 }
@@ -211,10 +222,20 @@ impl DemoAppArgs {
                 .with_context(|| format!("--upstream {pair:?}: write NAME=URL"))?;
             upstreams.push((name.to_owned(), url.to_owned()));
         }
+        let database = self
+            .postgres
+            .as_deref()
+            .map(|url| {
+                url.parse().with_context(|| {
+                    format!("--postgres {url:?}: write postgres://user:password@host:port/db")
+                })
+            })
+            .transpose()?;
         Ok(DemoOptions {
             upstreams,
             propagate: !self.no_propagation,
             latency: true,
+            database,
         })
     }
 }

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`app`] | wiring from config, every long-lived task, the shutdown order, signals and live reload, each command's entry point, the demo topology |
 //! | [`proxy`] | one request top to bottom: listeners' handler, forwarding, error responses |
+//! | [`postgres`] | the `protocol: postgres` outbound route: the wire relay, the literal sanitiser, one span per query |
 //! | [`admin`] | `/metrics`, `/healthz`, `/readyz` |
 //! | [`collector`] | the embedded Zipkin-compatible collector and trace viewer |
 //! | [`demo`] | the three demo services (plain handlers, no tracing code) |
@@ -35,7 +36,9 @@
 //! timing proves it ([`inference`]). Each exporter (Zipkin, OTLP) picks the
 //! collector of the span's trace (one of several, by rendezvous hashing of
 //! the trace id), and each collector's task batches spans and posts them;
-//! the request path never waits for them.
+//! the request path never waits for them. A postgres
+//! route relays the database protocol instead and ends a span per query
+//! the same way ([`postgres`]).
 //!
 //! # Glossary
 //!
@@ -73,6 +76,7 @@ pub mod http1;
 pub mod inference;
 pub mod metrics;
 pub mod otlp;
+pub mod postgres;
 pub mod propagation;
 pub mod proxy;
 pub mod sampling;

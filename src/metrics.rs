@@ -85,6 +85,17 @@ pub const EXPORT_RESULTS: [&str; 7] = [
 /// The `result` values of `tracehop_tls_certificate_reloads_total`.
 const TLS_RELOAD_RESULTS: [&str; 2] = ["loaded", "rejected"];
 
+/// The `operation` values of the database query metrics; any other
+/// operation counts as `_OTHER`, so a client cannot blow up the label's
+/// cardinality with made-up statements.
+pub const DB_OPERATIONS: [&str; 18] = [
+    "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "BEGIN", "COMMIT", "ROLLBACK",
+    "START", "SET", "SHOW", "CREATE", "DROP", "ALTER", "TRUNCATE", "WITH", "_OTHER",
+];
+
+/// The `outcome` values of `tracehop_db_queries_total`.
+pub const DB_OUTCOMES: [&str; 2] = ["ok", "error"];
+
 /// Every metric tracehop exports, registered in one registry.
 pub struct Metrics {
     registry: Registry,
@@ -93,6 +104,7 @@ pub struct Metrics {
     pub export: ExportFamilies,
     pub sampling: SamplingMetrics,
     pub tls: TlsMetrics,
+    pub db: DbMetrics,
     process: ProcessMetrics,
 }
 
@@ -224,6 +236,86 @@ impl EndpointSetMetrics {
     }
 }
 
+/// Database queries seen by the postgres routes, like the HTTP request
+/// metrics: a counter by route, operation and outcome, and a duration
+/// histogram by route and operation.
+#[derive(Clone)]
+pub struct DbMetrics {
+    queries: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl DbMetrics {
+    fn register(registry: &Registry) -> Self {
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tracehop_db_query_duration_seconds",
+                "Time from a query sent to the database to its completion or error.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "operation"],
+        )
+        .expect("valid metric definition");
+        register(registry, duration.clone());
+        Self {
+            queries: counter_vec(
+                registry,
+                "tracehop_db_queries_total",
+                "Database queries through a postgres route, by route, operation and outcome \
+                 (ok or error).",
+                &["route", "operation", "outcome"],
+            ),
+            duration,
+        }
+    }
+
+    /// The metrics of one route, its label combinations resolved on first
+    /// use (then a plain atomic add per query, no map lookup).
+    pub fn route(&self, route: &str) -> DbRouteMetrics {
+        DbRouteMetrics {
+            route: route.into(),
+            families: self.clone(),
+            resolved: (0..DB_OPERATIONS.len())
+                .map(|_| Default::default())
+                .collect(),
+        }
+    }
+}
+
+/// One postgres route's query metrics (see [`DbMetrics::route`]).
+#[derive(Clone)]
+pub struct DbRouteMetrics {
+    route: Arc<str>,
+    families: DbMetrics,
+    /// Per operation: the counter per outcome, and the histogram.
+    #[allow(clippy::type_complexity)]
+    resolved: Arc<[([OnceLock<IntCounter>; 2], OnceLock<Histogram>)]>,
+}
+
+impl DbRouteMetrics {
+    /// Counts one finished query of `operation` (any other than
+    /// [`DB_OPERATIONS`] counts as `_OTHER`).
+    pub fn record_query(&self, operation: Option<&str>, failed: bool, seconds: f64) {
+        let last = DB_OPERATIONS.len() - 1;
+        let i = operation
+            .and_then(|op| DB_OPERATIONS.iter().position(|known| *known == op))
+            .unwrap_or(last);
+        let (counters, duration) = &self.resolved[i];
+        let labels = [&*self.route, DB_OPERATIONS[i]];
+        counters[usize::from(failed)]
+            .get_or_init(|| {
+                let outcome = DB_OUTCOMES[usize::from(failed)];
+                self.families
+                    .queries
+                    .with_label_values(&[labels[0], labels[1], outcome])
+            })
+            .inc();
+        duration
+            .get_or_init(|| self.families.duration.with_label_values(&labels))
+            .observe(seconds);
+    }
+}
+
 /// Sampling decisions by reason.
 #[derive(Clone)]
 pub struct SamplingMetrics {
@@ -259,6 +351,7 @@ impl Metrics {
             export: ExportFamilies::register(&registry),
             sampling: SamplingMetrics::register(&registry),
             tls: TlsMetrics::new(),
+            db: DbMetrics::register(&registry),
             process: ProcessMetrics::register(&registry),
             registry,
         };

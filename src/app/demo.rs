@@ -18,6 +18,11 @@
 //! the collector. The demo owns the optional load generator
 //! ([`Demo::start_load`]), stopped before anything else.
 //!
+//! With `--postgres URL`, user-service reads its users from that
+//! PostgreSQL, connecting to its own sidecar's postgres route
+//! (`users-db`, port `base + 23`), so each query is a CLIENT span under
+//! user-service's SERVER span.
+//!
 //! [`run_demo_app`] runs one of the services alone (`tracehop demo-app`).
 
 use std::net::SocketAddr;
@@ -38,6 +43,10 @@ use crate::inference::Outcome;
 const SIDECAR_INBOUND: u16 = 0;
 const APP: u16 = 10;
 const ROUTE: u16 = 20;
+/// user-service's postgres route (`--postgres`), after the HTTP routes.
+const DATABASE_ROUTE: u16 = 23;
+/// The postgres route's name: the database's name in spans.
+const DATABASE_ROUTE_NAME: &str = "users-db";
 const ADMIN: u16 = 30;
 const COLLECTOR: u16 = 40;
 
@@ -50,6 +59,9 @@ pub struct DemoSettings {
     pub propagate: bool,
     /// Apps add a few milliseconds of simulated work.
     pub latency: bool,
+    /// `--postgres URL`: user-service reads its users from this database,
+    /// through a postgres route of its sidecar; `None` keeps them in memory.
+    pub postgres: Option<String>,
 }
 
 /// Why the demo could not start.
@@ -67,6 +79,8 @@ pub enum DemoStartError {
     Config(#[from] ConfigErrors),
     #[error(transparent)]
     App(#[from] AppError),
+    #[error("--postgres {url:?}: {reason} (write postgres://user:password@host:port/db)")]
+    Postgres { url: String, reason: String },
 }
 
 /// Outbound calls of every demo sidecar by parent-inference outcome
@@ -190,15 +204,67 @@ struct Bound {
     routes: Vec<TcpListener>,
     admin: Vec<TcpListener>,
     collector: TcpListener,
+    /// user-service's postgres route, with the database it reaches.
+    database: Option<(TcpListener, Database)>,
 }
 
-async fn bind_topology(base: u16) -> Result<Bound, DemoStartError> {
+/// The database of `--postgres`: where it is, and how the app logs in.
+struct Database {
+    upstream: String,
+    login: tokio_postgres::Config,
+}
+
+impl Database {
+    fn parse(url: &str) -> Result<Self, DemoStartError> {
+        let invalid = |reason: String| DemoStartError::Postgres {
+            url: url.to_owned(),
+            reason,
+        };
+        let login: tokio_postgres::Config = url.parse().map_err(|e| invalid(format!("{e}")))?;
+        let host = match login.get_hosts() {
+            [tokio_postgres::config::Host::Tcp(host)] => host.clone(),
+            _ => return Err(invalid("name exactly one TCP host".to_owned())),
+        };
+        let port = login.get_ports().first().copied().unwrap_or(5432);
+        let upstream = match host.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => format!("[{host}]:{port}"),
+            Err(_) => format!("{host}:{port}"),
+        };
+        Ok(Self { upstream, login })
+    }
+
+    /// The login, pointed at the sidecar's route instead of the database.
+    fn through(&self, route: SocketAddr) -> tokio_postgres::Config {
+        let mut via = tokio_postgres::Config::new();
+        via.host(route.ip().to_string()).port(route.port());
+        if let Some(user) = self.login.get_user() {
+            via.user(user);
+        }
+        if let Some(password) = self.login.get_password() {
+            via.password(password);
+        }
+        if let Some(db) = self.login.get_dbname() {
+            via.dbname(db);
+        }
+        via
+    }
+}
+
+async fn bind_topology(base: u16, database: Option<Database>) -> Result<Bound, DemoStartError> {
+    let database = match database {
+        Some(db) => {
+            let what = "user-service's postgres route";
+            Some((bind(what, base, DATABASE_ROUTE).await?, db))
+        }
+        None => None,
+    };
     let mut bound = Bound {
         inbound: Vec::new(),
         apps: Vec::new(),
         routes: Vec::new(),
         admin: Vec::new(),
         collector: bind("the collector", base, COLLECTOR).await?,
+        database,
     };
     for (i, app) in (0u16..).zip(DemoApp::ALL) {
         let name = app.name();
@@ -238,6 +304,13 @@ fn sidecar_yaml(app: DemoApp, bound: &Bound) -> String {
             ));
         }
     }
+    if let (DemoApp::UserService, Some((listener, db))) = (app, &bound.database) {
+        routes.push_str(&format!(
+            "    - {{name: {DATABASE_ROUTE_NAME}, protocol: postgres, listen: \"{}\", upstream: \"tcp://{}\"}}\n",
+            addr(listener),
+            db.upstream,
+        ));
+    }
     format!(
         "service: {{name: {name}}}\n\
          inbound: {{listen: \"{inbound}\", upstream: \"http://{app_addr}\"}}\n\
@@ -261,7 +334,12 @@ fn sidecar_yaml(app: DemoApp, bound: &Bound) -> String {
 
 /// Starts the whole demo.
 pub async fn start_demo(settings: DemoSettings) -> Result<Demo, DemoStartError> {
-    let bound = bind_topology(settings.base_port).await?;
+    let database = settings
+        .postgres
+        .as_deref()
+        .map(Database::parse)
+        .transpose()?;
+    let bound = bind_topology(settings.base_port, database).await?;
     let gateway = addr(&bound.inbound[0]);
     let collector_addr = addr(&bound.collector);
     let mut configs = Vec::new();
@@ -277,7 +355,10 @@ pub async fn start_demo(settings: DemoSettings) -> Result<Demo, DemoStartError> 
         routes,
         admin,
         collector: collector_listener,
+        database,
     } = bound;
+    let (database_route, database) = database.unzip();
+    let mut database_route = database_route;
 
     let collector = Collector::new(CollectorConfig {
         max_spans: DEFAULT_MAX_SPANS,
@@ -296,11 +377,14 @@ pub async fn start_demo(settings: DemoSettings) -> Result<Demo, DemoStartError> 
         .zip(configs)
         .zip(inbound.into_iter().zip(admin))
     {
-        let outbound = ROUTES
+        let mut outbound: Vec<TcpListener> = ROUTES
             .iter()
             .filter(|(from, _)| *from == app)
             .filter_map(|_| routes.next())
             .collect();
+        if app == DemoApp::UserService {
+            outbound.extend(database_route.take());
+        }
         let listeners = Listeners {
             inbound,
             admin,
@@ -313,10 +397,19 @@ pub async fn start_demo(settings: DemoSettings) -> Result<Demo, DemoStartError> 
     let (stop_apps, apps_stopped) = watch::channel(false);
     let mut app_tasks = Vec::new();
     for (app, listener) in DemoApp::ALL.into_iter().zip(apps) {
+        let own = &sidecars[index(app)].1;
+        let route = own
+            .outbound_addrs
+            .iter()
+            .find(|(name, _)| &**name == DATABASE_ROUTE_NAME);
         let options = DemoOptions {
             upstreams: app_upstreams(app, &sidecars),
             propagate: settings.propagate,
             latency: settings.latency,
+            database: database
+                .as_ref()
+                .zip(route)
+                .map(|(db, (_, addr))| db.through(*addr)),
         };
         let shutdown = stopped(apps_stopped.clone());
         app_tasks.push(tokio::spawn(serve_app(app, options, listener, shutdown)));

@@ -22,6 +22,7 @@
 mod collector;
 mod demo;
 mod dev;
+mod postgres;
 mod proxies;
 mod reload;
 mod runtime;
@@ -44,9 +45,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Readiness};
-use crate::config::{self, Config, ConfigErrors, ExportConfig, ForwardProxy, Overrides};
+use crate::config::{
+    self, Config, ConfigErrors, ExportConfig, ForwardProxy, Overrides, ParentInference,
+};
 use crate::demo::DemoError;
 use crate::export::{self, ClientError, EncodeOptions};
+use crate::inference::Register;
 use crate::metrics::Metrics;
 use crate::sampling::{LiveSampler, Sampler};
 use crate::server::{self, ServerOptions};
@@ -83,7 +87,8 @@ pub enum AppError {
 pub struct Running {
     pub inbound_addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    /// (route name, bound address) per outbound route.
+    /// (route name, bound address) per outbound route: the HTTP routes,
+    /// then the postgres routes, each in config order.
     pub outbound_addrs: Vec<(Arc<str>, SocketAddr)>,
     /// The forward-proxy listener's address, when configured.
     pub forward_proxy_addr: Option<SocketAddr>,
@@ -174,6 +179,7 @@ fn local_addr(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
 pub struct Listeners {
     pub inbound: TcpListener,
     pub admin: TcpListener,
+    /// The HTTP outbound routes, then the postgres routes, each in config order.
     pub outbound: Vec<TcpListener>,
     /// The forward-proxy listener, when configured.
     pub forward_proxy: Option<TcpListener>,
@@ -185,6 +191,9 @@ pub async fn bind_all(config: &Config) -> Result<Listeners, AppError> {
     let admin = bind("admin.listen", config.admin.listen).await?;
     let mut outbound = Vec::with_capacity(config.outbound.routes.len());
     for route in &config.outbound.routes {
+        outbound.push(bind(format!("outbound route {}", route.name), route.listen).await?);
+    }
+    for route in &config.outbound.postgres {
         outbound.push(bind(format!("outbound route {}", route.name), route.listen).await?);
     }
     let forward_proxy = match &config.outbound.forward_proxy {
@@ -282,12 +291,12 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
     let started = Box::new(config.clone());
     let inbound_addr = local_addr(&bound.inbound, config.inbound.listen);
     let admin_addr = local_addr(&bound.admin, config.admin.listen);
-    let outbound_addrs = config
-        .outbound
-        .routes
-        .iter()
+    let routes = config.outbound.routes.iter().map(|r| (&r.name, r.listen));
+    let postgres = config.outbound.postgres.iter().map(|r| (&r.name, r.listen));
+    let outbound_addrs = routes
+        .chain(postgres)
         .zip(&bound.outbound)
-        .map(|(route, listener)| (route.name.clone(), local_addr(listener, route.listen)))
+        .map(|((name, listen), listener)| (name.clone(), local_addr(listener, listen)))
         .collect();
 
     let metrics = Arc::new(Metrics::new());
@@ -318,6 +327,12 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
     // One id per sidecar process: each listener's `Via` pseudonym is
     // `tracehop-<instance>-<listener>`.
     let instance = crate::proxy::instance_id();
+    // One register of inbound requests in flight per sidecar, shared by
+    // all its listeners and routes (parent inference).
+    let register = match config.inference.parents {
+        ParentInference::Unambiguous => Some(Arc::new(Register::new())),
+        ParentInference::Off => None,
+    };
     let proxies = build_proxies(
         &config,
         &material,
@@ -325,7 +340,20 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         &sink,
         &sampler,
         access_log.as_ref(),
+        register.as_ref(),
         &instance,
+    );
+    let (stop_proxies, proxies_stopped) = signal();
+    let mut outbound = bound.outbound;
+    let postgres_listeners = outbound.split_off(config.outbound.routes.len().min(outbound.len()));
+    let postgres_tasks = postgres::spawn_routes(
+        &config,
+        postgres_listeners,
+        &metrics,
+        &sink,
+        &sampler,
+        register,
+        &proxies_stopped,
     );
     drop(sink);
     let (inbound_tls, reloader) = material
@@ -333,7 +361,6 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         .map(|inbound| inbound.start(&metrics.tls))
         .unzip();
 
-    let (stop_proxies, proxies_stopped) = signal();
     let (stop_export, export_stopped) = signal();
     let (stop_admin, admin_stopped) = signal();
     let forward_addr = bound
@@ -341,9 +368,10 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         .as_ref()
         .and_then(|l| l.local_addr().ok());
     let listeners = std::iter::once(bound.inbound)
-        .chain(bound.outbound)
+        .chain(outbound)
         .chain(bound.forward_proxy);
-    let proxy_tasks = spawn_proxies(listeners, proxies, inbound_tls, &proxies_stopped);
+    let mut proxy_tasks = spawn_proxies(listeners, proxies, inbound_tls, &proxies_stopped);
+    proxy_tasks.extend(postgres_tasks);
     let reload_task = reloader.map(|r| tokio::spawn(r.run(proxies_stopped())));
     let export_stopped: export::StopSignal = Arc::new(export_stopped);
     let export_tasks = export_tasks

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::{
-    CaptureConfig, Config, ForwardProxy, InboundConfig, ParentInference, ProxyLimits, ProxyTimeouts,
+    CaptureConfig, Config, ForwardProxy, InboundConfig, ProxyLimits, ProxyTimeouts,
 };
 use crate::export::SpanSink;
 use crate::inference::Register;
@@ -60,6 +60,7 @@ pub(super) fn build_proxies(
     sink: &SpanSink,
     sampler: &LiveSampler,
     access_log: Option<&Arc<crate::access_log::AccessLog>>,
+    register: Option<&Arc<Register>>,
     instance: &str,
 ) -> Vec<Served> {
     let telemetry = Telemetry {
@@ -69,11 +70,7 @@ pub(super) fn build_proxies(
         sink: sink.clone(),
         access_log: access_log.cloned(),
         summary_viewer: config.log.summary_viewer.clone(),
-        // One register per sidecar, shared by all its listeners.
-        register: match config.inference.parents {
-            ParentInference::Unambiguous => Some(Arc::new(Register::new())),
-            ParentInference::Off => None,
-        },
+        register: register.cloned(),
     };
     let served = |listener, timeouts, limits| Served {
         proxy: Arc::new(Proxy::new(telemetry.clone(), listener)),

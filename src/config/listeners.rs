@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::problems::Problems;
-use super::types::{Config, ForwardProxy, UpstreamUrl};
+use super::types::{Config, ForwardProxy};
 
 /// Every listener of `config` with its YAML key, in the order the keys
 /// appear in the file.
@@ -18,6 +18,12 @@ fn listeners(config: &Config) -> Vec<(String, SocketAddr)> {
     let mut all = vec![("inbound.listen".to_owned(), config.inbound.listen)];
     for (i, route) in config.outbound.routes.iter().enumerate() {
         all.push((format!("outbound.routes[{i}].listen"), route.listen));
+    }
+    for route in &config.outbound.postgres {
+        all.push((
+            format!("outbound.routes[{}].listen", route.index),
+            route.listen,
+        ));
     }
     if let ForwardProxy::Enabled(forward) = &config.outbound.forward_proxy {
         all.push(("outbound.forward_proxy.listen".to_owned(), forward.listen));
@@ -41,9 +47,21 @@ pub(super) fn check(config: &Config, p: &mut Problems) {
             );
         }
     }
-    let mut upstreams = vec![("inbound.upstream".to_owned(), &config.inbound.upstream)];
+    let mut upstreams = vec![(
+        "inbound.upstream".to_owned(),
+        &config.inbound.upstream.authority,
+    )];
     for (i, route) in config.outbound.routes.iter().enumerate() {
-        upstreams.push((format!("outbound.routes[{i}].upstream"), &route.upstream));
+        upstreams.push((
+            format!("outbound.routes[{i}].upstream"),
+            &route.upstream.authority,
+        ));
+    }
+    for route in &config.outbound.postgres {
+        upstreams.push((
+            format!("outbound.routes[{}].upstream", route.index),
+            &route.upstream,
+        ));
     }
     for (key, upstream) in upstreams {
         if let Some((listener, address)) = listeners
@@ -53,8 +71,7 @@ pub(super) fn check(config: &Config, p: &mut Problems) {
             p.push(
                 key,
                 format!(
-                    "`{}` is this sidecar's own `{listener}` ({address}): every request would come back to it",
-                    upstream.authority
+                    "`{upstream}` is this sidecar's own `{listener}` ({address}): every request would come back to it"
                 ),
             );
         }
@@ -74,14 +91,14 @@ fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
 /// port, and a host that is the listener's IP, or a local address
 /// (loopback, `localhost`, the wildcard) when the listener takes every
 /// local address.
-fn reaches(upstream: &UpstreamUrl, listener: SocketAddr) -> bool {
-    let Some(port) = upstream.authority.port_u16() else {
+fn reaches(upstream: &http::uri::Authority, listener: SocketAddr) -> bool {
+    let Some(port) = upstream.port_u16() else {
         return false;
     };
     if port != listener.port() || port == 0 {
         return false;
     }
-    let host = upstream.authority.host();
+    let host = upstream.host();
     let ips: Vec<IpAddr> = if host.eq_ignore_ascii_case("localhost") {
         vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
     } else {
@@ -101,12 +118,8 @@ fn reaches(upstream: &UpstreamUrl, listener: SocketAddr) -> bool {
 mod tests {
     use super::*;
 
-    fn url(authority: &'static str) -> UpstreamUrl {
-        UpstreamUrl {
-            scheme: super::super::types::Scheme::Http,
-            authority: http::uri::Authority::from_static(authority),
-            path: "/".into(),
-        }
+    fn url(authority: &'static str) -> http::uri::Authority {
+        http::uri::Authority::from_static(authority)
     }
 
     #[test]

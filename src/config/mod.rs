@@ -13,6 +13,7 @@ mod endpoints;
 mod limits;
 mod listeners;
 mod parse;
+mod postgres;
 mod problems;
 mod raw;
 mod render;

@@ -170,9 +170,43 @@ fn route(r: &OutboundRoute) -> Value {
     route
 }
 
+/// A postgres route as written (`protocol: postgres`, `tcp://` upstream).
+fn postgres_route(r: &PostgresRoute) -> Value {
+    json!({
+        "name": &*r.name,
+        "protocol": "postgres",
+        "listen": r.listen.to_string(),
+        "upstream": format!("tcp://{}", r.upstream),
+        "timeouts": {
+            "header_read": duration(r.startup_timeout),
+            "upstream_connect": duration(r.connect_timeout),
+        },
+        "limits": {"max_connections": r.max_connections},
+    })
+}
+
 fn outbound(c: &OutboundConfig) -> Value {
+    // Every route at its index in `outbound.routes`, as configured.
+    let mut routes: Vec<(usize, Value)> = c
+        .postgres
+        .iter()
+        .map(|r| (r.index, postgres_route(r)))
+        .collect();
+    let mut http = c.routes.iter().map(route);
+    let mut all = Vec::new();
+    routes.sort_by_key(|(i, _)| *i);
+    let mut postgres = routes.into_iter().peekable();
+    while all.len() < c.routes.len() + c.postgres.len() {
+        match postgres.next_if(|(i, _)| *i == all.len()) {
+            Some((_, value)) => all.push(value),
+            None => match http.next() {
+                Some(value) => all.push(value),
+                None => all.extend(postgres.by_ref().map(|(_, v)| v)),
+            },
+        }
+    }
     let mut value = json!({
-        "routes": c.routes.iter().map(route).collect::<Vec<_>>(),
+        "routes": all,
         "route_templates": templates(&c.route_templates),
         "timeouts": timeouts(&c.timeouts),
         "limits": limits(&c.limits),

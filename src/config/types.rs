@@ -168,9 +168,32 @@ pub struct OutboundRoute {
     pub limits: ProxyLimits,
 }
 
+/// An outbound route with `protocol: postgres`: the app connects to
+/// `listen` instead of its database; the sidecar relays the PostgreSQL
+/// wire protocol byte for byte and records a CLIENT span per query.
+#[derive(Clone, Debug)]
+pub struct PostgresRoute {
+    /// Its index in `outbound.routes` (YAML paths in messages).
+    pub index: usize,
+    /// `remoteEndpoint.serviceName` of the query spans, and the metrics' `route`.
+    pub name: Arc<str>,
+    pub listen: SocketAddr,
+    /// The database's `host:port` (from `tcp://host:port`).
+    pub upstream: http::uri::Authority,
+    /// `timeouts.upstream_connect`: time to connect to the database.
+    pub connect_timeout: Duration,
+    /// `timeouts.header_read`: time the app has to send its startup
+    /// message (and TLS/GSS requests) after connecting.
+    pub startup_timeout: Duration,
+    /// `limits.max_connections`: app connections relayed at once.
+    pub max_connections: usize,
+}
+
 #[derive(Clone, Debug)]
 pub struct OutboundConfig {
     pub routes: Vec<OutboundRoute>,
+    /// The routes with `protocol: postgres`, in config order.
+    pub postgres: Vec<PostgresRoute>,
     pub route_templates: Vec<RouteTemplate>,
     /// The optional HTTP forward proxy (for apps that honour `HTTP_PROXY`).
     pub forward_proxy: ForwardProxy,

@@ -70,7 +70,9 @@ fn protocol(path: &str, raw: Option<&str>, p: &mut Problems) -> UpstreamProtocol
         Some(other) => {
             p.push(
                 path,
-                format!("`{other}` is not a protocol: use auto, http1 or http2"),
+                format!(
+                "`{other}` is not a protocol: use auto, http1 or http2 (or postgres on an outbound route)"
+            ),
             );
             UpstreamProtocol::Auto
         }
@@ -171,22 +173,36 @@ fn outbound(raw: RawOutbound, p: &mut Problems) -> OutboundConfig {
     let timeouts = limits::timeouts("outbound.timeouts", raw.timeouts, &DEFAULT_TIMEOUTS, p);
     let limits = limits::limits("outbound.limits", raw.limits, &DEFAULT_LIMITS, p);
     let mut routes = Vec::new();
+    let mut postgres = Vec::new();
+    // Every name so far, of valid routes and invalid ones alike.
+    let mut names: Vec<String> = Vec::new();
     for (i, route) in raw.routes.unwrap_or_default().into_iter().enumerate() {
         let at = |key: &str| format!("outbound.routes[{i}].{key}");
-        let name = route.name.unwrap_or_default();
+        let name = route.name.clone().unwrap_or_default();
         if name.trim().is_empty() {
             p.push(at("name"), "is required");
-        } else if routes
-            .iter()
-            .any(|r: &OutboundRoute| &*r.name == name.trim())
-        {
+        } else if names.iter().any(|taken| taken == name.trim()) {
             p.push(at("name"), format!("`{name}` is used by another route"));
         }
+        names.push(name.trim().to_owned());
         let Some(listen) = route.listen.as_deref() else {
             p.push(at("listen"), "is required");
             continue;
         };
         let listen = p.socket_addr(&at("listen"), Some(listen), "127.0.0.1:0");
+        if route.protocol.as_deref() == Some(super::postgres::PROTOCOL) {
+            let parts = super::postgres::Parts {
+                index: i,
+                name: Arc::from(name.trim()),
+                listen,
+                upstream: route.upstream.as_deref(),
+                upstream_tls: route.upstream_tls.is_some(),
+                timeouts: limits::timeouts(&at("timeouts"), route.timeouts, &timeouts, p),
+                limits: limits::limits(&at("limits"), route.limits, &limits, p),
+            };
+            postgres.extend(super::postgres::route(parts, p));
+            continue;
+        }
         let upstream = p.url(&at("upstream"), route.upstream.as_deref());
         routes.push(OutboundRoute {
             name: Arc::from(name.trim()),
@@ -205,6 +221,7 @@ fn outbound(raw: RawOutbound, p: &mut Problems) -> OutboundConfig {
     }
     OutboundConfig {
         routes,
+        postgres,
         route_templates: route_templates(
             "outbound.route_templates",
             raw.route_templates.unwrap_or_default(),

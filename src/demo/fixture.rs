@@ -27,6 +27,7 @@ pub fn context(app: DemoApp, upstreams: Vec<(String, String)>, propagate: bool) 
         upstreams,
         propagate,
         latency: false,
+        database: None,
     };
     Context::new(app, &options).expect("test options are valid")
 }
@@ -135,6 +136,7 @@ pub async fn start(app: DemoApp, upstreams: Vec<(String, String)>, propagate: bo
         upstreams,
         propagate,
         latency: false,
+        database: None,
     };
     Running::spawn(|listener, stopped| async move {
         let shutdown = async {

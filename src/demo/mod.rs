@@ -21,7 +21,8 @@
 //! Files: `gateway.rs`, `users.rs`, `orders.rs` (one per app), `data.rs`
 //! (seed), `headers.rs` (the header copy), `faults.rs` (provoked failures),
 //! `client.rs` (calls to dependencies), `reply.rs` (JSON responses),
-//! `load.rs` (traffic generator).
+//! `load.rs` (traffic generator), `store.rs` (user-service's data: the
+//! seeded list or a PostgreSQL database).
 
 mod client;
 mod data;
@@ -31,6 +32,7 @@ mod headers;
 mod load;
 mod orders;
 mod reply;
+mod store;
 mod users;
 
 #[cfg(test)]
@@ -109,6 +111,9 @@ pub struct DemoOptions {
     pub propagate: bool,
     /// Add a few milliseconds of simulated work per request; off in tests.
     pub latency: bool,
+    /// user-service's database (`--postgres URL`); `None` serves the
+    /// seeded in-memory users. Other apps ignore it.
+    pub database: Option<tokio_postgres::Config>,
 }
 
 /// Why a demo app could not start.
@@ -127,6 +132,8 @@ pub enum DemoError {
         url: String,
         reason: String,
     },
+    #[error(transparent)]
+    Database(#[from] store::StoreError),
 }
 
 /// Serves one demo app on `listener` until `shutdown` completes, then
@@ -137,7 +144,19 @@ pub async fn serve_app(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DemoError> {
-    let context = Arc::new(Context::new(app, &options)?);
+    let mut context = Context::new(app, &options)?;
+    // The database connection is driven alongside the server, and ends
+    // with it.
+    let mut connection = None;
+    if let (DemoApp::UserService, Some(database)) = (app, &options.database) {
+        let (users, driver) = store::Users::connect(database).await.inspect_err(|error| {
+            // Said now: the demo keeps running without this app.
+            tracing::error!(%error, "user-service cannot use its database");
+        })?;
+        context.users = users;
+        connection = Some(driver);
+    }
+    let context = Arc::new(context);
     let handler = move |request: Request<server::RequestBody>, _: ConnInfo| {
         let context = Arc::clone(&context);
         async move {
@@ -146,7 +165,16 @@ pub async fn serve_app(
             context.handle(&parts).await
         }
     };
-    server::serve(listener, ServerOptions::default(), handler, shutdown).await;
+    let serving = server::serve(listener, ServerOptions::default(), handler, shutdown);
+    match connection {
+        Some(connection) => {
+            tokio::select! {
+                () = serving => {}
+                () = connection => tracing::info!("user-service database connection closed; stopping"),
+            }
+        }
+        None => serving.await,
+    }
     Ok(())
 }
 
@@ -156,6 +184,8 @@ struct Context {
     app: DemoApp,
     upstreams: Upstreams,
     latency: bool,
+    /// user-service's data.
+    users: store::Users,
 }
 
 impl Context {
@@ -170,6 +200,7 @@ impl Context {
             app,
             upstreams,
             latency: options.latency,
+            users: store::Users::Seeded,
         })
     }
 

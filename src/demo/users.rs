@@ -7,14 +7,14 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 use serde::Serialize;
 
-use super::data::{self, USERS, User};
+use super::store::UserRow;
 use super::{Context, Target, accept, no_route, reply};
 use crate::server::Body;
 
 /// The body of `GET /users`.
 #[derive(Serialize)]
 struct UserList {
-    users: &'static [User],
+    users: Vec<UserRow>,
 }
 
 /// Answers one request to user-service.
@@ -29,15 +29,26 @@ pub(super) async fn handle(context: &Context, parts: &Parts) -> Response<Body> {
     if let Some(failure) = context.act_on(faults).await {
         return failure;
     }
-    // The "database lookup".
+    // The "database lookup" (a real one with `--postgres`).
     context.work(1..=3).await;
-    match target {
-        Target::Collection => reply::json(StatusCode::OK, &UserList { users: USERS }),
-        Target::Item(id) => match id.parse().ok().and_then(data::user) {
-            Some(user) => reply::json(StatusCode::OK, user),
-            None => reply::error(StatusCode::NOT_FOUND, &format!("no user with id {id}")),
-        },
-    }
+    let users = &context.users;
+    let found = match target {
+        Target::Collection => users
+            .all(&parts.headers)
+            .await
+            .map(|users| reply::json(StatusCode::OK, &UserList { users })),
+        Target::Item(id) => {
+            let found = match id.parse() {
+                Ok(id) => users.by_id(id, &parts.headers).await,
+                Err(_) => Ok(None),
+            };
+            found.map(|user| match user {
+                Some(user) => reply::json(StatusCode::OK, &user),
+                None => reply::error(StatusCode::NOT_FOUND, &format!("no user with id {id}")),
+            })
+        }
+    };
+    found.unwrap_or_else(|error| reply::error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()))
 }
 
 #[cfg(test)]
@@ -45,6 +56,7 @@ mod tests {
     use serde_json::json;
 
     use super::super::DemoApp;
+    use super::super::data::USERS;
     use super::super::fixture::{call, context};
     use super::*;
 

@@ -139,6 +139,11 @@ pub fn encode_span(span: &Span, scratch: &mut String) -> crate::otlp::Span {
             method,
             target: None,
         } => method.to_string(),
+        Name::Db {
+            operation,
+            collection,
+            system,
+        } => Name::db_text(operation, collection, system),
     };
     let mut ip_buf = [0; 45];
     let ip = span
@@ -219,6 +224,7 @@ fn error_type(failure: Failure<'_>) -> String {
         Failure::Message(_) => "_OTHER".to_owned(),
         Failure::Status(status) => status.to_string(),
         Failure::Grpc(code) => code.to_string(),
+        Failure::Sqlstate(code) => code.to_owned(),
     }
 }
 
@@ -227,7 +233,7 @@ fn status(failure: Failure<'_>) -> Status {
     Status {
         message: match failure {
             Failure::Message(message) => message.to_owned(),
-            Failure::Status(_) | Failure::Grpc(_) => String::new(),
+            Failure::Status(_) | Failure::Grpc(_) | Failure::Sqlstate(_) => String::new(),
         },
         code: StatusCode::Error as i32,
     }

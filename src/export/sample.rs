@@ -34,6 +34,7 @@ pub fn server_span() -> Span {
             response_body_bytes: 512,
             grpc: None,
         },
+        db: None,
         error: None,
         tags: Vec::new(),
         links: Vec::new(),

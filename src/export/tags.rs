@@ -1,6 +1,6 @@
 //! What a span says, once for both encoders: its name, its attributes with
-//! their OpenTelemetry HTTP and RPC semantic-convention names and values,
-//! and whether it failed.
+//! their OpenTelemetry HTTP, RPC and database semantic-convention names and
+//! values, and whether it failed.
 //!
 //! The Zipkin JSON encoder writes the attributes as tags, the OTLP encoder
 //! as attributes; both receive them through [`TagSink`], so a tag's name,
@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use super::route::template_path;
 use crate::http1::semantics;
-use crate::span::{Kind, Span, grpc};
+use crate::span::{DbFacts, Kind, Span, grpc};
 
 /// An attribute name, with its JSON member prefix (`,"name":`) spelled out
 /// at compile time for the Zipkin encoder.
@@ -62,11 +62,17 @@ pub enum Failure<'a> {
     Status(u16),
     /// A gRPC status that fails a span of this kind ([`grpc::GrpcCall::error_status`]).
     Grpc(u32),
+    /// The SQLSTATE of a database query's `ErrorResponse`.
+    Sqlstate(&'a str),
 }
 
-/// Whether the span failed, and why; the first that applies: an error
-/// message, a 5xx status, a failing gRPC status.
+/// Whether the span failed, and why; the first that applies: a
+/// database's SQLSTATE, an error message, a 5xx status, a failing gRPC
+/// status.
 pub fn failure(span: &Span) -> Option<Failure<'_>> {
+    if let Some(code) = span.db.as_ref().and_then(|db| db.status_text()) {
+        return Some(Failure::Sqlstate(code));
+    }
     if let Some(error) = &span.error {
         return Some(Failure::Message(error));
     }
@@ -86,10 +92,35 @@ pub enum Name<'a> {
         method: &'a http::Method,
         target: Option<Cow<'a, str>>,
     },
+    /// `{db.operation.name} {db.collection.name}`, or what of it is known,
+    /// else `db.system.name` (OpenTelemetry database spans, "Name").
+    Db {
+        operation: Option<&'a str>,
+        collection: Option<&'a str>,
+        system: &'a str,
+    },
+}
+
+impl Name<'_> {
+    /// The name of a database span as one string.
+    pub fn db_text(operation: Option<&str>, collection: Option<&str>, system: &str) -> String {
+        match (operation, collection) {
+            (Some(op), Some(table)) => format!("{op} {table}"),
+            (Some(op), None) => op.to_owned(),
+            (None, _) => system.to_owned(),
+        }
+    }
 }
 
 /// The name of `span` whose route is `route` (see [`route_of`]).
 pub fn name<'a>(span: &'a Span, route: Option<&'a str>) -> Name<'a> {
+    if let Some(db) = &span.db {
+        return Name::Db {
+            operation: db.operation.as_deref(),
+            collection: db.collection.as_deref(),
+            system: db.system,
+        };
+    }
     if let Some((service, method)) = grpc_method(span) {
         return Name::Rpc { service, method };
     }
@@ -105,10 +136,11 @@ pub fn name<'a>(span: &'a Span, route: Option<&'a str>) -> Name<'a> {
 }
 
 /// The route of the span: the configured template that matched, else the
-/// path templated by [`template_path`]. CONNECT has no route (DESIGN §4).
+/// path templated by [`template_path`]. CONNECT has no route (DESIGN §4),
+/// nor has a database query.
 pub fn route_of<'a>(span: &'a Span, scratch: &'a mut String) -> Option<&'a str> {
     let facts = &span.http;
-    if facts.method == http::Method::CONNECT {
+    if facts.method == http::Method::CONNECT || span.db.is_some() {
         return None;
     }
     if let Some(route) = &facts.route {
@@ -127,10 +159,48 @@ fn grpc_method(span: &Span) -> Option<(&str, &str)> {
 }
 
 /// Hands every attribute of `span` to `sink`, in a fixed order, starting
-/// with `http.request.method` (always present). `route` is [`route_of`]'s;
+/// with `http.request.method`, or `db.system.name` for a database span
+/// (always present). `route` is [`route_of`]'s;
 /// `ip` is the text of the peer's address, when there is one. The `error`
 /// outcome is not among them: see [`failure`].
 pub fn write_tags<S: TagSink>(span: &Span, route: Option<&str>, ip: Option<&str>, sink: &mut S) {
+    if let Some(db) = &span.db {
+        write_db_tags(db, sink);
+    } else {
+        write_http_tags(span, route, ip, sink);
+    }
+    for tag in &span.tags {
+        sink.any(&tag.key, &tag.value);
+    }
+}
+
+/// OpenTelemetry database attributes (semantic conventions for database
+/// client spans, and their PostgreSQL page); every text is already
+/// sanitised (see [`DbFacts`]).
+fn write_db_tags<S: TagSink>(db: &DbFacts, sink: &mut S) {
+    sink.plain(key!("db.system.name"), db.system);
+    if let Some(namespace) = &db.namespace {
+        sink.text(key!("db.namespace"), namespace);
+    }
+    if let Some(operation) = &db.operation {
+        sink.text(key!("db.operation.name"), operation);
+    }
+    if let Some(collection) = &db.collection {
+        sink.text(key!("db.collection.name"), collection);
+    }
+    sink.text(key!("db.query.text"), &db.query_text);
+    if let Some(code) = db.status_text() {
+        sink.text(key!("db.response.status_code"), code);
+    }
+    if let Some(rows) = db.returned_rows {
+        sink.number(key!("db.response.returned_rows"), rows);
+    }
+    sink.text(key!("server.address"), &db.server.0);
+    sink.number(key!("server.port"), u64::from(db.server.1));
+}
+
+/// The HTTP and RPC attributes.
+fn write_http_tags<S: TagSink>(span: &Span, route: Option<&str>, ip: Option<&str>, sink: &mut S) {
     let facts = &span.http;
     // Methods are tokens (RFC 9110 §9.1), which need no escape.
     sink.plain(key!("http.request.method"), facts.method.as_str());
@@ -162,9 +232,6 @@ pub fn write_tags<S: TagSink>(span: &Span, route: Option<&str>, ip: Option<&str>
         sink.bytes(key!("user_agent.original"), agent.as_bytes());
     }
     write_peer_and_rpc(span, ip, sink);
-    for tag in &span.tags {
-        sink.any(&tag.key, &tag.value);
-    }
 }
 
 /// Client address, body sizes and the RPC attributes.

@@ -138,6 +138,11 @@ fn write_name(name: &Name<'_>, out: &mut Vec<u8>) {
             out.push(b'/');
             out.extend_from_slice(method.as_bytes());
         }
+        Name::Db {
+            operation,
+            collection,
+            system,
+        } => write_escaped_lowercase(out, &Name::db_text(*operation, *collection, system)),
         Name::Http { method, target } => {
             match lowercase_method(method) {
                 Some(method) => out.extend_from_slice(method.as_bytes()),
@@ -216,6 +221,7 @@ fn write_error(failure: Option<Failure<'_>>, tags: &mut JsonTags<'_>) {
         None => {}
         Some(Failure::Message(message)) => tags.text(ERROR, message),
         Some(Failure::Status(status)) => tags.number(ERROR, u64::from(status)),
+        Some(Failure::Sqlstate(code)) => tags.text(ERROR, &format!("SQLSTATE {code}")),
         Some(Failure::Grpc(code)) => {
             tags.out.extend_from_slice(ERROR.json.as_bytes());
             tags.out.extend_from_slice(b"\"grpc-status ");

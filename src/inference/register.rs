@@ -65,6 +65,15 @@ pub struct PendingCall {
     start: Start,
 }
 
+impl std::fmt::Debug for PendingCall {
+    /// The candidates at the start (the register itself is not shown).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingCall")
+            .field("candidates_at_start", &self.candidates_at_start())
+            .finish()
+    }
+}
+
 enum Start {
     Nobody,
     One(SpanContext),

@@ -194,6 +194,12 @@ pub fn extract(headers: &HeaderMap, config: &PropagationConfig) -> Extracted {
     }
 }
 
+/// Parses one W3C `traceparent` value found outside HTTP headers (a SQL
+/// comment: sqlcommenter); `None` when invalid (Trace Context §3.2).
+pub fn parse_traceparent(value: &[u8]) -> Option<SpanContext> {
+    w3c::parse(value).ok()
+}
+
 /// Reads one format. `tracestate` is parsed only once `traceparent` is
 /// known valid (W3C Trace Context Level 2, "Tracestate Header").
 fn read_format(headers: &HeaderMap, format: Format) -> Found {

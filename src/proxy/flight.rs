@@ -92,6 +92,7 @@ impl InFlight {
                 local_service: proxy.telemetry.local_service.clone(),
                 remote,
                 http,
+                db: None,
                 error: None,
                 tags: Vec::new(),
                 links: Vec::new(),

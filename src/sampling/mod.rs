@@ -186,7 +186,18 @@ impl Sampler {
         request: &RequestFacts<'_>,
         now: Instant,
     ) -> Decision {
-        let decision = self.decide_uncounted(incoming, trace_id, request, now);
+        self.counted(self.decide_uncounted(incoming, trace_id, Some(request), now))
+    }
+
+    /// Decides for a database query (no HTTP request for rules to match):
+    /// B3 debug, then the parent's decision, then the root sampler, so a
+    /// busy connection pool's unparented queries are sampled like any
+    /// other root; counts the decision.
+    pub fn decide_query(&self, incoming: Sampling, trace_id: TraceId, now: Instant) -> Decision {
+        self.counted(self.decide_uncounted(incoming, trace_id, None, now))
+    }
+
+    fn counted(&self, decision: Decision) -> Decision {
         let sampled = usize::from(decision.sampling.is_sampled());
         match decision.reason.fixed_index() {
             Some(i) => self.counters[i][sampled].inc(),
@@ -203,7 +214,7 @@ impl Sampler {
         &self,
         incoming: Sampling,
         trace_id: TraceId,
-        request: &RequestFacts<'_>,
+        request: Option<&RequestFacts<'_>>,
         now: Instant,
     ) -> Decision {
         let decision = |sampled: bool, reason| Decision {
@@ -234,7 +245,7 @@ impl Sampler {
             .rules
             .iter()
             .enumerate()
-            .find(|(_, rule)| rules::matches(&rule.config, request))
+            .find(|(_, rule)| request.is_some_and(|r| rules::matches(&rule.config, r)))
         {
             return decision(rule.policy.decide(trace_id, now_ns).0, Reason::Rule(i));
         }

@@ -8,11 +8,13 @@
 //! request path.
 
 mod clock;
+mod db;
 pub mod grpc;
 mod id;
 mod ip;
 
 pub use clock::{SpanTimer, now_micros};
+pub use db::DbFacts;
 pub use grpc::GrpcCall;
 pub use id::{SpanId, TraceId, instance_id, parse_hex_u64, parse_hex_u128};
 pub use ip::{IpBuf, canonical_ip, ip_text};
@@ -133,6 +135,24 @@ impl HttpFacts {
         self.host = self.host.as_ref().map(|v| value(v, host));
         self.user_agent = self.user_agent.as_ref().map(|v| value(v, copy));
     }
+
+    /// The facts of a span that is not an HTTP exchange (a database
+    /// query: see [`Span::db`]); the exporter never renders them.
+    pub fn unused() -> Self {
+        Self {
+            method: http::Method::GET,
+            target: None,
+            route: None,
+            scheme: "",
+            host: None,
+            version: http::Version::HTTP_11,
+            user_agent: None,
+            status: None,
+            request_body_bytes: 0,
+            response_body_bytes: 0,
+            grpc: None,
+        }
+    }
 }
 
 /// A finished span, ready for export.
@@ -150,6 +170,9 @@ pub struct Span {
     pub local_service: Arc<str>,
     pub remote: Endpoint,
     pub http: HttpFacts,
+    /// A database query's facts; when present the span is a database
+    /// CLIENT span and `http` is [`HttpFacts::unused`].
+    pub db: Option<Box<DbFacts>>,
     /// Error message, exported as the `error` tag.
     pub error: Option<Cow<'static, str>>,
     /// Everything else: captured headers, TLS facts, `sampling.reason`, pod metadata.

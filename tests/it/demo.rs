@@ -10,6 +10,7 @@ async fn demo(propagate: bool) -> Demo {
         base_port: 0,
         propagate,
         latency: false,
+        postgres: None,
     })
     .await
     .expect("demo starts on ephemeral ports")
@@ -162,5 +163,42 @@ async fn apps_that_drop_headers_still_give_one_trace_per_request_by_inference() 
     .await;
     let summary = demo.parent_summary();
     assert_eq!((summary.inferred, summary.ambiguous), (4, 0), "{summary}");
+    demo.shutdown().await;
+}
+
+/// `--postgres`: user-service reads its users from a real PostgreSQL
+/// through its sidecar's postgres route, and the query is a CLIENT span
+/// under user-service's SERVER span (the app passes `traceparent` on in a
+/// sqlcommenter comment). Skips, saying why, without `TRACEHOP_TEST_POSTGRES`.
+#[tokio::test]
+async fn with_postgres_user_service_queries_appear_under_its_server_span() {
+    let Ok(url) = std::env::var("TRACEHOP_TEST_POSTGRES") else {
+        eprintln!("demo --postgres: skipped: TRACEHOP_TEST_POSTGRES is not set");
+        return;
+    };
+    let demo = start_demo(DemoSettings {
+        base_port: 0,
+        propagate: true,
+        latency: false,
+        postgres: Some(url),
+    })
+    .await
+    .expect("demo starts with its database");
+    let reply = Client::http1()
+        .get(&format!("http://{}/api/users/2", demo.gateway), &[])
+        .await;
+    assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.body);
+    assert!(reply.body.contains("Grace Hopper"), "{}", reply.body);
+
+    let spans = spans_of_service(&demo, "api-gateway", 4).await;
+    let user = find(&spans, "user-service", "SERVER");
+    let query = find(&spans, "user-service", "CLIENT");
+    assert_eq!(query["name"], "select users");
+    assert_eq!(query["remoteEndpoint"]["serviceName"], "users-db");
+    assert_eq!(query["parentId"], user["id"], "{spans:#?}");
+    assert_eq!(
+        query["tags"]["db.query.text"],
+        "SELECT id, name, email FROM users WHERE id = $1"
+    );
     demo.shutdown().await;
 }

@@ -13,6 +13,7 @@ mod http1;
 mod inference;
 mod limits;
 mod otlp;
+mod postgres;
 mod proxy;
 mod readme;
 mod sampling;
