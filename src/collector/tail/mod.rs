@@ -197,18 +197,21 @@ impl TailSampler {
         let (trace_id, since) = self.arrival.pop_front()?;
         // An entry whose trace was decided and then held again (its
         // decision forgotten) belongs to the newer arrival, not this one.
-        match self.held.get(&trace_id) {
-            Some(held) if held.since == since => {}
-            _ => return Some(None),
+        if self.held.get(&trace_id).is_none_or(|held| held.since != since) {
+            return Some(None);
         }
-        let held = self.held.remove(&trace_id)?;
+        let Some(held) = self.held.remove(&trace_id) else {
+            return Some(None);
+        };
         self.memory_bytes -= held.memory_bytes;
         let now_ns = u64::try_from(now.saturating_duration_since(self.epoch).as_nanos())
             .unwrap_or(u64::MAX);
         let keeper = self.policies.decide(trace_id, &held.facts, now_ns);
         self.cache.insert(trace_id, keeper.is_some());
         self.metrics.tail_traces(keeper.is_some()).inc();
-        let policy = keeper?.to_owned();
+        let Some(policy) = keeper.map(str::to_owned) else {
+            return Some(None);
+        };
         let mut spans = held.spans;
         tag_root(&mut spans, &policy);
         Some(Some(Kept { trace_id, spans }))

@@ -161,6 +161,7 @@ async fn the_memory_share_decides_the_oldest_early() {
     assert_eq!(sampler.held_traces(), 2, "exactly at the limit");
     sampler.offer(trace(0xc), Instant::now());
     assert_eq!(sampler.held_traces(), 2);
+    assert_eq!(metrics.tail_early_decisions.get(), 1);
     assert!(scrape(&metrics, "tracehop_collector_tail_early_decisions_total 1"));
 }
 
