@@ -10,7 +10,7 @@
 //! | [`app`] | wiring from config, every long-lived task, the shutdown order, signals and live reload, each command's entry point, the demo topology |
 //! | [`proxy`] | one request top to bottom: listeners' handler, forwarding, error responses |
 //! | [`admin`] | `/metrics`, `/healthz`, `/readyz` |
-//! | [`collector`] | the embedded Zipkin-compatible collector and trace viewer |
+//! | [`collector`] | the embedded Zipkin-compatible collector and trace viewer; its tail sampling and memory-bounded store |
 //! | [`demo`] | the three demo services (plain handlers, no tracing code) |
 //! | [`export`] | the span queues, batching, Zipkin JSON and OTLP encoding, upload with retry |
 //! | [`sampling`] | sampling decisions |

@@ -26,16 +26,22 @@ use super::compact::CompactSpan;
 use super::model::Span;
 use super::query::{QueryRequest, TimeWindow};
 use super::trace;
-use crate::span::TraceId;
+use crate::span::{SpanId, TraceId};
 
 /// Counted per trace beyond its spans: its map entry, its place in the
 /// arrival order and its entries in the service index.
 pub const TRACE_OVERHEAD: usize = 256;
 
+/// Traces with more spans than this also index their spans by id, so a
+/// span arriving for a huge trace is matched without a scan.
+const INDEX_SPANS_FROM: usize = 32;
+
 /// Spans of one trace plus what queries need to find it quickly.
 #[derive(Debug, Default)]
 struct StoredTrace {
     spans: Vec<CompactSpan>,
+    /// Positions in `spans` by span id, once the trace is large.
+    by_id: Option<HashMap<SpanId, Vec<usize>>>,
     /// The trace's timestamp as Zipkin's `QueryRequest.test` computes it.
     timestamp: Option<u64>,
     /// Arrival sequence number of its first span; breaks timestamp ties.
@@ -57,6 +63,31 @@ impl StoredTrace {
 
     fn decode(&self) -> Vec<Span> {
         self.spans.iter().filter_map(CompactSpan::decode).collect()
+    }
+
+    /// Positions of the spans with `id`.
+    fn with_id(&self, id: SpanId) -> Vec<usize> {
+        match &self.by_id {
+            Some(by_id) => by_id.get(&id).cloned().unwrap_or_default(),
+            None => (0..self.spans.len())
+                .filter(|&i| self.spans[i].id == id)
+                .collect(),
+        }
+    }
+
+    fn push(&mut self, span: CompactSpan) {
+        let position = self.spans.len();
+        if let Some(by_id) = &mut self.by_id {
+            by_id.entry(span.id).or_default().push(position);
+        }
+        self.spans.push(span);
+        if self.by_id.is_none() && self.spans.len() > INDEX_SPANS_FROM {
+            let mut by_id: HashMap<SpanId, Vec<usize>> = HashMap::new();
+            for (i, span) in self.spans.iter().enumerate() {
+                by_id.entry(span.id).or_default().push(i);
+            }
+            self.by_id = Some(by_id);
+        }
     }
 }
 
@@ -132,17 +163,23 @@ impl Store {
 
     /// Adds a validated batch, then evicts the oldest traces while over the bound.
     pub fn insert(&mut self, spans: Vec<Span>) {
-        let mut by_trace: Vec<(TraceId, Vec<CompactSpan>)> = Vec::new();
+        // By trace, in the order of each trace's first span in the batch.
+        let mut order: Vec<TraceId> = Vec::new();
+        let mut by_trace: HashMap<TraceId, Vec<CompactSpan>> = HashMap::new();
         for span in spans {
             let trace_id = span.trace_id;
-            let compact = CompactSpan::encode(span);
-            match by_trace.iter_mut().find(|(id, _)| *id == trace_id) {
-                Some((_, list)) => list.push(compact),
-                None => by_trace.push((trace_id, vec![compact])),
-            }
+            by_trace
+                .entry(trace_id)
+                .or_insert_with(|| {
+                    order.push(trace_id);
+                    Vec::new()
+                })
+                .push(CompactSpan::encode(span));
         }
-        for (trace_id, spans) in by_trace {
-            self.insert_trace(trace_id, spans);
+        for trace_id in order {
+            if let Some(spans) = by_trace.remove(&trace_id) {
+                self.insert_trace(trace_id, spans);
+            }
         }
     }
 
@@ -174,7 +211,7 @@ impl Store {
         let Some(trace) = self.traces.get_mut(&trace_id) else {
             return;
         };
-        if let Some((position, merged)) = merge_target(&trace.spans, &span) {
+        if let Some((position, merged)) = merge_target(trace, &span) {
             let stored = &mut trace.spans[position];
             unindex(&mut self.services, trace_id, stored);
             let before = stored.memory_bytes();
@@ -189,7 +226,7 @@ impl Store {
         let bytes = span.memory_bytes();
         trace.memory_bytes += bytes;
         self.memory_bytes += bytes;
-        trace.spans.push(span);
+        trace.push(span);
         self.span_count += 1;
     }
 
@@ -274,16 +311,14 @@ impl Store {
 
 /// The stored span `incoming` is another piece of, and the two merged
 /// (Zipkin `Span.Builder.merge`); only spans with its id are decoded.
-fn merge_target(stored: &[CompactSpan], incoming: &CompactSpan) -> Option<(usize, CompactSpan)> {
-    let mut same_id = stored
-        .iter()
-        .enumerate()
-        .filter(|(_, span)| span.id == incoming.id)
-        .peekable();
-    same_id.peek()?;
+fn merge_target(trace: &StoredTrace, incoming: &CompactSpan) -> Option<(usize, CompactSpan)> {
+    let same_id = trace.with_id(incoming.id);
+    if same_id.is_empty() {
+        return None;
+    }
     let later = incoming.decode()?;
-    same_id.find_map(|(position, span)| {
-        let mut merged = span.decode()?;
+    same_id.into_iter().find_map(|position| {
+        let mut merged = trace.spans.get(position)?.decode()?;
         trace::is_same_span(&merged, &later).then(|| {
             merged.merge(&later);
             (position, CompactSpan::encode(merged))
@@ -493,6 +528,22 @@ mod tests {
         store.set_memory_limit(0);
         assert_eq!((store.memory_bytes(), store.span_count()), (0, 0));
         assert!(store.service_names().is_empty());
+    }
+
+    #[test]
+    fn a_large_trace_merges_pieces_through_its_id_index() {
+        let mut store = Store::new(usize::MAX, usize::MAX);
+        store.insert((1..=40).map(|id| local("a", id, "svc", "x")).collect());
+        store.insert(vec![span(
+            "a",
+            37,
+            json!({"duration": 5, "localEndpoint": {"serviceName": "svc"}}),
+        )]);
+        store.insert(vec![local("a", 41, "svc", "y")]);
+        assert_eq!(store.span_count(), 41);
+        let trace = store.trace(TraceId::new(0xa).unwrap()).unwrap();
+        assert_eq!((trace[36].id.get(), trace[36].duration), (37, Some(5)));
+        assert_eq!(store.span_names("svc"), ["x", "y"]);
     }
 
     #[test]

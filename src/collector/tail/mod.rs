@@ -126,12 +126,21 @@ impl TailSampler {
     /// (late spans of kept traces, traces decided early).
     pub fn offer(&mut self, spans: Vec<Span>, now: Instant) -> Vec<Kept> {
         let mut kept: Vec<Kept> = Vec::new();
+        // Late spans of kept traces, by trace: their index in `kept`.
+        let mut late: HashMap<TraceId, usize> = HashMap::new();
         for span in spans {
             let trace_id = span.trace_id;
             match self.cache.get(trace_id) {
                 Some(true) => {
                     self.metrics.tail_late_spans(true).inc();
-                    push_kept(&mut kept, trace_id, CompactSpan::encode(span));
+                    let index = *late.entry(trace_id).or_insert_with(|| {
+                        kept.push(Kept {
+                            trace_id,
+                            spans: Vec::new(),
+                        });
+                        kept.len() - 1
+                    });
+                    kept[index].spans.push(CompactSpan::encode(span));
                 }
                 Some(false) => self.metrics.tail_late_spans(false).inc(),
                 None => self.hold(span, now),
@@ -221,17 +230,6 @@ impl TailSampler {
     #[cfg(test)]
     pub fn set_memory_limit(&mut self, bytes: usize) {
         self.memory_limit = bytes;
-    }
-}
-
-/// Adds `span` to the kept spans of `trace_id`.
-fn push_kept(kept: &mut Vec<Kept>, trace_id: TraceId, span: CompactSpan) {
-    match kept.iter_mut().find(|k| k.trace_id == trace_id) {
-        Some(k) => k.spans.push(span),
-        None => kept.push(Kept {
-            trace_id,
-            spans: vec![span],
-        }),
     }
 }
 
