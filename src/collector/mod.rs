@@ -24,8 +24,8 @@
 //!   `viewer`: the embedded page.
 //!
 //! Memory: the store and the tail buffer share one bound in bytes. The
-//! buffer may use half of it (beyond, its oldest traces are decided early);
-//! the store gets the rest, less what the buffer holds now.
+//! buffer may use three quarters of it (beyond, its oldest traces are
+//! decided early); the store gets the rest, less what the buffer holds now.
 //!
 //! Uses [`crate::server`] for the listener loop and [`crate::span`] ids.
 
@@ -90,6 +90,13 @@ impl Default for CollectorConfig {
             tail_sampling: None,
         }
     }
+}
+
+/// The tail buffer's share of `max_memory`: three quarters. With tail
+/// sampling on, the store holds only the kept traces (a few percent), while
+/// every trace waits in the buffer for `decision_wait`.
+fn tail_share(max_memory: usize) -> usize {
+    max_memory / 4 * 3
 }
 
 /// What the collector holds in memory: the store, and the traces waiting
@@ -168,13 +175,14 @@ impl Collector {
         metrics
             .memory_limit_bytes
             .set(i64::try_from(config.max_memory).unwrap_or(i64::MAX));
-        // The buffer's share: half the bound, so the store always has room.
+        let store = Store::new(config.max_spans, config.max_memory);
         let tail = config.tail_sampling.as_ref().map(|tail| {
             let now = tokio::time::Instant::now();
-            TailSampler::new(tail, config.max_memory / 2, metrics.clone(), now)
+            let share = tail_share(config.max_memory);
+            TailSampler::new(tail, share, metrics.clone(), store.keys().clone(), now)
         });
         let holdings = Holdings {
-            store: Store::new(config.max_spans, config.max_memory),
+            store,
             tail,
             max_memory: config.max_memory,
         };

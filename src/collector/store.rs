@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::compact::CompactSpan;
+use super::compact::{CompactSpan, TagKeys};
 use super::model::Span;
 use super::query::{QueryRequest, TimeWindow};
 use super::trace;
@@ -116,6 +116,8 @@ pub struct Store {
     services: BTreeMap<Arc<str>, ServiceIndex>,
     /// Sequence number for the next new trace.
     next_sequence: u64,
+    /// The tag keys of every span held (the tail sampler's too).
+    keys: Arc<TagKeys>,
 }
 
 impl Store {
@@ -132,7 +134,13 @@ impl Store {
             evicted_traces: 0,
             services: BTreeMap::new(),
             next_sequence: 0,
+            keys: Arc::default(),
         }
+    }
+
+    /// The tag-key table spans are encoded with, for the tail sampler.
+    pub fn keys(&self) -> &Arc<TagKeys> {
+        &self.keys
     }
 
     /// Spans stored now (after merging duplicates).
@@ -174,7 +182,7 @@ impl Store {
                     order.push(trace_id);
                     Vec::new()
                 })
-                .push(CompactSpan::encode(span));
+                .push(CompactSpan::encode(span, &self.keys));
         }
         for trace_id in order {
             if let Some(spans) = by_trace.remove(&trace_id) {
@@ -211,7 +219,7 @@ impl Store {
         let Some(trace) = self.traces.get_mut(&trace_id) else {
             return;
         };
-        if let Some((position, merged)) = merge_target(trace, &span) {
+        if let Some((position, merged)) = merge_target(trace, &span, &self.keys) {
             let stored = &mut trace.spans[position];
             unindex(&mut self.services, trace_id, stored);
             let before = stored.memory_bytes();
@@ -311,7 +319,11 @@ impl Store {
 
 /// The stored span `incoming` is another piece of, and the two merged
 /// (Zipkin `Span.Builder.merge`); only spans with its id are decoded.
-fn merge_target(trace: &StoredTrace, incoming: &CompactSpan) -> Option<(usize, CompactSpan)> {
+fn merge_target(
+    trace: &StoredTrace,
+    incoming: &CompactSpan,
+    keys: &Arc<TagKeys>,
+) -> Option<(usize, CompactSpan)> {
     let same_id = trace.with_id(incoming.id);
     if same_id.is_empty() {
         return None;
@@ -321,7 +333,7 @@ fn merge_target(trace: &StoredTrace, incoming: &CompactSpan) -> Option<(usize, C
         let mut merged = trace.spans.get(position)?.decode()?;
         trace::is_same_span(&merged, &later).then(|| {
             merged.merge(&later);
-            (position, CompactSpan::encode(merged))
+            (position, CompactSpan::encode(merged, keys))
         })
     })
 }

@@ -30,7 +30,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::compact::CompactSpan;
+use std::sync::Arc;
+
+use super::compact::{CompactSpan, TagKeys};
 use super::model::Span;
 use crate::config::TailSampling;
 use crate::metrics::CollectorMetrics;
@@ -81,6 +83,8 @@ pub struct TailSampler {
     cache: DecisionCache,
     memory_bytes: usize,
     metrics: CollectorMetrics,
+    /// The store's tag-key table, so kept spans move there as they are.
+    keys: Arc<TagKeys>,
 }
 
 impl TailSampler {
@@ -90,6 +94,7 @@ impl TailSampler {
         config: &TailSampling,
         memory_limit: usize,
         metrics: CollectorMetrics,
+        keys: Arc<TagKeys>,
         now: Instant,
     ) -> Self {
         Self {
@@ -103,6 +108,7 @@ impl TailSampler {
             cache: DecisionCache::new(config.decision_cache),
             memory_bytes: 0,
             metrics,
+            keys,
         }
     }
 
@@ -140,7 +146,7 @@ impl TailSampler {
                         });
                         kept.len() - 1
                     });
-                    kept[index].spans.push(CompactSpan::encode(span));
+                    kept[index].spans.push(CompactSpan::encode(span, &self.keys));
                 }
                 Some(false) => self.metrics.tail_late_spans(false).inc(),
                 None => self.hold(span, now),
@@ -193,7 +199,7 @@ impl TailSampler {
             }
         });
         self.policies.observe(&mut held.facts, &span);
-        let compact = CompactSpan::encode(span);
+        let compact = CompactSpan::encode(span, &self.keys);
         let bytes = compact.memory_bytes();
         held.memory_bytes += bytes;
         self.memory_bytes += bytes;
@@ -222,7 +228,7 @@ impl TailSampler {
             return Some(None);
         };
         let mut spans = held.spans;
-        tag_root(&mut spans, &policy);
+        tag_root(&mut spans, &policy, &self.keys);
         Some(Some(Kept { trace_id, spans }))
     }
 
@@ -235,14 +241,14 @@ impl TailSampler {
 
 /// Tags the root span (the first span when no root came) with the policy
 /// that kept the trace; only that span is decoded and encoded again.
-fn tag_root(spans: &mut [CompactSpan], policy: &str) {
+fn tag_root(spans: &mut [CompactSpan], policy: &str, keys: &Arc<TagKeys>) {
     let position = spans.iter().position(|span| span.root).unwrap_or(0);
     let Some(slot) = spans.get_mut(position) else {
         return;
     };
     if let Some(mut span) = slot.decode() {
         span.tags.insert(POLICY_TAG.to_owned(), policy.to_owned());
-        *slot = CompactSpan::encode(span);
+        *slot = CompactSpan::encode(span, keys);
     }
 }
 

@@ -10,7 +10,8 @@ const ERROR_TRACE: u128 = 0xe;
 fn sampler(yaml: &str) -> (TailSampler, CollectorMetrics) {
     let config = crate::config::load_tail_sampling(yaml).unwrap();
     let metrics = CollectorMetrics::new();
-    let sampler = TailSampler::new(&config, usize::MAX, metrics.clone(), Instant::now());
+    let keys = Arc::default();
+    let sampler = TailSampler::new(&config, usize::MAX, metrics.clone(), keys, Instant::now());
     (sampler, metrics)
 }
 
