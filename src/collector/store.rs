@@ -28,9 +28,10 @@ use super::query::{QueryRequest, TimeWindow};
 use super::trace;
 use crate::span::{SpanId, TraceId};
 
-/// Counted per trace beyond its spans: its map entry, its place in the
-/// arrival order and its entries in the service index.
-pub const TRACE_OVERHEAD: usize = 256;
+/// Counted per trace beyond its spans: its map entry (a hash table at up to
+/// twice its entries), its place in the arrival order, its list's slack and
+/// its entries in the service index.
+pub const TRACE_OVERHEAD: usize = 2 * std::mem::size_of::<(TraceId, StoredTrace)>() + 160;
 
 /// Traces with more spans than this also index their spans by id, so a
 /// span arriving for a huge trace is matched without a scan.

@@ -13,8 +13,9 @@ use std::collections::{HashMap, VecDeque};
 use crate::span::TraceId;
 
 /// Counted per remembered decision against the memory bound: its map entry
-/// (key, value, hash table slack) and its place in the order.
-pub const ENTRY_BYTES: usize = 64;
+/// (key, value, a hash table at up to twice its entries) and its place in
+/// the order.
+pub const ENTRY_BYTES: usize = 96;
 
 /// The last `capacity` decisions.
 #[derive(Debug)]

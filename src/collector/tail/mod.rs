@@ -43,9 +43,10 @@ use policy::{Facts, Policies};
 /// The tag naming the policy that kept a trace, on its root span.
 pub const POLICY_TAG: &str = "sampling.tail.policy";
 
-/// Counted per held trace beyond its spans: its map entry with its facts,
-/// its place in the arrival order.
-const HELD_TRACE_OVERHEAD: usize = 192;
+/// Counted per held trace beyond its spans: its map entry with its facts
+/// (a hash table at up to twice the entries it holds), its place in the
+/// arrival order, its list's header and slack.
+const HELD_TRACE_OVERHEAD: usize = 2 * (std::mem::size_of::<(TraceId, Held)>() + 16) + 64;
 
 /// The spans of one kept trace, to store and forward.
 #[derive(Debug)]
@@ -199,7 +200,9 @@ impl TailSampler {
             }
         });
         self.policies.observe(&mut held.facts, &span);
-        let compact = CompactSpan::encode(span, &self.keys);
+        // Without its names: most held traces are dropped, and a kept
+        // one's names are read back when it goes to the store.
+        let compact = CompactSpan::encode(span, &self.keys).unnamed();
         let bytes = compact.memory_bytes();
         held.memory_bytes += bytes;
         self.memory_bytes += bytes;
@@ -227,7 +230,7 @@ impl TailSampler {
         let Some(policy) = keeper.map(str::to_owned) else {
             return Some(None);
         };
-        let mut spans = held.spans;
+        let mut spans: Vec<CompactSpan> = held.spans.into_iter().map(CompactSpan::named).collect();
         tag_root(&mut spans, &policy, &self.keys);
         Some(Some(Kept { trace_id, spans }))
     }
