@@ -190,9 +190,8 @@ impl CollectorMetrics {
     /// Builds and registers every family of the collector.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let outcome = |name: &str, help: &str, labels: &[&str]| {
-            counter_vec(&registry, name, help, labels)
-        };
+        let outcome =
+            |name: &str, help: &str, labels: &[&str]| counter_vec(&registry, name, help, labels);
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric definition");
             register(&registry, c.clone());
@@ -278,7 +277,8 @@ impl CollectorMetrics {
 
     /// The counter of late spans whose trace had one outcome.
     pub fn tail_late_spans(&self, kept: bool) -> IntCounter {
-        self.tail_late_spans.with_label_values(&[tail_outcome(kept)])
+        self.tail_late_spans
+            .with_label_values(&[tail_outcome(kept)])
     }
 }
 

@@ -205,10 +205,8 @@ impl CompactSpan {
     /// What this span counts against the memory bound. A name shared with
     /// the store's index is counted as if it were not (a little over).
     pub fn memory_bytes(&self) -> usize {
-        let name = |name: &Option<Arc<str>>| {
-            name.as_deref()
-                .map_or(0, |name| name.len() + NAME_OVERHEAD)
-        };
+        let name =
+            |name: &Option<Arc<str>>| name.as_deref().map_or(0, |name| name.len() + NAME_OVERHEAD);
         self.encoded_len()
             + name(&self.service)
             + name(&self.name)
@@ -268,8 +266,8 @@ mod tests {
         assert_eq!(compact.remote_service, None);
         assert!(!compact.root);
         // A root with a 64-bit trace id and nothing optional set.
-        let bare = decode_span(json!({"traceId": "00000000000000a1", "id": "0000000000000001"}))
-            .unwrap();
+        let bare =
+            decode_span(json!({"traceId": "00000000000000a1", "id": "0000000000000001"})).unwrap();
         let compact = CompactSpan::encode(bare.clone(), &keys);
         assert_eq!(compact.decode(), Some(bare));
         assert!(compact.root);
@@ -282,7 +280,11 @@ mod tests {
         let json = serde_json::to_vec(&span).unwrap().len();
         CompactSpan::encode(span.clone(), &keys);
         let compact = CompactSpan::encode(span, &keys);
-        assert!(compact.encoded_len() * 2 < json, "{} vs {json}", compact.encoded_len());
+        assert!(
+            compact.encoded_len() * 2 < json,
+            "{} vs {json}",
+            compact.encoded_len()
+        );
         assert!(compact.memory_bytes() < 1024, "{}", compact.memory_bytes());
     }
 
@@ -293,7 +295,10 @@ mod tests {
         let full = CompactSpan::encode(span.clone(), &keys);
         let unnamed = full.clone().unnamed();
         assert!(unnamed.memory_bytes() < full.memory_bytes());
-        assert_eq!((unnamed.service.as_deref(), unnamed.name.as_deref()), (None, None));
+        assert_eq!(
+            (unnamed.service.as_deref(), unnamed.name.as_deref()),
+            (None, None)
+        );
         let named = unnamed.named();
         assert_eq!(named.service.as_deref(), Some("order-service"));
         assert_eq!(named.name.as_deref(), Some("get /api/orders/{id}"));

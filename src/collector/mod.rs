@@ -309,7 +309,11 @@ impl Collector {
     fn decide(&self, how: fn(&mut TailSampler, tokio::time::Instant) -> Vec<Kept>) {
         let now = tokio::time::Instant::now();
         let forward = self.with_holdings_mut(|h| {
-            let kept = h.tail.as_mut().map(|tail| how(tail, now)).unwrap_or_default();
+            let kept = h
+                .tail
+                .as_mut()
+                .map(|tail| how(tail, now))
+                .unwrap_or_default();
             h.keep(kept, self.forward.is_some())
         });
         self.forward_decoded(&forward);
@@ -351,7 +355,8 @@ impl Collector {
             (h.memory_bytes(), store.span_count(), store.evicted_traces())
         });
         let m = &self.metrics;
-        m.memory_bytes.set(i64::try_from(memory).unwrap_or(i64::MAX));
+        m.memory_bytes
+            .set(i64::try_from(memory).unwrap_or(i64::MAX));
         m.stored_spans.set(i64::try_from(spans).unwrap_or(i64::MAX));
         // The store counts evictions; the counter catches up at each scrape.
         m.evicted_traces

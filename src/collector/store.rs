@@ -349,7 +349,11 @@ fn window_timestamp(trace: &StoredTrace, window: TimeWindow) -> Option<((u64, u6
 
 /// Counts `span` in the index of its service and points its names at the
 /// index's keys, so each name is held once.
-fn index(services: &mut BTreeMap<Arc<str>, ServiceIndex>, trace_id: TraceId, span: &mut CompactSpan) {
+fn index(
+    services: &mut BTreeMap<Arc<str>, ServiceIndex>,
+    trace_id: TraceId,
+    span: &mut CompactSpan,
+) {
     let Some(service) = &span.service else {
         return;
     };

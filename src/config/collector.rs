@@ -266,7 +266,10 @@ fn rule(raw: RawPolicy, path: &str, p: &mut Problems) -> TailRule {
         "rate_limiting" => &["spans_per_second"],
         "and" => &["policies"],
         "" => {
-            p.push(format!("{path}.type"), "required: status_code, latency, tag, probabilistic, rate_limiting or and");
+            p.push(
+                format!("{path}.type"),
+                "required: status_code, latency, tag, probabilistic, rate_limiting or and",
+            );
             return TailRule::StatusCode;
         }
         other => {
@@ -323,7 +326,10 @@ fn rule(raw: RawPolicy, path: &str, p: &mut Problems) -> TailRule {
         "and" => {
             let subs = raw.policies.unwrap_or_default();
             if subs.is_empty() {
-                p.push(at("policies"), "list the policies that must all keep the trace");
+                p.push(
+                    at("policies"),
+                    "list the policies that must all keep the trace",
+                );
             }
             let rules = subs
                 .into_iter()
@@ -372,7 +378,14 @@ tail_sampling:
         let names: Vec<_> = tail.policies.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,
-            ["errors", "slow", "checkout", "baseline", "budget", "slow-checkout"]
+            [
+                "errors",
+                "slow",
+                "checkout",
+                "baseline",
+                "budget",
+                "slow-checkout"
+            ]
         );
         assert_eq!(
             tail.policies[5].rule,

@@ -95,8 +95,14 @@ mod tests {
         assert!(!b.try_acquire_n(0, 5), "only four left");
         assert!(b.try_acquire_n(0, 4));
         assert!(!b.try_acquire(0));
-        assert!(b.try_acquire_n(SECOND / 2, 5), "five refilled in half a second");
-        assert!(!b.try_acquire_n(10 * SECOND, 11), "more than the burst never passes");
+        assert!(
+            b.try_acquire_n(SECOND / 2, 5),
+            "five refilled in half a second"
+        );
+        assert!(
+            !b.try_acquire_n(10 * SECOND, 11),
+            "more than the burst never passes"
+        );
     }
 
     /// Offers 1,000 requests per simulated second for 20 seconds: no

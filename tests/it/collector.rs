@@ -198,7 +198,10 @@ async fn tail_sampling_keeps_and_relays_only_kept_traces() {
     let root = "0000000000000001";
     // Each trace's spans come in two uploads, as from two sidecars.
     let uploads = [
-        vec![span(failed, root, None, false), span(fine, root, None, false)],
+        vec![
+            span(failed, root, None, false),
+            span(fine, root, None, false),
+        ],
         vec![
             span(failed, "0000000000000002", Some(root), true),
             span(fine, "0000000000000002", Some(root), false),
@@ -218,11 +221,17 @@ async fn tail_sampling_keeps_and_relays_only_kept_traces() {
     let relayed = target.wait_for(2).await;
     assert_eq!(relayed.len(), 2, "the kept trace, whole");
     assert!(relayed.iter().all(|span| span["traceId"] == failed));
-    let root_span = relayed.iter().find(|span| span["id"] == root).expect("root");
+    let root_span = relayed
+        .iter()
+        .find(|span| span["id"] == root)
+        .expect("root");
     assert_eq!(root_span["tags"][tracehop::collector::POLICY_TAG], "errors");
     let trace = |id: &str| format!("http://{addr}/api/v2/trace/{id}");
     assert_eq!(client.get(&trace(failed), &[]).await.status, StatusCode::OK);
-    assert_eq!(client.get(&trace(fine), &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        client.get(&trace(fine), &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
     let metrics = client.get(&format!("http://{addr}/metrics"), &[]).await;
     let text = metrics.body;
     for series in [
@@ -233,7 +242,10 @@ async fn tail_sampling_keeps_and_relays_only_kept_traces() {
         "tracehop_collector_stored_spans 2",
         "tracehop_collector_memory_limit_bytes 268435456",
     ] {
-        assert!(text.lines().any(|line| line == series), "{series} in\n{text}");
+        assert!(
+            text.lines().any(|line| line == series),
+            "{series} in\n{text}"
+        );
     }
     drop(stop);
     task.await.expect("join").expect("collector ran");

@@ -164,8 +164,12 @@ pub fn from_model(span: model::Span) -> Span {
 fn endpoint_from_model(endpoint: model::Endpoint) -> Endpoint {
     Endpoint {
         service_name: endpoint.service_name.unwrap_or_default(),
-        ipv4: endpoint.ipv4.map_or_else(Vec::new, |ip| ip.octets().to_vec()),
-        ipv6: endpoint.ipv6.map_or_else(Vec::new, |ip| ip.octets().to_vec()),
+        ipv4: endpoint
+            .ipv4
+            .map_or_else(Vec::new, |ip| ip.octets().to_vec()),
+        ipv6: endpoint
+            .ipv6
+            .map_or_else(Vec::new, |ip| ip.octets().to_vec()),
         port: endpoint.port.map_or(0, i32::from),
     }
 }

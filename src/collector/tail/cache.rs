@@ -71,10 +71,16 @@ mod tests {
         let mut cache = DecisionCache::new(2);
         cache.insert(id(1), true);
         cache.insert(id(2), false);
-        assert_eq!((cache.get(id(1)), cache.get(id(2))), (Some(true), Some(false)));
+        assert_eq!(
+            (cache.get(id(1)), cache.get(id(2))),
+            (Some(true), Some(false))
+        );
         cache.insert(id(3), true);
         assert_eq!(cache.get(id(1)), None, "the oldest is forgotten");
-        assert_eq!((cache.get(id(2)), cache.get(id(3))), (Some(false), Some(true)));
+        assert_eq!(
+            (cache.get(id(2)), cache.get(id(3))),
+            (Some(false), Some(true))
+        );
         // Deciding a remembered trace again updates it in place.
         cache.insert(id(3), false);
         assert_eq!((cache.len(), cache.get(id(3))), (2, Some(false)));

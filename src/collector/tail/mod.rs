@@ -147,7 +147,9 @@ impl TailSampler {
                         });
                         kept.len() - 1
                     });
-                    kept[index].spans.push(CompactSpan::encode(span, &self.keys));
+                    kept[index]
+                        .spans
+                        .push(CompactSpan::encode(span, &self.keys));
                 }
                 Some(false) => self.metrics.tail_late_spans(false).inc(),
                 None => self.hold(span, now),
@@ -215,15 +217,19 @@ impl TailSampler {
         let (trace_id, since) = self.arrival.pop_front()?;
         // An entry whose trace was decided and then held again (its
         // decision forgotten) belongs to the newer arrival, not this one.
-        if self.held.get(&trace_id).is_none_or(|held| held.since != since) {
+        if self
+            .held
+            .get(&trace_id)
+            .is_none_or(|held| held.since != since)
+        {
             return Some(None);
         }
         let Some(held) = self.held.remove(&trace_id) else {
             return Some(None);
         };
         self.memory_bytes -= held.memory_bytes;
-        let now_ns = u64::try_from(now.saturating_duration_since(self.epoch).as_nanos())
-            .unwrap_or(u64::MAX);
+        let now_ns =
+            u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
         let keeper = self.policies.decide(trace_id, &held.facts, now_ns);
         self.cache.insert(trace_id, keeper.is_some());
         self.metrics.tail_traces(keeper.is_some()).inc();

@@ -119,7 +119,11 @@ impl Policies {
             facts.end = Some(facts.end.map_or(end, |e| e.max(end)));
         }
         for (bit, (key, values)) in self.tag_rules.iter().enumerate() {
-            if span.tags.get(key).is_some_and(|value| values.contains(value)) {
+            if span
+                .tags
+                .get(key)
+                .is_some_and(|value| values.contains(value))
+            {
                 facts.tags |= 1 << bit;
             }
         }
@@ -224,7 +228,11 @@ mod tests {
         ];
         let failed = [
             span(2, 1, json!({})),
-            span(2, 2, json!({"parentId": "0000000000000001", "tags": {"error": "502"}})),
+            span(
+                2,
+                2,
+                json!({"parentId": "0000000000000001", "tags": {"error": "502"}}),
+            ),
         ];
         assert_eq!(p.decide(trace_id(1), &facts(&p, &ok), 0), None);
         assert_eq!(
@@ -248,15 +256,33 @@ mod tests {
         // A fast root with a slow child (an async tail): the root rules.
         assert!(!decide(&[
             span(1, 1, json!({"timestamp": t0, "duration": 100_000})),
-            span(1, 2, json!({"parentId": "0000000000000001", "timestamp": t0, "duration": 900_000})),
+            span(
+                1,
+                2,
+                json!({"parentId": "0000000000000001", "timestamp": t0, "duration": 900_000})
+            ),
         ]));
-        assert!(decide(&[span(1, 1, json!({"timestamp": t0, "duration": 500_000}))]));
+        assert!(decide(&[span(
+            1,
+            1,
+            json!({"timestamp": t0, "duration": 500_000})
+        )]));
         // No root: earliest start to latest end, 200 ms + 400 ms apart.
         let child = |id, start, duration| {
-            span(1, id, json!({"parentId": "00000000000000ff", "timestamp": start, "duration": duration}))
+            span(
+                1,
+                id,
+                json!({"parentId": "00000000000000ff", "timestamp": start, "duration": duration}),
+            )
         };
-        assert!(decide(&[child(2, t0, 200_000), child(3, t0 + 400_000, 200_000)]));
-        assert!(!decide(&[child(2, t0, 200_000), child(3, t0 + 100_000, 200_000)]));
+        assert!(decide(&[
+            child(2, t0, 200_000),
+            child(3, t0 + 400_000, 200_000)
+        ]));
+        assert!(!decide(&[
+            child(2, t0, 200_000),
+            child(3, t0 + 100_000, 200_000)
+        ]));
         assert!(!decide(&[child(2, t0, 0)]), "no timing: not slow");
     }
 
@@ -271,7 +297,10 @@ mod tests {
             p.decide(trace_id(1), &facts(&p, &spans), 0)
         };
         assert_eq!(with(json!({"http.route": "/api/cart"})), Some("checkout"));
-        assert_eq!(with(json!({"http.route": "/api/orders/{id}"})), Some("checkout"));
+        assert_eq!(
+            with(json!({"http.route": "/api/orders/{id}"})),
+            Some("checkout")
+        );
         assert_eq!(with(json!({"http.route": "/api/users/{id}"})), None);
         assert_eq!(with(json!({"url.path": "/api/cart"})), None);
     }
@@ -292,16 +321,23 @@ mod tests {
 
     #[test]
     fn rate_limiting_spends_one_token_per_span() {
-        let (p, _) = policies("policies: [{ name: budget, type: rate_limiting, spans_per_second: 10 }]");
+        let (p, _) =
+            policies("policies: [{ name: budget, type: rate_limiting, spans_per_second: 10 }]");
         let of_spans = |n: u64| Facts {
             spans: n,
             ..Facts::default()
         };
         assert!(p.decide(trace_id(1), &of_spans(6), 0).is_some());
-        assert!(p.decide(trace_id(2), &of_spans(6), 0).is_none(), "4 tokens left");
+        assert!(
+            p.decide(trace_id(2), &of_spans(6), 0).is_none(),
+            "4 tokens left"
+        );
         assert!(p.decide(trace_id(3), &of_spans(4), 0).is_some());
         assert!(p.decide(trace_id(4), &of_spans(1), 0).is_none());
-        assert!(p.decide(trace_id(5), &of_spans(10), SECOND).is_some(), "refilled");
+        assert!(
+            p.decide(trace_id(5), &of_spans(10), SECOND).is_some(),
+            "refilled"
+        );
     }
 
     #[test]
@@ -317,11 +353,21 @@ mod tests {
         );
         let t0 = 1_700_000_000_000_000u64;
         let root = |duration: u64, tags: Value| {
-            span(1, 1, json!({"timestamp": t0, "duration": duration, "tags": tags}))
+            span(
+                1,
+                1,
+                json!({"timestamp": t0, "duration": duration, "tags": tags}),
+            )
         };
         let decide = |span: Span| p.decide(trace_id(1), &facts(&p, &[span]), 0);
-        assert_eq!(decide(root(2_000_000, json!({"http.route": "/orders"}))), Some("slow-orders"));
-        assert_eq!(decide(root(2_000_000, json!({"http.route": "/users"}))), None);
+        assert_eq!(
+            decide(root(2_000_000, json!({"http.route": "/orders"}))),
+            Some("slow-orders")
+        );
+        assert_eq!(
+            decide(root(2_000_000, json!({"http.route": "/users"}))),
+            None
+        );
         assert_eq!(decide(root(10, json!({"http.route": "/orders"}))), None);
         // Both keep: the first in configuration order names itself.
         let both = root(2_000_000, json!({"http.route": "/orders", "error": "500"}));

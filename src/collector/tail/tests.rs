@@ -33,7 +33,11 @@ fn trace(trace: u128) -> Vec<Span> {
         json!({})
     };
     vec![
-        span(trace, 2, json!({"parentId": "0000000000000001", "tags": tags})),
+        span(
+            trace,
+            2,
+            json!({"parentId": "0000000000000001", "tags": tags}),
+        ),
         span(trace, 1, json!({"name": "get /"})),
     ]
 }
@@ -69,11 +73,23 @@ async fn decides_after_decision_wait_and_tags_the_kept_root() {
     let (trace_id, spans) = &kept[0];
     assert_eq!(*trace_id, ERROR_TRACE);
     assert_eq!(spans.len(), 2, "whole");
-    assert_eq!(spans[1].tags.get(POLICY_TAG).map(String::as_str), Some("errors"));
+    assert_eq!(
+        spans[1].tags.get(POLICY_TAG).map(String::as_str),
+        Some("errors")
+    );
     assert!(!spans[0].tags.contains_key(POLICY_TAG), "only the root");
-    assert_eq!((sampler.held_traces(), sampler.memory_bytes() > 0), (0, true));
-    assert!(scrape(&metrics, r#"tracehop_collector_tail_traces_total{outcome="kept"} 1"#));
-    assert!(scrape(&metrics, r#"tracehop_collector_tail_traces_total{outcome="dropped"} 1"#));
+    assert_eq!(
+        (sampler.held_traces(), sampler.memory_bytes() > 0),
+        (0, true)
+    );
+    assert!(scrape(
+        &metrics,
+        r#"tracehop_collector_tail_traces_total{outcome="kept"} 1"#
+    ));
+    assert!(scrape(
+        &metrics,
+        r#"tracehop_collector_tail_traces_total{outcome="dropped"} 1"#
+    ));
     assert!(scrape(&metrics, "tracehop_collector_tail_traces_held 0"));
 }
 
@@ -88,7 +104,11 @@ async fn the_clock_starts_at_a_traces_first_span() {
     sampler.offer(vec![child], Instant::now());
     tokio::time::advance(Duration::from_secs(2)).await;
     let kept = decoded(&sampler.decide_due(Instant::now()));
-    assert_eq!(kept[0].1.len(), 2, "decided 5 s after the first span, whole");
+    assert_eq!(
+        kept[0].1.len(),
+        2,
+        "decided 5 s after the first span, whole"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -107,10 +127,23 @@ async fn late_spans_follow_the_remembered_decision() {
     assert_eq!(kept.len(), 1);
     let ids: Vec<u64> = kept[0].1.iter().map(|s| s.id.get()).collect();
     assert_eq!((kept[0].0, ids), (ERROR_TRACE, vec![3, 4]));
-    assert!(!kept[0].1[0].tags.contains_key(POLICY_TAG), "tagged once, on the root");
-    assert_eq!(sampler.held_traces(), 0, "nothing waits for a decided trace");
-    assert!(scrape(&metrics, r#"tracehop_collector_tail_late_spans_total{outcome="kept"} 2"#));
-    assert!(scrape(&metrics, r#"tracehop_collector_tail_late_spans_total{outcome="dropped"} 1"#));
+    assert!(
+        !kept[0].1[0].tags.contains_key(POLICY_TAG),
+        "tagged once, on the root"
+    );
+    assert_eq!(
+        sampler.held_traces(),
+        0,
+        "nothing waits for a decided trace"
+    );
+    assert!(scrape(
+        &metrics,
+        r#"tracehop_collector_tail_late_spans_total{outcome="kept"} 2"#
+    ));
+    assert!(scrape(
+        &metrics,
+        r#"tracehop_collector_tail_late_spans_total{outcome="dropped"} 1"#
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -142,7 +175,10 @@ async fn max_traces_decides_the_oldest_early_and_counts_it() {
     assert_eq!(sampler.held_traces(), 2);
     sampler.offer(trace(0xc), Instant::now());
     assert_eq!(sampler.held_traces(), 2);
-    assert!(scrape(&metrics, "tracehop_collector_tail_early_decisions_total 2"));
+    assert!(scrape(
+        &metrics,
+        "tracehop_collector_tail_early_decisions_total 2"
+    ));
     // The rest wait their full time.
     tokio::time::advance(Duration::from_millis(4_990)).await;
     sampler.decide_due(Instant::now());
@@ -163,7 +199,10 @@ async fn the_memory_share_decides_the_oldest_early() {
     sampler.offer(trace(0xc), Instant::now());
     assert_eq!(sampler.held_traces(), 2);
     assert_eq!(metrics.tail_early_decisions.get(), 1);
-    assert!(scrape(&metrics, "tracehop_collector_tail_early_decisions_total 1"));
+    assert!(scrape(
+        &metrics,
+        "tracehop_collector_tail_early_decisions_total 1"
+    ));
 }
 
 #[tokio::test(start_paused = true)]
