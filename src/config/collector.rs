@@ -291,11 +291,13 @@ fn rule(raw: RawPolicy, path: &str, p: &mut Problems) -> TailRule {
     let at = |key: &str| format!("{path}.{key}");
     match kind {
         "latency" => {
-            if raw.threshold.is_none() {
-                p.push(at("threshold"), "required, e.g. 500ms");
-            }
-            let threshold =
-                p.positive_duration(&at("threshold"), raw.threshold.as_deref(), Duration::ZERO);
+            let threshold = match raw.threshold.as_deref() {
+                None => {
+                    p.push(at("threshold"), "required, e.g. 500ms");
+                    Duration::ZERO
+                }
+                text => p.positive_duration(&at("threshold"), text, Duration::ZERO),
+            };
             TailRule::Latency { threshold }
         }
         "tag" => {
@@ -445,6 +447,9 @@ tail_sampling:
         ] {
             assert!(errors.has(path), "no problem at {path}:\n{errors}");
         }
+        let missing = "tail_sampling.policies[1].threshold";
+        let at_missing = errors.0.iter().filter(|e| e.path == missing).count();
+        assert_eq!(at_missing, 1, "a missing key is one problem:\n{errors}");
         let empty = load_tail_sampling("decision_wait: 1s").unwrap_err();
         assert!(empty.has("policies"), "{empty}");
     }

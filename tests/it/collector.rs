@@ -15,12 +15,18 @@ const BATCH: &str = r#"[{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"00f0
   "name":"get /users/{id}","kind":"SERVER","timestamp":1700000000000000,"duration":1200,
   "localEndpoint":{"serviceName":"user-service"}}]"#;
 
-#[tokio::test]
-async fn accepted_batches_are_relayed_to_the_forward_target() {
+/// A fake Zipkin and the `--forward` settings that relay to it.
+async fn forward_target() -> (FakeCollector, tracehop::config::ExportSettings) {
     let target = FakeCollector::start().await;
     let forward =
         tracehop::config::export_defaults_for(&format!("http://{}/api/v2/spans", target.addr))
             .expect("valid forward URL");
+    (target, forward)
+}
+
+#[tokio::test]
+async fn accepted_batches_are_relayed_to_the_forward_target() {
+    let (target, forward) = forward_target().await;
     let (listener, addr) = bind().await;
     let (stop, shutdown) = stopper();
     let task = tokio::spawn(tracehop::app::serve_collector(
@@ -162,10 +168,7 @@ async fn a_span_sharing_app_behind_the_sidecar_keeps_both_spans() {
 /// policy that kept them) and nothing of the others; `/metrics` counts it.
 #[tokio::test]
 async fn tail_sampling_keeps_and_relays_only_kept_traces() {
-    let target = FakeCollector::start().await;
-    let forward =
-        tracehop::config::export_defaults_for(&format!("http://{}/api/v2/spans", target.addr))
-            .expect("valid forward URL");
+    let (target, forward) = forward_target().await;
     let tail = tracehop::config::load_tail_sampling(
         "decision_wait: 200ms\npolicies: [{ name: errors, type: status_code }]",
     )
