@@ -1,61 +1,76 @@
 #!/usr/bin/env bash
 # compare.sh: end-to-end comparison of tracehop against its upstream hit
-# directly, nginx and haproxy, on loopback.
+# directly, nginx, haproxy and Caddy, on loopback, over a mix of workloads.
 #
-# Targets (all in front of the same nginx `return 200` upstream):
-#   direct        the upstream itself (the baseline for added latency)
-#   tracehop-off  tracehop, sampling ratio 0 (no spans)
-#   tracehop-on   tracehop, sampling ratio 1, exporting every span to a local
-#                 sink (nginx answering 202 to POST /api/v2/spans)
-#   nginx         nginx proxy_pass with upstream keepalive
-#   haproxy       haproxy in http mode
-# Every proxy has one worker (TOKIO_WORKER_THREADS=1 for tracehop). The load
-# generator is pinned to --client-cpu, every server to --server-cpu.
+# Workloads (--workloads; all of them by default, in this order):
+#   get        keep-alive GET: saturating (wrk) and each rate of --rates
+#   get-log    the same with an access log on in every proxy
+#   close      a new connection per request (Connection: close)
+#   64k, 1m    64 KiB and 1 MiB responses (MB/s, CPU per MB)
+#   upload     16 KiB POST bodies
+#   tls-h1     TLS 1.3, HTTP/1.1
+#   h2c        HTTP/2 cleartext, prior knowledge (h2load, 16 conns × 10 streams)
+#   tls-h2     TLS 1.3, HTTP/2 (ALPN), 16 conns × 10 streams
+#   idle-10k   10,000 idle keep-alive connections held at once: RSS
+# get also runs at each fixed rate of --rates, every other workload but 64k,
+# 1m and idle-10k at those of --other-rates. Targets and their listeners: bench/targets.sh; the client
+# of each workload: bench/workloads/*.sh. Every proxy has one worker
+# (TOKIO_WORKER_THREADS=1, GOMAXPROCS=1). The load generator is pinned to
+# --client-cpu, every server to --server-cpu.
 #
-# Loads, per round and in this order: saturating (wrk, --conns connections),
-# then each fixed rate of --rates with oha (-q R --latency-correction). Within
-# one load the targets run back to back, the starting target rotating every
-# round, so drift on a shared machine hits every target alike; ratios and
-# added latencies are taken within a round, then their median over rounds.
+# Rounds: each round runs every selected workload, each of its loads, every
+# target back to back, the starting target rotating every round, so drift
+# on a shared machine hits every target alike; ratios and added latencies are
+# taken within a round, then their median over rounds.
 #
 # Usage: bench/compare.sh [options]
+#   --workloads LIST   comma list of the workloads above (default: all)
 #   --duration S       seconds per measured run (default 10)
 #   --rounds N         interleaved rounds (default 3)
-#   --rates LIST       comma list of fixed rates in req/s (default 5000,20000;
-#                      "none" skips the fixed-rate runs)
-#   --conns C          wrk connections for the saturating load (default 64)
+#   --rates LIST       fixed rates of the get workload in req/s (default
+#                      5000,20000; "none" skips them)
+#   --other-rates LIST fixed rates of the other workloads (default 5000; "none")
+#   --conns C          wrk connections for the saturating loads (default 64)
 #   --rate-conns C     oha connections for the fixed rates (default 32)
+#   --idle-conns N     connections held by idle-10k (default 10000)
 #   --warmup S         unrecorded wrk warm-up per target (default 3)
-#   --quick            smoke run of about 2 minutes: 1 round, 4 s runs, 1 s warm-up
-#   --access-log       every proxy writes an access line per request to a file:
-#                      nginx `access_log FILE combined buffer=64k flush=1s`, haproxy
-#                      `option httplog` to its stdout, tracehop
-#                      `log.access_log: true` (bench/templates/tracehop-access.yaml)
+#   --quick            smoke run of everything in about 4 minutes: 1 round, 1 s
+#                      runs, 1 s warm-up, every fixed rate 5,000 req/s
+#   --access-log       the same as --workloads get-log
 #   --nice N           raise the benchmark's CPU weight on a shared machine, e.g.
 #                      -10: sets this session's autogroup nice (restored on exit)
 #                      and renices every client and server thread. Start the
 #                      script with `setsid` so only the benchmark is boosted.
 #   --client-cpu C     CPU for the load generator (default 0)
 #   --server-cpu C     CPU for upstream, sink and proxies (default 1)
-#   --port-base P      first of the ports used on 127.0.0.1 (default 18080; uses P..P+7, P+100..P+101)
+#   --port-base P      first port used on 127.0.0.1 (default 18080; uses P..P+35 and P+100..P+135)
 #   --no-build         use the existing target/release/tracehop
 #   --no-install       never install missing tools; say what is missing instead
 #   --out DIR          results directory (default bench/results/<timestamp>)
 #   --report DIR       only re-render DIR/summary.md from DIR's raw results
+#   --readme DIR       write DIR's per-workload tables into README.md's
+#                      performance section (between its bench markers)
 #   -h, --help         this text
 #
-# Needs: nginx, haproxy, wrk (Debian: nginx-light haproxy wrk), oha
-# (cargo install oha --locked), python3, curl, taskset, ss. Missing ones are
-# installed when possible (apt-get as root, cargo for oha) unless --no-install.
-# Every process started here listens on 127.0.0.1 only and is stopped, by its
-# own pid, on exit.
+# Needs: nginx, haproxy, caddy, wrk, h2load, openssl (Debian: nginx-light
+# haproxy caddy wrk nghttp2-client openssl), oha (cargo install oha --locked),
+# python3, curl, taskset, ss. Missing ones are installed when possible
+# (apt-get as root, cargo for oha) unless --no-install. Every process started
+# here listens on 127.0.0.1 only and is stopped, by its own pid, on exit.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
-DURATION=10 ROUNDS=3 RATES="5000,20000" CONNS=64 RATE_CONNS=32 WARMUP=3
-ACCESS_LOG=0 NICE="" CLIENT_CPU=0 SERVER_CPU=1 PORT_BASE=18080 BUILD=1 INSTALL=1 OUT="" REPORT_ONLY=""
+ALL_WORKLOADS="get,get-log,close,64k,1m,upload,tls-h1,h2c,tls-h2,idle-10k"
+WORKLOAD_LIST="$ALL_WORKLOADS" DURATION=10 ROUNDS=3 RATES="5000,20000" OTHER_RATES=5000 CONNS=64
+RATE_CONNS=32 IDLE_CONNS=10000 WARMUP=3 QUICK=0 NICE="" CLIENT_CPU=0 SERVER_CPU=1 PORT_BASE=18080
+BUILD=1 INSTALL=1 OUT="" REPORT_ONLY="" README_FROM="" RATES_GIVEN=0
 SETTLE=1.2   # seconds after a run before reading CPU: lets tracehop's 1 s export batch go out
+COMMAND_LINE="bench/compare.sh"   # as given, less --out DIR: the reproduce line of the report
+skip=0
+for arg in "$@"; do
+  if [ "$skip" = 1 ]; then skip=0; elif [ "$arg" = --out ]; then skip=1; else COMMAND_LINE+=" $arg"; fi
+done
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
 note() { echo "compare.sh: $*" >&2; }
@@ -63,14 +78,17 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}
 
 while [ $# -gt 0 ]; do
   case "$1" in
+    --workloads) WORKLOAD_LIST="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
     --rounds) ROUNDS="$2"; shift 2 ;;
-    --rates) RATES="$2"; shift 2 ;;
+    --rates) RATES="$2"; RATES_GIVEN=1; shift 2 ;;
+    --other-rates) OTHER_RATES="$2"; shift 2 ;;
     --conns) CONNS="$2"; shift 2 ;;
     --rate-conns) RATE_CONNS="$2"; shift 2 ;;
+    --idle-conns) IDLE_CONNS="$2"; shift 2 ;;
     --warmup) WARMUP="$2"; shift 2 ;;
-    --quick) ROUNDS=1; DURATION=4; WARMUP=1; shift ;;
-    --access-log) ACCESS_LOG=1; shift ;;
+    --quick) QUICK=1; shift ;;
+    --access-log) WORKLOAD_LIST=get-log; shift ;;
     --nice) NICE="$2"; shift 2 ;;
     --client-cpu) CLIENT_CPU="$2"; shift 2 ;;
     --server-cpu) SERVER_CPU="$2"; shift 2 ;;
@@ -79,13 +97,22 @@ while [ $# -gt 0 ]; do
     --no-install) INSTALL=0; shift ;;
     --out) OUT="$2"; shift 2 ;;
     --report) REPORT_ONLY="$2"; shift 2 ;;
+    --readme) README_FROM="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
+if [ "$QUICK" = 1 ]; then
+  ROUNDS=1 DURATION=1 WARMUP=1
+  [ "$RATES_GIVEN" = 1 ] || RATES=5000
+fi
 [ "$RATES" = none ] && RATES=""
-for n in "$DURATION" "$ROUNDS" "$CONNS" "$RATE_CONNS" "$WARMUP" "$PORT_BASE"; do
+[ "$OTHER_RATES" = none ] && OTHER_RATES=""
+for n in "$DURATION" "$ROUNDS" "$CONNS" "$RATE_CONNS" "$IDLE_CONNS" "$WARMUP" "$PORT_BASE"; do
   [[ "$n" =~ ^[0-9]+$ ]] || die "expected a whole number, got '$n'"
+done
+for n in ${RATES//,/ } ${OTHER_RATES//,/ }; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "expected a rate in req/s, got '$n'"
 done
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] || die "--rounds and --duration must be at least 1"
 
@@ -93,6 +120,24 @@ if [ -n "$REPORT_ONLY" ]; then
   python3 "$BENCH/report.py" "$REPORT_ONLY" > "$REPORT_ONLY/summary.md"
   cat "$REPORT_ONLY/summary.md"; exit 0
 fi
+if [ -n "$README_FROM" ]; then
+  python3 "$BENCH/report.py" --readme "$README_FROM" "$ROOT/README.md"; exit
+fi
+
+# ---- workloads ------------------------------------------------------------------------
+WORKLOADS=()
+declare -A WL_LISTENER WL_PATH WL_BYTES WL_RATES WL_TITLE WL_TARGETS
+define_workload() {  # NAME LISTENER PATH BYTES RATES TITLE [TARGETS]
+  WORKLOADS+=("$1")
+  WL_LISTENER[$1]="$2" WL_PATH[$1]="$3" WL_BYTES[$1]="$4" WL_RATES[$1]="$5" WL_TITLE[$1]="$6"
+  WL_TARGETS[$1]="${7:-direct tracehop-on nginx haproxy caddy}"
+}
+for file in "$BENCH"/workloads/*.sh; do source "$file"; done
+selected() { [[ ",$WORKLOAD_LIST," == *",$1,"* ]]; }
+IFS=',' read -r -a chosen <<< "$WORKLOAD_LIST"
+for w in "${chosen[@]}"; do
+  [[ ",$ALL_WORKLOADS," == *",$w,"* ]] || die "unknown workload '$w' (known: $ALL_WORKLOADS)"
+done
 
 # ---- tools ----------------------------------------------------------------------------
 apt_install() {  # PACKAGE... : install with apt-get when allowed, else explain
@@ -107,32 +152,36 @@ apt_install() {  # PACKAGE... : install with apt-get when allowed, else explain
 }
 command -v nginx >/dev/null || apt_install nginx-light
 command -v haproxy >/dev/null || apt_install haproxy
+command -v caddy >/dev/null || apt_install caddy
 command -v wrk >/dev/null || apt_install wrk
+command -v h2load >/dev/null || apt_install nghttp2-client
+command -v openssl >/dev/null || apt_install openssl
 for tool in python3 curl taskset ss; do command -v "$tool" >/dev/null || die "missing: $tool"; done
 OHA="${OHA:-$(command -v oha || echo "${CARGO_HOME:-$HOME/.cargo}/bin/oha")}"
-if [ -n "$RATES" ] && [ ! -x "$OHA" ]; then
-  [ "$INSTALL" = 1 ] || die "missing: oha (cargo install oha --locked), or pass --rates none"
+if [ -n "$RATES$OTHER_RATES" ] && [ ! -x "$OHA" ]; then
+  [ "$INSTALL" = 1 ] || die "missing: oha (cargo install oha --locked), or pass --rates none --other-rates none"
   note "installing oha (cargo install oha --locked; takes a few minutes)"
   cargo install oha --locked --quiet || die "cargo install oha failed"
+fi
+# idle-10k's client and every server hold IDLE_CONNS descriptors at once.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if selected idle-10k && [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 1000)) ]; then
+  die "idle-10k needs an open-file limit of $((IDLE_CONNS + 1000)) (ulimit -n is $(ulimit -n)):" \
+    "raise the hard limit, lower --idle-conns or leave idle-10k out of --workloads"
 fi
 
 if [ "$BUILD" = 1 ]; then (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"; fi
 TRACEHOP="$ROOT/target/release/tracehop"
 [ -x "$TRACEHOP" ] || die "$TRACEHOP not found (build it, or drop --no-build)"
 
-# ---- layout ---------------------------------------------------------------------------
-UPSTREAM_PORT=$PORT_BASE
-SINK_PORT=$((PORT_BASE + 7))
-NAMES=(direct tracehop-off tracehop-on nginx haproxy)
-declare -A PORT=([direct]=$UPSTREAM_PORT [tracehop-off]=$((PORT_BASE + 1)) [tracehop-on]=$((PORT_BASE + 2))
-                 [nginx]=$((PORT_BASE + 3)) [haproxy]=$((PORT_BASE + 4)))
-declare -A PIDS ADMIN=([tracehop-off]=$((PORT_BASE + 101)) [tracehop-on]=$((PORT_BASE + 102)))
+# ---- servers --------------------------------------------------------------------------
 OUT="${OUT:-$BENCH/results/$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT/raw" "$OUT/run"
-OUT="$(cd "$OUT" && pwd)"   # nginx and haproxy get absolute paths
+OUT="$(cd "$OUT" && pwd)"   # the servers get absolute paths
 CLK_TCK="$(getconf CLK_TCK)"
 STARTED=()
 AUTOGROUP_OLD=""
+declare -A ADMIN
 
 cleanup() {
   local pid alive
@@ -149,63 +198,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-render() {  # TEMPLATE OUTFILE KEY=VALUE... : fill @KEY@ placeholders
-  local template="$1" out="$2" text; shift 2
-  text="$(cat "$BENCH/templates/$template")"
-  for kv in "$@"; do text="${text//@${kv%%=*}@/${kv#*=}}"; done
-  printf '%s\n' "$text" > "$out"
-}
-port_free() { [ -z "$(ss -ltnH "sport = :$1" 2>/dev/null)" ]; }
-wait_http() {  # PORT : until something answers HTTP there (10 s at most)
-  for _ in $(seq 100); do
-    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return 0
-    sleep 0.1
-  done
-  die "nothing answers on 127.0.0.1:$1 (logs: $OUT/raw/*.log)"
-}
-start() {  # NAME PORT COMMAND... : start in the background, record its pid and its children's
-  local name="$1" port="$2"; shift 2
-  port_free "$port" || die "port $port is taken (for $name); try --port-base"
-  echo "$name: $*" >> "$OUT/commands.txt"
-  "$@" > "$OUT/raw/$name.log" 2>&1 &
-  STARTED+=("$!")
-  wait_http "$port"
-  PIDS[$name]="$! $( (ps -o pid= --ppid "$!" || true) | tr '\n' ' ')"
-}
-start_nginx() {  # NAME PORT TEMPLATE KEY=VALUE...
-  local name="$1" port="$2" template="$3" dir="$OUT/run/$1"; shift 3
-  mkdir -p "$dir"
-  render "$template" "$dir/nginx.conf" "DIR=$dir" "PORT=$port" "$@"
-  start "$name" "$port" nginx -p "$dir/" -c "$dir/nginx.conf"
-}
-TRACEHOP_CONFIG_FILE="$BENCH/templates/tracehop.yaml"
-NGINX_ACCESS_LOG=off HAPROXY_GLOBAL_LOG="" HAPROXY_DEFAULTS_LOG=""
-if [ "$ACCESS_LOG" = 1 ]; then
-  TRACEHOP_CONFIG_FILE="$BENCH/templates/tracehop-access.yaml"
-  NGINX_ACCESS_LOG="$OUT/run/nginx/access.log combined buffer=64k flush=1s"
-  HAPROXY_GLOBAL_LOG="  log stdout format raw local0"
-  HAPROXY_DEFAULTS_LOG="  log global
-  option httplog"
-fi
-start_tracehop() {  # NAME RATIO
-  start "$1" "${PORT[$1]}" env TOKIO_WORKER_THREADS=1 "$TRACEHOP" run \
-    --config "$TRACEHOP_CONFIG_FILE" --listen "127.0.0.1:${PORT[$1]}" \
-    --upstream "http://127.0.0.1:$UPSTREAM_PORT" --admin "127.0.0.1:${ADMIN[$1]}" \
-    --service-name bench --sample-ratio "$2" --zipkin "http://127.0.0.1:$SINK_PORT/api/v2/spans"
-}
-
-start_nginx upstream "$UPSTREAM_PORT" nginx-static.conf STATUS=200
-PIDS[direct]="${PIDS[upstream]}"
-start_nginx sink "$SINK_PORT" nginx-static.conf STATUS=202
-start_tracehop tracehop-off 0
-start_tracehop tracehop-on 1
-start_nginx nginx "${PORT[nginx]}" nginx-proxy.conf "UPSTREAM=127.0.0.1:$UPSTREAM_PORT" \
-  "ACCESS_LOG=$NGINX_ACCESS_LOG"
-mkdir -p "$OUT/run/haproxy"
-render haproxy.cfg "$OUT/run/haproxy/haproxy.cfg" "PORT=${PORT[haproxy]}" "UPSTREAM=127.0.0.1:$UPSTREAM_PORT" \
-  "GLOBAL_LOG=$HAPROXY_GLOBAL_LOG" "DEFAULTS_LOG=$HAPROXY_DEFAULTS_LOG"
-start haproxy "${PORT[haproxy]}" haproxy -db -f "$OUT/run/haproxy/haproxy.cfg"
-cp "$OUT"/run/*/*.conf "$OUT"/run/haproxy/haproxy.cfg "$OUT/raw/" 2>/dev/null || true
+source "$BENCH/targets.sh"
+start_targets
 
 # ---- placement and priority ------------------------------------------------------------
 if [ -n "$NICE" ] && [ -w /proc/self/autogroup ]; then
@@ -214,7 +208,7 @@ if [ -n "$NICE" ] && [ -w /proc/self/autogroup ]; then
   AUTOGROUP_OLD="$(awk '{print $NF}' /proc/self/autogroup)"
   echo "$NICE" > /proc/self/autogroup 2>/dev/null || AUTOGROUP_OLD=""
 fi
-CLIENT=(taskset -c "$CLIENT_CPU")
+CLIENT=(env OPENSSL_CONF="$CLIENT_OPENSSL_CONF" taskset -c "$CLIENT_CPU")
 [ -z "$NICE" ] || CLIENT=(nice -n "$NICE" "${CLIENT[@]}")
 place_servers() {  # pin every server thread to the server CPU, renice them (threads may appear late)
   local pid task
@@ -225,7 +219,7 @@ place_servers() {  # pin every server thread to the server CPU, renice them (thr
   done
 }
 
-# ---- measurement helpers --------------------------------------------------------------
+# ---- measurement ----------------------------------------------------------------------
 cpu_ticks() {  # PID... : utime+stime of all their threads, in clock ticks
   local total=0 pid fields
   for pid in "$@"; do
@@ -243,7 +237,7 @@ rss_kb() {  # PID... : summed VmRSS
   echo "$total"
 }
 busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
-tracehop_counters() {  # NAME : export counters from the admin listener
+tracehop_counters() {  # PROCESS : export counters from its admin listener
   curl -s --max-time 2 "http://127.0.0.1:${ADMIN[$1]}/metrics" \
     | grep -E '^tracehop_(spans_exported_total|spans_dropped_total|requests_total|upstream_errors_total)' || true
 }
@@ -255,38 +249,41 @@ run_client() {  # OUTFILE COMMAND...
   ( timeout $((DURATION + 30)) "${CLIENT[@]}" "$@" > "$out" 2>&1 || true
     times > "$out.cpu" )
 }
+WRK_RESULT="$BENCH/templates/wrk-result.lua"
+OHA_RATE=("$OHA" -z "${DURATION}s" --latency-correction --no-tui --output-format json)
 
 RUNS="$OUT/runs.tsv"
-printf 'round\tload\ttarget\traw\ttarget_ticks\tupstream_ticks\tsink_ticks\tbusy_ticks\ttotal_ticks\trss_load_kb\n' > "$RUNS"
+printf 'round\tworkload\tload\ttarget\traw\ttarget_ticks\tupstream_ticks\tsink_ticks\tbusy_ticks\ttotal_ticks\trss_load_kb\n' > "$RUNS"
+IDLE10K="$OUT/idle10k.tsv"
+printf 'round\ttarget\tconns\topened\tfailed\talive\tseconds\trss_before_kb\trss_idle_kb\n' > "$IDLE10K"
 
-measure() {  # ROUND LOAD TARGET : one recorded run
-  local round="$1" load="$2" name="$3" url="http://127.0.0.1:${PORT[$3]}/"
-  local raw="$OUT/raw/r${round}-${load/:/}-${name}.txt" t0 t1 u0 u1 k0 k1 b0 b1 rss_file
-  t0=$(cpu_ticks ${PIDS[$name]}); u0=$(cpu_ticks ${PIDS[upstream]}); k0=$(cpu_ticks ${PIDS[sink]})
+measure() {  # ROUND WORKLOAD LOAD TARGET : one recorded run
+  local round="$1" wl="$2" load="$3" name="$4" url proc raw t0 t1 u0 u1 k0 k1 b0 b1 rss_file sampler
+  url="$(url_of "$name" "${WL_LISTENER[$wl]}" "${WL_PATH[$wl]}")"
+  proc="$(proc_of "$name" "${WL_LISTENER[$wl]}")"
+  raw="$OUT/raw/r${round}-${wl}-${load/:/}-${name}.txt"
+  t0=$(cpu_ticks ${PIDS[$proc]}); u0=$(cpu_ticks ${PIDS[upstream]}); k0=$(cpu_ticks ${PIDS[sink]})
   b0=$(busy_ticks)
   rss_file="$raw.rss"
-  ( sleep "$((DURATION / 2)).5"; rss_kb ${PIDS[$name]} > "$rss_file" ) &
-  local sampler=$!
-  if [ "$load" = sat ]; then
-    run_client "$raw" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$BENCH/templates/wrk-result.lua" "$url"
-  else
-    run_client "$raw" "$OHA" -z "${DURATION}s" -c "$RATE_CONNS" -q "${load#rate:}" \
-      --latency-correction --no-tui --output-format json "$url"
-  fi
+  ( sleep "$((DURATION / 2)).5"; rss_kb ${PIDS[$proc]} > "$rss_file" ) &
+  sampler=$!
+  "wl_${wl//-/_}" "$load" "$url" "$raw"
   wait "$sampler" 2>/dev/null || true
   sleep "$SETTLE"
-  t1=$(cpu_ticks ${PIDS[$name]}); u1=$(cpu_ticks ${PIDS[upstream]}); k1=$(cpu_ticks ${PIDS[sink]})
+  t1=$(cpu_ticks ${PIDS[$proc]}); u1=$(cpu_ticks ${PIDS[upstream]}); k1=$(cpu_ticks ${PIDS[sink]})
   b1=$(busy_ticks)
   read -r busy0 total0 <<< "$b0"; read -r busy1 total1 <<< "$b1"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$load" "$name" "${raw##*/}" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$wl" "$load" "$name" "${raw##*/}" \
     $((t1 - t0)) $((u1 - u0)) $((k1 - k0)) $((busy1 - busy0)) $((total1 - total0)) \
     "$(cat "$rss_file" 2>/dev/null || echo 0)" >> "$RUNS"
-  printf '  round %s  %-10s %-13s %s\n' "$round" "$load" "$name" "$(python3 "$BENCH/report.py" --line "$raw")"
+  printf '  round %s  %-10s %-10s %-13s %s\n' "$round" "$wl" "$load" "$name" \
+    "$(python3 "$BENCH/report.py" --line "$raw")"
 }
 
 # ---- run ------------------------------------------------------------------------------
 {
   echo "date	$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "command	$COMMAND_LINE"
   echo "cpus	$(nproc)"
   echo "cpu_model	$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
   echo "kernel	$(uname -r)"
@@ -295,45 +292,69 @@ measure() {  # ROUND LOAD TARGET : one recorded run
   echo "rounds	$ROUNDS"
   echo "conns	$CONNS"
   echo "rate_conns	$RATE_CONNS"
+  echo "h2	$H2_CONNS connections × $H2_STREAMS streams"
+  echo "idle_conns	$IDLE_CONNS"
   echo "rates	${RATES:-none}"
+  echo "other_rates	${OTHER_RATES:-none}"
   echo "settle_s	$SETTLE"
   echo "placement	client cpu $CLIENT_CPU, servers cpu $SERVER_CPU"
   echo "nice	${NICE:-none}"
-  echo "access_log	$([ "$ACCESS_LOG" = 1 ] && echo "on in every proxy (to a file)" || echo off)"
   echo "tracehop	$("$TRACEHOP" --version) ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown))"
   echo "nginx	$(nginx -v 2>&1 | sed 's/.*: //')"
-  echo "haproxy	$(haproxy -v 2>&1 | head -n 1)"
-  echo "wrk	$(wrk -v 2>&1 | head -n 1)"
-  [ -z "$RATES" ] || echo "oha	$("$OHA" --version)"
+  echo "haproxy	$(haproxy -v 2>&1 | head -n 1 | sed 's/ - https.*//')"
+  echo "caddy	caddy $(caddy version | cut -d' ' -f1)"
+  echo "wrk	$(wrk -v 2>&1 | head -n 1 | sed 's/ Copyright.*//')"
+  echo "h2load	$(h2load --version | head -n 1)"
+  [ -z "$RATES$OTHER_RATES" ] || echo "oha	$("$OHA" --version)"
   echo "loadavg_start	$(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$OUT/meta.tsv"
+{
+  printf 'workload\ttitle\tlistener\tbytes\trates\ttargets\n'
+  for w in "${WORKLOADS[@]}"; do
+    selected "$w" || continue
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "${WL_TITLE[$w]}" "${WL_LISTENER[$w]}" "${WL_BYTES[$w]}" \
+      "${WL_RATES[$w]}" "${WL_TARGETS[$w]}"
+  done
+} > "$OUT/workloads.tsv"
 IDLE="$OUT/idle.tsv"
 printf 'when\ttarget\trss_kb\n' > "$IDLE"
-for n in "${NAMES[@]}"; do printf 'start\t%s\t%s\n' "$n" "$(rss_kb ${PIDS[$n]})" >> "$IDLE"; done
+for n in "${NAMES[@]}"; do printf 'start\t%s\t%s\n' "$n" "$(rss_kb ${PIDS[$(proc_of "$n" plain)]})" >> "$IDLE"; done
 
 place_servers
 echo "results: $OUT"
-for n in "${NAMES[@]}"; do
-  [ "$WARMUP" = 0 ] || "${CLIENT[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "http://127.0.0.1:${PORT[$n]}/" > /dev/null 2>&1 || true
+warmups=()   # every process once: each target's plain listener, tracehop's log and TLS processes
+for n in "${NAMES[@]}"; do warmups+=("$(url_of "$n" plain /)"); done
+[ -z "${PIDS[tracehop-on-log]:-}" ] || warmups+=("$(url_of tracehop-on log /)")
+[ -z "${PIDS[tracehop-on-tls]:-}" ] || warmups+=("$(url_of tracehop-on tls /)")
+for url in "${warmups[@]}"; do
+  [ "$WARMUP" = 0 ] || "${CLIENT[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" > /dev/null 2>&1 || true
 done
 
-LOADS=(sat)
-IFS=',' read -r -a rate_list <<< "$RATES"
-for rate in "${rate_list[@]}"; do LOADS+=("rate:$rate"); done
-count=${#NAMES[@]}
 for round in $(seq 1 "$ROUNDS"); do
   place_servers
   echo "round $round/$ROUNDS (loadavg $(cut -d' ' -f1-3 /proc/loadavg))"
-  for load in "${LOADS[@]}"; do
-    for k in $(seq 0 $((count - 1))); do
-      measure "$round" "$load" "${NAMES[$(( (k + round - 1) % count ))]}"
+  for wl in "${WORKLOADS[@]}"; do
+    selected "$wl" || continue
+    read -r -a targets <<< "${WL_TARGETS[$wl]}"
+    count=${#targets[@]}
+    if [ "${WL_RATES[$wl]}" = idle ]; then
+      for k in $(seq 0 $((count - 1))); do "wl_${wl//-/_}" "$round" "${targets[$(( (k + round - 1) % count ))]}"; done
+      continue
+    fi
+    loads=(sat)
+    IFS=',' read -r -a rate_list <<< "${WL_RATES[$wl]}"
+    for rate in "${rate_list[@]}"; do loads+=("rate:$rate"); done
+    for load in "${loads[@]}"; do
+      for k in $(seq 0 $((count - 1))); do
+        measure "$round" "$wl" "$load" "${targets[$(( (k + round - 1) % count ))]}"
+      done
     done
   done
 done
 
 sleep 2   # let the last export batch go out before reading idle memory and counters
-for n in "${NAMES[@]}"; do printf 'after\t%s\t%s\n' "$n" "$(rss_kb ${PIDS[$n]})" >> "$IDLE"; done
-for n in tracehop-off tracehop-on; do tracehop_counters "$n" | sed "s/^/$n	/" >> "$OUT/tracehop-metrics.txt"; done
+for n in "${NAMES[@]}"; do printf 'after\t%s\t%s\n' "$n" "$(rss_kb ${PIDS[$(proc_of "$n" plain)]})" >> "$IDLE"; done
+for p in "${!ADMIN[@]}"; do tracehop_counters "$p" | sed "s/^/$p	/" >> "$OUT/tracehop-metrics.txt"; done
 echo "loadavg_end	$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/meta.tsv"
 
 python3 "$BENCH/report.py" "$OUT" > "$OUT/summary.md"

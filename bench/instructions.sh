@@ -13,12 +13,14 @@
 # every span (to an nginx answering 202).
 #
 # Usage: bench/instructions.sh [--requests N1,N2] [--port-base P] [--no-build]
+#        [--tracehop-args "FLAGS"]   (extra `tracehop run` flags for both
+#        tracehop targets, e.g. "--infer-parents off" to compare a setting)
 # Needs: valgrind, nginx, oha, curl. Everything listens on 127.0.0.1.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
-N1=4000 N2=24000 PORT_BASE=18280 BUILD=1
+N1=4000 N2=24000 PORT_BASE=18280 BUILD=1 EXTRA=
 
 die() { echo "instructions.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -26,6 +28,7 @@ while [ $# -gt 0 ]; do
     --requests) N1="${2%%,*}"; N2="${2##*,}"; shift 2 ;;
     --port-base) PORT_BASE="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --tracehop-args) EXTRA="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -89,7 +92,7 @@ run() {  # NAME REQUESTS COMMAND... : Ir of the whole process
 tracehop() {  # RATIO
   echo "$TRACEHOP" run --config "$BENCH/templates/tracehop.yaml" \
     --listen "127.0.0.1:$PROXY" --upstream "http://127.0.0.1:$UPSTREAM" --admin "127.0.0.1:$ADMIN" \
-    --service-name bench --sample-ratio "$1" --zipkin "http://127.0.0.1:$SINK/api/v2/spans"
+    --service-name bench --sample-ratio "$1" --zipkin "http://127.0.0.1:$SINK/api/v2/spans" $EXTRA
 }
 
 declare -A PER
@@ -107,7 +110,7 @@ done
 
 echo "### User-space instructions per request (callgrind)"
 echo
-echo "$((N2 - N1)) requests counted (Ir with $N2 requests minus Ir with $N1), oha with 16 connections; one worker; tracehop $("$TRACEHOP" --version | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)), $(nginx -v 2>&1 | sed 's/.*: //')."
+echo "$((N2 - N1)) requests counted (Ir with $N2 requests minus Ir with $N1), oha with 16 connections; one worker; tracehop $("$TRACEHOP" --version | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)), $(nginx -v 2>&1 | sed 's/.*: //')${EXTRA:+; tracehop flags: $EXTRA}."
 echo
 echo "| target | instructions / request | × nginx |"
 echo "|---|---|---|"

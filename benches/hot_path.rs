@@ -4,10 +4,15 @@
 //! - request path: `traceparent` parse (with and without `tracestate`) and
 //!   format, B3 single and multi parse, a request with no context, the
 //!   sampling decision;
+//! - parent inference: an inbound request entering and leaving the
+//!   in-flight register, and an outbound call's start and verdict with 0,
+//!   1 and 16 inbound requests in flight;
 //! - export path (off the request path, in the batcher): one span to Zipkin
 //!   v2 JSON through a long-lived encoder (as the batcher encodes), a
 //!   512-span batch, and gzip of that batch at level 1 (what the batcher
-//!   uses) and at the default level for comparison.
+//!   uses) and at the default level for comparison; and the choice of a
+//!   span's collector among 3 and 8 (rendezvous hashing, on the request
+//!   path when several collectors are listed), to compare with encoding.
 //!
 //! Runs are kept short (1 s warm-up, 2 s measurement per benchmark), which
 //! is plenty for functions this small; command-line flags such as
@@ -24,7 +29,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tracehop::config::{Format, Overrides, PropagationConfig};
-use tracehop::export::{EncodeOptions, SpanEncoder, encode_spans};
+use tracehop::export::{EncodeOptions, SpanEncoder, encode_spans, rendezvous};
+use tracehop::inference::Register;
 use tracehop::metrics::Metrics;
 use tracehop::propagation::{Extracted, Seen, extract, inject};
 use tracehop::sampling::{RequestFacts, Sampler};
@@ -191,6 +197,7 @@ fn server_span(n: u64) -> Span {
         },
         error: None,
         tags: Vec::new(),
+        links: Vec::new(),
     }
 }
 
@@ -219,6 +226,17 @@ fn bench_export(c: &mut Criterion) {
         });
     });
 
+    // Which collector a span's trace goes to, with 3 and 8 listed.
+    for n in [3, 8] {
+        let seeds: Vec<u64> = (0..n)
+            .map(|i| rendezvous::seed(&format!("http://collector-{i}:9411/api/v2/spans")))
+            .collect();
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("pick_collector_of_{n}"), |b| {
+            b.iter(|| rendezvous::pick(black_box(one[0].trace_id), seeds.iter().copied()));
+        });
+    }
+
     let mut json = Vec::new();
     encode_spans(&batch, &options, &mut json);
     // The default level (6), and the fastest one, which the batcher uses.
@@ -242,6 +260,34 @@ fn bench_export(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_inference(c: &mut Criterion) {
+    let register = Arc::new(Register::new());
+    let context = |n: u64| SpanContext {
+        trace_id: TraceId::new(u128::from(n)).expect("non-zero"),
+        span_id: SpanId::new(n).expect("non-zero"),
+        sampling: Sampling::Sampled,
+        random: true,
+    };
+    let mut group = c.benchmark_group("inference");
+    group.bench_function("enter_and_leave", |b| {
+        let mut n = 0;
+        b.iter(|| {
+            n += 1;
+            drop(black_box(register.enter(context(n))));
+        })
+    });
+    for in_flight in [0u64, 1, 16] {
+        let held: Vec<_> = (1..=in_flight)
+            .map(|n| register.enter(context(n)))
+            .collect();
+        group.bench_function(format!("call_with_{in_flight}_in_flight"), |b| {
+            b.iter(|| black_box(register.begin_call()).finish())
+        });
+        drop(held);
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -252,6 +298,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = bench_propagation, bench_sampling, bench_export
+    targets = bench_propagation, bench_sampling, bench_inference, bench_export
 }
 criterion_main!(hot_path);

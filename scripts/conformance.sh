@@ -13,11 +13,17 @@
 #   - SIGTERM drains and exits 0 with spans flushed;
 #   - the embedded collector stores what OpenTelemetry's Zipkin proto3
 #     exporter (PyPI, installed here when missing) sends;
+#   - several collectors behind one sidecar (scripts/collectors_check.py):
+#     each trace whole on one collector, its rendezvous owner; stopping one
+#     moves only its share; with tail sampling built, errors kept and the
+#     kept share of the rest checked;
 #   - OTLP: tracehop's OTLP/HTTP export decoded with the official protobuf
 #     definitions (opentelemetry-proto), and the OpenTelemetry SDK's OTLP/HTTP
 #     exporter sending to the embedded collector (both from PyPI, in a
 #     virtual environment of their own: they need a newer protobuf than the
-#     Zipkin proto3 exporter).
+#     Zipkin proto3 exporter);
+#   - parent inference measured against apps that copy headers
+#     (scripts/precision.sh): never contradicted, all confirmed alone.
 # Usage: scripts/conformance.sh [path/to/tracehop]    (default target/release/tracehop)
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
 set -euo pipefail
@@ -373,6 +379,20 @@ else
   echo "conformance: skip: OTLP with OpenTelemetry (venv or pip failed: $(tail -1 "$work/pip-otlp.log" 2> /dev/null || tail -1 "$work/venv.log"))"
 fi
 
+# --- several collectors, one trace each ---------------------------------------
+# Three `tracehop collector` processes behind one sidecar listing all three.
+if python3 "$here/collectors_check.py" "$bin" "$work/collectors" > "$work/collectors.out" 2>&1; then
+  while IFS= read -r line; do
+    case "$line" in
+      ok:*) ok "several collectors: ${line#ok: }" ;;
+      skip:*) echo "conformance: skip: several collectors: ${line#skip: }" ;;
+    esac
+  done < "$work/collectors.out"
+else
+  cat "$work/collectors.out" >&2
+  fail "several collectors: $(tail -1 "$work/collectors.out")"
+fi
+
 # --- graceful shutdown -------------------------------------------------------
 grep -q '"trace_id"' "$work/sidecar.log" || fail "access log lines carry no trace id"
 kill -TERM "$sidecar"
@@ -380,5 +400,13 @@ set +e; wait "$sidecar"; code=$?; set -e
 [ "$code" = 0 ] || fail "exit code $code after SIGTERM, want 0"
 grep -q '"stopped"' "$work/sidecar.log" || grep -q 'stopped' "$work/sidecar.log" || fail "no shutdown log line"
 ok "SIGTERM: drained and exited 0; JSON access log lines carry the trace id"
+
+# --- inferred parents: precision against apps that copy headers -------------
+# The demo topology at concurrency 1, 2, 4, 8, 16 (3 s each; the table
+# in the README comes from this script).
+bash "$here/precision.sh" "$bin" --seconds 3 > "$work/precision.md" \
+  || { cat "$work/precision.md" >&2; fail "parent inference: contradicted > 0, or not every call confirmed at concurrency 1"; }
+cat "$work/precision.md"
+ok "parent inference never contradicts the real parent (concurrency 1-16); every call confirmed at concurrency 1"
 
 echo "conformance: $passed checks passed"

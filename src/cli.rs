@@ -155,13 +155,15 @@ pub struct RunArgs {
     /// The app behind the sidecar (inbound.upstream), e.g. http://127.0.0.1:3000.
     #[arg(long)]
     pub upstream: Option<String>,
-    /// Zipkin collector URL (export.zipkin).
-    #[arg(long)]
-    pub zipkin: Option<String>,
+    /// Zipkin collector URL (export.zipkin); repeat it or give a comma list
+    /// for several collectors (each trace goes to one of them).
+    #[arg(long, value_delimiter = ',')]
+    pub zipkin: Vec<String>,
     /// OTLP/HTTP traces URL (export.otlp), e.g. http://otel-collector:4318/v1/traces;
-    /// with --zipkin (or export.zipkin in the file) spans go to both.
-    #[arg(long)]
-    pub otlp: Option<String>,
+    /// repeat it or give a comma list for several. With --zipkin (or
+    /// export.zipkin in the file) spans go to both.
+    #[arg(long, value_delimiter = ',')]
+    pub otlp: Vec<String>,
     /// Admin listen address (admin.listen).
     #[arg(long)]
     pub admin: Option<String>,
@@ -178,6 +180,10 @@ pub struct RunArgs {
     /// The PEM private key of --tls-cert (inbound.tls.key).
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<String>,
+    /// Connect outbound calls without trace context to the inbound request
+    /// that caused them when timing proves it (inference.parents).
+    #[arg(long, value_name = "MODE", value_parser = ["unambiguous", "off"])]
+    pub infer_parents: Option<String>,
 }
 
 impl RunArgs {
@@ -193,6 +199,7 @@ impl RunArgs {
             sample_ratio: self.sample_ratio,
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
+            infer_parents: self.infer_parents.clone(),
             ..base
         }
     }

@@ -20,6 +20,7 @@
 //! | [`server`] | the HTTP server loop every listener uses, and hyper's side of it |
 //! | [`http1`] | every HTTP/1.1 rule once, which path serves a request, the server connection and the upstream client |
 //! | [`otlp`] | OpenTelemetry's OTLP trace messages (prost), shared by the exporter and the collector |
+//! | [`inference`] | the in-flight register and the rules that infer an outbound call's parent when the app copies no headers |
 //! | [`span`] | ids, trace context, the finished span record, clocks, the gRPC call rules |
 //!
 //! # Request flow
@@ -28,16 +29,21 @@
 //! ([`proxy::handle`]): extract the trace context -> sample -> start the span
 //! -> inject the span's context and rewrite headers -> forward to the
 //! upstream -> finish when the response body ends -> hand the span off with
-//! a non-blocking `try_send`. Each exporter (Zipkin, OTLP) batches spans and
-//! posts them to its collector on its own task; the request path never
-//! waits for them.
+//! a non-blocking `try_send`. With parent inference on, each inbound
+//! request is in the sidecar's in-flight register until its response has
+//! ended, and an outbound call without trace context gets a parent when
+//! timing proves it ([`inference`]). Each exporter (Zipkin, OTLP) picks the
+//! collector of the span's trace (one of several, by rendezvous hashing of
+//! the trace id), and each collector's task batches spans and posts them;
+//! the request path never waits for them.
 //!
 //! # Glossary
 //!
 //! - **downstream**: the caller of the service (the client of the sidecar).
 //! - **upstream**: what the sidecar forwards to: the app (inbound) or the
 //!   remote service (outbound).
-//! - **collector**: an endpoint spans are exported to (Zipkin v2 or OTLP/HTTP).
+//! - **collector**: an endpoint spans are exported to (Zipkin v2 or OTLP/HTTP);
+//!   an exporter may have several, each trace going whole to one of them.
 //! - **inbound** listener: in front of the app; records SERVER spans.
 //! - **outbound** listener: the app's calls go out through it; records
 //!   CLIENT spans.
@@ -64,6 +70,7 @@ pub mod config;
 pub mod demo;
 pub mod export;
 pub mod http1;
+pub mod inference;
 pub mod metrics;
 pub mod otlp;
 pub mod propagation;

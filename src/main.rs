@@ -9,6 +9,9 @@
 
 mod cli;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
@@ -118,6 +121,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     app::stop_requested().await?;
     if let Some(summary) = demo.stop_load().await {
         println!("load: {summary}");
+        println!("parents: {}", demo.parent_summary());
     }
     demo.shutdown().await;
     println!("demo stopped");

@@ -10,6 +10,7 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::http1::path::ServedBy;
+use crate::inference::Outcome;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -58,7 +59,20 @@ pub const TLS_HANDSHAKE_FAILURES: [&str; 9] = [
 ];
 
 /// The `reason` values of `tracehop_spans_dropped_total` for an exporter.
-pub const DROP_REASONS: [&str; 4] = ["queue_full", "rejected", "retries_exhausted", "shutdown"];
+/// `no_endpoint`: `export.resolve: dns` has found no collector address yet.
+pub const DROP_REASONS: [&str; 5] = [
+    "queue_full",
+    "rejected",
+    "retries_exhausted",
+    "shutdown",
+    "no_endpoint",
+];
+
+/// The `outcome` values of `tracehop_export_endpoint_spans_total`.
+const ENDPOINT_OUTCOMES: [&str; 2] = ["exported", "dropped"];
+
+/// The `change` values of `tracehop_export_endpoint_changes_total`.
+const ENDPOINT_CHANGES: [&str; 2] = ["added", "removed"];
 
 /// The `result` values of `tracehop_export_requests_total`.
 pub const EXPORT_RESULTS: [&str; 7] = [
@@ -94,6 +108,7 @@ struct ProxyFamilies {
     upstream_errors: IntCounterVec,
     context_formats: IntCounterVec,
     untraced: IntCounterVec,
+    inferred_parents: IntCounterVec,
 }
 
 /// Request metrics for one direction (`inbound` or `outbound`).
@@ -109,6 +124,23 @@ pub struct ProxyMetrics {
     upstream_errors: IntCounterVec,
     context_formats: IntCounterVec,
     untraced: IntCounterVec,
+    inferred_parents: IntCounterVec,
+}
+
+/// `tracehop_inferred_parents_total` of one outbound route, one counter per
+/// [`Outcome`], created at zero (a `contradicted` series exists before
+/// anything is contradicted, so an alert on it works from the start).
+#[derive(Clone)]
+pub struct ParentOutcomes([IntCounter; Outcome::ALL.len()]);
+
+impl ParentOutcomes {
+    pub fn count(&self, outcome: Outcome) {
+        let i = Outcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .expect("every outcome is in ALL");
+        self.0[i].inc();
+    }
 }
 
 /// The export families, every one labelled by `exporter` (`zipkin`,
@@ -121,6 +153,12 @@ pub struct ExportFamilies {
     requests: IntCounterVec,
     request_duration: HistogramVec,
     batch_spans: HistogramVec,
+    /// The same events per collector endpoint (`exporter`, `endpoint`).
+    endpoint_requests: IntCounterVec,
+    endpoint_spans: IntCounterVec,
+    endpoint_queue: IntGaugeVec,
+    endpoints: IntGaugeVec,
+    endpoint_changes: IntCounterVec,
 }
 
 /// What one exporter records: the export families with its `exporter`
@@ -128,13 +166,65 @@ pub struct ExportFamilies {
 #[derive(Clone)]
 pub struct ExportMetrics {
     exporter: &'static str,
-    /// Spans currently waiting in the exporter's queue.
-    pub queue_depth: IntGauge,
-    pub spans_exported: IntCounter,
+    /// Spans currently waiting in the exporter's queues.
+    pub queue_depth: QueueDepth,
+    spans_exported: IntCounter,
     spans_dropped: IntCounterVec,
     requests: IntCounterVec,
     pub request_duration: Histogram,
     pub batch_spans: Histogram,
+    /// The series of the one endpoint these metrics are for, if any.
+    endpoint: Option<EndpointSeries>,
+}
+
+/// The per-endpoint series of one endpoint of one exporter.
+#[derive(Clone)]
+struct EndpointSeries {
+    name: Arc<str>,
+    requests: IntCounterVec,
+    exported: IntCounter,
+    dropped: IntCounter,
+}
+
+/// A queue's depth: the exporter's gauge and, for an endpoint's queue,
+/// the endpoint's too.
+#[derive(Clone, Debug)]
+pub struct QueueDepth {
+    exporter: IntGauge,
+    endpoint: Option<IntGauge>,
+}
+
+impl QueueDepth {
+    /// Adds `spans` (negative to lower it).
+    pub fn add(&self, spans: i64) {
+        self.exporter.add(spans);
+        if let Some(endpoint) = &self.endpoint {
+            endpoint.add(spans);
+        }
+    }
+
+    /// The exporter's depth.
+    pub fn get(&self) -> i64 {
+        self.exporter.get()
+    }
+}
+
+/// The endpoint set of one exporter, as the metrics see it.
+#[derive(Clone)]
+pub struct EndpointSetMetrics {
+    /// `tracehop_export_endpoints{exporter}`: endpoints in use.
+    pub count: IntGauge,
+    added: IntCounter,
+    removed: IntCounter,
+}
+
+impl EndpointSetMetrics {
+    /// `endpoints` joined the set; `removed` left it.
+    pub fn changed(&self, added: usize, removed: usize, now: usize) {
+        self.added.inc_by(added as u64);
+        self.removed.inc_by(removed as u64);
+        self.count.set(i64::try_from(now).unwrap_or(i64::MAX));
+    }
 }
 
 /// Sampling decisions by reason.
@@ -406,6 +496,12 @@ fn exporter_histogram(
     h
 }
 
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let vec = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    register(registry, vec.clone());
+    vec
+}
+
 fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric definition");
     register(registry, g.clone());
@@ -463,8 +559,18 @@ impl ProxyFamilies {
             untraced: counter_vec(
                 registry,
                 "tracehop_outbound_untraced_requests_total",
-                "Outbound requests the app sent without trace context (a new trace was started).",
+                "Outbound requests the app sent without trace context (a new trace was \
+                 started unless a parent was inferred).",
                 &["route"],
+            ),
+            inferred_parents: counter_vec(
+                registry,
+                "tracehop_inferred_parents_total",
+                "Outbound calls by what parent inference did (inferred, ambiguous, no_candidate: \
+                 calls without trace context) or how it compared with the context the app sent \
+                 (confirmed, contradicted, would_be_ambiguous, would_be_no_candidate). \
+                 contradicted must stay 0.",
+                &["route", "outcome"],
             ),
         }
     }
@@ -494,6 +600,7 @@ impl ProxyMetrics {
             upstream_errors: families.upstream_errors.clone(),
             context_formats: families.context_formats.clone(),
             untraced: families.untraced.clone(),
+            inferred_parents: families.inferred_parents.clone(),
         }
     }
 
@@ -540,6 +647,33 @@ impl ProxyMetrics {
     /// Counts an outbound request without trace context on `route`.
     pub fn untraced_outbound(&self, route: &str) {
         self.untraced.with_label_values(&[route]).inc();
+    }
+
+    /// The parent-inference counters of outbound `route`, resolved once.
+    pub fn parent_outcomes(&self, route: &str) -> ParentOutcomes {
+        ParentOutcomes(
+            Outcome::ALL.map(|o| self.inferred_parents.with_label_values(&[route, o.label()])),
+        )
+    }
+
+    /// `tracehop_inferred_parents_total` summed over routes, in
+    /// [`Outcome::ALL`] order (for summaries such as the demo's).
+    pub fn parent_outcome_totals(&self) -> [u64; Outcome::ALL.len()] {
+        use prometheus::core::Collector;
+        let mut totals = [0; Outcome::ALL.len()];
+        for family in self.inferred_parents.collect() {
+            for metric in family.get_metric() {
+                let outcome = metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == "outcome")
+                    .map(|l| l.value());
+                if let Some(i) = Outcome::ALL.iter().position(|o| Some(o.label()) == outcome) {
+                    totals[i] += metric.get_counter().get_value() as u64;
+                }
+            }
+        }
+        totals
     }
 
     /// Pre-resolves the trace-context counter for each format, for the hot path.
@@ -599,6 +733,94 @@ impl ExportFamilies {
                 "Spans per export batch.",
                 vec![1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0],
             ),
+            endpoint_requests: counter_vec(
+                registry,
+                "tracehop_export_endpoint_requests_total",
+                "Export requests by exporter, collector endpoint and result (as tracehop_export_requests_total).",
+                &["exporter", "endpoint", "result"],
+            ),
+            endpoint_spans: counter_vec(
+                registry,
+                "tracehop_export_endpoint_spans_total",
+                &format!(
+                    "Spans by exporter, collector endpoint and outcome ({}).",
+                    ENDPOINT_OUTCOMES.join(", ")
+                ),
+                &["exporter", "endpoint", "outcome"],
+            ),
+            endpoint_queue: gauge_vec(
+                registry,
+                "tracehop_export_endpoint_queue_spans",
+                "Spans waiting in the queue of one collector endpoint.",
+                &["exporter", "endpoint"],
+            ),
+            endpoints: gauge_vec(
+                registry,
+                "tracehop_export_endpoints",
+                "Collector endpoints an exporter spreads traces over.",
+                &["exporter"],
+            ),
+            endpoint_changes: counter_vec(
+                registry,
+                "tracehop_export_endpoint_changes_total",
+                &format!(
+                    "Collector endpoints that joined or left an exporter's set, by change ({}).",
+                    ENDPOINT_CHANGES.join(", ")
+                ),
+                &["exporter", "change"],
+            ),
+        }
+    }
+
+    /// The metrics of `exporter`'s endpoint `endpoint`: the exporter's
+    /// series plus the endpoint's own. [`ExportFamilies::forget`] removes
+    /// the endpoint's series when it leaves the set.
+    pub fn endpoint(&self, exporter: &'static str, endpoint: &str) -> ExportMetrics {
+        let mut metrics = self.exporter(exporter);
+        let labels = [exporter, endpoint];
+        zeroed(
+            self.endpoint_requests.clone(),
+            &[&[exporter], &[endpoint], &EXPORT_RESULTS],
+        );
+        metrics.queue_depth.endpoint = Some(self.endpoint_queue.with_label_values(&labels));
+        let outcome = |o: &str| {
+            self.endpoint_spans
+                .with_label_values(&[exporter, endpoint, o])
+        };
+        metrics.endpoint = Some(EndpointSeries {
+            name: endpoint.into(),
+            requests: self.endpoint_requests.clone(),
+            exported: outcome("exported"),
+            dropped: outcome("dropped"),
+        });
+        metrics
+    }
+
+    /// Removes the series of `exporter`'s endpoint `endpoint`, which left
+    /// the set, so that addresses coming and going do not pile up series.
+    pub fn forget(&self, exporter: &'static str, endpoint: &str) {
+        for result in EXPORT_RESULTS {
+            let _ = self
+                .endpoint_requests
+                .remove_label_values(&[exporter, endpoint, result]);
+        }
+        for outcome in ENDPOINT_OUTCOMES {
+            let _ = self
+                .endpoint_spans
+                .remove_label_values(&[exporter, endpoint, outcome]);
+        }
+        let _ = self
+            .endpoint_queue
+            .remove_label_values(&[exporter, endpoint]);
+    }
+
+    /// The endpoint-set series of `exporter`.
+    pub fn endpoint_set(&self, exporter: &'static str) -> EndpointSetMetrics {
+        let change = |c: &str| self.endpoint_changes.with_label_values(&[exporter, c]);
+        EndpointSetMetrics {
+            count: self.endpoints.with_label_values(&[exporter]),
+            added: change("added"),
+            removed: change("removed"),
         }
     }
 
@@ -611,7 +833,11 @@ impl ExportFamilies {
         zeroed(self.requests.clone(), &[&labels, &EXPORT_RESULTS]);
         ExportMetrics {
             exporter,
-            queue_depth: self.queue_depth.with_label_values(&labels),
+            queue_depth: QueueDepth {
+                exporter: self.queue_depth.with_label_values(&labels),
+                endpoint: None,
+            },
+            endpoint: None,
             spans_exported: self.spans_exported.with_label_values(&labels),
             spans_dropped: self.spans_dropped.clone(),
             requests: self.requests.clone(),
@@ -631,16 +857,60 @@ impl ExportMetrics {
         self.dropped_counter(reason).inc_by(spans);
     }
 
-    /// A counter for one drop reason, resolved once (for the request path).
-    pub fn dropped_counter(&self, reason: &str) -> IntCounter {
-        self.spans_dropped
-            .with_label_values(&[self.exporter, reason])
+    /// Counts one drop of `reason`, resolved once (for the request path).
+    pub fn dropped_counter(&self, reason: &str) -> DropCounter {
+        DropCounter {
+            exporter: self
+                .spans_dropped
+                .with_label_values(&[self.exporter, reason]),
+            endpoint: self.endpoint.as_ref().map(|e| e.dropped.clone()),
+        }
     }
 
     pub fn request(&self, result: &str) {
         self.requests
             .with_label_values(&[self.exporter, result])
             .inc();
+        if let Some(endpoint) = &self.endpoint {
+            endpoint
+                .requests
+                .with_label_values(&[self.exporter, &endpoint.name, result])
+                .inc();
+        }
+    }
+
+    /// The collector accepted `spans`.
+    pub fn exported(&self, spans: u64) {
+        self.spans_exported.inc_by(spans);
+        if let Some(endpoint) = &self.endpoint {
+            endpoint.exported.inc_by(spans);
+        }
+    }
+}
+
+/// The drop counter of one reason: the exporter's series and, for an
+/// endpoint, the endpoint's `dropped` outcome too.
+#[derive(Clone, Debug)]
+pub struct DropCounter {
+    exporter: IntCounter,
+    endpoint: Option<IntCounter>,
+}
+
+impl DropCounter {
+    pub fn inc_by(&self, spans: u64) {
+        self.exporter.inc_by(spans);
+        if let Some(endpoint) = &self.endpoint {
+            endpoint.inc_by(spans);
+        }
+    }
+
+    pub fn inc(&self) {
+        self.inc_by(1);
+    }
+
+    /// The exporter's count for this reason.
+    pub fn get(&self) -> u64 {
+        self.exporter.get()
     }
 }
 

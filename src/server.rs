@@ -361,11 +361,16 @@ pub async fn serve<H, F, B>(
             };
             match tls {
                 None => conn.drive(stream, info, handler).await,
+                // Boxed: a TLS stream holds rustls' state (several KiB),
+                // which would otherwise be part of every connection's task.
                 Some(tls) => {
-                    if let Some((stream, facts)) = tls.accept(stream, handshake_timeout).await {
-                        info.tls = Some(facts);
-                        conn.drive(stream, info, handler).await;
-                    }
+                    Box::pin(async move {
+                        if let Some((stream, facts)) = tls.accept(stream, handshake_timeout).await {
+                            info.tls = Some(facts);
+                            conn.drive(stream, info, handler).await;
+                        }
+                    })
+                    .await
                 }
             }
             drop(permit);
@@ -408,9 +413,9 @@ impl Conn<'_> {
     /// other request on (and connections that chose HTTP/2 by ALPN) with
     /// hyper. On shutdown or after the idle timeout it is shut down
     /// gracefully (in-flight requests finish).
-    async fn drive<S, H, F, B>(mut self, io: S, info: ConnInfo, handler: H)
+    async fn drive<S, H, F, B>(self, io: S, info: ConnInfo, handler: H)
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + http1_server::Readiness + Unpin + Send + 'static,
         H: Fn(Request<RequestBody>, ConnInfo) -> F + Send + Sync + 'static,
         F: Future<Output = Response<B>> + Send + 'static,
         B: http_body::Body<Data = Bytes> + ResponseFields + Send + 'static,
@@ -428,6 +433,26 @@ impl Conn<'_> {
                 Ended::Handover(io, fallback) => (io, fallback),
             }
         };
+        // Boxed: hyper's connection state is about 12 KiB, and inline it
+        // would be part of every connection's task, also the many that
+        // never leave the direct path.
+        Box::pin(self.serve_hyper(io, fallback, info, handler)).await;
+    }
+
+    /// Serves the rest of the connection with hyper, from `fallback` on.
+    async fn serve_hyper<S, H, F, B>(
+        mut self,
+        io: Prefixed<S>,
+        fallback: Fallback,
+        info: ConnInfo,
+        handler: H,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Fn(Request<RequestBody>, ConnInfo) -> F + Send + Sync + 'static,
+        F: Future<Output = Response<B>> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + ResponseFields + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let io = TokioIo::new(io);
         let peer = info.peer;
         let activity = idle::Activity::new();

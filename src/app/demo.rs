@@ -32,6 +32,7 @@ use super::{AppError, Listeners, Running, start_with};
 use crate::collector::{self, Collector, CollectorConfig};
 use crate::config::{self, ConfigErrors, Overrides};
 use crate::demo::{DemoApp, DemoError, DemoOptions, LoadSummary, generate_load, serve_app};
+use crate::inference::Outcome;
 
 /// Port offsets from `--base-port`.
 const SIDECAR_INBOUND: u16 = 0;
@@ -66,6 +67,57 @@ pub enum DemoStartError {
     Config(#[from] ConfigErrors),
     #[error(transparent)]
     App(#[from] AppError),
+}
+
+/// Outbound calls of every demo sidecar by parent-inference outcome
+/// (`tracehop_inferred_parents_total`, see [`Outcome`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParentSummary {
+    pub inferred: u64,
+    pub ambiguous: u64,
+    pub no_candidate: u64,
+    pub confirmed: u64,
+    pub contradicted: u64,
+    pub would_be_ambiguous: u64,
+    pub would_be_no_candidate: u64,
+}
+
+impl std::fmt::Display for ParentSummary {
+    /// A part for the calls without context (the apps copy no headers)
+    /// and one for the calls with context, each only when there were any.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let share = |n: u64, of: u64| 100.0 * n as f64 / of.max(1) as f64;
+        let without = self.inferred + self.ambiguous + self.no_candidate;
+        let with = self.confirmed
+            + self.contradicted
+            + self.would_be_ambiguous
+            + self.would_be_no_candidate;
+        let mut lines = Vec::new();
+        if without > 0 {
+            lines.push(format!(
+                "{without} calls without trace context: {} inferred ({:.1} %), {} ambiguous ({:.1} %), {} with no request in flight",
+                self.inferred,
+                share(self.inferred, without),
+                self.ambiguous,
+                share(self.ambiguous, without),
+                self.no_candidate,
+            ));
+        }
+        if with > 0 {
+            lines.push(format!(
+                "{with} calls with trace context: inference confirmed {} ({:.1} %), contradicted {}, would be ambiguous {}, no request in flight {}",
+                self.confirmed,
+                share(self.confirmed, with),
+                self.contradicted,
+                self.would_be_ambiguous,
+                self.would_be_no_candidate,
+            ));
+        }
+        if lines.is_empty() {
+            lines.push("no outbound calls".to_owned());
+        }
+        write!(f, "{}", lines.join("; "))
+    }
 }
 
 /// A running demo.
@@ -343,6 +395,35 @@ impl Demo {
                 tracing::warn!("load generator did not stop in time");
                 None
             }
+        }
+    }
+
+    /// What parent inference did in every sidecar so far.
+    pub fn parent_summary(&self) -> ParentSummary {
+        let mut sum = [0; Outcome::ALL.len()];
+        for (_, sidecar) in &self.sidecars {
+            let totals = sidecar.metrics.outbound.parent_outcome_totals();
+            for (s, t) in sum.iter_mut().zip(totals) {
+                *s += t;
+            }
+        }
+        let [
+            inferred,
+            ambiguous,
+            no_candidate,
+            confirmed,
+            contradicted,
+            would_be_ambiguous,
+            would_be_no_candidate,
+        ] = sum;
+        ParentSummary {
+            inferred,
+            ambiguous,
+            no_candidate,
+            confirmed,
+            contradicted,
+            would_be_ambiguous,
+            would_be_no_candidate,
         }
     }
 

@@ -28,7 +28,7 @@ mod runtime;
 mod signals;
 
 pub use collector::{run_collector, serve_collector};
-pub use demo::{Demo, DemoSettings, DemoStartError, run_demo_app, start_demo};
+pub use demo::{Demo, DemoSettings, DemoStartError, ParentSummary, run_demo_app, start_demo};
 pub use dev::{DevSettings, run_dev};
 pub use reload::ConfigFile;
 pub use runtime::runtime;
@@ -215,11 +215,7 @@ pub async fn run(config: Config, file: Option<ConfigFile>) -> Result<(), AppErro
     let service = config.service.name.clone();
     let upstream = config.inbound.upstream.to_string();
     let export = match &config.export {
-        crate::config::ExportConfig::Enabled(export) => export
-            .destinations()
-            .map(|(exporter, to)| format!("{} {}", exporter.label(), to.url))
-            .collect::<Vec<_>>()
-            .join(", "),
+        crate::config::ExportConfig::Enabled(export) => export_targets(export),
         crate::config::ExportConfig::Disabled => "off".to_owned(),
     };
     if config.service.name_defaulted() {
@@ -247,6 +243,25 @@ pub async fn run(config: Config, file: Option<ConfigFile>) -> Result<(), AppErro
     running.shutdown();
     running.wait().await;
     Ok(served?)
+}
+
+/// Every collector endpoint, for the startup line: `zipkin URL, zipkin
+/// URL2`, or with DNS `zipkin URL (dns every 30s)`.
+fn export_targets(export: &crate::config::ExportSettings) -> String {
+    let resolve = match export.resolve {
+        crate::config::Resolve::Static => String::new(),
+        crate::config::Resolve::Dns { interval } => format!(" (dns every {interval:?})"),
+    };
+    export
+        .destinations()
+        .flat_map(|(exporter, to)| {
+            to.urls
+                .iter()
+                .map(move |url| format!("{} {url}", exporter.label()))
+        })
+        .map(|target| format!("{target}{resolve}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Binds every listener and starts serving.
@@ -280,7 +295,7 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         metrics.enable_tls();
     }
     let readiness = Readiness::default();
-    let (sink, batchers) = export::channel_with(
+    let (sink, export_tasks) = export::channel_with(
         &config.export,
         &metrics.export,
         EncodeOptions {
@@ -330,9 +345,10 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         .chain(bound.forward_proxy);
     let proxy_tasks = spawn_proxies(listeners, proxies, inbound_tls, &proxies_stopped);
     let reload_task = reloader.map(|r| tokio::spawn(r.run(proxies_stopped())));
-    let export_tasks = batchers
+    let export_stopped: export::StopSignal = Arc::new(export_stopped);
+    let export_tasks = export_tasks
         .into_iter()
-        .map(|b| tokio::spawn(b.run(export_stopped())))
+        .map(|task| tokio::spawn(task.run(export_stopped.clone())))
         .collect();
     let admin = Admin {
         metrics: metrics.clone(),
@@ -399,7 +415,8 @@ struct Supervised {
     /// The inbound certificate reloader; stops with the listeners.
     reload_task: Option<JoinHandle<()>>,
     stop_export: watch::Sender<bool>,
-    /// One batcher per exporter.
+    /// One batcher per collector endpoint, or a DNS discovery task per
+    /// exporter (which owns its endpoints' batchers).
     export_tasks: Vec<JoinHandle<()>>,
     stop_admin: watch::Sender<bool>,
     admin_task: JoinHandle<()>,

@@ -13,9 +13,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::{
-    CaptureConfig, Config, ForwardProxy, InboundConfig, ProxyLimits, ProxyTimeouts,
+    CaptureConfig, Config, ForwardProxy, InboundConfig, ParentInference, ProxyLimits, ProxyTimeouts,
 };
 use crate::export::SpanSink;
+use crate::inference::Register;
 use crate::metrics::Metrics;
 use crate::proxy::{self, Listener, Mode, Proxy, Telemetry, Upstream};
 use crate::sampling::LiveSampler;
@@ -68,6 +69,11 @@ pub(super) fn build_proxies(
         sink: sink.clone(),
         access_log: access_log.cloned(),
         summary_viewer: config.log.summary_viewer.clone(),
+        // One register per sidecar, shared by all its listeners.
+        register: match config.inference.parents {
+            ParentInference::Unambiguous => Some(Arc::new(Register::new())),
+            ParentInference::Off => None,
+        },
     };
     let served = |listener, timeouts, limits| Served {
         proxy: Arc::new(Proxy::new(telemetry.clone(), listener)),

@@ -19,7 +19,9 @@ pub(super) const DEFAULT_TIMEOUTS: ProxyTimeouts = ProxyTimeouts {
     idle: Duration::from_secs(60),
     request_body: Duration::from_secs(10),
     response_body: Duration::from_secs(300),
-    upstream_connect: Duration::from_secs(1),
+    // Above the kernel's first SYN retransmission (1 s, RFC 6298 §2):
+    // a connect that loses one SYN is slow, not failed.
+    upstream_connect: Duration::from_secs(5),
     upstream_response: Duration::from_secs(15),
 };
 

@@ -10,6 +10,7 @@
 //! (`TRACEHOP_SERVICE_NAME`, pod metadata), the file, built-in defaults.
 
 mod collector;
+mod endpoints;
 mod limits;
 mod listeners;
 mod parse;
@@ -41,10 +42,10 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--upstream`: the app behind the inbound listener.
     pub upstream: Option<String>,
-    /// `--zipkin`: the Zipkin collector URL.
-    pub zipkin: Option<String>,
-    /// `--otlp`: the OTLP/HTTP traces URL (`export.otlp.url`).
-    pub otlp: Option<String>,
+    /// `--zipkin`: the Zipkin collector URLs (`export.zipkin`); empty = the file's.
+    pub zipkin: Vec<String>,
+    /// `--otlp`: the OTLP/HTTP traces URLs (`export.otlp.url`); empty = the file's.
+    pub otlp: Vec<String>,
     /// `--admin`: the admin listener.
     pub admin: Option<String>,
     /// `--sample-ratio`: root sampler ratio.
@@ -53,6 +54,8 @@ pub struct Overrides {
     pub tls_cert: Option<String>,
     /// `--tls-key`: the key of `--tls-cert`.
     pub tls_key: Option<String>,
+    /// `--infer-parents`: `inference.parents` (`unambiguous` or `off`).
+    pub infer_parents: Option<String>,
     /// Pod metadata (Kubernetes downward API), recorded as span tags:
     /// pairs of (tag name, value), e.g. `("k8s.pod.name", "api-7d9")`.
     pub resource_tags: Vec<(String, String)>,
@@ -107,15 +110,18 @@ impl Overrides {
                 tls.key = Some(key);
             }
         }
-        if let Some(zipkin) = self.zipkin {
-            raw.export.get_or_insert_default().zipkin = Some(zipkin);
+        if !self.zipkin.is_empty() {
+            raw.export.get_or_insert_default().zipkin = Some(raw::RawUrls(self.zipkin));
         }
-        if let Some(otlp) = self.otlp {
+        if !self.otlp.is_empty() {
             let export = raw.export.get_or_insert_default();
-            export.otlp.get_or_insert_default().url = Some(otlp);
+            export.otlp.get_or_insert_default().url = Some(raw::RawUrls(self.otlp));
         }
         if let Some(admin) = self.admin {
             raw.admin.get_or_insert_default().listen = Some(admin);
+        }
+        if let Some(parents) = self.infer_parents {
+            raw.inference.get_or_insert_default().parents = Some(parents);
         }
         if let Some(ratio) = self.sample_ratio {
             // Replaces the whole root sampler: settings of another type
@@ -145,7 +151,7 @@ pub fn export_defaults_for(url: &str) -> Result<ExportSettings, ConfigErrors> {
     let overrides = Overrides {
         // inbound.upstream is required in a sidecar config; unused here.
         upstream: Some("http://127.0.0.1:1".into()),
-        zipkin: Some(url.into()),
+        zipkin: vec![url.into()],
         ..Overrides::default()
     };
     match load("", overrides)?.export {

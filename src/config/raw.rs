@@ -25,6 +25,7 @@ pub(super) struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub log: Option<RawLog>,
     pub shutdown: Option<RawShutdown>,
+    pub inference: Option<RawInference>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,8 +129,11 @@ pub(super) struct RawPropagation {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawExport {
     pub enabled: Option<bool>,
-    pub zipkin: Option<String>,
+    pub zipkin: Option<RawUrls>,
     pub otlp: Option<RawOtlp>,
+    pub resolve: Option<String>,
+    #[serde(default, deserialize_with = "super::yaml::duration")]
+    pub resolve_interval: Option<String>,
     pub queue_capacity: Option<usize>,
     pub batch_size: Option<usize>,
     #[serde(default, deserialize_with = "super::yaml::duration")]
@@ -144,11 +148,40 @@ pub(super) struct RawExport {
     pub headers: Option<BTreeMap<String, RawHeaderValue>>,
 }
 
-/// `export.otlp`: a URL, or a block with the URL and the settings that
-/// belong to that destination alone.
+/// One URL or a list of URLs (`export.zipkin`, `export.otlp.url`): the
+/// collector endpoints an exporter spreads traces over.
+#[derive(Debug, Default)]
+pub(super) struct RawUrls(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for RawUrls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Form;
+        impl<'de> serde::de::Visitor<'de> for Form {
+            type Value = RawUrls;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a URL or a list of URLs")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<RawUrls, E> {
+                Ok(RawUrls(vec![url.to_owned()]))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<RawUrls, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(RawUrls)
+            }
+        }
+        deserializer.deserialize_any(Form)
+    }
+}
+
+/// `export.otlp`: a URL, a list of URLs, or a block with the URL(s) and
+/// the settings that belong to that destination alone.
 #[derive(Debug, Default)]
 pub(super) struct RawOtlp {
-    pub url: Option<String>,
+    pub url: Option<RawUrls>,
+    /// Written as `otlp: [URL, …]`: problems are at `export.otlp[i]`.
+    pub bare_list: bool,
     pub gzip: Option<bool>,
     pub tls: Option<RawClientTls>,
     pub headers: Option<BTreeMap<String, RawHeaderValue>>,
@@ -158,14 +191,14 @@ pub(super) struct RawOtlp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOtlpBlock {
-    url: Option<String>,
+    url: Option<RawUrls>,
     gzip: Option<bool>,
     tls: Option<RawClientTls>,
     headers: Option<BTreeMap<String, RawHeaderValue>>,
 }
 
 impl<'de> Deserialize<'de> for RawOtlp {
-    /// `otlp: URL` or `otlp: {url: …, gzip: …, tls: …, headers: …}`; the
+    /// `otlp: URL`, `otlp: [URL, …]` or `otlp: {url: …, gzip: …, tls: …, headers: …}`; the
     /// block keeps `deny_unknown_fields`, so a typo in it names the key.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Form;
@@ -173,12 +206,22 @@ impl<'de> Deserialize<'de> for RawOtlp {
             type Value = RawOtlp;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a URL, or a map with url, gzip, tls and headers")
+                f.write_str("a URL, a list of URLs, or a map with url, gzip, tls and headers")
             }
 
             fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<RawOtlp, E> {
                 Ok(RawOtlp {
-                    url: Some(url.to_owned()),
+                    url: Some(RawUrls(vec![url.to_owned()])),
+                    ..RawOtlp::default()
+                })
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<RawOtlp, A::Error> {
+                Ok(RawOtlp {
+                    url: Some(RawUrls::deserialize(
+                        serde::de::value::SeqAccessDeserializer::new(seq),
+                    )?),
+                    bare_list: true,
                     ..RawOtlp::default()
                 })
             }
@@ -187,6 +230,7 @@ impl<'de> Deserialize<'de> for RawOtlp {
                 let block =
                     RawOtlpBlock::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
                 Ok(RawOtlp {
+                    bare_list: false,
                     url: block.url,
                     gzip: block.gzip,
                     tls: block.tls,
@@ -230,4 +274,10 @@ pub(super) struct RawShutdown {
     pub drain_delay: Option<String>,
     #[serde(default, deserialize_with = "super::yaml::duration")]
     pub grace_period: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInference {
+    pub parents: Option<String>,
 }

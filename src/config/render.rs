@@ -20,6 +20,14 @@ fn url(u: &UpstreamUrl) -> String {
     u.to_string()
 }
 
+/// One URL as a string (the form most configs use), several as a list.
+fn urls(urls: &[UpstreamUrl]) -> Value {
+    match urls {
+        [one] => json!(url(one)),
+        many => json!(many.iter().map(url).collect::<Vec<_>>()),
+    }
+}
+
 fn protocol(p: UpstreamProtocol) -> &'static str {
     match p {
         UpstreamProtocol::Auto => "auto",
@@ -283,13 +291,17 @@ fn export(c: &ExportConfig) -> Value {
         },
         "shutdown_timeout": duration(e.shutdown_timeout),
     });
+    if let Resolve::Dns { interval } = e.resolve {
+        out["resolve"] = json!("dns");
+        out["resolve_interval"] = json!(duration(interval));
+    }
     if let Some(zipkin) = &e.zipkin {
-        out["zipkin"] = json!(url(&zipkin.url));
+        out["zipkin"] = urls(&zipkin.urls);
         out["gzip"] = json!(zipkin.gzip);
         destination_access(&mut out, zipkin);
     }
     if let Some(otlp) = &e.otlp {
-        let mut block = json!({"url": url(&otlp.url), "gzip": otlp.gzip});
+        let mut block = json!({"url": urls(&otlp.urls), "gzip": otlp.gzip});
         destination_access(&mut block, otlp);
         out["otlp"] = block;
     }
@@ -350,6 +362,7 @@ impl Config {
                 "drain_delay": duration(self.shutdown.drain_delay),
                 "grace_period": duration(self.shutdown.grace_period),
             },
+            "inference": {"parents": self.inference.parents.as_str()},
         })
     }
 }

@@ -137,7 +137,7 @@ fn every_problem_of_a_file_is_reported_at_once_in_yaml_words() {
         ("outbound.routes[2].listen", "expected text, found a list"),
         (
             "colour",
-            "unknown key; valid keys here: service, inbound, outbound, propagation, sampling, export, admin, log, shutdown",
+            "unknown key; valid keys here: service, inbound, outbound, propagation, sampling, export, admin, log, shutdown, inference",
         ),
     ];
     for (path, message) in want {
@@ -444,7 +444,7 @@ fn overrides_win_over_the_file() {
         service_name: Some("checkout".into()),
         listen: Some("127.0.0.1:9000".into()),
         upstream: Some("http://127.0.0.1:3000".into()),
-        zipkin: Some("http://127.0.0.1:9412/api/v2/spans".into()),
+        zipkin: vec!["http://127.0.0.1:9412/api/v2/spans".into()],
         admin: Some("127.0.0.1:9001".into()),
         sample_ratio: Some(0.25),
         resource_tags: vec![("k8s.pod.name".into(), "pod-1".into())],
@@ -470,7 +470,7 @@ fn overrides_win_over_the_file() {
         panic!("export enabled")
     };
     let zipkin = e.zipkin.expect("zipkin set");
-    assert_eq!(zipkin.url.authority.as_str(), "127.0.0.1:9412");
+    assert_eq!(zipkin.urls[0].authority.as_str(), "127.0.0.1:9412");
     assert!(e.otlp.is_none());
 }
 
@@ -488,7 +488,7 @@ fn zipkin_is_the_default_unless_only_otlp_is_named() {
     let plain = export_of("", Overrides::default());
     let names: Vec<_> = plain
         .destinations()
-        .map(|(e, d)| (e, d.url.clone()))
+        .map(|(e, d)| (e, d.urls[0].clone()))
         .collect();
     assert_eq!(names.len(), 1);
     assert_eq!(names[0].0, Exporter::Zipkin);
@@ -503,8 +503,8 @@ fn zipkin_is_the_default_unless_only_otlp_is_named() {
         "naming OTLP alone replaces the default"
     );
     let otlp = otlp_only.otlp.expect("otlp set");
-    assert_eq!(otlp.url.authority.as_str(), "otel-collector:4318");
-    assert_eq!(otlp.url.path, "/v1/traces");
+    assert_eq!(otlp.urls[0].authority.as_str(), "otel-collector:4318");
+    assert_eq!(otlp.urls[0].path, "/v1/traces");
     assert!(otlp.gzip, "export.gzip is the default for OTLP too");
 
     let both = export_of(
@@ -515,7 +515,7 @@ fn zipkin_is_the_default_unless_only_otlp_is_named() {
     assert_eq!(kinds, [Exporter::Zipkin, Exporter::Otlp]);
     let otlp = both.otlp.as_ref().unwrap();
     assert_eq!(
-        otlp.url.path, "/v1/traces",
+        otlp.urls[0].path, "/v1/traces",
         "a URL without a path gets OTLP's"
     );
     assert!(!otlp.gzip && both.zipkin.as_ref().unwrap().gzip);
@@ -528,16 +528,16 @@ fn zipkin_is_the_default_unless_only_otlp_is_named() {
 #[test]
 fn the_otlp_flag_adds_otlp_beside_the_file_s_zipkin() {
     let overrides = Overrides {
-        otlp: Some("http://127.0.0.1:4318/v1/traces".into()),
+        otlp: vec!["http://127.0.0.1:4318/v1/traces".into()],
         ..Overrides::default()
     };
     let e = export_of(
         "export:\n  zipkin: http://zipkin:9411/api/v2/spans\n  otlp: {url: http://old:4318, gzip: true}\n",
         overrides,
     );
-    assert_eq!(e.zipkin.unwrap().url.authority.as_str(), "zipkin:9411");
+    assert_eq!(e.zipkin.unwrap().urls[0].authority.as_str(), "zipkin:9411");
     let otlp = e.otlp.unwrap();
-    assert_eq!(otlp.url.authority.as_str(), "127.0.0.1:4318");
+    assert_eq!(otlp.urls[0].authority.as_str(), "127.0.0.1:4318");
     assert!(otlp.gzip, "the flag sets the URL only");
 }
 
@@ -954,7 +954,7 @@ fn each_listener_kind_has_its_own_timeouts_and_limits() {
             "inbound",
             &c.inbound.timeouts,
             &c.inbound.limits,
-            [1, 5, 1, 15],
+            [1, 5, 5, 15],
             3,
             65536,
         ),
@@ -962,17 +962,17 @@ fn each_listener_kind_has_its_own_timeouts_and_limits() {
             "outbound",
             &c.outbound.timeouts,
             &c.outbound.limits,
-            [10, 30, 1, 20],
+            [10, 30, 5, 20],
             50,
             65536,
         ),
         // Route a overrides two fields; the rest come from outbound.*.
-        ("route a", &a.timeouts, &a.limits, [10, 30, 1, 2], 7, 65536),
+        ("route a", &a.timeouts, &a.limits, [10, 30, 5, 2], 7, 65536),
         (
             "route b",
             &b.timeouts,
             &b.limits,
-            [10, 30, 1, 20],
+            [10, 30, 5, 20],
             50,
             65536,
         ),
@@ -1096,4 +1096,190 @@ fn two_listeners_on_one_address_are_refused_naming_both_keys() {
         Overrides::default(),
     )
     .expect("port 0 twice is fine");
+}
+
+#[test]
+fn parent_inference_defaults_to_unambiguous_and_can_be_turned_off() {
+    let c = load(MINIMAL, Overrides::default()).unwrap();
+    assert_eq!(c.inference.parents, ParentInference::Unambiguous);
+    let off = load(
+        &format!("{MINIMAL}inference:\n  parents: off\n"),
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(off.inference.parents, ParentInference::Off);
+    let again = load(&off.to_yaml(), Overrides::default()).unwrap();
+    assert_eq!(again.inference.parents, ParentInference::Off);
+    // The flag wins over the file.
+    let flag = Overrides {
+        infer_parents: Some("unambiguous".into()),
+        ..Overrides::default()
+    };
+    let c = load(&format!("{MINIMAL}inference:\n  parents: \"off\"\n"), flag).unwrap();
+    assert_eq!(c.inference.parents, ParentInference::Unambiguous);
+    assert!(
+        c.restart_needed(&off)
+            .contains(&"inference.parents".to_owned())
+    );
+}
+
+#[test]
+fn an_unknown_parent_inference_mode_is_named_with_its_key() {
+    let e = errors(&format!("{MINIMAL}inference:\n  parents: always\n"));
+    assert!(e.has("inference.parents"), "{e}");
+    assert!(e.to_string().contains("use unambiguous or off"), "{e}");
+    assert_problem_at(
+        &format!("{MINIMAL}inference:\n  guess: true\n"),
+        "inference.guess",
+    );
+}
+
+#[test]
+fn several_collectors_are_a_list_of_urls_for_either_exporter() {
+    let e = export_of(
+        "export:\n  zipkin: [http://c0:9411/api/v2/spans, http://c1:9411/api/v2/spans]\n  otlp: [http://o0:4318, http://o1:4318/v1/traces]\n",
+        Overrides::default(),
+    );
+    let zipkin: Vec<String> = e
+        .zipkin
+        .unwrap()
+        .urls
+        .iter()
+        .map(|u| u.to_string())
+        .collect();
+    assert_eq!(
+        zipkin,
+        ["http://c0:9411/api/v2/spans", "http://c1:9411/api/v2/spans"]
+    );
+    let otlp: Vec<String> = e.otlp.unwrap().urls.iter().map(|u| u.to_string()).collect();
+    assert_eq!(
+        otlp,
+        ["http://o0:4318/v1/traces", "http://o1:4318/v1/traces"]
+    );
+    assert_eq!(e.resolve, Resolve::Static);
+
+    let block = export_of(
+        "export:\n  otlp: {url: [http://o0:4318, http://o1:4318], gzip: true}\n",
+        Overrides::default(),
+    );
+    assert_eq!(block.otlp.unwrap().urls.len(), 2);
+
+    // The flags take a list too (repeated or comma-separated in the CLI).
+    let flags = export_of(
+        "export:\n  zipkin: http://file:9411/api/v2/spans\n",
+        Overrides {
+            zipkin: vec![
+                "http://a:9411/api/v2/spans".into(),
+                "http://b:9411/api/v2/spans".into(),
+            ],
+            ..Overrides::default()
+        },
+    );
+    assert_eq!(
+        flags.zipkin.unwrap().urls.len(),
+        2,
+        "the flags replace the file's list"
+    );
+
+    // The effective config shows a list as a list and reads back the same.
+    let text = format!(
+        "{MINIMAL}export:\n  zipkin: [http://c0:9411/api/v2/spans, http://c1:9411/api/v2/spans]\n"
+    );
+    let yaml = load(&text, Overrides::default()).unwrap().to_yaml();
+    assert!(yaml.contains("- http://c1:9411/api/v2/spans"), "{yaml}");
+    assert_eq!(load(&yaml, Overrides::default()).unwrap().to_yaml(), yaml);
+}
+
+#[test]
+fn dns_resolution_takes_one_url_and_an_interval() {
+    let e = export_of(
+        "export:\n  zipkin: http://collector.tracing.svc:9411/api/v2/spans\n  resolve: dns\n",
+        Overrides::default(),
+    );
+    assert_eq!(
+        e.resolve,
+        Resolve::Dns {
+            interval: Duration::from_secs(30)
+        }
+    );
+    let e = export_of(
+        "export:\n  zipkin: http://collector:9411/api/v2/spans\n  resolve: dns\n  resolve_interval: 5s\n",
+        Overrides::default(),
+    );
+    assert_eq!(
+        e.resolve,
+        Resolve::Dns {
+            interval: Duration::from_secs(5)
+        }
+    );
+    let yaml = load(
+        &format!("{MINIMAL}export:\n  resolve: dns\n  resolve_interval: 5s\n"),
+        Overrides::default(),
+    )
+    .unwrap()
+    .to_yaml();
+    assert!(
+        yaml.contains("resolve: dns") && yaml.contains("resolve_interval: 5s"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn endpoint_list_problems_name_the_key_and_the_index() {
+    let cases = [
+        ("export:\n  zipkin: []\n", "export.zipkin", "lists no URL"),
+        (
+            "export:\n  zipkin: [http://a:9411/api/v2/spans, ftp://b]\n",
+            "export.zipkin[1]",
+            "",
+        ),
+        (
+            "export:\n  zipkin: [http://a:9411/x, http://b:9411/x, http://a:9411/x]\n",
+            "export.zipkin[2]",
+            "listed twice",
+        ),
+        (
+            "export:\n  otlp: [http://a:4318, 7]\n",
+            "export.otlp[1]",
+            "",
+        ),
+        (
+            "export:\n  zipkin: [http://a:9411/x, http://b:9411/x]\n  resolve: dns\n",
+            "export.resolve",
+            "export.zipkin lists 2",
+        ),
+        (
+            "export:\n  zipkin: [http://a:9411/x, ftp://b, http://a:9411/x]\n  resolve: dns\n",
+            "export.resolve",
+            "export.zipkin lists 3",
+        ),
+        (
+            "export:\n  otlp: {url: [http://a:4318, http://b:4318]}\n  resolve: dns\n",
+            "export.resolve",
+            "export.otlp lists 2",
+        ),
+        (
+            "export:\n  resolve: consul\n",
+            "export.resolve",
+            "static or dns",
+        ),
+        (
+            "export:\n  resolve_interval: 5s\n",
+            "export.resolve_interval",
+            "dns",
+        ),
+        (
+            "export:\n  resolve: dns\n  resolve_interval: 0s\n",
+            "export.resolve_interval",
+            "",
+        ),
+    ];
+    for (yaml, path, words) in cases {
+        let errors = errors(&format!("{MINIMAL}{yaml}"));
+        let found = errors.0.iter().find(|e| e.path == path);
+        assert!(
+            found.is_some_and(|e| e.message.contains(words)),
+            "{yaml}: want {path} ({words}), got {errors}"
+        );
+    }
 }

@@ -23,6 +23,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
+    pub inference: InferenceConfig,
     /// Not from YAML: forces every request of every proxying listener onto
     /// hyper's server and the pooled upstream client, so tests can prove
     /// both implementations behave alike.
@@ -371,6 +372,19 @@ pub struct ExportSettings {
     pub retry: RetryConfig,
     /// How long the final flush at shutdown may take.
     pub shutdown_timeout: Duration,
+    /// `export.resolve`: where each exporter's endpoint set comes from.
+    pub resolve: Resolve,
+}
+
+/// How an exporter finds its collector endpoints (`export.resolve`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolve {
+    /// `static` (the default): the listed URLs, one endpoint each.
+    Static,
+    /// `dns`: the host of the one URL is looked up every `interval`
+    /// (`export.resolve_interval`), each address an endpoint (a
+    /// Kubernetes headless Service lists one address per ready pod).
+    Dns { interval: Duration },
 }
 
 impl ExportSettings {
@@ -388,8 +402,10 @@ impl ExportSettings {
 /// Where one exporter sends its batches.
 #[derive(Clone, Debug)]
 pub struct Destination {
-    /// The full POST URL (`/api/v2/spans` for Zipkin, `/v1/traces` for OTLP).
-    pub url: UpstreamUrl,
+    /// The collector endpoints, full POST URLs (`/api/v2/spans` for Zipkin,
+    /// `/v1/traces` for OTLP); at least one, no two alike. Every span of a
+    /// trace goes to the same one (`export::rendezvous`).
+    pub urls: Vec<UpstreamUrl>,
     /// Compress uploads (`Content-Encoding: gzip`).
     pub gzip: bool,
     /// How an `https://` collector is checked; `None` = defaults (webpki roots).
@@ -435,4 +451,32 @@ pub struct ShutdownConfig {
     pub drain_delay: Duration,
     /// In-flight requests get this long to finish.
     pub grace_period: Duration,
+}
+
+/// `inference`: connecting outbound calls to the inbound request that
+/// caused them when the app copies no trace headers ([`crate::inference`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InferenceConfig {
+    /// `inference.parents`: `unambiguous` (default) infers a parent only
+    /// when timing proves it; `off` never does (every call without
+    /// context starts a trace).
+    pub parents: ParentInference,
+}
+
+/// Whether outbound calls without context get an inferred parent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ParentInference {
+    #[default]
+    Unambiguous,
+    Off,
+}
+
+impl ParentInference {
+    /// The YAML (and `--infer-parents`) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParentInference::Unambiguous => "unambiguous",
+            ParentInference::Off => "off",
+        }
+    }
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::endpoints;
 use super::limits::{self, DEFAULT_LIMITS, DEFAULT_TIMEOUTS};
 use super::problems::Problems;
 use super::raw::*;
@@ -43,6 +44,7 @@ pub(super) fn config(raw: RawConfig, p: &mut Problems) -> Config {
         },
         log: log(raw.log.unwrap_or_default(), p),
         shutdown: shutdown(raw.shutdown.unwrap_or_default(), p),
+        inference: inference(raw.inference.unwrap_or_default(), p),
         paths: Default::default(),
     };
     super::listeners::check(&config, p);
@@ -326,6 +328,21 @@ const OTLP_TRACES_PATH: &str = "/v1/traces";
 fn export(raw: RawExport, p: &mut Problems) -> ExportConfig {
     let retry = raw.retry.unwrap_or_default();
     let gzip = raw.gzip.unwrap_or(false);
+    let resolve = endpoints::resolve(raw.resolve.as_deref(), raw.resolve_interval.as_deref(), p);
+    // As written: a list whose entries are all invalid or repeated is
+    // still a list.
+    let listed = |urls: Option<&RawUrls>| urls.map_or(0, |urls| urls.0.len());
+    endpoints::check_dns(
+        resolve,
+        &[
+            ("export.zipkin", listed(raw.zipkin.as_ref())),
+            (
+                "export.otlp",
+                listed(raw.otlp.as_ref().and_then(|o| o.url.as_ref())),
+            ),
+        ],
+        p,
+    );
     let otlp = raw.otlp.map(|otlp| otlp_destination(otlp, gzip, p));
     // Zipkin is the default destination, unless only OTLP is named.
     let zipkin = match (raw.zipkin, &otlp) {
@@ -343,15 +360,13 @@ fn export(raw: RawExport, p: &mut Problems) -> ExportConfig {
             }
             None
         }
-        (url, _) => {
-            let url = p.url(
-                "export.zipkin",
-                Some(url.as_deref().unwrap_or(DEFAULT_ZIPKIN)),
-            );
+        (urls, _) => {
+            let urls = urls.unwrap_or_else(|| RawUrls(vec![DEFAULT_ZIPKIN.to_owned()]));
+            let urls = endpoints::urls("export.zipkin", urls, p);
             Some(Destination {
-                tls: tls::client_tls("export.tls", raw.tls, url.as_ref(), p),
+                tls: tls::client_tls("export.tls", raw.tls, urls.first(), p),
                 headers: tls::headers("export.headers", raw.headers.unwrap_or_default(), p),
-                url: url.unwrap_or_else(placeholder_url),
+                urls: at_least_one(urls),
                 gzip,
             })
         }
@@ -393,6 +408,7 @@ fn export(raw: RawExport, p: &mut Problems) -> ExportConfig {
             raw.shutdown_timeout.as_deref(),
             Duration::from_secs(5),
         ),
+        resolve,
     };
     if settings.batch_size > settings.queue_capacity {
         p.push(
@@ -410,20 +426,41 @@ fn export(raw: RawExport, p: &mut Problems) -> ExportConfig {
     }
 }
 
+/// `urls`, or the placeholder when none was valid (a problem is recorded
+/// already, so the config is never used).
+fn at_least_one(urls: Vec<UpstreamUrl>) -> Vec<UpstreamUrl> {
+    if urls.is_empty() {
+        vec![placeholder_url()]
+    } else {
+        urls
+    }
+}
+
 /// `export.otlp`; its `gzip` defaults to `export.gzip`, its TLS and headers
 /// are its own (the Zipkin collector's credentials never go to it). A URL
 /// without a path gets OTLP's `/v1/traces`.
 fn otlp_destination(raw: RawOtlp, gzip: bool, p: &mut Problems) -> Destination {
-    let url = p.url("export.otlp.url", raw.url.as_deref()).map(|mut url| {
-        if url.path == "/" {
-            url.path = OTLP_TRACES_PATH.to_owned();
+    let urls = match raw.url {
+        Some(urls) if raw.bare_list => endpoints::urls("export.otlp", urls, p),
+        Some(urls) => endpoints::urls("export.otlp.url", urls, p),
+        None => {
+            p.push("export.otlp.url", "is required");
+            Vec::new()
         }
-        url
-    });
+    };
+    let urls: Vec<UpstreamUrl> = urls
+        .into_iter()
+        .map(|mut url| {
+            if url.path == "/" {
+                url.path = OTLP_TRACES_PATH.to_owned();
+            }
+            url
+        })
+        .collect();
     Destination {
-        tls: tls::client_tls("export.otlp.tls", raw.tls, url.as_ref(), p),
+        tls: tls::client_tls("export.otlp.tls", raw.tls, urls.first(), p),
         headers: tls::headers("export.otlp.headers", raw.headers.unwrap_or_default(), p),
-        url: url.unwrap_or_else(placeholder_url),
+        urls: at_least_one(urls),
         gzip: raw.gzip.unwrap_or(gzip),
     }
 }
@@ -468,4 +505,19 @@ fn shutdown(raw: RawShutdown, p: &mut Problems) -> ShutdownConfig {
             Duration::from_secs(20),
         ),
     }
+}
+
+fn inference(raw: RawInference, p: &mut Problems) -> InferenceConfig {
+    let parents = match raw.parents.as_deref() {
+        None | Some("unambiguous") => ParentInference::Unambiguous,
+        Some("off") => ParentInference::Off,
+        Some(other) => {
+            p.push(
+                "inference.parents",
+                format!("`{other}` is not a choice: use unambiguous or off"),
+            );
+            ParentInference::Unambiguous
+        }
+    };
+    InferenceConfig { parents }
 }

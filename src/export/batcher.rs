@@ -23,7 +23,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use prometheus::IntGauge;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -32,7 +31,7 @@ use super::delivery::{Delivery, EncodedBatch};
 use super::sink::Doorbell;
 use super::zipkin_json::EncodeOptions;
 use crate::config::Exporter;
-use crate::metrics::ExportMetrics;
+use crate::metrics::{ExportMetrics, QueueDepth};
 use crate::span::Span;
 
 /// Drains one exporter's span queue into batches and delivers them to its
@@ -235,8 +234,8 @@ fn gzip(body: &[u8]) -> Option<Bytes> {
     encoder.finish().ok().map(Bytes::from)
 }
 
-fn lower(gauge: &IntGauge, received: usize) {
-    gauge.sub(i64::try_from(received).unwrap_or(i64::MAX));
+fn lower(gauge: &QueueDepth, received: usize) {
+    gauge.add(-i64::try_from(received).unwrap_or(i64::MAX));
 }
 
 fn count(spans: usize) -> u64 {

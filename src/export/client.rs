@@ -17,7 +17,7 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
@@ -27,7 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prost::Message;
 
 use super::retry::parse_retry_after;
-use crate::config::{Destination, Exporter, Scheme, UpstreamUrl};
+use crate::config::{Exporter, Scheme, UpstreamUrl};
 use crate::otlp::{ExportTraceServiceResponse, RpcStatus};
 use crate::tls::{Alpn, ClientTls, CollectorAccess, HttpsConnector};
 
@@ -101,18 +101,59 @@ impl CollectorClient {
         format!("{} {}", self.exporter.label(), self.uri)
     }
 
-    /// Builds the client of `exporter` for `destination.url`; `timeout`
-    /// bounds connecting.
+    /// Builds the client of `exporter` for `url`; `timeout` bounds
+    /// connecting.
     pub fn new(
         exporter: Exporter,
-        destination: &Destination,
+        url: &UpstreamUrl,
         timeout: Duration,
         access: CollectorAccess,
     ) -> Result<Self, ClientError> {
         Ok(Self {
             exporter,
-            client: build_client(&destination.url, timeout, access.tls)?,
-            uri: collector_uri(&destination.url)?,
+            client: build_client(url, timeout, access.tls)?,
+            uri: collector_uri(url)?,
+            headers: access.headers,
+        })
+    }
+
+    /// The client of `exporter` for one address `addr` of `url`'s host
+    /// (`export.resolve: dns`): it connects to `addr` but still says
+    /// `url`'s host in `Host` (RFC 9110 §7.2) and checks it in TLS, as a
+    /// client that resolved the name itself would.
+    pub fn at_address(
+        exporter: Exporter,
+        url: &UpstreamUrl,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+        mut access: CollectorAccess,
+    ) -> Result<Self, ClientError> {
+        let host = url.authority.host();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let tls = match (url.scheme, access.tls.take()) {
+            (Scheme::Https, None) => Some(load_default_tls(url)?),
+            (_, tls) => tls,
+        };
+        let direct = UpstreamUrl {
+            scheme: url.scheme,
+            authority: addr
+                .to_string()
+                .parse()
+                .map_err(|source: http::uri::InvalidUri| ClientError::InvalidUrl {
+                    authority: url.authority.clone(),
+                    path: url.path.clone(),
+                    source: source.into(),
+                })?,
+            path: url.path.clone(),
+        };
+        let host_value = HeaderValue::from_str(url.authority.as_str())
+            .expect("an authority is a valid header value");
+        access.headers.retain(|(name, _)| name != HOST);
+        access.headers.push((HOST, host_value));
+        Ok(Self {
+            exporter,
+            client: build_client(&direct, timeout, tls.map(|tls| tls.naming(host)))?,
+            uri: collector_uri(&direct)?,
             headers: access.headers,
         })
     }
@@ -173,12 +214,7 @@ fn build_client(
     tls: Option<ClientTls>,
 ) -> Result<Client<HttpsConnector, Full<Bytes>>, ClientError> {
     let tls = match (url.scheme, tls) {
-        (Scheme::Https, None) => {
-            Some(ClientTls::load(None).map_err(|source| ClientError::Tls {
-                authority: url.authority.clone(),
-                source: Box::new(source),
-            })?)
-        }
+        (Scheme::Https, None) => Some(load_default_tls(url)?),
         (_, tls) => tls,
     };
     let mut http = HttpConnector::new();
@@ -192,6 +228,14 @@ fn build_client(
         // One batch is in flight at a time: one idle connection is enough.
         .pool_max_idle_per_host(1)
         .build(connector))
+}
+
+/// The TLS setting of an `https://` collector with no `tls` section.
+fn load_default_tls(url: &UpstreamUrl) -> Result<ClientTls, ClientError> {
+    ClientTls::load(None).map_err(|source| ClientError::Tls {
+        authority: url.authority.clone(),
+        source: Box::new(source),
+    })
 }
 
 fn collector_uri(url: &UpstreamUrl) -> Result<Uri, ClientError> {

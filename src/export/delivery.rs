@@ -122,7 +122,7 @@ impl Delivery {
             Ok(Answer::Accepted { rejected, message }) => {
                 self.metrics.request("success");
                 let rejected = rejected.min(batch.spans);
-                self.metrics.spans_exported.inc_by(batch.spans - rejected);
+                self.metrics.exported(batch.spans - rejected);
                 if rejected > 0 {
                     tracing::warn!(rejected, %message, spans = batch.spans, "collector rejected part of a span batch");
                     self.metrics.dropped("rejected", rejected);

@@ -172,7 +172,24 @@ pub fn encode_span(span: &Span, scratch: &mut String) -> crate::otlp::Span {
         end_time_unix_nano: start.saturating_add(duration),
         attributes,
         status: failure.map(status),
+        links: span.links.iter().map(link).collect(),
         ..crate::otlp::Span::default()
+    }
+}
+
+/// A link to `context` (OTLP `Span.Link`): the candidate parents of an
+/// ambiguous outbound call ([`crate::inference`]). `flags` carries the
+/// W3C sampled bit, and bit 8 set with bit 9 clear: the linked span is
+/// known not to be remote (OTLP trace.proto, `SpanFlags`); it is a SERVER
+/// span of the same sidecar.
+fn link(context: &crate::span::SpanContext) -> crate::otlp::Link {
+    const HAS_IS_REMOTE: u32 = 0x100;
+    let sampled = u32::from(context.sampling.is_sampled());
+    crate::otlp::Link {
+        trace_id: context.trace_id.to_bytes().to_vec(),
+        span_id: context.span_id.to_bytes().to_vec(),
+        flags: HAS_IS_REMOTE | sampled,
+        ..crate::otlp::Link::default()
     }
 }
 

@@ -221,3 +221,33 @@ fn connect_tunnels_are_named_by_their_host() {
         "CONNECT users.local:8080"
     );
 }
+
+#[test]
+fn an_ambiguous_client_span_links_to_its_candidate_parents() {
+    let mut span = server_span();
+    span.kind = Kind::Client;
+    let candidate = |n: u64, sampling| crate::span::SpanContext {
+        trace_id: TraceId::new(u128::from(n) << 64).unwrap(),
+        span_id: SpanId::new(n).unwrap(),
+        sampling,
+        random: true,
+    };
+    span.links = vec![
+        candidate(1, crate::span::Sampling::Sampled),
+        candidate(2, crate::span::Sampling::NotSampled),
+    ];
+    let request = round_trip(&[span]);
+    let links = &request.resource_spans[0].scope_spans[0].spans[0].links;
+    assert_eq!(links.len(), 2);
+    assert_eq!(links[0].trace_id, TraceId::new(1 << 64).unwrap().to_bytes());
+    assert_eq!(links[0].span_id, 1u64.to_be_bytes());
+    assert_eq!(links[0].flags, 0x101, "sampled, known not remote");
+    assert_eq!(links[1].span_id, 2u64.to_be_bytes());
+    assert_eq!(links[1].flags, 0x100, "not sampled, known not remote");
+    let plain = round_trip(&[server_span()]);
+    assert!(
+        plain.resource_spans[0].scope_spans[0].spans[0]
+            .links
+            .is_empty()
+    );
+}

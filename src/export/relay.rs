@@ -65,7 +65,12 @@ pub fn relay(
     metrics: ExportMetrics,
     access: CollectorAccess,
 ) -> Result<(RelaySink, Relay), ClientError> {
-    let client = CollectorClient::new(Exporter::Zipkin, target, config.timeout, access)?;
+    // `--forward` names one URL: the relay sends to its first.
+    let url = target
+        .urls
+        .first()
+        .expect("a validated destination has at least one URL");
+    let client = CollectorClient::new(Exporter::Zipkin, url, config.timeout, access)?;
     let (sender, queue) = mpsc::channel(QUEUE_BATCHES);
     let sink = RelaySink {
         queue: sender,

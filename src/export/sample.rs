@@ -36,6 +36,7 @@ pub fn server_span() -> Span {
         },
         error: None,
         tags: Vec::new(),
+        links: Vec::new(),
     }
 }
 

@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use prometheus::{IntCounter, IntGauge};
+use prometheus::IntCounter;
 use tokio::sync::Notify;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use crate::metrics::ExportMetrics;
+use super::endpoints::EndpointSet;
+use crate::metrics::{DropCounter, ExportMetrics, QueueDepth};
 use crate::span::Span;
 
 /// Shortest time between two "queue full" warnings.
@@ -33,8 +34,8 @@ pub struct SpanSink {
 
 #[derive(Clone, Debug)]
 enum Inner {
-    /// One queue per exporter; never empty.
-    Enabled(Arc<[Queue]>),
+    /// One endpoint set per exporter; never empty.
+    Enabled(Arc<[EndpointSet]>),
     /// Export is off: spans are counted as `disabled` and discarded.
     Disabled { discarded: IntCounter },
 }
@@ -45,9 +46,9 @@ pub(super) struct Queue {
     exporter: &'static str,
     sender: mpsc::Sender<Arc<Span>>,
     doorbell: Arc<Doorbell>,
-    depth: IntGauge,
-    queue_full: IntCounter,
-    closed: IntCounter,
+    depth: QueueDepth,
+    queue_full: DropCounter,
+    closed: DropCounter,
     full_warning: Arc<RateLimit>,
 }
 
@@ -71,14 +72,14 @@ impl Queue {
         }
     }
 
-    fn offer(&self, span: Arc<Span>) {
+    pub(super) fn offer(&self, span: Arc<Span>) {
         // Raise the gauge before the span becomes visible to the batcher,
         // which lowers it on receipt, so it never reads below zero.
-        self.depth.inc();
+        self.depth.add(1);
         match self.sender.try_send(span) {
             Ok(()) => self.doorbell.ring(),
             Err(TrySendError::Full(_)) => {
-                self.depth.dec();
+                self.depth.add(-1);
                 self.queue_full.inc();
                 if self.full_warning.allow(Instant::now()) {
                     tracing::warn!(
@@ -89,7 +90,7 @@ impl Queue {
                 }
             }
             Err(TrySendError::Closed(_)) => {
-                self.depth.dec();
+                self.depth.add(-1);
                 self.closed.inc();
             }
         }
@@ -97,10 +98,11 @@ impl Queue {
 }
 
 impl SpanSink {
-    /// A sink feeding every queue in `queues` (at least one).
-    pub(super) fn enabled(queues: Vec<Queue>) -> Self {
+    /// A sink feeding every exporter's endpoint set in `exporters` (at
+    /// least one).
+    pub(super) fn enabled(exporters: Vec<EndpointSet>) -> Self {
         Self {
-            inner: Inner::Enabled(queues.into()),
+            inner: Inner::Enabled(exporters.into()),
         }
     }
 
@@ -111,12 +113,14 @@ impl SpanSink {
         }
     }
 
-    /// Queues `span` for every exporter, or drops and counts it per
-    /// exporter: `queue_full` when that queue is at capacity, `shutdown`
-    /// once its batcher stopped receiving; `disabled` when export is off.
+    /// Queues `span` for every exporter, in the queue of the endpoint its
+    /// trace goes to, or drops and counts it per exporter: `queue_full`
+    /// when that queue is at capacity, `shutdown` once its batcher stopped
+    /// receiving, `no_endpoint` while DNS has found none; `disabled` when
+    /// export is off.
     pub fn send(&self, span: impl Into<Arc<Span>>) {
-        let queues = match &self.inner {
-            Inner::Enabled(queues) => queues,
+        let exporters = match &self.inner {
+            Inner::Enabled(exporters) => exporters,
             Inner::Disabled { discarded } => {
                 discarded.inc();
                 return;
@@ -125,9 +129,9 @@ impl SpanSink {
         let span = span.into();
         // The last queue takes the caller's reference: with one exporter,
         // the span moves without a reference count change.
-        if let Some((last, others)) = queues.split_last() {
-            for queue in others {
-                queue.offer(span.clone());
+        if let Some((last, others)) = exporters.split_last() {
+            for exporter in others {
+                exporter.offer(span.clone());
             }
             last.offer(span);
         }
@@ -202,11 +206,29 @@ impl RateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::endpoints::Endpoint;
     use crate::export::sample::server_span;
     use crate::metrics::Metrics;
 
     fn rendered(metrics: &Metrics) -> String {
         String::from_utf8(metrics.render()).unwrap()
+    }
+
+    /// A sink over one endpoint per queue.
+    fn sink_of(metrics: &Metrics, queues: Vec<Queue>) -> SpanSink {
+        let no_endpoint = metrics
+            .export
+            .exporter("zipkin")
+            .dropped_counter("no_endpoint");
+        SpanSink::enabled(
+            queues
+                .into_iter()
+                .map(|queue| {
+                    let endpoint = Endpoint::new("one".into(), queue);
+                    EndpointSet::new(vec![endpoint], no_endpoint.clone())
+                })
+                .collect(),
+        )
     }
 
     #[test]
@@ -215,7 +237,7 @@ mod tests {
         let zipkin = metrics.export.exporter("zipkin");
         let (sender, mut receiver) = mpsc::channel(2);
         let queue = Queue::new(sender, Arc::new(Doorbell::new(2)), &zipkin, "zipkin");
-        let sink = SpanSink::enabled(vec![queue]);
+        let sink = sink_of(&metrics, vec![queue]);
         for _ in 0..5 {
             sink.send(server_span());
         }
@@ -247,10 +269,13 @@ mod tests {
         );
         let (fast, mut fast_rx) = mpsc::channel(8);
         let (stuck, mut stuck_rx) = mpsc::channel(1);
-        let sink = SpanSink::enabled(vec![
-            Queue::new(fast, Arc::new(Doorbell::new(8)), &zipkin, "zipkin"),
-            Queue::new(stuck, Arc::new(Doorbell::new(1)), &otlp, "otlp"),
-        ]);
+        let sink = sink_of(
+            &metrics,
+            vec![
+                Queue::new(fast, Arc::new(Doorbell::new(8)), &zipkin, "zipkin"),
+                Queue::new(stuck, Arc::new(Doorbell::new(1)), &otlp, "otlp"),
+            ],
+        );
         for _ in 0..3 {
             sink.send(server_span());
         }

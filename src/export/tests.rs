@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::config::{Destination, ExportSettings, RetryConfig, Scheme, UpstreamUrl};
+use crate::export::rendezvous;
 use crate::export::sample::spans;
 use crate::metrics::Metrics;
 use crate::server::{self, ServerOptions};
@@ -24,7 +25,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// What the fake collector answers.
 #[derive(Clone, Copy)]
-enum Reply {
+pub(super) enum Reply {
     Status(u16),
     RetryAfter(u16, &'static str),
     /// Wait for [`Fake::release`] and then answer 202.
@@ -54,12 +55,12 @@ type Responder = Box<dyn Fn(usize, &[String]) -> Reply + Send + Sync>;
 
 /// One request the fake received.
 #[derive(Clone, Debug)]
-struct Upload {
+pub(super) struct Upload {
     at: Instant,
-    headers: http::HeaderMap,
+    pub(super) headers: http::HeaderMap,
     /// The body after gzip decoding.
     json: Vec<u8>,
-    ids: Vec<String>,
+    pub(super) ids: Vec<String>,
 }
 
 struct FakeState {
@@ -69,13 +70,15 @@ struct FakeState {
     release: Notify,
 }
 
-struct Fake {
-    addr: SocketAddr,
+pub(super) struct Fake {
+    pub(super) addr: SocketAddr,
     state: Arc<FakeState>,
 }
 
 impl Fake {
-    async fn start(responder: impl Fn(usize, &[String]) -> Reply + Send + Sync + 'static) -> Self {
+    pub(super) async fn start(
+        responder: impl Fn(usize, &[String]) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(FakeState {
@@ -99,7 +102,7 @@ impl Fake {
         Self { addr, state }
     }
 
-    async fn wait_for_uploads(&self, n: usize) -> Vec<Upload> {
+    pub(super) async fn wait_for_uploads(&self, n: usize) -> Vec<Upload> {
         let mut count = self.state.count.subscribe();
         tokio::time::timeout(WAIT, count.wait_for(|c| *c >= n))
             .await
@@ -108,7 +111,7 @@ impl Fake {
         self.uploads()
     }
 
-    fn uploads(&self) -> Vec<Upload> {
+    pub(super) fn uploads(&self) -> Vec<Upload> {
         self.state.uploads.lock().unwrap().clone()
     }
 
@@ -186,11 +189,11 @@ async fn handle(
 /// A destination on `addr` at `path`.
 fn destination(addr: SocketAddr, path: &str) -> Destination {
     Destination {
-        url: UpstreamUrl {
+        urls: vec![UpstreamUrl {
             scheme: Scheme::Http,
             authority: addr.to_string().parse().unwrap(),
             path: path.into(),
-        },
+        }],
         gzip: false,
         tls: None,
         headers: Vec::new(),
@@ -198,7 +201,7 @@ fn destination(addr: SocketAddr, path: &str) -> Destination {
 }
 
 /// Export to a Zipkin collector on `addr`, in batches of 2.
-fn zipkin(addr: SocketAddr) -> ExportSettings {
+pub(super) fn zipkin(addr: SocketAddr) -> ExportSettings {
     ExportSettings {
         zipkin: Some(destination(addr, "/api/v2/spans")),
         otlp: None,
@@ -212,6 +215,7 @@ fn zipkin(addr: SocketAddr) -> ExportSettings {
             max_elapsed: Duration::from_secs(20),
         },
         shutdown_timeout: Duration::from_secs(20),
+        resolve: crate::config::Resolve::Static,
     }
 }
 
@@ -222,6 +226,18 @@ fn otlp(addr: SocketAddr) -> ExportSettings {
         otlp: Some(destination(addr, "/v1/traces")),
         ..zipkin(addr)
     }
+}
+
+/// A stop signal for export tasks, fired by sending `true`.
+pub(super) fn stop_signal() -> (watch::Sender<bool>, StopSignal) {
+    let (stop, stopped) = watch::channel(false);
+    let signal: StopSignal = Arc::new(move || {
+        let mut stopped = stopped.clone();
+        Box::new(Box::pin(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    });
+    (stop, signal)
 }
 
 /// Running batchers (one per exporter) with their sink and metrics.
@@ -238,15 +254,10 @@ impl Exporter {
         let options = EncodeOptions::default();
         let (sink, batchers) = channel(&ExportConfig::Enabled(config), &metrics.export, options);
         assert!(!batchers.is_empty(), "export is enabled");
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = stop_signal();
         let tasks = batchers
             .into_iter()
-            .map(|batcher| {
-                let mut stopped = stopped.clone();
-                tokio::spawn(batcher.run(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                }))
-            })
+            .map(|task| tokio::spawn(task.run(stopped.clone())))
             .collect();
         Self {
             sink,
@@ -274,7 +285,7 @@ impl Exporter {
 }
 
 /// The value of one sample line of the rendered metrics, 0 when absent.
-fn metric(metrics: &Metrics, series: &str) -> f64 {
+pub(super) fn metric(metrics: &Metrics, series: &str) -> f64 {
     let text = String::from_utf8(metrics.render()).unwrap();
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
@@ -694,7 +705,7 @@ async fn disabled_or_unusable_export_discards_spans() {
     assert_eq!(dropped_by(&metrics, "none", "disabled"), 1.0);
 
     let mut unusable = zipkin("127.0.0.1:9411".parse().unwrap());
-    unusable.zipkin.as_mut().unwrap().url.path = "/api/v2/spans with spaces".into();
+    unusable.zipkin.as_mut().unwrap().urls[0].path = "/api/v2/spans with spaces".into();
     let (sink, batchers) = channel(
         &ExportConfig::Enabled(unusable.clone()),
         &metrics.export,
@@ -717,7 +728,7 @@ async fn disabled_or_unusable_export_discards_spans() {
     assert_eq!(batchers.len(), 1);
 
     let mut https = zipkin("127.0.0.1:9411".parse().unwrap());
-    https.zipkin.as_mut().unwrap().url.scheme = Scheme::Https;
+    https.zipkin.as_mut().unwrap().urls[0].scheme = Scheme::Https;
     let (_, batchers) = channel(
         &ExportConfig::Enabled(https),
         &metrics.export,
@@ -821,5 +832,71 @@ async fn a_stalled_exporter_never_holds_up_the_other() {
     assert_eq!(
         metric(&metrics, "tracehop_spans_exported_total{exporter=\"otlp\"}"),
         12.0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn otlp_spreads_traces_over_its_endpoints_and_never_reroutes_a_failing_one() {
+    let up = Fake::start(|_, _| Reply::Status(200)).await;
+    let down = Fake::start(|_, _| Reply::Status(503)).await;
+    let mut config = otlp(up.addr);
+    let otlp = config.otlp.as_mut().unwrap();
+    otlp.urls
+        .push(destination(down.addr, "/v1/traces").urls.remove(0));
+    let names: Vec<String> = otlp.urls.iter().map(ToString::to_string).collect();
+    config.batch_size = 1;
+    let exporter = Exporter::start(config);
+    let seeds: Vec<u64> = names.iter().map(|n| rendezvous::seed(n)).collect();
+    let (mut to_up, mut to_down) = (Vec::new(), Vec::new());
+    for (i, mut span) in spans(40).into_iter().enumerate() {
+        let trace = crate::span::TraceId::new(0x51_u128 << 100 | (i as u128 + 1) << 40).unwrap();
+        span.trace_id = trace;
+        match rendezvous::pick(trace, seeds.iter().copied()) {
+            Some(0) => to_up.push(span.id.to_string()),
+            _ => to_down.push(span.id.to_string()),
+        }
+        exporter.send(vec![span]);
+    }
+    assert!(
+        !to_up.is_empty() && !to_down.is_empty(),
+        "both endpoints own traces"
+    );
+    let got: Vec<String> = up
+        .wait_for_uploads(to_up.len())
+        .await
+        .iter()
+        .flat_map(|u| u.ids.clone())
+        .collect();
+    assert_eq!(
+        got, to_up,
+        "the endpoint that is up gets its own traces only"
+    );
+    // One batch at a time is in flight, retried: the rest of the failing
+    // endpoint's share waits in its queue behind it.
+    let tried = down.wait_for_uploads(3).await;
+    assert!(
+        tried
+            .iter()
+            .flat_map(|u| &u.ids)
+            .all(|id| to_down.contains(id)),
+        "the failing endpoint is sent its own share only"
+    );
+    let (_, metrics) = exporter.shut_down().await;
+    let series = |endpoint: &str, result: &str| {
+        metric(
+            &metrics,
+            &format!(
+                "tracehop_export_endpoint_requests_total{{endpoint=\"{endpoint}\",exporter=\"otlp\",result=\"{result}\"}}"
+            ),
+        )
+    };
+    assert_eq!(series(&names[0], "success"), to_up.len() as f64);
+    assert_eq!(series(&names[0], "server_error"), 0.0);
+    assert!(series(&names[1], "server_error") >= 3.0);
+    assert_eq!(series(&names[1], "success"), 0.0);
+    assert_eq!(
+        up.uploads().len(),
+        to_up.len(),
+        "nothing re-routed to it later"
     );
 }

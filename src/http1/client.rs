@@ -35,8 +35,9 @@ use tokio::io::AsyncWrite;
 
 pub use super::client_body::Http1Body;
 use super::client_body::{Chunk, Framing};
-use super::connection::FieldSpan;
 pub use super::connection::{Connection, Home, Stream, Wire};
+use super::connection::{FieldSpan, WRITE_SPACE};
+use super::fields::TYPICAL_FIELDS;
 use super::fields::{RawFields, encode_chunk_size, encode_field, encode_length};
 use super::semantics::{self, BodyLength, MAX_FIELDS, MAX_RESPONSE_HEAD};
 
@@ -126,6 +127,9 @@ where
     };
     let conn = &mut *connection;
     conn.write.clear();
+    // Taken at their working size after `shed_buffers`: growing costs copies.
+    conn.write.reserve(WRITE_SPACE);
+    conn.fields.reserve(TYPICAL_FIELDS);
     encode_head(&mut conn.write, parts, added, upload);
     let mut written = 0;
     let mut flushed = false;

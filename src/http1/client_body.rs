@@ -116,11 +116,12 @@ impl<H: Home> Http1Body<H> {
             return;
         }
         self.state = Framing::Done;
-        if let Some(connection) = self.connection.take()
+        if let Some(mut connection) = self.connection.take()
             && self.keep_alive
             && connection.read.is_empty()
             && let Some(home) = self.home.take()
         {
+            connection.shed_buffers();
             home.release(connection);
         }
     }

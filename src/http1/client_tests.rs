@@ -158,6 +158,9 @@ async fn a_sized_response_is_read_and_the_connection_reused() {
         b"GET /path?q=1 HTTP/1.1\r\nhost: upstream\r\n\r\n"
     );
     let again = shelf.take().expect("the connection came back");
+    // Between exchanges it holds no buffers (an idle connection is cheap).
+    assert_eq!(again.read.capacity() + again.write.capacity(), 0);
+    assert_eq!(again.fields.capacity(), 0);
     let response = send(again, &parts, &mut body, &shelf).await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(text(response).await, "no");

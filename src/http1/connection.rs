@@ -14,6 +14,9 @@ use crate::tls::connector::MaybeTls;
 /// Free space the read buffer gets before each read.
 const READ_SPACE: usize = 8 * 1024;
 
+/// Space the write buffer starts an exchange with (a request head fits).
+pub(super) const WRITE_SPACE: usize = 1024;
+
 /// One open HTTP/1.1 connection to the upstream, between requests.
 pub struct Connection {
     pub(super) io: Wire,
@@ -56,6 +59,21 @@ impl Connection {
     /// Whether this idle connection can carry another request.
     pub fn is_reusable(&mut self) -> bool {
         self.read.is_empty() && self.io.is_reusable()
+    }
+
+    /// Lets the buffers go between exchanges: a connection kept idle with
+    /// an idle downstream connection then holds its socket and little
+    /// else. They are taken again, once, by the next exchange.
+    pub(super) fn shed_buffers(&mut self) {
+        if self.read.is_empty() && self.read.capacity() > 0 {
+            self.read = BytesMut::new();
+        }
+        if self.write.capacity() > 0 {
+            self.write = Vec::new();
+        }
+        if self.fields.capacity() > 0 {
+            self.fields = Vec::new();
+        }
     }
 
     /// Reads more into the buffer; `Ok(0)` at end of stream.

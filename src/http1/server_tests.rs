@@ -14,6 +14,9 @@ use crate::http1::path::Fallback;
 use crate::http1::response::http_date;
 use crate::http1::semantics::{self, MAX_FIELDS};
 
+/// An in-memory stream cannot say when it is readable: it keeps its buffer.
+impl Readiness for tokio::io::DuplexStream {}
+
 /// A boxed body that may carry its response's fields as lines.
 struct TestBody {
     inner: BoxBody<Bytes, BoxError>,
@@ -660,4 +663,35 @@ async fn a_request_hyper_will_serve_is_handed_over_before_any_100_continue() {
     let (handed, fallback) = handed.expect("handed over");
     assert_eq!(handed, input);
     assert_eq!(fallback, Fallback::Upgrade);
+}
+
+#[tokio::test]
+async fn a_connection_waiting_for_its_next_request_holds_no_buffers() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let mut conn = Direct::new(server, waits(None));
+    let never = std::future::pending::<()>();
+    let mut never = pin!(never);
+    for path in ["/first", "/second"] {
+        // Nothing sent yet: the wait holds no buffer.
+        {
+            let next = conn.next_request(never.as_mut());
+            let mut next = pin!(next);
+            let polled = poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx).is_pending())).await;
+            assert!(polled, "a request was read before one was sent");
+        }
+        assert_eq!(conn.read.capacity(), 0, "read buffer held while idle");
+        assert_eq!(conn.out.capacity(), 0, "write buffer held while idle");
+        let head = format!("GET {path} HTTP/1.1\r\nhost: a\r\n\r\n");
+        client.write_all(head.as_bytes()).await.unwrap();
+        let Ok((request, closing)) = conn.next_request(never.as_mut()).await else {
+            panic!("no request read");
+        };
+        assert_eq!(request.uri().path(), path);
+        assert!(!closing);
+        assert!(conn.read.capacity() > 0 && conn.out.capacity() > 0);
+    }
 }

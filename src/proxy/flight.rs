@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 use super::Proxy;
 use crate::http1::FieldLookup;
 use crate::http1::path::ServedBy;
+use crate::inference::{self, Entry, PendingCall};
 use crate::sampling::Outcome;
-use crate::span::{Endpoint, HttpFacts, Sampling, Span, SpanContext, SpanId, SpanTimer, Tag, grpc};
+use crate::span::{
+    Endpoint, HttpFacts, Kind, Sampling, Span, SpanContext, SpanId, SpanTimer, Tag, grpc,
+};
 
 /// How a response ended.
 pub enum Ending {
@@ -40,6 +43,28 @@ pub struct InFlight {
     span: Arc<Span>,
     /// Which server implementation read the request (a metric label).
     pub(super) served: ServedBy,
+    /// Parent inference's part: the inbound request's place in the
+    /// register, or the outbound call waiting for its verdict.
+    parentage: Parentage,
+}
+
+/// Parent inference for one request ([`crate::inference`]).
+enum Parentage {
+    /// Inference off, or nothing to do for this request.
+    None,
+    /// An inbound request: in the register until this is dropped, which
+    /// happens when the response has ended ([`InFlight::finish`]).
+    Registered { _entry: Entry },
+    /// An outbound call: settled when it ends. Boxed: every request's
+    /// record moves with its response, and most are not outbound calls.
+    Pending(Box<Call>),
+}
+
+/// An outbound call under parent inference.
+pub(super) struct Call {
+    pub(super) pending: PendingCall,
+    /// The context the app sent, if any: the real parent to compare with.
+    pub(super) sent: Option<SpanContext>,
 }
 
 impl InFlight {
@@ -69,9 +94,51 @@ impl InFlight {
                 http,
                 error: None,
                 tags: Vec::new(),
+                links: Vec::new(),
             }),
             timer,
             served,
+            parentage: Parentage::None,
+        }
+    }
+
+    /// Joins parent inference when the sidecar has a register: an inbound
+    /// request enters it with its span's `context`; an outbound `call`
+    /// waits for its verdict.
+    pub(super) fn link_parent(
+        &mut self,
+        proxy: &Arc<Proxy>,
+        context: &SpanContext,
+        call: Option<Call>,
+    ) {
+        self.parentage = match (call, &proxy.telemetry.register) {
+            (Some(call), _) => Parentage::Pending(Box::new(call)),
+            (None, Some(register)) if proxy.listener.kind == Kind::Server => {
+                Parentage::Registered {
+                    _entry: register.enter(*context),
+                }
+            }
+            (None, _) => Parentage::None,
+        };
+    }
+
+    /// Leaves the register, or settles an outbound call's parent: counts
+    /// the outcome, and a parent named only now also decides whether the
+    /// span is exported (its trace's decision).
+    fn settle_parent(&mut self) {
+        match std::mem::replace(&mut self.parentage, Parentage::None) {
+            Parentage::None | Parentage::Registered { .. } => {}
+            Parentage::Pending(call) => {
+                let Call { pending, sent } = *call;
+                let verdict = pending.finish();
+                let settled = inference::settle(self.record(), verdict, sent.as_ref());
+                if let Some(counters) = &self.proxy.parent_outcomes {
+                    counters.count(settled.outcome);
+                }
+                if let Some(sampling) = settled.sampling {
+                    self.sampling = sampling;
+                }
+            }
         }
     }
 
@@ -119,6 +186,7 @@ impl InFlight {
 
     /// Ends the request: metrics, access log, and the span hand-off.
     pub fn finish(mut self, ending: Ending) {
+        self.settle_parent();
         match ending {
             Ending::Complete | Ending::Dropped { complete: true } => {}
             Ending::UpstreamBodyError(message) => {

@@ -3,7 +3,9 @@
 //! Each listener (inbound, or one outbound route) owns a [`Proxy`]; the
 //! server loop calls [`handle`] for every request, which runs these steps:
 //!
-//! 1. **extract** the downstream's trace context (W3C / B3, configured precedence);
+//! 1. **extract** the downstream's trace context (W3C / B3, configured
+//!    precedence); an outbound call without one may take the only inbound
+//!    request in flight as its parent ([`crate::inference`]);
 //! 2. **sample**: B3 debug, the parent's decision, the first matching rule,
 //!    else the root sampler (see [`crate::sampling`]);
 //! 3. **start span**: keep the trace id (or start a trace), new span id, start clocks;
@@ -17,8 +19,10 @@
 //! 7. **hand off** the span with a non-blocking `try_send` to the exporter,
 //!    when sampled or kept for its outcome (failed or slow).
 //!
-//! Inbound listeners record SERVER spans; outbound routes record CLIENT
-//! spans whose remote service is the route name. Nothing here waits on
+//! Inbound listeners record SERVER spans, and with parent inference on
+//! hold their request in the sidecar's register until it has ended;
+//! outbound routes record CLIENT spans whose remote service is the route
+//! name, and settle an inferred parent when the call ends. Nothing here waits on
 //! telemetry or logs per request except the optional access log.
 
 mod affinity;
@@ -51,7 +55,8 @@ use crate::config::{AllowTarget, CaptureConfig, PropagationConfig, RouteTemplate
 use crate::export::SpanSink;
 use crate::http1::FieldLookup;
 use crate::http1::semantics::{self, ConnectionOptions};
-use crate::metrics::ProxyMetrics;
+use crate::inference::Register;
+use crate::metrics::{ParentOutcomes, ProxyMetrics};
 use crate::propagation::{self, Added, Extracted, Outgoing, Seen};
 use crate::sampling::{LiveSampler, RequestFacts};
 use crate::server::{ConnInfo, RequestBody};
@@ -66,6 +71,9 @@ pub struct Proxy {
     pub listener: Listener,
     /// `tracehop_trace_context_total`, resolved once per format.
     formats_seen: [IntCounter; 4],
+    /// `tracehop_inferred_parents_total` of an outbound listener with
+    /// inference on, resolved once.
+    parent_outcomes: Option<ParentOutcomes>,
 }
 
 /// What a listener forwards to.
@@ -95,6 +103,9 @@ pub struct Telemetry {
     /// `tracehop dev`: a summary line per request on stdout, with the
     /// trace's URL under this viewer.
     pub summary_viewer: Option<Arc<str>>,
+    /// The sidecar's in-flight register; `None` when `inference.parents`
+    /// is `off` (nothing is registered or inferred, at no cost).
+    pub register: Option<Arc<Register>>,
 }
 
 /// One listener's own settings.
@@ -116,10 +127,22 @@ impl Proxy {
     pub fn new(telemetry: Telemetry, listener: Listener) -> Self {
         let formats_seen = ["w3c", "b3", "none", "invalid"]
             .map(|format| listener.metrics.context_format_counter(format));
+        let parent_outcomes = match (listener.kind, &telemetry.register) {
+            (Kind::Client, Some(_)) => {
+                // The forward proxy's targets are unbounded: one label for all.
+                let route = listener
+                    .remote_service
+                    .as_deref()
+                    .unwrap_or("forward_proxy");
+                Some(listener.metrics.parent_outcomes(route))
+            }
+            _ => None,
+        };
         Self {
             telemetry,
             listener,
             formats_seen,
+            parent_outcomes,
         }
     }
 
@@ -142,6 +165,11 @@ impl Proxy {
 }
 
 /// Proxies one request. Never fails: upstream problems become 502/504.
+///
+/// With parent inference on, an inbound request is in the sidecar's
+/// register while it is proxied, and an outbound call without context may
+/// take the only request in flight as its parent before sampling (see
+/// [`crate::inference`]); the rest is settled when the call ends.
 pub async fn handle(
     proxy: Arc<Proxy>,
     mut request: Request<RequestBody>,
@@ -149,11 +177,13 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     proxy.listener.metrics.in_flight.inc();
     let target = forward_target(&proxy, &request);
-    let extracted = extract(&proxy, &request);
+    let mut extracted = extract(&proxy, &request);
+    let call = begin_call(&proxy, &mut extracted);
     let context = sample(&proxy, &request, &extracted);
     let remote_service = remote_service(&proxy, target.as_ref());
     let parent = extracted.parent;
-    let flight = start_span(&proxy, &request, &conn, &context, parent, remote_service);
+    let mut flight = start_span(&proxy, &request, &conn, &context, parent, remote_service);
+    flight.link_parent(&proxy, &context, call);
     let present = headers::present(request.headers());
     if let Some(early) = refuse_or_tunnel(&proxy, &request, target, present, &conn) {
         return answer_early(&proxy, request, flight, early, &conn).await;
@@ -201,6 +231,22 @@ fn extract(proxy: &Proxy, request: &Request<RequestBody>) -> Extracted {
         proxy.listener.metrics.untraced_outbound(route);
     }
     extracted
+}
+
+/// Step 1, continued, for outbound calls with parent inference on: notes
+/// the inbound requests in flight, and when the app sent no context and
+/// only one is in flight, takes it as the parent (the context sent
+/// downstream then continues its trace).
+fn begin_call(proxy: &Proxy, extracted: &mut Extracted) -> Option<flight::Call> {
+    let (Kind::Client, Some(register)) = (proxy.listener.kind, &proxy.telemetry.register) else {
+        return None;
+    };
+    let pending = register.begin_call();
+    let sent = extracted.parent;
+    if sent.is_none() {
+        extracted.parent = pending.at_start();
+    }
+    Some(flight::Call { pending, sent })
 }
 
 /// Step 2: the sampling decision, and the span's context with it.

@@ -154,6 +154,10 @@ pub struct Span {
     pub error: Option<Cow<'static, str>>,
     /// Everything else: captured headers, TLS facts, `sampling.reason`, pod metadata.
     pub tags: Vec<Tag>,
+    /// Spans this one is linked to without being their child: the
+    /// candidate parents of an ambiguous outbound call
+    /// ([`crate::inference`]). OTLP exports them as links; Zipkin has none.
+    pub links: Vec<SpanContext>,
 }
 
 #[cfg(test)]

@@ -109,6 +109,16 @@ impl ClientTls {
     pub fn server_name(&self) -> Option<&ServerName<'static>> {
         self.server_name.as_ref()
     }
+
+    /// This setting, checking `host` when no server name is configured:
+    /// for a connection made to one of `host`'s addresses, where the URI
+    /// names the address (`export.resolve: dns`).
+    pub fn naming(mut self, host: &str) -> Self {
+        if self.server_name.is_none() {
+            self.server_name = ServerName::try_from(host.to_owned()).ok();
+        }
+        self
+    }
 }
 
 fn roots(trust: &Trust) -> Result<Arc<RootCertStore>, ClientTlsError> {

@@ -189,7 +189,10 @@ pub fn load_material_with(
                 Exporter::Zipkin => "export",
                 Exporter::Otlp => "export.otlp",
             };
-            let https = destination.url.scheme == Scheme::Https;
+            let https = destination
+                .urls
+                .iter()
+                .any(|url| url.scheme == Scheme::Https);
             let tls = client(&format!("{at}.tls"), https, destination.tls.as_ref());
             let headers =
                 secret::resolve_headers(&format!("{at}.headers"), &destination.headers, env)

@@ -45,6 +45,35 @@ fn find<'a>(spans: &'a [Value], service: &str, kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} span of {service} in {spans:#?}"))
 }
 
+/// Asserts that `spans` are one trace, gateway -> order-service ->
+/// user-service, each span the child of the one before; returns them in
+/// that order.
+fn assert_one_chain(spans: &[Value]) -> [&Value; 5] {
+    let trace = spans[0]["traceId"].as_str().expect("trace id");
+    assert!(spans.iter().all(|s| s["traceId"] == trace), "{spans:#?}");
+    let gateway = find(spans, "api-gateway", "SERVER");
+    let to_order = find(spans, "api-gateway", "CLIENT");
+    let order = find(spans, "order-service", "SERVER");
+    let to_user = find(spans, "order-service", "CLIENT");
+    let user = find(spans, "user-service", "SERVER");
+    assert!(
+        gateway.get("parentId").is_none(),
+        "the gateway's span is the root"
+    );
+    for (child, parent) in [
+        (to_order, gateway),
+        (order, to_order),
+        (to_user, order),
+        (user, to_user),
+    ] {
+        assert_eq!(
+            child["parentId"], parent["id"],
+            "{child} should be a child of {parent}"
+        );
+    }
+    [gateway, to_order, order, to_user, user]
+}
+
 #[tokio::test]
 async fn one_request_is_one_trace_across_three_services() {
     let demo = demo(true).await;
@@ -64,28 +93,7 @@ async fn one_request_is_one_trace_across_three_services() {
         "exactly one trace of five spans: {spans:#?}"
     );
     let trace = spans[0]["traceId"].as_str().expect("trace id").to_owned();
-    assert!(spans.iter().all(|s| s["traceId"] == trace.as_str()));
-
-    let gateway = find(&spans, "api-gateway", "SERVER");
-    let to_order = find(&spans, "api-gateway", "CLIENT");
-    let order = find(&spans, "order-service", "SERVER");
-    let to_user = find(&spans, "order-service", "CLIENT");
-    let user = find(&spans, "user-service", "SERVER");
-    assert!(
-        gateway.get("parentId").is_none(),
-        "the gateway's span is the root"
-    );
-    for (child, parent) in [
-        (to_order, gateway),
-        (order, to_order),
-        (to_user, order),
-        (user, to_user),
-    ] {
-        assert_eq!(
-            child["parentId"], parent["id"],
-            "{child} should be a child of {parent}"
-        );
-    }
+    let [gateway, to_order, _, to_user, _] = assert_one_chain(&spans);
     assert_eq!(gateway["name"], "get /api/orders/{id}");
     assert_eq!(to_order["remoteEndpoint"]["serviceName"], "order-service");
     assert_eq!(to_user["remoteEndpoint"]["serviceName"], "user-service");
@@ -99,26 +107,60 @@ async fn one_request_is_one_trace_across_three_services() {
         .await;
     let one: Vec<Value> = serde_json::from_str(&by_id.body).expect("trace JSON");
     assert_eq!(one.len(), 5);
+    // The apps copy headers: inference is checked against them.
+    let summary = demo.parent_summary();
+    assert_eq!(
+        (summary.confirmed, summary.contradicted),
+        (2, 0),
+        "{summary}"
+    );
     demo.shutdown().await;
 }
 
 #[tokio::test]
-async fn an_app_that_drops_headers_breaks_the_trace_and_is_counted() {
+async fn apps_that_drop_headers_still_give_one_trace_per_request_by_inference() {
     let demo = demo(false).await;
-    Client::http1()
-        .get(&format!("http://{}/api/orders/1001", demo.gateway), &[])
-        .await;
-    let spans = spans_of_service(&demo, "user-service", 1).await;
-    let gateway_spans = spans_of_service(&demo, "api-gateway", 2).await;
-    assert_ne!(
-        spans[0]["traceId"], gateway_spans[0]["traceId"],
-        "without header copying, user-service starts its own trace"
+    for id in [1001, 1002] {
+        let reply = Client::http1()
+            .get(&format!("http://{}/api/orders/{id}", demo.gateway), &[])
+            .await;
+        assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.body);
+    }
+    let url = format!(
+        "http://{}/api/v2/traces?serviceName=api-gateway&limit=10",
+        demo.collector_addr
     );
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let traces = loop {
+        let body = Client::http1().get(&url, &[]).await.body;
+        let traces: Vec<Vec<Value>> = serde_json::from_str(&body).expect("JSON traces");
+        let complete = traces.len() == 2 && traces.iter().all(|t| t.len() == 5);
+        if complete || tokio::time::Instant::now() > deadline {
+            break traces;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(traces.len(), 2, "one trace per request: {traces:#?}");
+    for spans in &traces {
+        assert_eq!(spans.len(), 5, "five connected spans: {spans:#?}");
+        let [_, to_order, _, to_user, _] = assert_one_chain(spans);
+        for client in [to_order, to_user] {
+            assert_eq!(client["tags"]["tracehop.parent"], "inferred", "{client:#}");
+        }
+    }
     let gateway_admin = format!("http://{}", demo.sidecars[0].1.admin_addr);
+    // The app still sends no context: counted as before, and inferred.
     scrape_until(
         &gateway_admin,
-        r#"tracehop_outbound_untraced_requests_total{route="order-service"} 1"#,
+        r#"tracehop_outbound_untraced_requests_total{route="order-service"} 2"#,
     )
     .await;
+    scrape_until(
+        &gateway_admin,
+        r#"tracehop_inferred_parents_total{outcome="inferred",route="order-service"} 2"#,
+    )
+    .await;
+    let summary = demo.parent_summary();
+    assert_eq!((summary.inferred, summary.ambiguous), (4, 0), "{summary}");
     demo.shutdown().await;
 }

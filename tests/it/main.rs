@@ -4,11 +4,13 @@
 mod admin;
 mod cli;
 mod collector;
+mod collectors;
 mod demo;
 mod forward_proxy;
 mod grpc;
 mod hostile;
 mod http1;
+mod inference;
 mod limits;
 mod otlp;
 mod proxy;
