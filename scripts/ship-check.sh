@@ -121,9 +121,15 @@ for key in api-gateway user-service order-service; do
     || fail "ConfigMap key $key.yaml: $(cat "$work/check.txt")"
 done
 ok "every ConfigMap key passes tracehop check-config"
-# The tail-sampling collectors' config, addresses moved to loopback, loads
-# and serves with its memory bound and policies.
+# The tail-sampling overlay: its sidecars' configs (export.resolve: dns)
+# pass check-config, and the collectors' config, addresses moved to
+# loopback, loads and serves with its memory bound and policies.
 tail=$(rendered k8s/overlays/tail-sampling)
+for key in api-gateway user-service order-service; do
+  $manifests config "$tail" "$key.yaml" "$work/$key.tail.yaml"
+  "$bin" check-config "$work/$key.tail.yaml" > /dev/null 2> "$work/check.txt" \
+    || fail "overlays/tail-sampling ConfigMap key $key.yaml: $(cat "$work/check.txt")"
+done
 $manifests configmap "$tail" tracehop-tail-collector collector.yaml "$work/tail.k8s.yaml"
 tail_port=$(free_port)
 $manifests localize "$work/tail.k8s.yaml" "$work/tail.local.yaml" "listen=127.0.0.1:$tail_port" \
@@ -137,7 +143,7 @@ echo "$tail_metrics" | grep -qx 'tracehop_collector_memory_limit_bytes 402653184
 echo "$tail_metrics" | grep -qF 'tracehop_collector_tail_policy_decisions_total{outcome="kept",policy="errors"} 0' \
   || fail "the tail collector does not tail-sample: $(cat "$work/tail.log")"
 kill "$tail_pid"
-ok "overlays/tail-sampling: the collectors' ConfigMap config loads and serves (tracehop collector --config)"
+ok "overlays/tail-sampling: the sidecars' configs pass check-config; the collectors' config loads and serves (tracehop collector --config)"
 
 # --- 4. smoke test with the ConfigMap's config ---------------------------------------
 step "user-service with its ConfigMap config"
