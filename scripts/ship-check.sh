@@ -8,7 +8,8 @@
 #   3. every kustomization rendered with `kubectl kustomize`, validated with
 #      `kubernetes-validate --strict -k 1.30.0` (the PodMonitor, a CRD,
 #      against scripts/ship/podmonitor.schema.json), plus the rules of
-#      README.md (scripts/ship/manifests.py policy);
+#      README.md (scripts/ship/manifests.py policy); the tail-sampling
+#      overlay's collector config served by `tracehop collector --config`;
 #   4. user-service and its sidecar with the config taken from the rendered
 #      ConfigMap (addresses moved to loopback ports), the pod metadata in the
 #      environment as the downward API sets it, a tracehop collector as the
@@ -98,7 +99,8 @@ fi
 # --- 3. manifests --------------------------------------------------------------
 step "render and validate k8s/"
 rendered() { echo "$work/render-${1//[^a-z0-9]/_}.yaml"; }
-for layout in k8s k8s/overlays/embedded-collector k8s/overlays/prometheus-operator k8s/sidecar-example; do
+for layout in k8s k8s/overlays/embedded-collector k8s/overlays/prometheus-operator \
+  k8s/overlays/tail-sampling k8s/sidecar-example; do
   out=$(rendered "$layout")
   kubectl kustomize "$root/$layout" > "$out" || fail "kubectl kustomize $layout"
   $manifests split "$out" "$out.core" "$out.crd" > /dev/null
@@ -119,6 +121,29 @@ for key in api-gateway user-service order-service; do
     || fail "ConfigMap key $key.yaml: $(cat "$work/check.txt")"
 done
 ok "every ConfigMap key passes tracehop check-config"
+# The tail-sampling overlay: its sidecars' configs (export.resolve: dns)
+# pass check-config, and the collectors' config, addresses moved to
+# loopback, loads and serves with its memory bound and policies.
+tail=$(rendered k8s/overlays/tail-sampling)
+for key in api-gateway user-service order-service; do
+  $manifests config "$tail" "$key.yaml" "$work/$key.tail.yaml"
+  "$bin" check-config "$work/$key.tail.yaml" > /dev/null 2> "$work/check.txt" \
+    || fail "overlays/tail-sampling ConfigMap key $key.yaml: $(cat "$work/check.txt")"
+done
+$manifests configmap "$tail" tracehop-tail-collector collector.yaml "$work/tail.k8s.yaml"
+tail_port=$(free_port)
+$manifests localize "$work/tail.k8s.yaml" "$work/tail.local.yaml" "listen=127.0.0.1:$tail_port" \
+  "forward=http://127.0.0.1:$(free_port)/api/v2/spans"
+"$bin" collector --config "$work/tail.local.yaml" 2> "$work/tail.log" & tail_pid=$!
+pids+=($tail_pid)
+wait_port "$tail_port"
+tail_metrics=$(curl -s --max-time 5 "http://127.0.0.1:$tail_port/metrics")
+echo "$tail_metrics" | grep -qx 'tracehop_collector_memory_limit_bytes 402653184' \
+  || fail "the tail collector's /metrics lacks its 384MiB bound: $(cat "$work/tail.log")"
+echo "$tail_metrics" | grep -qF 'tracehop_collector_tail_policy_decisions_total{outcome="kept",policy="errors"} 0' \
+  || fail "the tail collector does not tail-sample: $(cat "$work/tail.log")"
+kill "$tail_pid"
+ok "overlays/tail-sampling: the sidecars' configs pass check-config; the collectors' config loads and serves (tracehop collector --config)"
 
 # --- 4. smoke test with the ConfigMap's config ---------------------------------------
 step "user-service with its ConfigMap config"

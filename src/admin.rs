@@ -55,7 +55,7 @@ impl Admin {
                 let mut response = Response::new(full(self.metrics.render()));
                 response.headers_mut().insert(
                     http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
                 );
                 response
             }

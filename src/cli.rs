@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracehop::app::DemoSettings;
 use tracehop::collector::CollectorConfig;
-use tracehop::config::Overrides;
+use tracehop::config::{CollectorFile, Overrides, TailSampling};
 use tracehop::demo::{DemoApp, DemoOptions};
 
 /// A sidecar HTTP proxy that adds distributed tracing to services that have none.
@@ -41,16 +41,48 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct CollectorArgs {
-    /// Address to listen on (API at /api/v2, viewer at /).
-    #[arg(long, default_value = "127.0.0.1:9411")]
-    pub listen: SocketAddr,
-    /// Most spans kept in memory; whole oldest traces are evicted beyond it.
-    #[arg(long, default_value_t = tracehop::collector::DEFAULT_MAX_SPANS)]
-    pub max_spans: usize,
-    /// Also relay every accepted batch to this Zipkin-compatible URL, e.g.
+    /// Address to listen on (API at /api/v2, viewer at /, metrics at
+    /// /metrics) [default: 127.0.0.1:9411].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Most spans kept in memory; whole oldest traces are evicted beyond it
+    /// [default: 500000].
+    #[arg(long)]
+    pub max_spans: Option<usize>,
+    /// Memory the stored spans and the tail-sampling buffer may use, e.g.
+    /// 256MiB or 1GiB; whole oldest traces are evicted beyond it
+    /// [default: 256MiB].
+    #[arg(long, value_name = "SIZE", value_parser = positive_size)]
+    pub max_memory: Option<usize>,
+    /// Also relay every accepted batch (with tail sampling, every kept
+    /// trace) to this Zipkin-compatible URL, e.g.
     /// http://zipkin:9411/api/v2/spans (Zipkin, Jaeger, Tempo).
     #[arg(long, value_name = "URL")]
     pub forward: Option<String>,
+    /// Tail sampling: a YAML file with decision_wait, max_traces,
+    /// decision_cache and policies (overrides tail_sampling in --config).
+    #[arg(long, value_name = "FILE")]
+    pub tail_sampling: Option<PathBuf>,
+    /// A YAML config file: listen, max_memory, max_spans, forward,
+    /// tail_sampling. Flags override its keys.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The collector's effective settings: flags over the config file over
+/// built-in defaults.
+pub struct CollectorSettings {
+    pub listen: SocketAddr,
+    pub config: CollectorConfig,
+    pub forward: Option<String>,
+}
+
+/// `--max-memory`: a size in bytes greater than zero.
+fn positive_size(text: &str) -> Result<usize, String> {
+    match tracehop::config::parse_byte_size(text)? {
+        0 => Err("must be greater than zero".to_owned()),
+        bytes => Ok(bytes),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -184,9 +216,24 @@ impl RunArgs {
 }
 
 impl CollectorArgs {
-    pub fn config(&self) -> CollectorConfig {
-        CollectorConfig {
-            max_spans: self.max_spans,
+    /// Settings from the flags over `file` (`--config`) and `tail`
+    /// (`--tail-sampling`, over the file's `tail_sampling`).
+    pub fn settings(&self, file: CollectorFile, tail: Option<TailSampling>) -> CollectorSettings {
+        let default_listen = SocketAddr::from(([127, 0, 0, 1], 9411));
+        CollectorSettings {
+            listen: self.listen.or(file.listen).unwrap_or(default_listen),
+            config: CollectorConfig {
+                max_spans: self
+                    .max_spans
+                    .or(file.max_spans)
+                    .unwrap_or(tracehop::collector::DEFAULT_MAX_SPANS),
+                max_memory: self
+                    .max_memory
+                    .or(file.max_memory)
+                    .unwrap_or(tracehop::collector::DEFAULT_MAX_MEMORY),
+                tail_sampling: tail.or(file.tail_sampling),
+            },
+            forward: self.forward.clone().or(file.forward),
         }
     }
 }

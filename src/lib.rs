@@ -11,7 +11,7 @@
 //! | [`proxy`] | one request top to bottom: listeners' handler, forwarding, error responses |
 //! | [`postgres`] | the `protocol: postgres` outbound route: the wire relay, the literal sanitiser, one span per query |
 //! | [`admin`] | `/metrics`, `/healthz`, `/readyz` |
-//! | [`collector`] | the embedded Zipkin-compatible collector and trace viewer |
+//! | [`collector`] | the embedded Zipkin-compatible collector and trace viewer; its tail sampling and memory-bounded store |
 //! | [`demo`] | the three demo services (plain handlers, no tracing code) |
 //! | [`export`] | the span queues, batching, Zipkin JSON and OTLP encoding, upload with retry |
 //! | [`sampling`] | sampling decisions |

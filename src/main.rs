@@ -31,13 +31,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run(args) => run(args),
-        Command::Collector(args) if args.forward.is_some() && forward_invalid(&args) => {
-            ExitCode::from(EXIT_CONFIG)
-        }
-        Command::Collector(args) => with_runtime(async move {
-            let forward = args.forward.as_deref();
-            Ok(app::run_collector(args.listen, args.config(), forward).await?)
-        }),
+        Command::Collector(args) => collector(&args),
         Command::Dev(args) => {
             // The terminal is for the summary lines: warnings and errors only.
             init_logging(LogFormat::Text, "warn");
@@ -50,21 +44,50 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reports a `collector --forward` URL that is not usable, as `run`
-/// reports its config: the flag and the problem.
-fn forward_invalid(args: &cli::CollectorArgs) -> bool {
-    let Some(url) = args.forward.as_deref() else {
-        return false;
+/// `tracehop collector`: reads its config files (every problem reported,
+/// exit 64), checks the `--forward` URL as `run` checks its config, serves.
+fn collector(args: &cli::CollectorArgs) -> ExitCode {
+    let file = match read_collector_file(args.config.as_deref(), config::load_collector) {
+        Ok(file) => file.unwrap_or_default(),
+        Err(code) => return code,
     };
-    match config::export_defaults_for(url) {
-        Ok(_) => false,
-        Err(errors) => {
-            for error in &errors.0 {
-                eprintln!("invalid --forward: {}", error.message);
-            }
-            true
+    let tail = match read_collector_file(args.tail_sampling.as_deref(), config::load_tail_sampling)
+    {
+        Ok(tail) => tail,
+        Err(code) => return code,
+    };
+    let settings = args.settings(file, tail);
+    if let Some(url) = settings.forward.as_deref()
+        && let Err(errors) = config::export_defaults_for(url)
+    {
+        for error in &errors.0 {
+            eprintln!("invalid --forward: {}", error.message);
         }
+        return ExitCode::from(EXIT_CONFIG);
     }
+    with_runtime(async move {
+        let forward = settings.forward.as_deref();
+        Ok(app::run_collector(settings.listen, settings.config, forward).await?)
+    })
+}
+
+/// Reads and loads one of the collector's YAML files, when given; a file
+/// that cannot be read or is invalid is reported with its name.
+fn read_collector_file<T>(
+    path: Option<&Path>,
+    load: fn(&str) -> Result<T, config::ConfigErrors>,
+) -> Result<Option<T>, ExitCode> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        eprintln!("cannot read {}: {error}", path.display());
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    load(&text).map(Some).map_err(|errors| {
+        eprint!("{}: {errors}", path.display());
+        ExitCode::from(EXIT_CONFIG)
+    })
 }
 
 /// Runs a command that needs only default logging.

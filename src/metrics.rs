@@ -16,6 +16,9 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// The `Content-Type` of a scrape: Prometheus' text exposition format 0.0.4.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// Request latency buckets, in seconds: 0.5 ms to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -331,6 +334,150 @@ pub struct TlsMetrics {
     reloads: IntCounterVec,
     /// `notAfter` of the served certificate, in Unix seconds.
     pub certificate_expiry: IntGauge,
+}
+
+/// The `outcome` values of the collector's tail-sampling counters.
+pub const TAIL_OUTCOMES: [&str; 2] = ["kept", "dropped"];
+
+/// What `tracehop collector` exports at its `/metrics`: its store, its tail
+/// sampler, the relay's export families (`--forward`) and the process, in
+/// a registry of its own (a collector has no proxy families to show).
+#[derive(Clone)]
+pub struct CollectorMetrics {
+    registry: Registry,
+    /// The relay's families (`exporter="zipkin"`).
+    pub export: ExportFamilies,
+    /// Decisions of each tail-sampling policy, by policy and outcome.
+    tail_policy_decisions: IntCounterVec,
+    /// Traces decided, by outcome.
+    tail_traces: IntCounterVec,
+    /// Traces waiting for their decision.
+    pub tail_traces_held: IntGauge,
+    /// Decisions made before `decision_wait` because the buffer was full.
+    pub tail_early_decisions: IntCounter,
+    /// Spans that arrived after their trace's decision, by the decision.
+    tail_late_spans: IntCounterVec,
+    /// Bytes the store and the tail buffer count against `--max-memory`.
+    pub memory_bytes: IntGauge,
+    /// `--max-memory`.
+    pub memory_limit_bytes: IntGauge,
+    /// Spans in the store.
+    pub stored_spans: IntGauge,
+    /// Whole traces evicted from the store to stay within its bounds.
+    pub evicted_traces: IntCounter,
+    process: Arc<ProcessMetrics>,
+}
+
+impl CollectorMetrics {
+    /// Builds and registers every family of the collector.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let outcome =
+            |name: &str, help: &str, labels: &[&str]| counter_vec(&registry, name, help, labels);
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric definition");
+            register(&registry, c.clone());
+            c
+        };
+        Self {
+            export: ExportFamilies::register(&registry),
+            tail_policy_decisions: outcome(
+                "tracehop_collector_tail_policy_decisions_total",
+                "Tail-sampling decisions of each policy (kept or dropped); a trace is kept \
+                 when any policy keeps it.",
+                &["policy", "outcome"],
+            ),
+            tail_traces: zeroed(
+                outcome(
+                    "tracehop_collector_tail_traces_total",
+                    "Traces decided by tail sampling, by outcome (kept, dropped).",
+                    &["outcome"],
+                ),
+                &[&TAIL_OUTCOMES],
+            ),
+            tail_traces_held: int_gauge(
+                &registry,
+                "tracehop_collector_tail_traces_held",
+                "Traces held by tail sampling, waiting for their decision.",
+            ),
+            tail_early_decisions: counter(
+                "tracehop_collector_tail_early_decisions_total",
+                "Traces decided before decision_wait because max_traces or the memory \
+                 bound was reached (oldest first).",
+            ),
+            tail_late_spans: zeroed(
+                outcome(
+                    "tracehop_collector_tail_late_spans_total",
+                    "Spans that arrived after their trace was decided, by that decision \
+                     (kept: stored and forwarded; dropped: discarded).",
+                    &["outcome"],
+                ),
+                &[&TAIL_OUTCOMES],
+            ),
+            memory_bytes: int_gauge(
+                &registry,
+                "tracehop_collector_memory_bytes",
+                "Bytes the stored spans and the tail-sampling buffer count against --max-memory.",
+            ),
+            memory_limit_bytes: int_gauge(
+                &registry,
+                "tracehop_collector_memory_limit_bytes",
+                "The --max-memory bound.",
+            ),
+            stored_spans: int_gauge(
+                &registry,
+                "tracehop_collector_stored_spans",
+                "Spans in the collector's store.",
+            ),
+            evicted_traces: counter(
+                "tracehop_collector_evicted_traces_total",
+                "Whole traces evicted from the store, oldest first, to stay within its bounds.",
+            ),
+            process: Arc::new(ProcessMetrics::register(&registry)),
+            registry,
+        }
+    }
+
+    /// Renders every metric in the Prometheus text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        self.process.refresh();
+        let mut out = Vec::with_capacity(8 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+
+    /// The decision counter of one policy and outcome, resolved once.
+    pub fn tail_policy_decision(&self, policy: &str, kept: bool) -> IntCounter {
+        self.tail_policy_decisions
+            .with_label_values(&[policy, tail_outcome(kept)])
+    }
+
+    /// The counter of traces decided with one outcome.
+    pub fn tail_traces(&self, kept: bool) -> IntCounter {
+        self.tail_traces.with_label_values(&[tail_outcome(kept)])
+    }
+
+    /// The counter of late spans whose trace had one outcome.
+    pub fn tail_late_spans(&self, kept: bool) -> IntCounter {
+        self.tail_late_spans
+            .with_label_values(&[tail_outcome(kept)])
+    }
+}
+
+impl std::fmt::Debug for CollectorMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectorMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for CollectorMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn tail_outcome(kept: bool) -> &'static str {
+    TAIL_OUTCOMES[usize::from(!kept)]
 }
 
 /// Process facts read from `/proc` at scrape time (Linux only; absent elsewhere).

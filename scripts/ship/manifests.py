@@ -206,6 +206,16 @@ def config(path, key, out):
         yaml.safe_dump(configs[key], f, sort_keys=False)
 
 
+def configmap(path, prefix, key, out):
+    """Writes key `key` of the ConfigMap whose name starts with `prefix`."""
+    for d in load(path):
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith(prefix):
+            with open(out, "w") as f:
+                f.write(d["data"][key])
+            return
+    sys.exit(f"no ConfigMap {prefix}* in {path}")
+
+
 def localize(src, out, *pairs):
     """Rewrites listen/upstream/collector addresses; keeps every other key."""
     with open(src) as f:
@@ -247,7 +257,7 @@ def report(problems, lines):
 
 if __name__ == "__main__":
     commands = {"policy": policy, "split": split, "podmonitor": podmonitor,
-                "config": config, "localize": localize, "promql": promql}
+                "config": config, "configmap": configmap, "localize": localize, "promql": promql}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](*sys.argv[2:])

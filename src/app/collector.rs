@@ -17,7 +17,6 @@ use super::{AppError, bind, local_addr};
 use crate::collector::{self, Collector, CollectorConfig};
 use crate::config::{self, ExportSettings};
 use crate::export::{self, ClientError, CollectorAccess};
-use crate::metrics::Metrics;
 
 /// `tracehop collector`: serves on `listen` until SIGTERM or SIGINT; with
 /// `forward` (a Zipkin URL), every accepted batch is relayed there too.
@@ -44,7 +43,9 @@ pub async fn run_collector(
 }
 
 /// Serves the collector on `listener` until `shutdown`; with `forward`,
-/// every accepted batch is also relayed there.
+/// every accepted batch (with tail sampling, every kept trace) is also
+/// relayed there. Stops in order: the listener drains, the tail sampler
+/// decides what still waits, the relay sends what it has.
 pub async fn serve_collector(
     listener: TcpListener,
     config: CollectorConfig,
@@ -57,20 +58,25 @@ pub async fn serve_collector(
     if let Some(settings) = forward
         && let Some(target) = &settings.zipkin
     {
-        let metrics = Metrics::new();
         let (sink, relay) = export::relay(
             &settings,
             target,
-            metrics.export.exporter("zipkin"),
+            collector.metrics().export.exporter("zipkin"),
             CollectorAccess::default(),
         )?;
         collector = collector.forwarding_to(sink);
-        let mut stopped = relay_stopped;
-        relay_task = Some(tokio::spawn(relay.run(async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        })));
+        relay_task = Some(tokio::spawn(relay.run(stopped(relay_stopped))));
     }
+    let (stop_decisions, decisions_stopped) = watch::channel(false);
+    let decisions = tokio::spawn(collector::run_decisions(
+        collector.clone(),
+        stopped(decisions_stopped),
+    ));
     collector::serve(collector, listener, shutdown).await;
+    stop_decisions.send_replace(true);
+    if let Err(error) = decisions.await {
+        tracing::warn!(%error, "tail-sampling decision task failed");
+    }
     stop_relay.send_replace(true);
     if let Some(task) = relay_task
         && let Err(error) = task.await
@@ -78,4 +84,9 @@ pub async fn serve_collector(
         tracing::warn!(%error, "forwarding task failed");
     }
     Ok(())
+}
+
+/// Completes when `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 
 use super::signals::Signals;
 use super::{AppError, Listeners, Running, start_with};
-use crate::collector::{self, Collector, CollectorConfig, DEFAULT_MAX_SPANS};
+use crate::collector::{self, Collector, CollectorConfig};
 use crate::config::{self, ConfigErrors, Overrides};
 use crate::demo::{DemoApp, DemoError, DemoOptions, LoadSummary, generate_load, serve_app};
 use crate::inference::Outcome;
@@ -360,9 +360,7 @@ pub async fn start_demo(settings: DemoSettings) -> Result<Demo, DemoStartError> 
     let (database_route, database) = database.unzip();
     let mut database_route = database_route;
 
-    let collector = Collector::new(CollectorConfig {
-        max_spans: DEFAULT_MAX_SPANS,
-    });
+    let collector = Collector::new(CollectorConfig::default());
     let (stop_collector, collector_stopped) = watch::channel(false);
     let collector_task = tokio::spawn(collector::serve(
         collector.clone(),

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::signals::Signals;
 use super::{AppError, Running, local_addr, start};
-use crate::collector::{self, Collector, CollectorConfig, DEFAULT_MAX_SPANS};
+use crate::collector::{self, Collector, CollectorConfig};
 use crate::config::{self, ConfigErrors, Overrides};
 
 /// What `tracehop dev` was asked for.
@@ -95,9 +95,7 @@ pub async fn run_dev(settings: DevSettings) -> Result<(), AppError> {
     let signals = Signals::listen(false)?;
     let (stop_collector, collector_stopped) = watch::channel(false);
     let collector_task = tokio::spawn(collector::serve(
-        Collector::new(CollectorConfig {
-            max_spans: DEFAULT_MAX_SPANS,
-        }),
+        Collector::new(CollectorConfig::default()),
         listener,
         async move {
             let mut stopped = collector_stopped;

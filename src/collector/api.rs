@@ -43,6 +43,8 @@ enum Route<'a> {
     Dependencies,
     AutocompleteKeys,
     AutocompleteValues,
+    /// `/metrics`: the collector's own metrics, for Prometheus.
+    Metrics,
     NotFound,
 }
 
@@ -50,6 +52,9 @@ impl<'a> Route<'a> {
     fn of(path: &'a str) -> Self {
         if path == "/v1/traces" {
             return Route::OtlpTraces;
+        }
+        if path == "/metrics" {
+            return Route::Metrics;
         }
         if let Some(api) = path.strip_prefix("/api/v2/") {
             return match api {
@@ -224,6 +229,7 @@ fn read(collector: &Collector, route: Route<'_>, params: &Params) -> Response<Bo
     let now_ms = crate::span::now_micros() / 1000;
     let result = match route {
         Route::Viewer => return viewer::page(),
+        Route::Metrics => return metrics(collector),
         Route::Asset(asset) => return viewer::serve(asset),
         Route::Services => Ok(collector.with_store(|store| json(&store.service_names()))),
         Route::Spans => required(params, "serviceName")
@@ -251,10 +257,20 @@ fn read(collector: &Collector, route: Route<'_>, params: &Params) -> Response<Bo
     }
 }
 
+/// The Prometheus text exposition format (version 0.0.4).
+fn metrics(collector: &Collector) -> Response<Body> {
+    let mut response = Response::new(full(collector.render_metrics()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    response
+}
+
 fn dependencies(store: &super::store::Store, window: TimeWindow) -> Response<Body> {
     let mut linker = DependencyLinker::default();
     for trace in store.in_window(window, None) {
-        linker.put_trace(trace);
+        linker.put_trace(&trace);
     }
     json(&linker.links())
 }
@@ -275,7 +291,7 @@ fn trace(collector: &Collector, id: &str) -> Response<Body> {
         );
     };
     collector.with_store(|store| match store.trace(trace_id) {
-        Some(spans) => json(&fix_shared(spans)),
+        Some(spans) => json(&fix_shared(&spans)),
         None => text_response(StatusCode::NOT_FOUND, format!("trace {id} not found\n")),
     })
 }
@@ -300,8 +316,8 @@ fn trace_many(collector: &Collector, params: &Params) -> Result<Response<Body>, 
 
 /// A JSON list of traces, each as Zipkin's `Trace.merge` leaves it (shared
 /// spans fixed up, see [`fix_shared`]).
-fn traces(found: Vec<&[Span]>) -> Response<Body> {
-    let fixed: Vec<_> = found.into_iter().map(fix_shared).collect();
+fn traces(found: Vec<Vec<Span>>) -> Response<Body> {
+    let fixed: Vec<_> = found.iter().map(|spans| fix_shared(spans)).collect();
     json(&fixed)
 }
 

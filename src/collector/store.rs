@@ -1,36 +1,54 @@
 //! The bounded in-memory span store behind the collector's query API.
 //!
-//! Owns every stored span. Traces are kept in the order their first span
-//! arrived; when the number of stored spans goes over the bound, whole traces
-//! are evicted oldest first (a half-evicted trace would show a misleading
-//! waterfall) and each eviction is counted. A span that arrives again in
-//! another piece (Zipkin's rule, [`trace::is_same_span`]: same id, kind,
-//! `shared` flag and local endpoint) is merged into the stored copy the way
-//! Zipkin's `Span.Builder.merge` does, so late tags or a late duration land on
-//! the span instead of duplicating it. Spans that only share an id (a B3
-//! shared server span beside its client's or its sidecar's) are kept apart.
+//! Owns every stored span, each held once in its compact encoded form
+//! ([`CompactSpan`]) and decoded only when a query reads it. Traces are kept
+//! in the order their first span arrived; when the stored spans go over the
+//! span bound or the memory bound (in bytes, as [`CompactSpan::memory_bytes`]
+//! and [`TRACE_OVERHEAD`] count them), whole traces are evicted oldest first
+//! (a half-evicted trace would show a misleading waterfall) and each eviction
+//! is counted. A span that arrives again in another piece (Zipkin's rule,
+//! [`trace::is_same_span`]: same id, kind, `shared` flag and local endpoint)
+//! is merged into the stored copy the way Zipkin's `Span.Builder.merge` does,
+//! so late tags or a late duration land on the span instead of duplicating
+//! it. Spans that only share an id (a B3 shared server span beside its
+//! client's or its sidecar's) are kept apart.
 //!
 //! Indices by local service name (span names, remote service names, traces)
 //! are reference-counted so they stay exact under merging and eviction; the
 //! query endpoints never scan spans of services they were not asked about.
+//! Their keys are shared with the spans that carry the names, so a name is
+//! held once however many spans carry it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
+use super::compact::{CompactSpan, TagKeys};
 use super::model::Span;
 use super::query::{QueryRequest, TimeWindow};
 use super::trace;
 use crate::span::{SpanId, TraceId};
 
+/// Counted per trace beyond its spans: its map entry (a hash table at up to
+/// twice its entries), its place in the arrival order, its list's slack and
+/// its entries in the service index.
+pub const TRACE_OVERHEAD: usize = 2 * std::mem::size_of::<(TraceId, StoredTrace)>() + 160;
+
+/// Traces with more spans than this also index their spans by id, so a
+/// span arriving for a huge trace is matched without a scan.
+const INDEX_SPANS_FROM: usize = 32;
+
 /// Spans of one trace plus what queries need to find it quickly.
 #[derive(Debug, Default)]
 struct StoredTrace {
-    spans: Vec<Span>,
-    /// Positions in `spans` of the spans with each id (usually one).
-    positions: HashMap<SpanId, Vec<usize>>,
+    spans: Vec<CompactSpan>,
+    /// Positions in `spans` by span id, once the trace is large.
+    by_id: Option<HashMap<SpanId, Vec<usize>>>,
     /// The trace's timestamp as Zipkin's `QueryRequest.test` computes it.
     timestamp: Option<u64>,
     /// Arrival sequence number of its first span; breaks timestamp ties.
     sequence: u64,
+    /// What the trace counts against the memory bound.
+    memory_bytes: usize,
 }
 
 impl StoredTrace {
@@ -39,17 +57,46 @@ impl StoredTrace {
     fn compute_timestamp(&self) -> Option<u64> {
         let with_timestamp = || self.spans.iter().filter(|s| s.timestamp.is_some());
         with_timestamp()
-            .find(|s| s.parent_id.is_none())
+            .find(|s| s.root)
             .or_else(|| with_timestamp().min_by_key(|s| s.timestamp))
             .and_then(|s| s.timestamp)
+    }
+
+    fn decode(&self) -> Vec<Span> {
+        self.spans.iter().filter_map(CompactSpan::decode).collect()
+    }
+
+    /// Positions of the spans with `id`.
+    fn with_id(&self, id: SpanId) -> Vec<usize> {
+        match &self.by_id {
+            Some(by_id) => by_id.get(&id).cloned().unwrap_or_default(),
+            None => (0..self.spans.len())
+                .filter(|&i| self.spans[i].id == id)
+                .collect(),
+        }
+    }
+
+    fn push(&mut self, span: CompactSpan) {
+        let position = self.spans.len();
+        if let Some(by_id) = &mut self.by_id {
+            by_id.entry(span.id).or_default().push(position);
+        }
+        self.spans.push(span);
+        if self.by_id.is_none() && self.spans.len() > INDEX_SPANS_FROM {
+            let mut by_id: HashMap<SpanId, Vec<usize>> = HashMap::new();
+            for (i, span) in self.spans.iter().enumerate() {
+                by_id.entry(span.id).or_default().push(i);
+            }
+            self.by_id = Some(by_id);
+        }
     }
 }
 
 /// Reference counts for one local service name.
 #[derive(Debug, Default)]
 struct ServiceIndex {
-    span_names: BTreeMap<String, usize>,
-    remote_services: BTreeMap<String, usize>,
+    span_names: BTreeMap<Arc<str>, usize>,
+    remote_services: BTreeMap<Arc<str>, usize>,
     /// Spans of this service per trace.
     traces: HashMap<TraceId, usize>,
 }
@@ -58,28 +105,43 @@ struct ServiceIndex {
 #[derive(Debug)]
 pub struct Store {
     max_spans: usize,
+    /// The memory bound in bytes; the collector lowers it by what the
+    /// tail sampler holds ([`Store::set_memory_limit`]).
+    memory_limit: usize,
     traces: HashMap<TraceId, StoredTrace>,
     /// Trace ids in the order their first span arrived; the eviction order.
     arrival: VecDeque<TraceId>,
     span_count: usize,
+    memory_bytes: usize,
     evicted_traces: u64,
-    services: BTreeMap<String, ServiceIndex>,
+    services: BTreeMap<Arc<str>, ServiceIndex>,
     /// Sequence number for the next new trace.
     next_sequence: u64,
+    /// The tag keys of every span held (the tail sampler's too).
+    keys: Arc<TagKeys>,
 }
 
 impl Store {
-    /// An empty store holding at most `max_spans` spans.
-    pub fn new(max_spans: usize) -> Self {
+    /// An empty store holding at most `max_spans` spans and `memory_limit`
+    /// bytes of them.
+    pub fn new(max_spans: usize, memory_limit: usize) -> Self {
         Self {
             max_spans,
+            memory_limit,
             traces: HashMap::new(),
             arrival: VecDeque::new(),
             span_count: 0,
+            memory_bytes: 0,
             evicted_traces: 0,
             services: BTreeMap::new(),
             next_sequence: 0,
+            keys: Arc::default(),
         }
+    }
+
+    /// The tag-key table spans are encoded with, for the tail sampler.
+    pub fn keys(&self) -> &Arc<TagKeys> {
+        &self.keys
     }
 
     /// Spans stored now (after merging duplicates).
@@ -92,76 +154,102 @@ impl Store {
         self.traces.len()
     }
 
-    /// Whole traces evicted so far to stay within the bound.
+    /// Bytes the stored traces count against the memory bound.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_bytes
+    }
+
+    /// Whole traces evicted so far to stay within the bounds.
     pub fn evicted_traces(&self) -> u64 {
         self.evicted_traces
     }
 
+    /// Sets the memory bound and evicts the oldest traces while over it.
+    pub fn set_memory_limit(&mut self, bytes: usize) {
+        self.memory_limit = bytes;
+        self.evict_over_bound();
+    }
+
     /// Adds a validated batch, then evicts the oldest traces while over the bound.
     pub fn insert(&mut self, spans: Vec<Span>) {
-        let mut touched = Vec::new();
+        // By trace, in the order of each trace's first span in the batch.
+        let mut order: Vec<TraceId> = Vec::new();
+        let mut by_trace: HashMap<TraceId, Vec<CompactSpan>> = HashMap::new();
         for span in spans {
             let trace_id = span.trace_id;
-            if !self.traces.contains_key(&trace_id) {
-                self.arrival.push_back(trace_id);
-                let sequence = self.next_sequence;
-                self.next_sequence += 1;
-                self.traces.insert(
-                    trace_id,
-                    StoredTrace {
-                        sequence,
-                        ..StoredTrace::default()
-                    },
-                );
-            }
-            if touched.last() != Some(&trace_id) {
-                touched.push(trace_id);
-            }
-            self.insert_span(span);
+            by_trace
+                .entry(trace_id)
+                .or_insert_with(|| {
+                    order.push(trace_id);
+                    Vec::new()
+                })
+                .push(CompactSpan::encode(span, &self.keys));
         }
-        touched.sort_unstable();
-        touched.dedup();
-        for trace_id in touched {
-            if let Some(trace) = self.traces.get_mut(&trace_id) {
-                trace.timestamp = trace.compute_timestamp();
+        for trace_id in order {
+            if let Some(spans) = by_trace.remove(&trace_id) {
+                self.insert_trace(trace_id, spans);
             }
+        }
+    }
+
+    /// Adds spans of one trace, then evicts the oldest traces while over
+    /// the bound.
+    pub fn insert_trace(&mut self, trace_id: TraceId, spans: Vec<CompactSpan>) {
+        if !self.traces.contains_key(&trace_id) {
+            self.arrival.push_back(trace_id);
+            let sequence = self.next_sequence;
+            self.next_sequence += 1;
+            let trace = StoredTrace {
+                sequence,
+                memory_bytes: TRACE_OVERHEAD,
+                ..StoredTrace::default()
+            };
+            self.memory_bytes += TRACE_OVERHEAD;
+            self.traces.insert(trace_id, trace);
+        }
+        for span in spans {
+            self.insert_span(trace_id, span);
+        }
+        if let Some(trace) = self.traces.get_mut(&trace_id) {
+            trace.timestamp = trace.compute_timestamp();
         }
         self.evict_over_bound();
     }
 
-    fn insert_span(&mut self, span: Span) {
-        let trace = self.traces.entry(span.trace_id).or_default();
-        let same_id = trace.positions.entry(span.id).or_default();
-        let stored = same_id
-            .iter()
-            .copied()
-            .find(|&position| trace::is_same_span(&trace.spans[position], &span));
-        match stored {
-            Some(position) => {
-                let stored = &mut trace.spans[position];
-                unindex(&mut self.services, stored);
-                stored.merge(&span);
-                index(&mut self.services, stored);
-            }
-            None => {
-                index(&mut self.services, &span);
-                same_id.push(trace.spans.len());
-                trace.spans.push(span);
-                self.span_count += 1;
-            }
+    fn insert_span(&mut self, trace_id: TraceId, mut span: CompactSpan) {
+        let Some(trace) = self.traces.get_mut(&trace_id) else {
+            return;
+        };
+        if let Some((position, merged)) = merge_target(trace, &span, &self.keys) {
+            let stored = &mut trace.spans[position];
+            unindex(&mut self.services, trace_id, stored);
+            let before = stored.memory_bytes();
+            *stored = merged;
+            index(&mut self.services, trace_id, stored);
+            let after = stored.memory_bytes();
+            trace.memory_bytes = trace.memory_bytes + after - before;
+            self.memory_bytes = self.memory_bytes + after - before;
+            return;
         }
+        index(&mut self.services, trace_id, &mut span);
+        let bytes = span.memory_bytes();
+        trace.memory_bytes += bytes;
+        self.memory_bytes += bytes;
+        trace.push(span);
+        self.span_count += 1;
     }
 
     fn evict_over_bound(&mut self) {
-        while self.span_count > self.max_spans {
+        while self.span_count > self.max_spans || self.memory_bytes > self.memory_limit {
             let Some(oldest) = self.arrival.pop_front() else {
                 break;
             };
             if let Some(trace) = self.traces.remove(&oldest) {
                 for span in &trace.spans {
-                    unindex(&mut self.services, span);
+                    unindex(&mut self.services, oldest, span);
                 }
                 self.span_count -= trace.spans.len();
+                self.memory_bytes -= trace.memory_bytes;
                 self.evicted_traces += 1;
             }
         }
@@ -169,36 +257,33 @@ impl Store {
 
     /// Local service names, sorted (`GET /api/v2/services`).
     pub fn service_names(&self) -> Vec<&str> {
-        self.services.keys().map(String::as_str).collect()
+        self.services.keys().map(AsRef::as_ref).collect()
     }
 
     /// Span names recorded by `service`, sorted (`GET /api/v2/spans`).
     pub fn span_names(&self, service: &str) -> Vec<&str> {
         self.services.get(service).map_or_else(Vec::new, |index| {
-            index.span_names.keys().map(String::as_str).collect()
+            index.span_names.keys().map(AsRef::as_ref).collect()
         })
     }
 
     /// Remote service names `service` talked to, sorted (`GET /api/v2/remoteServices`).
     pub fn remote_service_names(&self, service: &str) -> Vec<&str> {
         self.services.get(service).map_or_else(Vec::new, |index| {
-            index.remote_services.keys().map(String::as_str).collect()
+            index.remote_services.keys().map(AsRef::as_ref).collect()
         })
     }
 
     /// One trace's spans, in arrival order (`GET /api/v2/trace/{traceId}`).
-    pub fn trace(&self, trace_id: TraceId) -> Option<&[Span]> {
-        self.traces
-            .get(&trace_id)
-            .map(|trace| trace.spans.as_slice())
+    pub fn trace(&self, trace_id: TraceId) -> Option<Vec<Span>> {
+        self.traces.get(&trace_id).map(StoredTrace::decode)
     }
 
     /// Traces matching `request`, newest first, at most `request.limit`
     /// (`GET /api/v2/traces`, as Zipkin's in-memory storage orders them).
-    pub fn query(&self, request: &QueryRequest) -> Vec<&[Span]> {
-        let candidates = self.in_window(request.window, request.service_name.as_deref());
-        candidates
-            .into_iter()
+    /// Only the traces looked at until the limit is reached are decoded.
+    pub fn query(&self, request: &QueryRequest) -> Vec<Vec<Span>> {
+        self.in_window(request.window, request.service_name.as_deref())
             .filter(|spans| request.matches(spans))
             .take(request.limit)
             .collect()
@@ -206,8 +291,13 @@ impl Store {
 
     /// Traces whose timestamp lies in `window`, newest first (the later
     /// arrival first on equal timestamps); only traces
-    /// with a span of `service` when one is given.
-    pub fn in_window(&self, window: TimeWindow, service: Option<&str>) -> Vec<&[Span]> {
+    /// with a span of `service` when one is given. Each is decoded as the
+    /// iterator reaches it.
+    pub fn in_window(
+        &self,
+        window: TimeWindow,
+        service: Option<&str>,
+    ) -> impl Iterator<Item = Vec<Span>> + '_ {
         let mut found: Vec<((u64, u64), &StoredTrace)> = match service {
             Some(service) => self.services.get(service).map_or_else(Vec::new, |index| {
                 index
@@ -224,8 +314,29 @@ impl Store {
                 .collect(),
         };
         found.sort_unstable_by_key(|&(order, _)| std::cmp::Reverse(order));
-        found.into_iter().map(|(_, t)| t.spans.as_slice()).collect()
+        found.into_iter().map(|(_, trace)| trace.decode())
     }
+}
+
+/// The stored span `incoming` is another piece of, and the two merged
+/// (Zipkin `Span.Builder.merge`); only spans with its id are decoded.
+fn merge_target(
+    trace: &StoredTrace,
+    incoming: &CompactSpan,
+    keys: &Arc<TagKeys>,
+) -> Option<(usize, CompactSpan)> {
+    let same_id = trace.with_id(incoming.id);
+    if same_id.is_empty() {
+        return None;
+    }
+    let later = incoming.decode()?;
+    same_id.into_iter().find_map(|position| {
+        let mut merged = trace.spans.get(position)?.decode()?;
+        trace::is_same_span(&merged, &later).then(|| {
+            merged.merge(&later);
+            (position, CompactSpan::encode(merged, keys))
+        })
+    })
 }
 
 /// The sort key of a trace inside `window`: (timestamp, arrival).
@@ -236,61 +347,73 @@ fn window_timestamp(trace: &StoredTrace, window: TimeWindow) -> Option<((u64, u6
         .then_some(((timestamp, trace.sequence), trace))
 }
 
-fn index(services: &mut BTreeMap<String, ServiceIndex>, span: &Span) {
-    let Some(service) = span.local_service_name() else {
+/// Counts `span` in the index of its service and points its names at the
+/// index's keys, so each name is held once.
+fn index(
+    services: &mut BTreeMap<Arc<str>, ServiceIndex>,
+    trace_id: TraceId,
+    span: &mut CompactSpan,
+) {
+    let Some(service) = &span.service else {
         return;
     };
-    let entry = match services.get_mut(service) {
-        Some(entry) => entry,
-        None => services.entry(service.to_owned()).or_default(),
+    let service = match services.get_key_value(service) {
+        Some((key, _)) => key.clone(),
+        None => {
+            services.insert(service.clone(), ServiceIndex::default());
+            service.clone()
+        }
     };
-    *entry.traces.entry(span.trace_id).or_default() += 1;
-    if let Some(name) = &span.name {
-        increment(&mut entry.span_names, name);
-    }
-    if let Some(remote) = span.remote_service_name() {
-        increment(&mut entry.remote_services, remote);
-    }
+    let Some(entry) = services.get_mut(&service) else {
+        return;
+    };
+    *entry.traces.entry(trace_id).or_default() += 1;
+    increment(&mut entry.span_names, &mut span.name);
+    increment(&mut entry.remote_services, &mut span.remote_service);
+    span.service = Some(service);
 }
 
-fn unindex(services: &mut BTreeMap<String, ServiceIndex>, span: &Span) {
-    let Some(service) = span.local_service_name() else {
+fn unindex(services: &mut BTreeMap<Arc<str>, ServiceIndex>, trace_id: TraceId, span: &CompactSpan) {
+    let Some(service) = span.service.as_deref() else {
         return;
     };
     let Some(entry) = services.get_mut(service) else {
         return;
     };
-    if let Some(count) = entry.traces.get_mut(&span.trace_id) {
+    if let Some(count) = entry.traces.get_mut(&trace_id) {
         *count -= 1;
         if *count == 0 {
-            entry.traces.remove(&span.trace_id);
+            entry.traces.remove(&trace_id);
         }
     }
-    if let Some(name) = &span.name {
-        decrement(&mut entry.span_names, name);
-    }
-    if let Some(remote) = span.remote_service_name() {
-        decrement(&mut entry.remote_services, remote);
-    }
+    decrement(&mut entry.span_names, span.name.as_deref());
+    decrement(&mut entry.remote_services, span.remote_service.as_deref());
     if entry.traces.is_empty() {
         services.remove(service);
     }
 }
 
-fn increment(counts: &mut BTreeMap<String, usize>, key: &str) {
-    match counts.get_mut(key) {
-        Some(count) => *count += 1,
-        None => {
-            counts.insert(key.to_owned(), 1);
-        }
-    }
+/// Counts `name` (when set) and replaces it with the key it is counted under.
+fn increment(counts: &mut BTreeMap<Arc<str>, usize>, name: &mut Option<Arc<str>>) {
+    let Some(key) = name.as_ref() else {
+        return;
+    };
+    let shared = match counts.get_key_value(key) {
+        Some((shared, _)) => shared.clone(),
+        None => key.clone(),
+    };
+    *counts.entry(shared.clone()).or_default() += 1;
+    *name = Some(shared);
 }
 
-fn decrement(counts: &mut BTreeMap<String, usize>, key: &str) {
-    if let Some(count) = counts.get_mut(key) {
+fn decrement(counts: &mut BTreeMap<Arc<str>, usize>, name: Option<&str>) {
+    let Some(name) = name else {
+        return;
+    };
+    if let Some(count) = counts.get_mut(name) {
         *count -= 1;
         if *count == 0 {
-            counts.remove(key);
+            counts.remove(name);
         }
     }
 }
@@ -327,16 +450,15 @@ mod tests {
         }
     }
 
-    fn trace_ids(found: &[&[Span]]) -> Vec<String> {
+    fn trace_ids(found: impl Iterator<Item = Vec<Span>>) -> Vec<String> {
         found
-            .iter()
             .map(|spans| crate::collector::model::trace_id_string(spans[0].trace_id))
             .collect()
     }
 
     #[test]
     fn merges_copies_with_the_same_id_and_kind() {
-        let mut store = Store::new(100);
+        let mut store = Store::new(100, usize::MAX);
         store.insert(vec![span(
             "a1",
             1,
@@ -358,7 +480,7 @@ mod tests {
 
     #[test]
     fn keeps_a_shared_server_span_beside_the_sidecars_span_with_its_id() {
-        let mut store = Store::new(100);
+        let mut store = Store::new(100, usize::MAX);
         let sidecar = json!({"kind": "SERVER", "name": "get /users/{id}",
             "localEndpoint": {"serviceName": "users"}, "tags": {"proxy": "tracehop"}});
         let app = json!({"kind": "SERVER", "shared": true, "name": "get /users/:id",
@@ -387,7 +509,7 @@ mod tests {
 
     #[test]
     fn evicts_whole_oldest_traces_and_counts_them() {
-        let mut store = Store::new(5);
+        let mut store = Store::new(5, usize::MAX);
         store.insert((1..=3).map(|id| local("a", id, "svc-a", "x")).collect());
         store.insert((1..=2).map(|id| local("b", id, "svc-b", "x")).collect());
         assert_eq!((store.span_count(), store.evicted_traces()), (5, 0));
@@ -405,8 +527,45 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_bound_evicts_whole_oldest_traces() {
+        let mut store = Store::new(usize::MAX, usize::MAX);
+        store.insert((1..=3).map(|id| local("a", id, "svc-a", "x")).collect());
+        let one_trace = store.memory_bytes();
+        assert!(one_trace > TRACE_OVERHEAD);
+        store.insert((1..=3).map(|id| local("b", id, "svc-b", "x")).collect());
+        assert_eq!(store.memory_bytes(), 2 * one_trace, "same shape, same cost");
+        // Room for one and a half traces: the oldest goes, whole.
+        store.set_memory_limit(one_trace * 3 / 2);
+        assert_eq!((store.trace_count(), store.evicted_traces()), (1, 1));
+        assert_eq!(store.memory_bytes(), one_trace);
+        assert!(store.trace(TraceId::new(0xa).unwrap()).is_none());
+        // A merge that adds a tag grows the count; eviction frees it all.
+        store.insert(vec![span("b", 1, json!({"tags": {"k": "a longer value"}}))]);
+        assert!(store.memory_bytes() > one_trace);
+        store.set_memory_limit(0);
+        assert_eq!((store.memory_bytes(), store.span_count()), (0, 0));
+        assert!(store.service_names().is_empty());
+    }
+
+    #[test]
+    fn a_large_trace_merges_pieces_through_its_id_index() {
+        let mut store = Store::new(usize::MAX, usize::MAX);
+        store.insert((1..=40).map(|id| local("a", id, "svc", "x")).collect());
+        store.insert(vec![span(
+            "a",
+            37,
+            json!({"duration": 5, "localEndpoint": {"serviceName": "svc"}}),
+        )]);
+        store.insert(vec![local("a", 41, "svc", "y")]);
+        assert_eq!(store.span_count(), 41);
+        let trace = store.trace(TraceId::new(0xa).unwrap()).unwrap();
+        assert_eq!((trace[36].id.get(), trace[36].duration), (37, Some(5)));
+        assert_eq!(store.span_names("svc"), ["x", "y"]);
+    }
+
+    #[test]
     fn a_trace_larger_than_the_bound_is_not_kept() {
-        let mut store = Store::new(2);
+        let mut store = Store::new(2, usize::MAX);
         store.insert((1..=3).map(|id| local("a", id, "svc", "x")).collect());
         assert_eq!((store.span_count(), store.trace_count()), (0, 0));
         assert_eq!(store.evicted_traces(), 1);
@@ -415,7 +574,7 @@ mod tests {
 
     #[test]
     fn indices_follow_merges_and_evictions() {
-        let mut store = Store::new(3);
+        let mut store = Store::new(3, usize::MAX);
         let remote = json!({"localEndpoint": {"serviceName": "gw"},
                             "remoteEndpoint": {"serviceName": "users"}, "name": "get"});
         store.insert(vec![span("a", 1, remote), local("a", 2, "gw", "post")]);
@@ -438,7 +597,7 @@ mod tests {
 
     #[test]
     fn traces_come_newest_first_by_root_timestamp() {
-        let mut store = Store::new(100);
+        let mut store = Store::new(100, usize::MAX);
         // "b" has an early child but a late root: the root's timestamp counts.
         store.insert(vec![
             span("a", 1, json!({"timestamp": T0 + 50})),
@@ -456,7 +615,7 @@ mod tests {
             span("d", 1, json!({"name": "no timestamp"})),
         ]);
         assert_eq!(
-            trace_ids(&store.in_window(everything(), None)),
+            trace_ids(store.in_window(everything(), None)),
             ["000000000000000b", "000000000000000a", "000000000000000c"]
         );
         let params = Params::parse(Some("limit=2&endTs=1&lookback=1"));
@@ -467,15 +626,15 @@ mod tests {
 
     #[test]
     fn service_filtered_windows_use_the_service_index() {
-        let mut store = Store::new(100);
+        let mut store = Store::new(100, usize::MAX);
         store.insert(vec![local("a", 1, "gw", "x"), local("b", 1, "users", "x")]);
         let found = store.in_window(everything(), Some("users"));
-        assert_eq!(trace_ids(&found), ["000000000000000b"]);
-        assert!(store.in_window(everything(), Some("nope")).is_empty());
+        assert_eq!(trace_ids(found), ["000000000000000b"]);
+        assert_eq!(store.in_window(everything(), Some("nope")).count(), 0);
         let narrow = TimeWindow {
             end_ts_ms: T0 / 1000 - 1,
             lookback_ms: 1000,
         };
-        assert!(store.in_window(narrow, None).is_empty());
+        assert_eq!(store.in_window(narrow, None).count(), 0);
     }
 }

@@ -100,7 +100,10 @@ fn fixture(trace_id: &str) -> Value {
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 
 fn loaded() -> Collector {
-    let collector = Collector::new(CollectorConfig { max_spans: 1_000 });
+    let collector = Collector::new(CollectorConfig {
+        max_spans: 1_000,
+        ..CollectorConfig::default()
+    });
     collector
         .ingest_json(fixture(TRACE).to_string().as_bytes())
         .unwrap();
@@ -492,7 +495,10 @@ async fn dependencies_count_calls_and_errors() {
 
 #[tokio::test]
 async fn eviction_keeps_the_bound_by_whole_traces() {
-    let collector = Collector::new(CollectorConfig { max_spans: 10 });
+    let collector = Collector::new(CollectorConfig {
+        max_spans: 10,
+        ..CollectorConfig::default()
+    });
     collector
         .ingest_json(fixture("00000000000000aa").to_string().as_bytes())
         .unwrap();

@@ -9,6 +9,7 @@
 //! Precedence, highest first: command-line flags, environment
 //! (`TRACEHOP_SERVICE_NAME`, pod metadata), the file, built-in defaults.
 
+mod collector;
 mod endpoints;
 mod limits;
 mod listeners;
@@ -23,6 +24,10 @@ mod types;
 mod validate;
 mod yaml;
 
+pub use collector::{
+    CollectorFile, TailPolicy, TailRule, TailSampling, load_collector, load_tail_sampling,
+};
+pub use parse::byte_size as parse_byte_size;
 pub use parse::duration as parse_duration;
 pub use problems::{ConfigError, ConfigErrors};
 pub use types::*;

@@ -38,6 +38,38 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("`{text}` is out of range"))
 }
 
+/// Parses a size in bytes: `"256MiB"`, `"1GiB"`, `"512KiB"`, `"300MB"`,
+/// or a plain number of bytes. Binary (IEC) and decimal (SI) units, as
+/// Kubernetes quantities write them (`Mi`, `M` are accepted too).
+pub fn byte_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size: write e.g. \"256MiB\" or \"1GiB\""))?;
+    let multiplier: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "Ki" => 1 << 10,
+        "MiB" | "Mi" => 1 << 20,
+        "GiB" | "Gi" => 1 << 30,
+        "kB" | "KB" | "k" => 1_000,
+        "MB" | "M" => 1_000_000,
+        "GB" | "G" => 1_000_000_000,
+        unit => {
+            return Err(format!(
+                "`{text}` has unknown unit `{unit}`: use B, KiB, MiB, GiB, kB, MB or GB"
+            ));
+        }
+    };
+    value
+        .checked_mul(multiplier)
+        .and_then(|bytes| usize::try_from(bytes).ok())
+        .ok_or_else(|| format!("`{text}` is out of range"))
+}
+
 /// Parses `ip:port` (`[v6]:port` for IPv6). Host names are not accepted for
 /// listeners: binding must not depend on DNS.
 pub fn socket_addr(text: &str) -> Result<SocketAddr, String> {
@@ -87,6 +119,26 @@ pub fn url(text: &str) -> Result<UpstreamUrl, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        let cases = [
+            ("256MiB", Some(256 << 20)),
+            ("1GiB", Some(1 << 30)),
+            ("512Ki", Some(512 << 10)),
+            ("300MB", Some(300_000_000)),
+            ("4096", Some(4096)),
+            (" 2 MiB ", Some(2 << 20)),
+            ("MiB", None),
+            ("1.5GiB", None),
+            ("-1", None),
+            ("10 parsecs", None),
+            ("99999999999999999999GiB", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(byte_size(text).ok(), expected, "{text}");
+        }
+    }
 
     #[test]
     fn durations() {

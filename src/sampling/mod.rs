@@ -32,6 +32,8 @@ mod ratio;
 mod rules;
 
 pub use keep::{KeepReason, Outcome};
+pub use rate::TokenBucket;
+pub use ratio::Threshold;
 pub use rules::{PROBE_PATHS, RequestFacts};
 
 use std::sync::Arc;

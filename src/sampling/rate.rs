@@ -36,13 +36,26 @@ impl TokenBucket {
 
     /// Takes a token at `now_ns` if one is available.
     pub fn try_acquire(&self, now_ns: u64) -> bool {
+        self.try_acquire_n(now_ns, 1)
+    }
+
+    /// Takes `n` tokens at `now_ns` if that many are available (all or
+    /// none; more than the burst never are). The collector's tail sampler
+    /// takes one per span of a trace.
+    pub fn try_acquire_n(&self, now_ns: u64, n: u64) -> bool {
+        let Some(extra) = n.checked_sub(1) else {
+            return true;
+        };
+        let cost = self.interval_ns.saturating_mul(n);
         let mut tat = self.tat_ns.load(Ordering::Relaxed);
         loop {
             let start = tat.max(now_ns);
-            if start - now_ns > self.tolerance_ns {
+            // The last of the n tokens must be within the tolerance.
+            let last = start.saturating_add(self.interval_ns.saturating_mul(extra));
+            if last - now_ns > self.tolerance_ns {
                 return false;
             }
-            let next = start.saturating_add(self.interval_ns);
+            let next = start.saturating_add(cost);
             match self
                 .tat_ns
                 .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
@@ -72,6 +85,24 @@ mod tests {
         assert!(!b.try_acquire(SECOND / 20), "no token yet after 50 ms");
         assert!(b.try_acquire(SECOND / 10), "one token per 100 ms");
         assert!(!b.try_acquire(SECOND / 10));
+    }
+
+    #[test]
+    fn n_tokens_at_once_or_none() {
+        let b = bucket(10.0, 10);
+        assert!(b.try_acquire_n(0, 0), "nothing asked, nothing taken");
+        assert!(b.try_acquire_n(0, 6));
+        assert!(!b.try_acquire_n(0, 5), "only four left");
+        assert!(b.try_acquire_n(0, 4));
+        assert!(!b.try_acquire(0));
+        assert!(
+            b.try_acquire_n(SECOND / 2, 5),
+            "five refilled in half a second"
+        );
+        assert!(
+            !b.try_acquire_n(10 * SECOND, 11),
+            "more than the burst never passes"
+        );
     }
 
     /// Offers 1,000 requests per simulated second for 20 seconds: no

@@ -15,12 +15,18 @@ const BATCH: &str = r#"[{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"00f0
   "name":"get /users/{id}","kind":"SERVER","timestamp":1700000000000000,"duration":1200,
   "localEndpoint":{"serviceName":"user-service"}}]"#;
 
-#[tokio::test]
-async fn accepted_batches_are_relayed_to_the_forward_target() {
+/// A fake Zipkin and the `--forward` settings that relay to it.
+async fn forward_target() -> (FakeCollector, tracehop::config::ExportSettings) {
     let target = FakeCollector::start().await;
     let forward =
         tracehop::config::export_defaults_for(&format!("http://{}/api/v2/spans", target.addr))
             .expect("valid forward URL");
+    (target, forward)
+}
+
+#[tokio::test]
+async fn accepted_batches_are_relayed_to_the_forward_target() {
+    let (target, forward) = forward_target().await;
     let (listener, addr) = bind().await;
     let (stop, shutdown) = stopper();
     let task = tokio::spawn(tracehop::app::serve_collector(
@@ -155,4 +161,95 @@ async fn a_span_sharing_app_behind_the_sidecar_keeps_both_spans() {
     );
     sidecar.stop().await;
     collector.stop().await;
+}
+
+/// With tail sampling, the collector holds each trace for `decision_wait`,
+/// then stores and relays the kept ones whole (their root tagged with the
+/// policy that kept them) and nothing of the others; `/metrics` counts it.
+#[tokio::test]
+async fn tail_sampling_keeps_and_relays_only_kept_traces() {
+    let (target, forward) = forward_target().await;
+    let tail = tracehop::config::load_tail_sampling(
+        "decision_wait: 200ms\npolicies: [{ name: errors, type: status_code }]",
+    )
+    .expect("valid tail sampling");
+    let config = CollectorConfig {
+        tail_sampling: Some(tail),
+        ..CollectorConfig::default()
+    };
+    let (listener, addr) = bind().await;
+    let (stop, shutdown) = stopper();
+    let task = tokio::spawn(tracehop::app::serve_collector(
+        listener,
+        config,
+        Some(forward),
+        shutdown,
+    ));
+    let span = |trace: &str, id: &str, parent: Option<&str>, error: bool| {
+        let mut span = serde_json::json!({"traceId": trace, "id": id, "name": "get /",
+            "timestamp": 1_700_000_000_000_000u64, "duration": 10,
+            "localEndpoint": {"serviceName": "svc"}});
+        if let Some(parent) = parent {
+            span["parentId"] = parent.into();
+        }
+        if error {
+            span["tags"] = serde_json::json!({"error": "500"});
+        }
+        span
+    };
+    let (failed, fine) = ("000000000000000e", "000000000000000a");
+    let root = "0000000000000001";
+    // Each trace's spans come in two uploads, as from two sidecars.
+    let uploads = [
+        vec![
+            span(failed, root, None, false),
+            span(fine, root, None, false),
+        ],
+        vec![
+            span(failed, "0000000000000002", Some(root), true),
+            span(fine, "0000000000000002", Some(root), false),
+        ],
+    ];
+    let client = Client::http1();
+    for upload in uploads {
+        let request = Request::post(format!("http://{addr}/api/v2/spans"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(serde_json::to_vec(&upload).unwrap())))
+            .expect("request");
+        assert_eq!(
+            read(client.send(request).await).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    let relayed = target.wait_for(2).await;
+    assert_eq!(relayed.len(), 2, "the kept trace, whole");
+    assert!(relayed.iter().all(|span| span["traceId"] == failed));
+    let root_span = relayed
+        .iter()
+        .find(|span| span["id"] == root)
+        .expect("root");
+    assert_eq!(root_span["tags"][tracehop::collector::POLICY_TAG], "errors");
+    let trace = |id: &str| format!("http://{addr}/api/v2/trace/{id}");
+    assert_eq!(client.get(&trace(failed), &[]).await.status, StatusCode::OK);
+    assert_eq!(
+        client.get(&trace(fine), &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let metrics = client.get(&format!("http://{addr}/metrics"), &[]).await;
+    let text = metrics.body;
+    for series in [
+        r#"tracehop_collector_tail_traces_total{outcome="kept"} 1"#,
+        r#"tracehop_collector_tail_traces_total{outcome="dropped"} 1"#,
+        r#"tracehop_collector_tail_policy_decisions_total{outcome="kept",policy="errors"} 1"#,
+        "tracehop_collector_tail_traces_held 0",
+        "tracehop_collector_stored_spans 2",
+        "tracehop_collector_memory_limit_bytes 268435456",
+    ] {
+        assert!(
+            text.lines().any(|line| line == series),
+            "{series} in\n{text}"
+        );
+    }
+    drop(stop);
+    task.await.expect("join").expect("collector ran");
 }

@@ -23,16 +23,69 @@ use crate::span::{SpanId, TraceId};
 const ECHO_LIMIT: usize = 40;
 
 /// Decodes and validates a whole upload; any invalid span fails the batch.
+///
+/// The list is read one span at a time, each span's JSON tree dropped as
+/// soon as it is converted, rather than the whole upload's tree first: the
+/// collector's ingest rate is bound by this, and holding every tree of a
+/// large upload at once costs more in the allocator than the parsing. The
+/// answer is the same: invalid JSON anywhere wins over an invalid span (the
+/// rest of the list is still read), then the first invalid span.
 pub fn decode_spans(body: &[u8]) -> Result<Vec<Span>, IngestError> {
-    let value: Value = serde_json::from_slice(body).map_err(IngestError::Json)?;
-    let Value::Array(items) = value else {
+    let is_list = body
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|&byte| byte == b'[');
+    if !is_list {
+        // Not a list, or not JSON at all: say which.
+        let _: Value = serde_json::from_slice(body).map_err(IngestError::Json)?;
         return Err(IngestError::NotAList);
-    };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| decode_span(item).map_err(|error| error.at(index)))
-        .collect()
+    }
+    let mut list = SpanList::default();
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde::de::DeserializeSeed::deserialize(&mut list, &mut deserializer)
+        .and_then(|()| deserializer.end())
+        .map_err(IngestError::Json)?;
+    match list.first_problem {
+        Some(problem) => Err(problem),
+        None => Ok(list.spans),
+    }
+}
+
+/// The spans of an upload read so far, and its first invalid span.
+#[derive(Default)]
+struct SpanList {
+    spans: Vec<Span>,
+    first_problem: Option<IngestError>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for &mut SpanList {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut SpanList {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of spans")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while let Some(item) = seq.next_element::<Value>()? {
+            if self.first_problem.is_none() {
+                match decode_span(item) {
+                    Ok(span) => self.spans.push(span),
+                    Err(error) => self.first_problem = Some(error.at(index)),
+                }
+            }
+            index += 1;
+        }
+        Ok(())
+    }
 }
 
 impl<'de> Deserialize<'de> for Span {

@@ -113,6 +113,67 @@ pub fn decode_spans(body: &[u8]) -> Result<Vec<model::Span>, IngestError> {
         .collect()
 }
 
+/// Decodes one `Span` message, as [`decode_spans`] does each span of a list.
+pub fn decode_one(bytes: &[u8]) -> Result<model::Span, IngestError> {
+    let span = Span::decode(bytes).map_err(IngestError::Proto)?;
+    to_model(span).map_err(|error| error.at(0))
+}
+
+/// The `Span` message of a span of the model: the inverse of decoding for
+/// a normalised span (absent fields are proto3's empty or zero values), so
+/// the collector can keep spans in this compact form and read them back.
+pub fn from_model(span: model::Span) -> Span {
+    let kind = match span.kind {
+        None => Kind::SpanKindUnspecified,
+        Some(model::Kind::Client) => Kind::Client,
+        Some(model::Kind::Server) => Kind::Server,
+        Some(model::Kind::Producer) => Kind::Producer,
+        Some(model::Kind::Consumer) => Kind::Consumer,
+    };
+    let trace_id = if span.trace_id.is_64bit() {
+        span.trace_id.to_bytes()[8..].to_vec()
+    } else {
+        span.trace_id.to_bytes().to_vec()
+    };
+    Span {
+        trace_id,
+        parent_id: span
+            .parent_id
+            .map_or_else(Vec::new, |id| id.to_bytes().to_vec()),
+        id: span.id.to_bytes().to_vec(),
+        kind: kind as i32,
+        name: span.name.unwrap_or_default(),
+        timestamp: span.timestamp.unwrap_or_default(),
+        duration: span.duration.unwrap_or_default(),
+        local_endpoint: span.local_endpoint.map(endpoint_from_model),
+        remote_endpoint: span.remote_endpoint.map(endpoint_from_model),
+        annotations: span
+            .annotations
+            .into_iter()
+            .map(|annotation| Annotation {
+                timestamp: annotation.timestamp,
+                value: annotation.value,
+            })
+            .collect(),
+        tags: span.tags,
+        debug: span.debug,
+        shared: span.shared,
+    }
+}
+
+fn endpoint_from_model(endpoint: model::Endpoint) -> Endpoint {
+    Endpoint {
+        service_name: endpoint.service_name.unwrap_or_default(),
+        ipv4: endpoint
+            .ipv4
+            .map_or_else(Vec::new, |ip| ip.octets().to_vec()),
+        ipv6: endpoint
+            .ipv6
+            .map_or_else(Vec::new, |ip| ip.octets().to_vec()),
+        port: endpoint.port.map_or(0, i32::from),
+    }
+}
+
 fn to_model(span: Span) -> Result<model::Span, FieldError> {
     let kind = match Kind::try_from(span.kind) {
         Ok(Kind::SpanKindUnspecified) => None,
