@@ -333,16 +333,14 @@ fn start_bound(config: Config, bound: Listeners, material: TlsMaterial) -> Runni
         ParentInference::Unambiguous => Some(Arc::new(Register::new())),
         ParentInference::Off => None,
     };
-    let proxies = build_proxies(
+    let shared = proxies::telemetry(
         &config,
-        &material,
-        &metrics,
         &sink,
         &sampler,
         access_log.as_ref(),
         register.as_ref(),
-        &instance,
     );
+    let proxies = build_proxies(&config, &material, &metrics, shared, &instance);
     let (stop_proxies, proxies_stopped) = signal();
     let mut outbound = bound.outbound;
     let postgres_listeners = outbound.split_off(config.outbound.routes.len().min(outbound.len()));

@@ -49,6 +49,26 @@ fn server_options(
     }
 }
 
+/// What every proxy of the sidecar shares: where spans go, who samples,
+/// the access log and the register of inbound requests in flight.
+pub(super) fn telemetry(
+    config: &Config,
+    sink: &SpanSink,
+    sampler: &LiveSampler,
+    access_log: Option<&Arc<crate::access_log::AccessLog>>,
+    register: Option<&Arc<Register>>,
+) -> Telemetry {
+    Telemetry {
+        local_service: config.service.name.clone(),
+        propagation: config.propagation.clone(),
+        sampler: sampler.clone(),
+        sink: sink.clone(),
+        access_log: access_log.cloned(),
+        summary_viewer: config.log.summary_viewer.clone(),
+        register: register.cloned(),
+    }
+}
+
 /// The proxies: the inbound one first, then one per outbound route, then
 /// the forward proxy if configured (the order of [`super::Listeners`]).
 /// Each listener kind uses its own timeouts and limits, for its server and
@@ -57,21 +77,9 @@ pub(super) fn build_proxies(
     config: &Config,
     material: &TlsMaterial,
     metrics: &Metrics,
-    sink: &SpanSink,
-    sampler: &LiveSampler,
-    access_log: Option<&Arc<crate::access_log::AccessLog>>,
-    register: Option<&Arc<Register>>,
+    telemetry: Telemetry,
     instance: &str,
 ) -> Vec<Served> {
-    let telemetry = Telemetry {
-        local_service: config.service.name.clone(),
-        propagation: config.propagation.clone(),
-        sampler: sampler.clone(),
-        sink: sink.clone(),
-        access_log: access_log.cloned(),
-        summary_viewer: config.log.summary_viewer.clone(),
-        register: register.cloned(),
-    };
     let served = |listener, timeouts, limits| Served {
         proxy: Arc::new(Proxy::new(telemetry.clone(), listener)),
         options: ServerOptions {
