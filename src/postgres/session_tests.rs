@@ -358,6 +358,14 @@ fn tag<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
     span.tags.iter().find(|t| t.key == key).map(|t| &*t.value)
 }
 
+/// The one span of a query answered now.
+fn answered(s: &mut Session) -> Span {
+    complete(s, "SELECT 1");
+    ready(s);
+    let [span] = <[Span; 1]>::try_from(spans(s)).expect("one span");
+    span
+}
+
 #[test]
 fn queries_get_the_inferred_parent_and_never_a_guess() {
     let register = Arc::new(Register::new());
@@ -374,16 +382,12 @@ fn queries_get_the_inferred_parent_and_never_a_guess() {
     let a = inbound(1, 10);
     let entry_a = register.enter(a);
     query(&mut s, "SELECT * FROM users");
-    complete(&mut s, "SELECT 1");
-    ready(&mut s);
-    let [span] = &spans(&mut s)[..] else {
-        panic!("one span")
-    };
+    let span = answered(&mut s);
     assert_eq!(
         (span.trace_id, span.parent_id),
         (a.trace_id, Some(a.span_id))
     );
-    assert_eq!(tag(span, "tracehop.parent"), Some("inferred"));
+    assert_eq!(tag(&span, "tracehop.parent"), Some("inferred"));
 
     // Two in flight at the start, one gone before the end: containment
     // names the other.
@@ -391,11 +395,7 @@ fn queries_get_the_inferred_parent_and_never_a_guess() {
     let entry_b = register.enter(b);
     query(&mut s, "SELECT * FROM orders");
     drop(entry_b);
-    complete(&mut s, "SELECT 1");
-    ready(&mut s);
-    let [span] = &spans(&mut s)[..] else {
-        panic!("one span")
-    };
+    let span = answered(&mut s);
     assert_eq!(
         (span.trace_id, span.parent_id),
         (a.trace_id, Some(a.span_id))
