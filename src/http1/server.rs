@@ -90,6 +90,11 @@ impl Readiness for TcpStream {
 
 impl Readiness for tokio_rustls::server::TlsStream<TcpStream> {}
 
+/// In-memory streams (tests, fuzzing) cannot tell: they keep their buffer.
+impl Readiness for tokio::io::DuplexStream {}
+
+impl<R, W> Readiness for tokio::io::Join<R, W> {}
+
 /// How [`serve`] stopped.
 pub enum Ended<S> {
     /// The connection is done (closed by either side, timed out, shut down).

@@ -14,9 +14,6 @@ use crate::http1::path::Fallback;
 use crate::http1::response::http_date;
 use crate::http1::semantics::{self, MAX_FIELDS};
 
-/// An in-memory stream cannot say when it is readable: it keeps its buffer.
-impl Readiness for tokio::io::DuplexStream {}
-
 /// A boxed body that may carry its response's fields as lines.
 struct TestBody {
     inner: BoxBody<Bytes, BoxError>,
