@@ -36,7 +36,9 @@ use super::signals::Signals;
 use super::{AppError, Listeners, Running, start_with};
 use crate::collector::{self, Collector, CollectorConfig};
 use crate::config::{self, ConfigErrors, Overrides};
-use crate::demo::{DemoApp, DemoError, DemoOptions, LoadSummary, generate_load, serve_app};
+use crate::demo::{
+    DemoApp, DemoError, DemoOptions, LoadSummary, generate_load, prepare_app, serve_app,
+};
 use crate::inference::Outcome;
 
 /// Port offsets from `--base-port`.
@@ -81,6 +83,8 @@ pub enum DemoStartError {
     App(#[from] AppError),
     #[error("--postgres {url:?}: {reason} (write postgres://user:password@host:port/db)")]
     Postgres { url: String, reason: String },
+    #[error(transparent)]
+    DemoApp(#[from] DemoError),
 }
 
 /// Outbound calls of every demo sidecar by parent-inference outcome
@@ -409,8 +413,14 @@ pub async fn start_demo(settings: DemoSettings) -> Result<Demo, DemoStartError> 
                 .zip(route)
                 .map(|(db, (_, addr))| db.through(*addr)),
         };
+        // Ready before anything is sent to it: user-service seeds its
+        // database here, not while a first request waits.
+        let prepared = prepare_app(app, &options).await?;
         let shutdown = stopped(apps_stopped.clone());
-        app_tasks.push(tokio::spawn(serve_app(app, options, listener, shutdown)));
+        app_tasks.push(tokio::spawn(async move {
+            prepared.serve(listener, shutdown).await;
+            Ok(())
+        }));
     }
     Ok(Demo {
         gateway,

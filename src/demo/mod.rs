@@ -43,6 +43,7 @@ pub use load::{LoadSummary, MAX_IN_FLIGHT, generate_load};
 
 use std::future::Future;
 use std::ops::RangeInclusive;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,9 +145,19 @@ pub async fn serve_app(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DemoError> {
-    let mut context = Context::new(app, &options)?;
-    // The database connection is driven alongside the server, and ends
-    // with it.
+    prepare_app(app, &options)
+        .await?
+        .serve(listener, shutdown)
+        .await;
+    Ok(())
+}
+
+/// Builds `app`'s context and, for user-service with a database, connects
+/// and seeds it: work the app does before it answers anything, so that
+/// none of it happens while a request is in flight (the sidecar would
+/// count the seeding queries as that request's calls).
+pub async fn prepare_app(app: DemoApp, options: &DemoOptions) -> Result<PreparedApp, DemoError> {
+    let mut context = Context::new(app, options)?;
     let mut connection = None;
     if let (DemoApp::UserService, Some(database)) = (app, &options.database) {
         let (users, driver) = store::Users::connect(database).await.inspect_err(|error| {
@@ -154,28 +165,47 @@ pub async fn serve_app(
             tracing::error!(%error, "user-service cannot use its database");
         })?;
         context.users = users;
+        let driver: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(driver);
         connection = Some(driver);
     }
-    let context = Arc::new(context);
-    let handler = move |request: Request<server::RequestBody>, _: ConnInfo| {
-        let context = Arc::clone(&context);
-        async move {
-            // Every endpoint is a GET: the request body is never read.
-            let (parts, _body) = request.into_parts();
-            context.handle(&parts).await
-        }
-    };
-    let serving = server::serve(listener, ServerOptions::default(), handler, shutdown);
-    match connection {
-        Some(connection) => {
-            tokio::select! {
-                () = serving => {}
-                () = connection => tracing::info!("user-service database connection closed; stopping"),
+    Ok(PreparedApp {
+        context: Arc::new(context),
+        connection,
+    })
+}
+
+/// A demo app ready to answer ([`prepare_app`]).
+pub struct PreparedApp {
+    context: Arc<Context>,
+    /// Drives user-service's database connection, when it has one.
+    connection: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl PreparedApp {
+    /// Serves on `listener` until `shutdown` completes, then drains open
+    /// connections (see [`crate::server::serve`]); the database connection
+    /// is driven alongside the server, and ends with it.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) {
+        let context = self.context;
+        let handler = move |request: Request<server::RequestBody>, _: ConnInfo| {
+            let context = Arc::clone(&context);
+            async move {
+                // Every endpoint is a GET: the request body is never read.
+                let (parts, _body) = request.into_parts();
+                context.handle(&parts).await
             }
+        };
+        let serving = server::serve(listener, ServerOptions::default(), handler, shutdown);
+        match self.connection {
+            Some(connection) => {
+                tokio::select! {
+                    () = serving => {}
+                    () = connection => tracing::info!("user-service database connection closed; stopping"),
+                }
+            }
+            None => serving.await,
         }
-        None => serving.await,
     }
-    Ok(())
 }
 
 /// What every request handler of one app shares.
