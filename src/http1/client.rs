@@ -21,10 +21,10 @@
 //! cleanly on a persistent connection (§9.3) and nothing followed it.
 
 use std::future::poll_fn;
-use std::io;
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::{Poll, ready};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -131,20 +131,42 @@ where
     conn.write.reserve(WRITE_SPACE);
     conn.fields.reserve(TYPICAL_FIELDS);
     encode_head(&mut conn.write, parts, added, upload);
+    // A sized body's bytes go out from their own buffer behind `write`,
+    // uncopied, in one vectored write with what `write` holds; its first
+    // part, when at hand (a body read whole), with the head. A 16 KiB
+    // upload: one write instead of two and no 16 KiB copy (bench/README.md,
+    // uploads).
+    let mut data = Bytes::new();
     let mut written = 0;
     let mut flushed = false;
     let mut uploaded = upload == Upload::None;
     let mut body_taken = false;
     let mut received = false;
+    let mut first = true;
     let fail = |error: WireError, retryable: bool| ExchangeError {
         cause: Cause::Upstream(error),
         retryable,
     };
+    let body_failed = |error| ExchangeError {
+        cause: Cause::RequestBody(error),
+        retryable: false,
+    };
     let head = poll_fn(|cx| {
+        if std::mem::take(&mut first) && matches!(upload, Upload::Length(_)) {
+            body_taken = true;
+            if let Poll::Ready(ended) = next_frame(body, cx, upload, &mut conn.write, &mut data) {
+                uploaded = ended.map_err(body_failed)?;
+            }
+        }
         // The request, as far as the socket and the body allow.
         loop {
-            if written < conn.write.len() {
-                match Pin::new(&mut conn.io).poll_write(cx, &conn.write[written..]) {
+            let buffered = conn.write.len();
+            if written < buffered + data.len() {
+                let parts = [
+                    IoSlice::new(&conn.write[written.min(buffered)..]),
+                    IoSlice::new(&data[written.saturating_sub(buffered)..]),
+                ];
+                match Pin::new(&mut conn.io).poll_write_vectored(cx, &parts) {
                     Poll::Ready(Ok(0)) => {
                         let error = io::Error::from(io::ErrorKind::WriteZero);
                         return Poll::Ready(Err(fail(WireError::Io(error), false)));
@@ -171,32 +193,11 @@ where
                 break;
             }
             conn.write.clear();
+            data = Bytes::new();
             written = 0;
             body_taken = true;
-            match Pin::new(&mut *body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => encode_data(&mut conn.write, &data, upload),
-                    Err(frame) => {
-                        // Trailers end a chunked body; a sized one has no room for them.
-                        if let (Ok(trailers), Upload::Chunked) = (frame.into_trailers(), upload) {
-                            encode_trailers(&mut conn.write, &trailers);
-                            uploaded = true;
-                        }
-                    }
-                },
-                Poll::Ready(None) => {
-                    if upload == Upload::Chunked {
-                        conn.write.extend_from_slice(b"0\r\n\r\n");
-                    }
-                    uploaded = true;
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    let cause = Cause::RequestBody(error);
-                    return Poll::Ready(Err(ExchangeError {
-                        cause,
-                        retryable: false,
-                    }));
-                }
+            match next_frame(body, cx, upload, &mut conn.write, &mut data) {
+                Poll::Ready(ended) => uploaded = ended.map_err(body_failed)?,
                 Poll::Pending => break,
             }
             flushed = false;
@@ -223,7 +224,7 @@ where
     })
     .await?;
     let (response, fields, framing, persistent) = head;
-    let complete = uploaded && written == connection.write.len();
+    let complete = uploaded && written == connection.write.len() + data.len();
     let keep_alive = persistent && complete;
     Ok(response.map(|()| Http1Body::new(connection, framing, keep_alive, fields)))
 }
@@ -267,17 +268,53 @@ fn encode_head(
     out.extend_from_slice(b"\r\n");
 }
 
-fn encode_data(out: &mut Vec<u8>, data: &[u8], upload: Upload) {
+/// Takes the request body's next frame: framing, chunks and trailers of a
+/// chunked body into `out`, a sized body's bytes into `data` as they are.
+/// Ready with whether the body has ended.
+fn next_frame<B: Body<Data = Bytes> + Unpin>(
+    body: &mut B,
+    cx: &mut Context<'_>,
+    upload: Upload,
+    out: &mut Vec<u8>,
+    data: &mut Bytes,
+) -> Poll<Result<bool, B::Error>> {
+    let ended = match ready!(Pin::new(body).poll_frame(cx)) {
+        Some(Ok(frame)) => match frame.into_data() {
+            Ok(chunk) if upload == Upload::Chunked => {
+                encode_chunk(out, &chunk);
+                false
+            }
+            Ok(chunk) => {
+                *data = chunk;
+                false
+            }
+            // Trailers end a chunked body; a sized one has no room for them.
+            Err(frame) => match (frame.into_trailers(), upload) {
+                (Ok(trailers), Upload::Chunked) => {
+                    encode_trailers(out, &trailers);
+                    true
+                }
+                _ => false,
+            },
+        },
+        None => {
+            if upload == Upload::Chunked {
+                out.extend_from_slice(b"0\r\n\r\n");
+            }
+            true
+        }
+        Some(Err(error)) => return Poll::Ready(Err(error)),
+    };
+    Poll::Ready(Ok(ended))
+}
+
+fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return; // an empty chunk would end a chunked body
     }
-    if upload == Upload::Chunked {
-        encode_chunk_size(out, data.len());
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\r\n");
-    } else {
-        out.extend_from_slice(data);
-    }
+    encode_chunk_size(out, data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn encode_trailers(out: &mut Vec<u8>, trailers: &HeaderMap) {

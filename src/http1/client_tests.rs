@@ -104,6 +104,25 @@ impl Body for Frames {
     }
 }
 
+/// A body of known length in several frames.
+struct SizedFrames(Frames, u64);
+
+impl Body for SizedFrames {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.1)
+    }
+}
+
 fn get(method: Method) -> (Parts, Empty<Bytes>) {
     let request = Request::builder()
         .method(method)
@@ -256,6 +275,34 @@ async fn request_bodies_go_out_sized_or_chunked() {
         b"POST /up HTTP/1.1\r\nhost: upstream\r\ntransfer-encoding: chunked\r\n\r\n\
           2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"
     );
+}
+
+/// Sized bodies go out uncopied behind the head: frames larger than the
+/// socket takes at once are written in parts, each byte once, in order.
+#[tokio::test]
+async fn a_large_sized_body_in_several_frames_arrives_whole() {
+    let ok = &b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"[..];
+    let (connection, mut requests) = upstream(vec![ok]).await;
+    let shelf = Shelf::default();
+    let (parts, _) = Request::put("/big")
+        .header(header::HOST, "upstream")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let frames: Vec<Bytes> = (0..4u8)
+        .map(|i| Bytes::from(vec![b'a' + i; 300_000 + usize::from(i)]))
+        .collect();
+    let expected: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+    let length = expected.len() as u64;
+    let mut body = SizedFrames(Frames(frames.into()), length);
+    let response = send(connection, &parts, &mut body, &shelf).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let request = requests.recv().await.unwrap();
+    let head = format!("PUT /big HTTP/1.1\r\nhost: upstream\r\ncontent-length: {length}\r\n\r\n");
+    assert_eq!(String::from_utf8_lossy(&request[..head.len()]), head);
+    assert!(request[head.len()..] == expected[..], "body differs");
+    text(response).await;
+    assert!(shelf.take().is_some(), "reusable after a whole upload");
 }
 
 #[tokio::test]

@@ -138,6 +138,25 @@ impl AsyncWrite for Wire {
         }
     }
 
+    // Forwarded: the default writes only the first buffer.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Net(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Self::Piped(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Net(io) => io.is_write_vectored(),
+            Self::Piped(io) => io.is_write_vectored(),
+        }
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Net(io) => Pin::new(io).poll_flush(cx),

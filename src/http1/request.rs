@@ -15,7 +15,7 @@ use http::{Method, Request, StatusCode, Uri, Version};
 use super::RequestBody;
 use super::path::{self, Fallback, HeadFacts};
 use super::semantics::{self, BodyLength, Framing, MAX_FIELDS};
-use super::server::READ_BUFFER;
+use super::server::MAX_BUFFERED_REQUEST;
 
 /// What the read buffer holds.
 #[allow(clippy::large_enum_variant)] // moved once, right away: a box would cost more
@@ -24,9 +24,10 @@ pub(super) enum Parsed {
     Request(Request<RequestBody>, bool),
     /// Not a whole head yet.
     Partial,
-    /// A whole head whose body, which fits the buffer, is still arriving;
-    /// the client waits for `100 Continue` before sending it.
-    AwaitingBody { expect_continue: bool },
+    /// A whole head whose body, which is read whole before the handler
+    /// runs, is still arriving: `total` bytes of head and body; the client
+    /// waits for `100 Continue` before sending it.
+    AwaitingBody { expect_continue: bool, total: usize },
     /// A request for hyper: its head, when already taken off the buffer,
     /// and why.
     Handover(Bytes, Fallback),
@@ -108,22 +109,25 @@ pub(super) fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -
         tracing::debug!(%error, "refused a request");
         return Parsed::Refused(StatusCode::BAD_REQUEST);
     }
-    // A body that fits the buffer but has not all arrived is waited for
-    // here (after `100 Continue`, when the client waits for it) rather
+    // A body read whole (up to `MAX_BUFFERED_REQUEST`) that has not all
+    // arrived is waited for here (after `100 Continue`, when the client waits for it) rather
     // than handed to hyper.
     if let Ok((BodyLength::Known(length), _)) = framing.request(http10)
         && let Some(total) = usize::try_from(length)
             .ok()
             .and_then(|length| length.checked_add(head_len))
         && read.len() < total
-        && total <= READ_BUFFER
+        && total <= MAX_BUFFERED_REQUEST
         // Checked here only: a head that waits must be one `build` accepts,
         && Uri::try_from(&read[target.clone()]).is_ok()
         // and one this connection serves once its body is here (else hyper
         // takes it now, and answers `Expect` itself).
         && served_directly(&parsed, &method, http10, &framing, expect_continue)
     {
-        return Parsed::AwaitingBody { expect_continue };
+        return Parsed::AwaitingBody {
+            expect_continue,
+            total,
+        };
     }
     let head = read.split_to(head_len).freeze();
     let line = RequestLine {

@@ -200,7 +200,7 @@ async fn requests_hyper_must_answer_are_handed_over_with_every_byte() {
             Fallback::Upgrade,
         ),
         (
-            b"POST / HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 9000\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 70000\r\n\r\n",
             Fallback::Expect,
         ),
         (
@@ -209,7 +209,7 @@ async fn requests_hyper_must_answer_are_handed_over_with_every_byte() {
         ),
         (b"GET / HTTP/1.1\r\nHost: app\r\nTE: trailers\r\n\r\n", Fallback::Trailers),
         (
-            b"POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 9000\r\n\r\nonly5",
+            b"POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 70000\r\n\r\nonly5",
             Fallback::StreamedBody,
         ),
     ];
@@ -618,6 +618,46 @@ async fn a_body_that_fits_is_waited_for_after_100_continue() {
     assert!(!received.contains("100 Continue"), "sent once: {received}");
     assert!(serving.await.expect("served"), "never handed to hyper");
     assert_eq!(*seen.lock().unwrap(), ["POST /up hello", "POST /two abc"]);
+}
+
+#[tokio::test]
+async fn an_upload_larger_than_the_read_buffer_is_read_whole_and_served_here() {
+    let (mut client, server) = duplex(1 << 16);
+    let seen = Seen::default();
+    let handler = recording(&seen, ok);
+    let (_drain, draining) = watch::channel(());
+    let serving = tokio::spawn(async move {
+        let ended = serve(server, &(), &handler, waits(None), &draining).await;
+        matches!(ended, Ended::Closed)
+    });
+    let body: String = (0..16 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    assert!(body.len() > READ_BUFFER && body.len() < MAX_BUFFERED_REQUEST);
+    let head = format!(
+        "POST /up HTTP/1.1\r\nHost: app\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    client.write_all(head.as_bytes()).await.expect("write head");
+    // The body comes in pieces, as from a socket.
+    for piece in body.as_bytes().chunks(3000) {
+        tokio::task::yield_now().await;
+        client.write_all(piece).await.expect("write body");
+    }
+    client
+        .write_all(b"GET /next HTTP/1.1\r\nHost: app\r\n\r\n")
+        .await
+        .expect("write");
+    client.shutdown().await.expect("shutdown");
+    let mut received = Vec::new();
+    client.read_to_end(&mut received).await.expect("read");
+    let received = String::from_utf8_lossy(&received);
+    assert_eq!(received.matches("HTTP/1.1 200 OK").count(), 2, "{received}");
+    assert!(serving.await.expect("served"), "handed to hyper");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [format!("POST /up {body}"), "GET /next ".to_string()]
+    );
 }
 
 #[tokio::test(start_paused = true)]

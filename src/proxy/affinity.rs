@@ -18,6 +18,12 @@
 //! connection closed before any of the response came back, and before any
 //! of its body was taken, is sent again on another (RFC 9110 §9.2.2).
 //!
+//! At most [`MAX_KEPT`] downstream connections keep an upstream connection
+//! each; beyond that, a downstream connection's upstream connection goes
+//! back to the shared idle list after each response. Without the cap,
+//! 10,000 idle keep-alive clients held 10,000 upstream connections: twice
+//! the descriptors, and at a 20,000 limit the next dials failed (502).
+//!
 //! Requests that keep no connection with their downstream connection
 //! (HTTP/2 downstreams with concurrent streams, upgrades, the forward
 //! proxy) take one from the shared idle list and give it back when their
@@ -26,6 +32,7 @@
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -45,6 +52,11 @@ use crate::tls::HttpsConnector;
 /// Idle connections kept for the next downstream connection, at most.
 const MAX_IDLE: usize = 512;
 
+/// Downstream connections that keep an upstream connection with them, at
+/// most, per upstream. Busy keep-alive clients beyond it still reuse
+/// connections, through the shared idle list (a lock per request).
+const MAX_KEPT: usize = 1024;
+
 /// How many times a request goes out again after a reused connection
 /// turned out closed before any of the response came back.
 const RETRIES: usize = 2;
@@ -60,6 +72,9 @@ pub struct Http1Connections {
     idle_timeout: Duration,
     /// Connections no downstream connection holds, oldest first.
     idle: Mutex<VecDeque<Idle>>,
+    /// Downstream connections allowed to keep one ([`Kept::counted`]).
+    kept: AtomicUsize,
+    max_kept: usize,
 }
 
 struct Idle {
@@ -74,11 +89,39 @@ pub struct Kept {
     /// The response timeout's timer, made with the first request (see
     /// [`Http1Connections::send`]).
     timer: Option<Pin<Box<Sleep>>>,
+    /// Counted among the [`MAX_KEPT`] that keep a connection, for the
+    /// downstream connection's life (no counting per request).
+    counted: bool,
+}
+
+impl Kept {
+    /// Keeps `connection` for the next request if this downstream
+    /// connection may keep one, else gives it to the shared list.
+    fn keep(&mut self, connection: Box<Connection>) {
+        if !self.counted {
+            let connections = &self.connections;
+            let admitted = connections
+                .kept
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < connections.max_kept).then_some(n + 1)
+                })
+                .is_ok();
+            if !admitted {
+                connections.put_idle(connection);
+                return;
+            }
+            self.counted = true;
+        }
+        self.connection = Some(connection);
+    }
 }
 
 impl Drop for Kept {
     /// The downstream connection closed: its upstream connection is free.
     fn drop(&mut self) {
+        if self.counted {
+            self.connections.kept.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Some(connection) = self.connection.take() {
             self.connections.put_idle(connection);
         }
@@ -97,7 +140,7 @@ impl Home for Return {
     fn release(self, connection: Box<Connection>) {
         match self {
             Self::Slot { local, mut slot } => {
-                slot.connection = Some(connection);
+                slot.keep(connection);
                 local.put(slot);
             }
             Self::Shared(connections) => connections.put_idle(connection),
@@ -107,11 +150,22 @@ impl Home for Return {
 
 impl Http1Connections {
     pub fn new(connector: HttpsConnector, target: Uri, idle_timeout: Duration) -> Arc<Self> {
+        Self::with_max_kept(connector, target, idle_timeout, MAX_KEPT)
+    }
+
+    fn with_max_kept(
+        connector: HttpsConnector,
+        target: Uri,
+        idle_timeout: Duration,
+        max_kept: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
             connector,
             target,
             idle_timeout,
             idle: Mutex::new(VecDeque::new()),
+            kept: AtomicUsize::new(0),
+            max_kept,
         })
     }
 
@@ -134,6 +188,7 @@ impl Http1Connections {
                 connection: None,
                 connections: self.clone(),
                 timer: None,
+                counted: false,
             })
         });
         let (parts, mut body) = request.into_parts();
@@ -328,13 +383,18 @@ mod tests {
     }
 
     fn connections(addr: SocketAddr) -> Arc<Http1Connections> {
+        connections_keeping(addr, MAX_KEPT)
+    }
+
+    fn connections_keeping(addr: SocketAddr, max_kept: usize) -> Arc<Http1Connections> {
         let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
         http.set_connect_timeout(Some(Duration::from_secs(2)));
         let target = format!("http://{addr}/").parse().unwrap();
-        Http1Connections::new(
+        Http1Connections::with_max_kept(
             HttpsConnector::new(http, None, Alpn::Http1),
             target,
             Duration::from_secs(90),
+            max_kept,
         )
     }
 
@@ -389,6 +449,30 @@ mod tests {
         assert_eq!(distinct(&peers), 2);
         drop((second, third));
         assert_eq!(connections.idle_len(), 2);
+    }
+
+    #[tokio::test]
+    async fn beyond_the_cap_downstream_connections_share_the_idle_list() {
+        let (addr, peers) = upstream(None).await;
+        let connections = connections_keeping(addr, 2);
+        let downstream: Vec<ConnLocal> = (0..4).map(|_| ConnLocal::default()).collect();
+        for kept in &downstream {
+            get(&connections, kept).await.unwrap();
+        }
+        // Two keep theirs; the others gave theirs back after the response,
+        // and the fourth reused the third's.
+        assert_eq!(connections.idle_len(), 1);
+        assert_eq!(distinct(&peers), 3);
+        for _ in 0..3 {
+            for kept in &downstream {
+                get(&connections, kept).await.unwrap();
+            }
+        }
+        assert_eq!(distinct(&peers), 3, "no connection is dialled again");
+        // A closed downstream connection frees its place for another.
+        drop(downstream);
+        assert_eq!(connections.kept.load(Ordering::Relaxed), 0);
+        assert_eq!(connections.idle_len(), 3);
     }
 
     #[tokio::test]

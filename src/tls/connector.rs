@@ -174,6 +174,23 @@ impl AsyncWrite for MaybeTls {
         on_stream!(self, s => Pin::new(s.inner_mut()).poll_write(cx, buf))
     }
 
+    // Forwarded: the default writes only the first buffer, and a request
+    // head and its body would take a system call each.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        on_stream!(self, s => Pin::new(s.inner_mut()).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.inner().is_write_vectored(),
+            Self::Tls(s) => s.inner().is_write_vectored(),
+        }
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         on_stream!(self, s => Pin::new(s.inner_mut()).poll_flush(cx))
     }
