@@ -12,9 +12,10 @@
 # that. tracehop-on's count includes its exporter encoding and sending
 # every span (to an nginx answering 202).
 #
-# Usage: bench/instructions.sh [--requests N1,N2] [--port-base P] [--no-build]
+# Usage: bench/instructions.sh [--requests N1,N2] [--port-base P (uses P..P+4)] [--no-build]
 #        [--tracehop-args "FLAGS"]   (extra `tracehop run` flags for both
 #        tracehop targets, e.g. "--infer-parents off" to compare a setting)
+#        KEEP_WORK=1 keeps the callgrind files (callgrind_annotate them).
 # Needs: valgrind, nginx, oha, curl. Everything listens on 127.0.0.1.
 set -euo pipefail
 
@@ -46,7 +47,7 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  [ -n "${KEEP_WORK:-}" ] && echo "instructions.sh: kept $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -76,6 +77,9 @@ wait_http "$UPSTREAM"; wait_http "$SINK"
 # nginx as the proxy under callgrind: one process, no master.
 proxy_conf="$(nginx_conf proxy nginx-proxy.conf "$PROXY" "UPSTREAM=127.0.0.1:$UPSTREAM" ACCESS_LOG=off)"
 sed -i 's/^worker_processes 1;/worker_processes 1;\nmaster_process off;/' "$proxy_conf"
+# Only its plain HTTP/1.1 listener is measured here: no certificate, no
+# HTTP/2 listeners; the access-log server gets a port of its own.
+sed -i -e '/@H2C_PORT@\|@TLS_PORT@\|ssl_/d' -e "s/@LOG_PORT@/$((PORT_BASE + 4))/" "$proxy_conf"
 
 run() {  # NAME REQUESTS COMMAND... : Ir of the whole process
   local name="$1" n="$2" out="$WORK/$1.$2.cg"; shift 2
