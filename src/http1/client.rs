@@ -21,7 +21,7 @@
 //! cleanly on a persistent connection (§9.3) and nothing followed it.
 
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -39,6 +39,7 @@ pub use super::connection::{Connection, Home, Stream, Wire};
 use super::connection::{FieldSpan, WRITE_SPACE};
 use super::fields::TYPICAL_FIELDS;
 use super::fields::{RawFields, encode_chunk_size, encode_field, encode_length};
+use super::response::poll_write_two;
 use super::semantics::{self, BodyLength, MAX_FIELDS, MAX_RESPONSE_HEAD};
 
 /// What went wrong on the connection.
@@ -162,11 +163,9 @@ where
         loop {
             let buffered = conn.write.len();
             if written < buffered + data.len() {
-                let parts = [
-                    IoSlice::new(&conn.write[written.min(buffered)..]),
-                    IoSlice::new(&data[written.saturating_sub(buffered)..]),
-                ];
-                match Pin::new(&mut conn.io).poll_write_vectored(cx, &parts) {
+                let head = &conn.write[written.min(buffered)..];
+                let rest = &data[written.saturating_sub(buffered)..];
+                match poll_write_two(Pin::new(&mut conn.io), cx, head, rest) {
                     Poll::Ready(Ok(0)) => {
                         let error = io::Error::from(io::ErrorKind::WriteZero);
                         return Poll::Ready(Err(fail(WireError::Io(error), false)));

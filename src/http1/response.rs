@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::{Pin, pin};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -242,9 +242,7 @@ pub(super) async fn write_all<S: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     let (mut first, mut second) = (&out[..], more);
     while !first.is_empty() || !second.is_empty() {
-        let written = io
-            .write_vectored(&[IoSlice::new(first), IoSlice::new(second)])
-            .await?;
+        let written = poll_fn(|cx| poll_write_two(Pin::new(&mut *io), cx, first, second)).await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -254,6 +252,24 @@ pub(super) async fn write_all<S: AsyncWrite + Unpin>(
     }
     out.clear();
     io.flush().await
+}
+
+/// Writes what the socket takes of `first`, then `second`: with a plain
+/// write when one of them is empty, else with one vectored write. A
+/// `writev` costs the kernel more than a `sendto` of one buffer (it copies
+/// the vector in and goes through the file layer), and most heads go out
+/// with their small body in the same buffer.
+pub(super) fn poll_write_two<S: AsyncWrite + Unpin>(
+    io: Pin<&mut S>,
+    cx: &mut Context<'_>,
+    first: &[u8],
+    second: &[u8],
+) -> Poll<io::Result<usize>> {
+    match (first.is_empty(), second.is_empty()) {
+        (_, true) => io.poll_write(cx, first),
+        (true, false) => io.poll_write(cx, second),
+        (false, false) => io.poll_write_vectored(cx, &[IoSlice::new(first), IoSlice::new(second)]),
+    }
 }
 
 fn encode_status(out: &mut Vec<u8>, status: StatusCode) {
