@@ -133,9 +133,9 @@ where
     conn.fields.reserve(TYPICAL_FIELDS);
     encode_head(&mut conn.write, parts, added, upload);
     // A sized body's bytes go out from their own buffer behind `write`,
-    // uncopied, in one vectored write with what `write` holds; its first
-    // part, when at hand (a body read whole), with the head. A 16 KiB
-    // upload: one write instead of two and no 16 KiB copy (bench/README.md,
+    // uncopied, in the same write as what `write` holds; its first part,
+    // when at hand (a body read whole), with the head. A 16 KiB upload:
+    // one write instead of two and no 16 KiB copy (bench/README.md,
     // uploads).
     let mut data = Bytes::new();
     let mut written = 0;
@@ -143,7 +143,6 @@ where
     let mut uploaded = upload == Upload::None;
     let mut body_taken = false;
     let mut received = false;
-    let mut first = true;
     let fail = |error: WireError, retryable: bool| ExchangeError {
         cause: Cause::Upstream(error),
         retryable,
@@ -153,7 +152,8 @@ where
         retryable: false,
     };
     let head = poll_fn(|cx| {
-        if std::mem::take(&mut first) && matches!(upload, Upload::Length(_)) {
+        // The first poll, before the head is written (nothing taken yet).
+        if !body_taken && matches!(upload, Upload::Length(_)) {
             body_taken = true;
             if let Poll::Ready(ended) = next_frame(body, cx, upload, &mut conn.write, &mut data) {
                 uploaded = ended.map_err(body_failed)?;

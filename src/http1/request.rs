@@ -110,8 +110,8 @@ pub(super) fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -
         return Parsed::Refused(StatusCode::BAD_REQUEST);
     }
     // A body read whole (up to `MAX_BUFFERED_REQUEST`) that has not all
-    // arrived is waited for here (after `100 Continue`, when the client waits for it) rather
-    // than handed to hyper.
+    // arrived is waited for here (after `100 Continue`, when the client
+    // waits for it) rather than handed to hyper.
     if let Ok((BodyLength::Known(length), _)) = framing.request(http10)
         && let Some(total) = usize::try_from(length)
             .ok()
