@@ -49,7 +49,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::http1::ResponseFields;
@@ -336,45 +336,39 @@ pub async fn serve<H, F, B>(
             tunnels: tunnels.clone(),
         };
         let handler = handler.clone();
-        let builder = builder.clone();
         let mut draining = draining.clone();
         draining.mark_unchanged();
-        let (tls, handshake_timeout) = (options.tls.clone(), options.header_read_timeout);
         let idle = options.idle_timeout;
-        let force_hyper = options.force_hyper;
-        // The direct path's wait for a head: hyper's header-read timer
-        // also runs between requests, and so does the idle timeout.
-        let waits = Waits {
-            head: match (options.header_read_timeout, idle) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
+        let conn = Conn {
+            builder: builder.clone(),
+            draining,
+            idle,
+            // The direct path's wait for a head: hyper's header-read timer
+            // also runs between requests, and so does the idle timeout.
+            waits: Waits {
+                head: match (options.header_read_timeout, idle) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+                body: options.request_body_timeout,
             },
-            body: options.request_body_timeout,
+            force_hyper: options.force_hyper,
         };
-        connections.spawn(async move {
-            let conn = Conn {
-                builder: &builder,
-                draining,
-                idle,
-                waits,
-                force_hyper,
-            };
-            match tls {
-                None => conn.drive(stream, info, handler).await,
-                // Boxed: a TLS stream holds rustls' state (several KiB),
-                // which would otherwise be part of every connection's task.
-                Some(tls) => {
-                    Box::pin(async move {
-                        if let Some((stream, facts)) = tls.accept(stream, handshake_timeout).await {
-                            info.tls = Some(facts);
-                            conn.drive(stream, info, handler).await;
-                        }
-                    })
-                    .await
-                }
+        match options.tls.clone() {
+            // The connection's future is its task, as it is: nothing wraps it.
+            None => {
+                connections.spawn(conn.drive(stream, info, handler, permit));
             }
-            drop(permit);
-        });
+            Some(tls) => {
+                let handshake_timeout = options.header_read_timeout;
+                connections.spawn(async move {
+                    if let Some((stream, facts)) = tls.accept(stream, handshake_timeout).await {
+                        info.tls = Some(facts);
+                        conn.drive(stream, info, handler, permit).await;
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     let _ = drain.send(());
@@ -397,8 +391,8 @@ pub async fn serve<H, F, B>(
 }
 
 /// One connection's share of the server: its settings and the drain signal.
-struct Conn<'a> {
-    builder: &'a auto::Builder<TokioExecutor>,
+struct Conn {
+    builder: Arc<auto::Builder<TokioExecutor>>,
     /// Changes when the server shuts down.
     draining: watch::Receiver<()>,
     idle: Option<Duration>,
@@ -407,13 +401,32 @@ struct Conn<'a> {
     force_hyper: bool,
 }
 
-impl Conn<'_> {
+impl Conn {
     /// Serves HTTP on one connection until it closes: plain HTTP/1.1
     /// requests on the direct path ([`http1_server`]), everything from the first
     /// other request on (and connections that chose HTTP/2 by ALPN) with
     /// hyper. On shutdown or after the idle timeout it is shut down
-    /// gracefully (in-flight requests finish).
-    async fn drive<S, H, F, B>(self, io: S, info: ConnInfo, handler: H)
+    /// gracefully (in-flight requests finish). `permit` (a place under
+    /// `max_connections`) is held until then.
+    ///
+    /// This future is the task of every plain connection, idle ones
+    /// included, so its size is memory per connection (bench/README.md,
+    /// idle connections). It is an async block rather than an async fn (an
+    /// async fn's future holds its arguments twice: as passed, and as moved
+    /// into its body), the direct path borrows the connection instead of
+    /// taking it (so it is not held twice either), and hyper's part is
+    /// boxed when used.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn's future holds its arguments twice"
+    )]
+    fn drive<S, H, F, B>(
+        self,
+        mut io: S,
+        info: ConnInfo,
+        handler: H,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> impl Future<Output = ()> + Send + 'static
     where
         S: AsyncRead + AsyncWrite + http1_server::Readiness + Unpin + Send + 'static,
         H: Fn(Request<RequestBody>, ConnInfo) -> F + Send + Sync + 'static,
@@ -421,22 +434,31 @@ impl Conn<'_> {
         B: http_body::Body<Data = Bytes> + ResponseFields + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let h2 = info.tls.as_ref().is_some_and(|tls| tls.alpn == Some("h2"));
-        let (io, fallback) = if h2 {
-            (Prefixed::new(Bytes::new(), io), Fallback::Http2)
-        } else if self.force_hyper {
-            (Prefixed::new(Bytes::new(), io), Fallback::Forced)
-        } else {
-            let served = http1_server::serve(io, &info, &handler, self.waits, &self.draining);
-            match served.await {
-                Ended::Closed => return,
-                Ended::Handover(io, fallback) => (io, fallback),
-            }
-        };
-        // Boxed: hyper's connection state is about 12 KiB, and inline it
-        // would be part of every connection's task, also the many that
-        // never leave the direct path.
-        Box::pin(self.serve_hyper(io, fallback, info, handler)).await;
+        async move {
+            let h2 = info.tls.as_ref().is_some_and(|tls| tls.alpn == Some("h2"));
+            let (prefix, fallback) = if h2 {
+                (Bytes::new(), Fallback::Http2)
+            } else if self.force_hyper {
+                (Bytes::new(), Fallback::Forced)
+            } else {
+                match http1_server::serve(&mut io, &info, &handler, self.waits, &self.draining)
+                    .await
+                {
+                    Ended::Closed => {
+                        drop(permit);
+                        return;
+                    }
+                    Ended::Handover(rest, fallback) => (rest.into_prefix(), fallback),
+                }
+            };
+            // Boxed: hyper's connection state is about 12 KiB, and inline it
+            // would be part of every connection's task, also the many that
+            // never leave the direct path.
+            let hyper =
+                Box::pin(self.serve_hyper(Prefixed::new(prefix, io), fallback, info, handler));
+            hyper.await;
+            drop(permit);
+        }
     }
 
     /// Serves the rest of the connection with hyper, from `fallback` on.
@@ -524,5 +546,47 @@ impl Conn<'_> {
         if let Err(error) = result {
             tracing::debug!(%peer, %error, "connection ended with an error");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The task of a plain connection is memory per connection, idle ones
+    /// included (bench/README.md, idle connections): it stays small, with
+    /// hyper's state, the handler's future and rare paths boxed.
+    #[tokio::test]
+    async fn a_plain_connection_task_stays_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let (_drain, draining) = watch::channel(());
+        let conn = Conn {
+            builder: Arc::new(builder(&ServerOptions::default())),
+            draining,
+            idle: None,
+            waits: Waits {
+                head: None,
+                body: Duration::from_secs(1),
+            },
+            force_hyper: false,
+        };
+        let info = ConnInfo {
+            peer,
+            local: addr,
+            tls: None,
+            kept: ConnLocal::default(),
+            tunnels: Tunnels::default(),
+        };
+        let handler = |_request: Request<RequestBody>, _info: ConnInfo| async {
+            text_response(http::StatusCode::OK, "ok\n")
+        };
+        let task = conn.drive(stream, info, handler, None);
+        let size = std::mem::size_of_val(&task);
+        // 776 bytes when written; before the direct path borrowed the
+        // connection and rare paths were boxed it was 2,544.
+        assert!(size <= 800, "a connection's task is {size} bytes");
     }
 }

@@ -99,6 +99,13 @@ impl Readiness for TcpStream {
 
 impl Readiness for tokio_rustls::server::TlsStream<TcpStream> {}
 
+/// A connection served by reference (its owner keeps it for hyper).
+impl<T: Readiness + ?Sized> Readiness for &mut T {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        T::poll_read_ready(self, cx)
+    }
+}
+
 /// In-memory streams (tests, fuzzing) cannot tell: they keep their buffer.
 impl Readiness for tokio::io::DuplexStream {}
 
@@ -125,44 +132,54 @@ pub struct Waits {
 
 /// Serves plain HTTP/1.1 requests on `io` until the connection ends or a
 /// request needs hyper; `context` goes to the handler with each request.
-pub async fn serve<S, C, H, F, B>(
+///
+/// An async block rather than an async fn, whose future would hold its
+/// arguments twice: this future is part of every connection's state.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future holds its arguments twice"
+)]
+pub fn serve<'a, S, C, H, F, B>(
     io: S,
-    context: &C,
-    handler: &H,
+    context: &'a C,
+    handler: &'a H,
     waits: Waits,
-    draining: &watch::Receiver<()>,
-) -> Ended<S>
+    draining: &'a watch::Receiver<()>,
+) -> impl Future<Output = Ended<S>> + 'a
 where
-    S: AsyncRead + AsyncWrite + Readiness + Unpin,
+    S: AsyncRead + AsyncWrite + Readiness + Unpin + 'a,
     C: Clone,
     H: Fn(Request<RequestBody>, C) -> F,
     F: Future<Output = Response<B>>,
     B: Body<Data = Bytes> + ResponseFields,
     B::Error: Into<BoxError>,
 {
-    let mut conn = Direct::new(io, waits);
-    // Resolves when shutdown begins; made once, as waiting on a watch
-    // registers (and unregisters) each time it starts.
-    let mut watcher = draining.clone();
-    let mut shutdown = pin!(watcher.changed());
-    loop {
-        if draining.has_changed().unwrap_or(true) {
-            return Ended::Closed;
-        }
-        let (request, closing) = match conn.next_request(shutdown.as_mut()).await {
-            Ok(request) => request,
-            Err(Stop::Closed) => return Ended::Closed,
-            Err(Stop::Handover(prefix, fallback)) => {
-                return Ended::Handover(Prefixed::new(prefix, conn.io), fallback);
+    async move {
+        let mut conn = Direct::new(io, waits);
+        // Resolves when shutdown begins; made once, as waiting on a watch
+        // registers (and unregisters) each time it starts.
+        let mut watcher = draining.clone();
+        let mut shutdown = pin!(watcher.changed());
+        loop {
+            if draining.has_changed().unwrap_or(true) {
+                return Ended::Closed;
             }
-        };
-        // Boxed for the request's length: inline, the handler's future and
-        // the response being written (about 4 KiB together) would be part
-        // of every idle connection's state. The handler is called inside,
-        // so its future is made in the box, not moved there.
-        let answer = |request| handler(request, context.clone());
-        if !Box::pin(conn.exchange(request, answer, closing, draining)).await {
-            return Ended::Closed;
+            let (request, closing) = match conn.next_request(shutdown.as_mut()).await {
+                Ok(request) => request,
+                Err(Stop::Closed) => return Ended::Closed,
+                Err(Stop::Handover(prefix, fallback)) => {
+                    return Ended::Handover(Prefixed::new(prefix, conn.io), fallback);
+                }
+            };
+            // Boxed for the request's length: inline, the handler's future
+            // and the response being written (about 4 KiB together) would
+            // be part of every idle connection's state. The handler is
+            // called inside, so its future is made in the box, not moved
+            // there.
+            let answer = |request| handler(request, context.clone());
+            if !Box::pin(conn.exchange(request, answer, closing, draining)).await {
+                return Ended::Closed;
+            }
         }
     }
 }
@@ -172,6 +189,16 @@ enum Stop {
     Closed,
     /// hyper takes over, starting with these bytes.
     Handover(Bytes, Fallback),
+}
+
+/// What [`Direct::next_request`] waits for after a parse.
+enum Wait {
+    /// More of the head.
+    Head,
+    /// The rest of a body read whole.
+    Body { expect_continue: bool },
+    /// Nothing: the request is refused with this status.
+    Refuse(http::StatusCode),
 }
 
 /// One connection on the direct path, between its requests.
@@ -224,7 +251,10 @@ impl<S: AsyncRead + AsyncWrite + Readiness + Unpin> Direct<S> {
             continued: false,
         };
         loop {
-            match parse(&mut self.read, &mut self.fields, self.first) {
+            // What the head asks for is decided first and the parse result
+            // dropped before anything is awaited: kept across an await, it
+            // would be part of every idle connection's state.
+            let wait = match parse(&mut self.read, &mut self.fields, self.first) {
                 Parsed::Request(request, closing) => {
                     self.first = false;
                     return Ok((request, closing));
@@ -240,17 +270,26 @@ impl<S: AsyncRead + AsyncWrite + Readiness + Unpin> Direct<S> {
                     // finds nothing).
                     self.read
                         .reserve((total + 1024).saturating_sub(self.read.len()));
-                    self.await_body(&mut deadlines, expect_continue).await?;
+                    Wait::Body { expect_continue }
                 }
-                Parsed::Partial if self.read.len() < READ_BUFFER => {}
+                Parsed::Partial if self.read.len() < READ_BUFFER => Wait::Head,
                 Parsed::Partial => return Err(Stop::Handover(self.taken(), Fallback::LargeHead)),
                 Parsed::Handover(head, fallback) => {
                     let mut prefix = BytesMut::from(&head[..]);
                     prefix.extend_from_slice(&self.read);
                     return Err(Stop::Handover(prefix.freeze(), fallback));
                 }
-                Parsed::Refused(status) => {
-                    refuse(&mut self.io, &mut self.out, status).await;
+                Parsed::Refused(status) => Wait::Refuse(status),
+            };
+            match wait {
+                Wait::Head => {}
+                Wait::Body { expect_continue } => {
+                    self.await_body(&mut deadlines, expect_continue).await?;
+                }
+                Wait::Refuse(status) => {
+                    // Boxed, as it is rare: inline, its future would be
+                    // part of every connection's state.
+                    Box::pin(refuse(&mut self.io, &mut self.out, status)).await;
                     return Err(Stop::Closed);
                 }
             }
@@ -265,7 +304,9 @@ impl<S: AsyncRead + AsyncWrite + Readiness + Unpin> Direct<S> {
             deadlines.continued = true;
             self.out.clear();
             self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-            if write_all(&mut self.io, &mut self.out, &[]).await.is_err() {
+            // Boxed, as it is rare (see `refuse` above).
+            let sent = Box::pin(write_all(&mut self.io, &mut self.out, &[])).await;
+            if sent.is_err() {
                 return Err(Stop::Closed);
             }
         }
@@ -436,6 +477,11 @@ pub struct Prefixed<S> {
 impl<S> Prefixed<S> {
     pub fn new(prefix: Bytes, io: S) -> Self {
         Self { prefix, io }
+    }
+
+    /// The bytes not read yet, without the connection.
+    pub fn into_prefix(self) -> Bytes {
+        self.prefix
     }
 }
 
