@@ -163,7 +163,7 @@ start_pod() { # SERVICE [NAME=URL...]: the app and its sidecar, as in the pod
     TRACEHOP_NODE_NAME=node-a TRACEHOP_POD_IP=10.0.0.7 \
     "$bin" run --config "$work/$svc.local.yaml" 2> "$work/$svc.sidecar.log" & pids+=($!)
   sidecar_pid=$!
-  wait_port "${in_port[$svc]}"; wait_port "${admin_port[$svc]}"
+  wait_port "${app_port[$svc]}"; wait_port "${in_port[$svc]}"; wait_port "${admin_port[$svc]}"
 }
 localize() { # SERVICE [KEY=VALUE...]: the ConfigMap config on loopback ports
   local svc=$1; shift
@@ -182,7 +182,8 @@ admin=http://127.0.0.1:${admin_port[user-service]}
 [ "$(status_of "$admin/healthz")" = 200 ] || fail "/healthz is not 200"
 sent=0
 for path in /users /users/1 /users/2 /users/3; do
-  [ "$(status_of "http://127.0.0.1:${in_port[user-service]}$path")" = 200 ] || fail "GET $path through the sidecar"
+  code=$(status_of "http://127.0.0.1:${in_port[user-service]}$path")
+  [ "$code" = 200 ] || fail "GET $path through the sidecar: status $code; sidecar log: $(tail -5 "$work/user-service.sidecar.log"); app log: $(tail -5 "$work/user-service.app.log")"
   sent=$((sent + 1))
 done
 curl -sf "$admin/metrics" > "$work/metrics.txt" || fail "/metrics"
