@@ -304,6 +304,15 @@ pub async fn serve<H, F, B>(
     let tunnels = Tunnels::default();
     let mut connections = JoinSet::new();
     let local = listener.local_addr().ok();
+    // The direct path's wait for a head: hyper's header-read timer also
+    // runs between requests, and so does the idle timeout.
+    let waits = Waits {
+        head: match (options.header_read_timeout, options.idle_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+        body: options.request_body_timeout,
+    };
     tokio::pin!(shutdown);
     loop {
         let permit = match &limit {
@@ -338,20 +347,11 @@ pub async fn serve<H, F, B>(
         let handler = handler.clone();
         let mut draining = draining.clone();
         draining.mark_unchanged();
-        let idle = options.idle_timeout;
         let conn = Conn {
             builder: builder.clone(),
             draining,
-            idle,
-            // The direct path's wait for a head: hyper's header-read timer
-            // also runs between requests, and so does the idle timeout.
-            waits: Waits {
-                head: match (options.header_read_timeout, idle) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                },
-                body: options.request_body_timeout,
-            },
+            idle: options.idle_timeout,
+            waits,
             force_hyper: options.force_hyper,
         };
         match options.tls.clone() {
@@ -436,27 +436,25 @@ impl Conn {
     {
         async move {
             let h2 = info.tls.as_ref().is_some_and(|tls| tls.alpn == Some("h2"));
-            let (prefix, fallback) = if h2 {
-                (Bytes::new(), Fallback::Http2)
+            let handover = if h2 {
+                Some((Bytes::new(), Fallback::Http2))
             } else if self.force_hyper {
-                (Bytes::new(), Fallback::Forced)
+                Some((Bytes::new(), Fallback::Forced))
             } else {
                 match http1_server::serve(&mut io, &info, &handler, self.waits, &self.draining)
                     .await
                 {
-                    Ended::Closed => {
-                        drop(permit);
-                        return;
-                    }
-                    Ended::Handover(rest, fallback) => (rest.into_prefix(), fallback),
+                    Ended::Closed => None,
+                    Ended::Handover(rest, fallback) => Some((rest.into_prefix(), fallback)),
                 }
             };
-            // Boxed: hyper's connection state is about 12 KiB, and inline it
-            // would be part of every connection's task, also the many that
-            // never leave the direct path.
-            let hyper =
-                Box::pin(self.serve_hyper(Prefixed::new(prefix, io), fallback, info, handler));
-            hyper.await;
+            if let Some((prefix, fallback)) = handover {
+                // Boxed: hyper's connection state is about 12 KiB, and
+                // inline it would be part of every connection's task, also
+                // the many that never leave the direct path.
+                let io = Prefixed::new(prefix, io);
+                Box::pin(self.serve_hyper(io, fallback, info, handler)).await;
+            }
             drop(permit);
         }
     }
