@@ -36,8 +36,8 @@ use tokio::io::AsyncWrite;
 pub use super::client_body::Http1Body;
 use super::client_body::{Chunk, Framing};
 pub use super::connection::{Connection, Home, Stream, Wire};
-use super::connection::{FieldSpan, WRITE_SPACE};
-use super::fields::TYPICAL_FIELDS;
+use super::buffers;
+use super::connection::FieldSpan;
 use super::fields::{RawFields, encode_chunk_size, encode_field, encode_length};
 use super::response::poll_write_two;
 use super::semantics::{self, BodyLength, MAX_FIELDS, MAX_RESPONSE_HEAD};
@@ -129,8 +129,12 @@ where
     let conn = &mut *connection;
     conn.write.clear();
     // Taken at their working size after `shed_buffers`: growing costs copies.
-    conn.write.reserve(WRITE_SPACE);
-    conn.fields.reserve(TYPICAL_FIELDS);
+    if conn.write.capacity() == 0 {
+        conn.write = buffers::take();
+    }
+    if conn.fields.capacity() == 0 {
+        conn.fields = buffers::take();
+    }
     encode_head(&mut conn.write, parts, added, upload);
     // A sized body's bytes go out from their own buffer behind `write`,
     // uncopied, in the same write as what `write` holds; its first part,

@@ -9,13 +9,8 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::buffers;
 use crate::tls::connector::MaybeTls;
-
-/// Free space the read buffer gets before each read.
-const READ_SPACE: usize = 8 * 1024;
-
-/// Space the write buffer starts an exchange with (a request head fits).
-pub(super) const WRITE_SPACE: usize = 1024;
 
 /// One open HTTP/1.1 connection to the upstream, between requests.
 pub struct Connection {
@@ -64,22 +59,25 @@ impl Connection {
     /// Lets the buffers go between exchanges: a connection kept idle with
     /// an idle downstream connection then holds its socket and little
     /// else. They are taken again, once, by the next exchange.
+    /// They go to the thread's spares ([`buffers`]).
     pub(super) fn shed_buffers(&mut self) {
         if self.read.is_empty() && self.read.capacity() > 0 {
-            self.read = BytesMut::new();
+            buffers::give(&mut self.read);
         }
         if self.write.capacity() > 0 {
-            self.write = Vec::new();
+            buffers::give(&mut self.write);
         }
         if self.fields.capacity() > 0 {
-            self.fields = Vec::new();
+            buffers::give(&mut self.fields);
         }
     }
 
     /// Reads more into the buffer; `Ok(0)` at end of stream.
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.read.capacity() - self.read.len() < READ_SPACE / 4 {
-            self.read.reserve(READ_SPACE);
+        if self.read.capacity() == 0 {
+            self.read = buffers::take();
+        } else if self.read.capacity() - self.read.len() < buffers::READ / 4 {
+            self.read.reserve(buffers::READ);
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
     }

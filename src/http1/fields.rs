@@ -6,10 +6,6 @@ use std::io::Write as _;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-/// Header fields a typical head has: what the buffers that index a
-/// head's fields are sized for when a connection takes them again.
-pub(super) const TYPICAL_FIELDS: usize = 16;
-
 /// A response's end-to-end header fields as field lines, carried by the
 /// response body ([`ResponseFields`]) instead of in its header map.
 ///

@@ -17,6 +17,7 @@
 //! - [`fields`], [`message`]: field lines and chunk framing on the wire,
 //!   the response head passed on as lines, and the request body type.
 
+mod buffers;
 pub mod client;
 mod client_body;
 mod connection;

@@ -57,7 +57,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use super::fields::{ResponseFields, TYPICAL_FIELDS};
+use super::buffers;
+use super::fields::ResponseFields;
 use super::path::Fallback;
 pub use super::request::check_hyper_request;
 use super::request::{Field, Parsed, parse};
@@ -66,7 +67,7 @@ use super::{BoxError, RequestBody};
 
 /// The read buffer. A request's head must fit in it to be served here
 /// (hyper's own limit for a head is at least this).
-pub(super) const READ_BUFFER: usize = 8 * 1024;
+pub(super) const READ_BUFFER: usize = buffers::READ;
 
 /// The largest request (head and body together) read whole before its
 /// handler runs; a larger body is streamed by hyper. Uploads of a few
@@ -76,9 +77,6 @@ pub(super) const READ_BUFFER: usize = 8 * 1024;
 /// while such a request is read and is given back when the connection
 /// waits idle.
 pub(super) const MAX_BUFFERED_REQUEST: usize = 64 * 1024;
-
-/// The response head buffer a connection starts each request with.
-const OUT_BUFFER: usize = 1024;
 
 /// How a connection waits, between requests, for its next bytes without
 /// holding a read buffer. A stream that cannot tell keeps the default,
@@ -162,12 +160,17 @@ where
         let mut shutdown = pin!(watcher.changed());
         loop {
             if draining.has_changed().unwrap_or(true) {
+                conn.release_buffers();
                 return Ended::Closed;
             }
             let (request, closing) = match conn.next_request(shutdown.as_mut()).await {
                 Ok(request) => request,
-                Err(Stop::Closed) => return Ended::Closed,
+                Err(Stop::Closed) => {
+                    conn.release_buffers();
+                    return Ended::Closed;
+                }
                 Err(Stop::Handover(prefix, fallback)) => {
+                    conn.release_buffers();
                     return Ended::Handover(Prefixed::new(prefix, conn.io), fallback);
                 }
             };
@@ -178,6 +181,7 @@ where
             // there.
             let answer = |request| handler(request, context.clone());
             if !Box::pin(conn.exchange(request, answer, closing, draining)).await {
+                conn.release_buffers();
                 return Ended::Closed;
             }
         }
@@ -358,11 +362,13 @@ impl<S: AsyncRead + AsyncWrite + Readiness + Unpin> Direct<S> {
             }
             if out.capacity() == 0 {
                 // Taken at their working size: growing them costs copies.
-                out.reserve(OUT_BUFFER);
-                fields.reserve(TYPICAL_FIELDS);
+                *out = buffers::take();
+                *fields = buffers::take();
             }
         }
-        if read.capacity() - read.len() < READ_BUFFER / 2 {
+        if read.capacity() == 0 {
+            *read = buffers::take();
+        } else if read.capacity() - read.len() < READ_BUFFER / 2 {
             // Reuses the buffer in place once earlier heads are gone.
             read.reserve(READ_BUFFER.saturating_sub(read.len()));
         }
@@ -393,6 +399,11 @@ impl<S: AsyncRead + AsyncWrite + Readiness + Unpin> Direct<S> {
             }
             None => Ok(()),
         }
+    }
+
+    /// The connection ends or leaves this path: its buffers go back.
+    fn release_buffers(&mut self) {
+        release_buffers(&mut self.read, &mut self.out, &mut self.fields);
     }
 
     /// Everything read and not yet used.
@@ -455,16 +466,18 @@ impl<S: AsyncRead + AsyncWrite + Readiness + Unpin> Direct<S> {
     }
 }
 
-/// Gives back the buffers of a connection waiting for its next request.
+/// Gives back the buffers of a connection waiting for its next request
+/// (or ending): to this thread's spares ([`buffers`]), which the next
+/// request to arrive takes.
 fn release_buffers(read: &mut BytesMut, out: &mut Vec<u8>, fields: &mut Vec<Field>) {
     if read.capacity() > 0 {
-        *read = BytesMut::new();
+        buffers::give(read);
     }
     if out.capacity() > 0 {
-        *out = Vec::new();
+        buffers::give(out);
     }
     if fields.capacity() > 0 {
-        *fields = Vec::new();
+        buffers::give(fields);
     }
 }
 
