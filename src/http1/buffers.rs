@@ -113,18 +113,30 @@ spare!(
     },
     |b: &mut BytesMut| b.try_reclaim(READ) && b.capacity() <= 2 * READ
 );
-spare!(WRITES, Vec<u8>, Vec::with_capacity(WRITE), |b: &mut Vec<u8>| {
+spare!(WRITES, Vec<u8>, Vec::with_capacity(WRITE), |b: &mut Vec<
+    u8,
+>| {
     b.clear();
     (1..=4 * WRITE).contains(&b.capacity())
 });
-spare!(REQUEST_FIELDS, Vec<Field>, Vec::with_capacity(FIELDS), |b: &mut Vec<Field>| {
-    b.clear();
-    (1..=4 * FIELDS).contains(&b.capacity())
-});
-spare!(RESPONSE_FIELDS, Vec<FieldSpan>, Vec::with_capacity(FIELDS), |b: &mut Vec<FieldSpan>| {
-    b.clear();
-    (1..=4 * FIELDS).contains(&b.capacity())
-});
+spare!(
+    REQUEST_FIELDS,
+    Vec<Field>,
+    Vec::with_capacity(FIELDS),
+    |b: &mut Vec<Field>| {
+        b.clear();
+        (1..=4 * FIELDS).contains(&b.capacity())
+    }
+);
+spare!(
+    RESPONSE_FIELDS,
+    Vec<FieldSpan>,
+    Vec::with_capacity(FIELDS),
+    |b: &mut Vec<FieldSpan>| {
+        b.clear();
+        (1..=4 * FIELDS).contains(&b.capacity())
+    }
+);
 
 #[cfg(test)]
 mod tests {

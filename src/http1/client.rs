@@ -33,11 +33,11 @@ use http::{Method, Response, StatusCode, Version};
 use http_body::Body;
 use tokio::io::AsyncWrite;
 
+use super::buffers;
 pub use super::client_body::Http1Body;
 use super::client_body::{Chunk, Framing};
-pub use super::connection::{Connection, Home, Stream, Wire};
-use super::buffers;
 use super::connection::FieldSpan;
+pub use super::connection::{Connection, Home, Stream, Wire};
 use super::fields::{RawFields, encode_chunk_size, encode_field, encode_length};
 use super::response::poll_write_two;
 use super::semantics::{self, BodyLength, MAX_FIELDS, MAX_RESPONSE_HEAD};

@@ -41,122 +41,128 @@ enum Next<F> {
 
 /// Writes `response` to a `method` request; whether the connection can
 /// carry another request.
-pub(super) async fn respond<S, B>(
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future holds its arguments twice (a copy per request)"
+)]
+pub(super) fn respond<S, B>(
     io: &mut S,
     out: &mut Vec<u8>,
     response: Response<B>,
     method: &Method,
     mut closing: bool,
-) -> bool
+) -> impl Future<Output = bool>
 where
     S: AsyncWrite + Unpin,
     B: Body<Data = Bytes> + ResponseFields,
 {
-    let (parts, mut body) = response.into_parts();
-    out.clear();
-    if parts.status.is_informational() {
-        // Interim responses cannot end an exchange (upgrades go to hyper).
-        tracing::warn!(status = %parts.status, "a handler answered with an interim status");
-        out.extend_from_slice(
-            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-        );
-        let _ = write_all(io, out, &[]).await;
-        return false;
-    }
-    let length = if body.is_end_stream() {
-        Some(0)
-    } else {
-        body.size_hint().exact()
-    };
-    let head_request = *method == Method::HEAD;
-    let sends_body = response_has_body(method, parts.status);
-    let bodiless = !sends_body && !head_request;
-    encode_status(out, parts.status);
-    // As hyper: no length on 204/304, none for an empty body (but HEAD
-    // keeps the length of what GET would send).
-    let keeps_length = !(bodiless || length == Some(0) && !head_request);
-    // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3 item 3).
-    let chunked = sends_body && parts.headers.contains_key(header::TRANSFER_ENCODING);
-    let mut writing = chunked.then_some(Writing::Chunked);
-    let (mut dated, mut said_close) = (false, false);
-    for (name, value) in &parts.headers {
-        if name == header::CONTENT_LENGTH {
-            // The first valid one.
-            if !keeps_length || writing.is_some() {
-                continue;
-            }
-            let Some(declared) = semantics::parse_decimal(value.as_bytes().trim_ascii()) else {
-                continue;
-            };
-            writing = Some(Writing::Length(declared));
-        } else if name == header::TRANSFER_ENCODING {
-            if !sends_body {
-                continue;
-            }
-            out.extend_from_slice(b"transfer-encoding: ");
-            out.extend_from_slice(value.as_bytes());
-            if final_coding_is_chunked(value.as_bytes()) != Some(true) {
-                out.extend_from_slice(b", chunked");
-            }
-            out.extend_from_slice(b"\r\n");
-            continue;
-        } else if name == header::CONNECTION {
-            let close = ConnectionOptions::of([value.as_bytes()]).close;
-            closing |= close;
-            said_close |= close;
-        } else if name == header::DATE {
-            dated = true;
+    async move {
+        let (parts, mut body) = response.into_parts();
+        out.clear();
+        if parts.status.is_informational() {
+            // Interim responses cannot end an exchange (upgrades go to hyper).
+            tracing::warn!(status = %parts.status, "a handler answered with an interim status");
+            out.extend_from_slice(
+                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+            let _ = write_all(io, out, &[]).await;
+            return false;
         }
-        encode_field(out, name, value);
-    }
-    if let Some(raw) = body.take_fields() {
-        out.extend_from_slice(raw.lines());
-        dated |= raw.date;
-        if let Some(declared) = raw
-            .content_length
-            .filter(|_| keeps_length && writing.is_none())
-        {
-            writing = Some(Writing::Length(declared));
-            encode_length(out, declared);
-        }
-    }
-    let writing = match (writing, length) {
-        (Some(writing), _) => writing,
-        (None, None) if sends_body => {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-            Writing::Chunked
-        }
-        (None, None) => Writing::Length(0),
-        (None, Some(length)) => {
-            if !(bodiless || head_request && length == 0) {
-                encode_length(out, length);
-            }
-            Writing::Length(length)
-        }
-    };
-    if closing && !said_close {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    if !dated {
-        out.extend_from_slice(b"date: ");
-        http_date(out);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    let intact = {
-        let body = pin!(body);
-        if sends_body && writing != Writing::Length(0) {
-            match send_body(io, out, body, writing).await {
-                Ok(intact) => intact,
-                Err(_) => return false,
-            }
+        let length = if body.is_end_stream() {
+            Some(0)
         } else {
-            true
+            body.size_hint().exact()
+        };
+        let head_request = *method == Method::HEAD;
+        let sends_body = response_has_body(method, parts.status);
+        let bodiless = !sends_body && !head_request;
+        encode_status(out, parts.status);
+        // As hyper: no length on 204/304, none for an empty body (but HEAD
+        // keeps the length of what GET would send).
+        let keeps_length = !(bodiless || length == Some(0) && !head_request);
+        // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3 item 3).
+        let chunked = sends_body && parts.headers.contains_key(header::TRANSFER_ENCODING);
+        let mut writing = chunked.then_some(Writing::Chunked);
+        let (mut dated, mut said_close) = (false, false);
+        for (name, value) in &parts.headers {
+            if name == header::CONTENT_LENGTH {
+                // The first valid one.
+                if !keeps_length || writing.is_some() {
+                    continue;
+                }
+                let Some(declared) = semantics::parse_decimal(value.as_bytes().trim_ascii()) else {
+                    continue;
+                };
+                writing = Some(Writing::Length(declared));
+            } else if name == header::TRANSFER_ENCODING {
+                if !sends_body {
+                    continue;
+                }
+                out.extend_from_slice(b"transfer-encoding: ");
+                out.extend_from_slice(value.as_bytes());
+                if final_coding_is_chunked(value.as_bytes()) != Some(true) {
+                    out.extend_from_slice(b", chunked");
+                }
+                out.extend_from_slice(b"\r\n");
+                continue;
+            } else if name == header::CONNECTION {
+                let close = ConnectionOptions::of([value.as_bytes()]).close;
+                closing |= close;
+                said_close |= close;
+            } else if name == header::DATE {
+                dated = true;
+            }
+            encode_field(out, name, value);
         }
-        // The body is dropped here: the response is over for the handler
-        // (a traced body ends its span).
-    };
-    write_all(io, out, &[]).await.is_ok() && intact && !closing
+        if let Some(raw) = body.take_fields() {
+            out.extend_from_slice(raw.lines());
+            dated |= raw.date;
+            if let Some(declared) = raw
+                .content_length
+                .filter(|_| keeps_length && writing.is_none())
+            {
+                writing = Some(Writing::Length(declared));
+                encode_length(out, declared);
+            }
+        }
+        let writing = match (writing, length) {
+            (Some(writing), _) => writing,
+            (None, None) if sends_body => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                Writing::Chunked
+            }
+            (None, None) => Writing::Length(0),
+            (None, Some(length)) => {
+                if !(bodiless || head_request && length == 0) {
+                    encode_length(out, length);
+                }
+                Writing::Length(length)
+            }
+        };
+        if closing && !said_close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        if !dated {
+            out.extend_from_slice(b"date: ");
+            http_date(out);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let intact = {
+            let body = pin!(body);
+            if sends_body && writing != Writing::Length(0) {
+                match send_body(io, out, body, writing).await {
+                    Ok(intact) => intact,
+                    Err(_) => return false,
+                }
+            } else {
+                true
+            }
+            // The body is dropped here: the response is over for the handler
+            // (a traced body ends its span).
+        };
+        write_all(io, out, &[]).await.is_ok() && intact && !closing
+    }
 }
 
 /// Streams the body behind the head in `out`; whether it ended as framed.

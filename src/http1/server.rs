@@ -413,33 +413,39 @@ impl<S: AsyncRead + AsyncWrite + Readiness + Unpin> Direct<S> {
 
     /// Runs one request's handler and writes its response; whether the
     /// connection carries another request.
-    async fn exchange<A, F, B>(
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn's future holds its arguments twice (a copy per request)"
+    )]
+    fn exchange<A, F, B>(
         &mut self,
         request: Request<RequestBody>,
         answer: A,
         closing: bool,
         draining: &watch::Receiver<()>,
-    ) -> bool
+    ) -> impl Future<Output = bool>
     where
         A: FnOnce(Request<RequestBody>) -> F,
         F: Future<Output = Response<B>>,
         B: Body<Data = Bytes> + ResponseFields,
         B::Error: Into<BoxError>,
     {
-        let method = request.method().clone();
-        let Some((response, half_closed)) = self.handle(pin!(answer(request))).await else {
-            return false;
-        };
-        // A client that half-closed still gets the responses to what it
-        // sent; the connection closes after the last.
-        let closing = closing
-            || half_closed && self.read.is_empty()
-            || draining.has_changed().unwrap_or(true);
-        if !respond(&mut self.io, &mut self.out, response, &method, closing).await {
-            let _ = self.io.shutdown().await;
-            return false;
+        async move {
+            let method = request.method().clone();
+            let Some((response, half_closed)) = self.handle(pin!(answer(request))).await else {
+                return false;
+            };
+            // A client that half-closed still gets the responses to what it
+            // sent; the connection closes after the last.
+            let closing = closing
+                || half_closed && self.read.is_empty()
+                || draining.has_changed().unwrap_or(true);
+            if !respond(&mut self.io, &mut self.out, response, &method, closing).await {
+                let _ = self.io.shutdown().await;
+                return false;
+            }
+            true
         }
-        true
     }
 
     /// Runs the handler's future to its response while watching the

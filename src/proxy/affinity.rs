@@ -172,61 +172,68 @@ impl Http1Connections {
     /// Sends `request` (origin-form URI, `Host` set; `added` fields written
     /// after its own) on the connection kept with `kept`, or another one;
     /// the response body brings that connection back to `kept` when it ends.
-    pub async fn send<B>(
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn's future holds its arguments twice (a copy per request)"
+    )]
+    pub fn send<B>(
         self: &Arc<Self>,
         kept: &ConnLocal,
         request: Request<B>,
         added: &[(HeaderName, HeaderValue)],
         timeout: Duration,
-    ) -> Result<Response<KeptBody>, UpstreamError<B::Error>>
+    ) -> impl Future<Output = Result<Response<KeptBody>, UpstreamError<B::Error>>>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
     {
-        let mut slot = kept.take::<Kept>().unwrap_or_else(|| {
-            Box::new(Kept {
-                connection: None,
-                connections: self.clone(),
-                timer: None,
-                counted: false,
-            })
-        });
-        let (parts, mut body) = request.into_parts();
-        // The timer is only ever moved later, and only when it fires before
-        // the current deadline: a request costs no timer registration.
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut timer = slot
-            .timer
-            .take()
-            .unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
-        let result = {
-            let mut attempt = pin!(self.attempt(&mut slot.connection, &parts, added, &mut body));
-            poll_fn(|cx| {
-                if let Poll::Ready(result) = attempt.as_mut().poll(cx) {
-                    return Poll::Ready(result);
-                }
-                while timer.as_mut().poll(cx).is_ready() {
-                    if tokio::time::Instant::now() >= deadline {
-                        return Poll::Ready(Err(UpstreamError::Timeout));
+        async move {
+            let mut slot = kept.take::<Kept>().unwrap_or_else(|| {
+                Box::new(Kept {
+                    connection: None,
+                    connections: self.clone(),
+                    timer: None,
+                    counted: false,
+                })
+            });
+            let (parts, mut body) = request.into_parts();
+            // The timer is only ever moved later, and only when it fires before
+            // the current deadline: a request costs no timer registration.
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut timer = slot
+                .timer
+                .take()
+                .unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
+            let result = {
+                let mut attempt =
+                    pin!(self.attempt(&mut slot.connection, &parts, added, &mut body));
+                poll_fn(|cx| {
+                    if let Poll::Ready(result) = attempt.as_mut().poll(cx) {
+                        return Poll::Ready(result);
                     }
-                    timer.as_mut().reset(deadline);
+                    while timer.as_mut().poll(cx).is_ready() {
+                        if tokio::time::Instant::now() >= deadline {
+                            return Poll::Ready(Err(UpstreamError::Timeout));
+                        }
+                        timer.as_mut().reset(deadline);
+                    }
+                    Poll::Pending
+                })
+                .await
+            };
+            slot.timer = Some(timer);
+            match result {
+                Ok(mut response) => {
+                    response.body_mut().set_home(Return::Slot {
+                        local: kept.clone(),
+                        slot,
+                    });
+                    Ok(response)
                 }
-                Poll::Pending
-            })
-            .await
-        };
-        slot.timer = Some(timer);
-        match result {
-            Ok(mut response) => {
-                response.body_mut().set_home(Return::Slot {
-                    local: kept.clone(),
-                    slot,
-                });
-                Ok(response)
-            }
-            Err(error) => {
-                kept.put(slot);
-                Err(error)
+                Err(error) => {
+                    kept.put(slot);
+                    Err(error)
+                }
             }
         }
     }

@@ -247,71 +247,81 @@ impl Upstream {
     /// in `added`) over `path` and waits for the response head, at most
     /// the response timeout. `kept` is the downstream connection's store
     /// for its upstream connection.
-    pub async fn send(
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn's future holds its arguments twice (a copy per request)"
+    )]
+    pub fn send(
         &self,
         mut request: Request<RequestBody>,
         mut added: Added,
         path: UpstreamPath,
         kept: &ConnLocal,
-    ) -> Result<Response<UpstreamBody>, ProxyError> {
-        let http2 = path == UpstreamPath::Pooled(PoolReason::Http2);
-        // An HTTP/2 request has no Host header (RFC 9113 §8.3.1: :authority);
-        // an HTTP/1.1 upstream needs one (RFC 9112 §3.2), carrying the
-        // original authority, or the upstream's for an HTTP/1.0 request
-        // that named none.
-        if !http2
-            && !request.headers().contains_key(http::header::HOST)
-            && let Some(host) = request.uri().authority().or(self.authority.as_ref())
-            && let Ok(value) = HeaderValue::from_str(host.as_str())
-        {
-            request.headers_mut().insert(http::header::HOST, value);
-        }
-        // The forward proxy's upstream is the request's target.
-        let target = match &self.authority {
-            Some(_) => None,
-            None => Some(self.uri_for(request.uri())?.authority().cloned()),
-        }
-        .flatten();
-        let timeout = self.response_timeout;
-        let sent = if http2 {
-            // hyper's client writes the map: the new fields go in.
-            for (name, value) in added.drain(..) {
-                request.headers_mut().append(name, value);
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, ProxyError>> {
+        async move {
+            let http2 = path == UpstreamPath::Pooled(PoolReason::Http2);
+            // An HTTP/2 request has no Host header (RFC 9113 §8.3.1: :authority);
+            // an HTTP/1.1 upstream needs one (RFC 9112 §3.2), carrying the
+            // original authority, or the upstream's for an HTTP/1.0 request
+            // that named none.
+            if !http2
+                && !request.headers().contains_key(http::header::HOST)
+                && let Some(host) = request.uri().authority().or(self.authority.as_ref())
+                && let Ok(value) = HeaderValue::from_str(host.as_str())
+            {
+                request.headers_mut().insert(http::header::HOST, value);
             }
-            *request.uri_mut() = self.uri_for(request.uri())?;
-            *request.version_mut() = Version::HTTP_2;
-            let request = request.map(|body| UploadBody::new(body, self.body_timeout));
-            match tokio::time::timeout(timeout, self.http2.request(request)).await {
-                Err(_) => Err(UpstreamError::Timeout),
-                Ok(Ok(response)) => Ok(response.map(Either::Left)),
-                Ok(Err(error)) if error.is_connect() => Err(UpstreamError::Connect(error.into())),
-                Ok(Err(error)) => Err(from_hyper(error)),
+            // The forward proxy's upstream is the request's target.
+            let target = match &self.authority {
+                Some(_) => None,
+                None => Some(self.uri_for(request.uri())?.authority().cloned()),
             }
-        } else {
-            // Origin form (RFC 9112 §3.2.1): the connection knows the host.
-            *request.uri_mut() = Uri::from(self.path_and_query(request.uri())?);
-            *request.version_mut() = Version::HTTP_11;
-            let request = request.map(|body| UploadBody::new(body, self.body_timeout));
-            let connections = match (&target, &self.targets, &self.http1) {
-                (Some(target), Some(targets), _) => targets.to(target)?,
-                (_, _, Some(connections)) => connections.clone(),
-                _ => return Err(ProxyError::BadTarget),
+            .flatten();
+            let timeout = self.response_timeout;
+            let sent = if http2 {
+                // hyper's client writes the map: the new fields go in.
+                for (name, value) in added.drain(..) {
+                    request.headers_mut().append(name, value);
+                }
+                *request.uri_mut() = self.uri_for(request.uri())?;
+                *request.version_mut() = Version::HTTP_2;
+                let request = request.map(|body| UploadBody::new(body, self.body_timeout));
+                match tokio::time::timeout(timeout, self.http2.request(request)).await {
+                    Err(_) => Err(UpstreamError::Timeout),
+                    Ok(Ok(response)) => Ok(response.map(Either::Left)),
+                    Ok(Err(error)) if error.is_connect() => {
+                        Err(UpstreamError::Connect(error.into()))
+                    }
+                    Ok(Err(error)) => Err(from_hyper(error)),
+                }
+            } else {
+                // Origin form (RFC 9112 §3.2.1): the connection knows the host.
+                *request.uri_mut() = Uri::from(self.path_and_query(request.uri())?);
+                *request.version_mut() = Version::HTTP_11;
+                let request = request.map(|body| UploadBody::new(body, self.body_timeout));
+                let connections = match (&target, &self.targets, &self.http1) {
+                    (Some(target), Some(targets), _) => targets.to(target)?,
+                    (_, _, Some(connections)) => connections.clone(),
+                    _ => return Err(ProxyError::BadTarget),
+                };
+                // Both wait at most the response timeout for the head: kept
+                // connections on a timer of their own (see `affinity`).
+                let response = match path {
+                    UpstreamPath::Kept => connections.send(kept, request, &added, timeout).await,
+                    UpstreamPath::Pooled(_) => {
+                        connections.send_shared(request, &added, timeout).await
+                    }
+                };
+                response.map(|response| response.map(Either::Right))
             };
-            // Both wait at most the response timeout for the head: kept
-            // connections on a timer of their own (see `affinity`).
-            let response = match path {
-                UpstreamPath::Kept => connections.send(kept, request, &added, timeout).await,
-                UpstreamPath::Pooled(_) => connections.send_shared(request, &added, timeout).await,
+            let upstream = || {
+                self.authority
+                    .as_ref()
+                    .or(target.as_ref())
+                    .map_or_else(String::new, ToString::to_string)
             };
-            response.map(|response| response.map(Either::Right))
-        };
-        let upstream = || {
-            self.authority
-                .as_ref()
-                .or(target.as_ref())
-                .map_or_else(String::new, ToString::to_string)
-        };
-        sent.map_err(|error| ProxyError::from_upstream(error, upstream(), timeout))
+            sent.map_err(|error| ProxyError::from_upstream(error, upstream(), timeout))
+        }
     }
 }
 

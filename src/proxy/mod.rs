@@ -170,43 +170,49 @@ impl Proxy {
 /// register while it is proxied, and an outbound call without context may
 /// take the only request in flight as its parent before sampling (see
 /// [`crate::inference`]); the rest is settled when the call ends.
-pub async fn handle(
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future holds its arguments twice (a copy per request)"
+)]
+pub fn handle(
     proxy: Arc<Proxy>,
     mut request: Request<RequestBody>,
     conn: ConnInfo,
-) -> Response<ResponseBody> {
-    proxy.listener.metrics.in_flight.inc();
-    let target = forward_target(&proxy, &request);
-    let mut extracted = extract(&proxy, &request);
-    let call = begin_call(&proxy, &mut extracted);
-    let context = sample(&proxy, &request, &extracted);
-    let remote_service = remote_service(&proxy, target.as_ref());
-    let parent = extracted.parent;
-    let mut flight = start_span(&proxy, &request, &conn, &context, parent, remote_service);
-    flight.link_parent(&proxy, &context, call);
-    let present = headers::present(request.headers());
-    if let Some(early) = refuse_or_tunnel(&proxy, &request, target, present, &conn) {
-        return answer_early(&proxy, request, flight, early, &conn).await;
+) -> impl Future<Output = Response<ResponseBody>> {
+    async move {
+        proxy.listener.metrics.in_flight.inc();
+        let target = forward_target(&proxy, &request);
+        let mut extracted = extract(&proxy, &request);
+        let call = begin_call(&proxy, &mut extracted);
+        let context = sample(&proxy, &request, &extracted);
+        let remote_service = remote_service(&proxy, target.as_ref());
+        let parent = extracted.parent;
+        let mut flight = start_span(&proxy, &request, &conn, &context, parent, remote_service);
+        flight.link_parent(&proxy, &context, call);
+        let present = headers::present(request.headers());
+        if let Some(early) = refuse_or_tunnel(&proxy, &request, target, present, &conn) {
+            return answer_early(&proxy, request, flight, early, &conn).await;
+        }
+        let (added, upgrade) = inject(
+            &proxy,
+            &mut request,
+            present,
+            &conn,
+            &flight,
+            &context,
+            &extracted,
+        );
+        let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        let path = route(&proxy, &request, upgrade, &flight);
+        // Step 5, awaited here: the upstream's future is a few KiB, and a
+        // wrapping future would copy it once more per request.
+        let sent = proxy
+            .listener
+            .upstream
+            .send(request, added, path, &conn.kept)
+            .await;
+        finish(&proxy, flight, sent, downstream_upgrade, &conn)
     }
-    let (added, upgrade) = inject(
-        &proxy,
-        &mut request,
-        present,
-        &conn,
-        &flight,
-        &context,
-        &extracted,
-    );
-    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-    let path = route(&proxy, &request, upgrade, &flight);
-    // Step 5, awaited here: the upstream's future is a few KiB, and a
-    // wrapping future would copy it once more per request.
-    let sent = proxy
-        .listener
-        .upstream
-        .send(request, added, path, &conn.kept)
-        .await;
-    finish(&proxy, flight, sent, downstream_upgrade, &conn)
 }
 
 /// Forward proxy: where the request wants to go, if it may.
