@@ -58,7 +58,7 @@ mod client;
 mod delivery;
 mod discovery;
 mod endpoints;
-mod json;
+pub(crate) mod json;
 mod otlp;
 mod outage;
 mod relay;

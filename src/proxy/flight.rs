@@ -280,8 +280,8 @@ impl InFlight {
             path: span.http.target.as_ref().map_or("/", |t| t.path()),
             status,
             duration_us,
-            trace_id: &span.trace_id,
-            span_id: &span.id,
+            trace_id: span.trace_id,
+            span_id: span.id,
             sampled: self.sampling.is_sampled(),
             error: span.error.as_deref(),
         });
