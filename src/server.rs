@@ -428,7 +428,7 @@ impl Conn {
         permit: Option<OwnedSemaphorePermit>,
     ) -> impl Future<Output = ()> + Send + 'static
     where
-        S: AsyncRead + AsyncWrite + http1_server::Readiness + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         H: Fn(Request<RequestBody>, ConnInfo) -> F + Send + Sync + 'static,
         F: Future<Output = Response<B>> + Send + 'static,
         B: http_body::Body<Data = Bytes> + ResponseFields + Send + 'static,

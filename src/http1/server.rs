@@ -35,10 +35,9 @@
 //! - closes instead of answering out of step: a body that fails, or runs
 //!   shorter or longer than its declared length, ends the connection.
 //!
-//! An idle keep-alive connection holds no buffers: between requests the
-//! connection waits for its socket to become readable ([`Readiness`])
-//! before it takes a read buffer, and gives its buffers back while it
-//! waits; the handler's future is boxed for the length of its request,
+//! An idle keep-alive connection holds no buffers: between requests its
+//! buffers go back to the thread's spares while it waits for its next
+//! bytes (see `buffers`), and are taken again to read them; the handler's future is boxed for the length of its request,
 //! and rare paths are boxed when taken. With 10,000 idle connections a
 //! connection costs about 1.6 KiB in all, its task under 1 KiB of it
 //! (bench/README.md, idle connections).
@@ -53,7 +52,6 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
@@ -77,37 +75,6 @@ pub(super) const READ_BUFFER: usize = buffers::READ;
 /// while such a request is read and is given back when the connection
 /// waits idle.
 pub(super) const MAX_BUFFERED_REQUEST: usize = 64 * 1024;
-
-/// How a connection waits, between requests, for its next bytes without
-/// holding a read buffer. A stream that cannot tell keeps the default,
-/// always ready, and so keeps its buffer (TLS: rustls may already hold
-/// decrypted bytes, and keeps buffers of its own anyway).
-pub trait Readiness {
-    /// Ready when a read may find bytes (or the end of the stream).
-    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl Readiness for TcpStream {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        TcpStream::poll_read_ready(self, cx)
-    }
-}
-
-impl Readiness for tokio_rustls::server::TlsStream<TcpStream> {}
-
-/// A connection served by reference (its owner keeps it for hyper).
-impl<T: Readiness + ?Sized> Readiness for &mut T {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        T::poll_read_ready(self, cx)
-    }
-}
-
-/// In-memory streams (tests, fuzzing) cannot tell: they keep their buffer.
-impl Readiness for tokio::io::DuplexStream {}
-
-impl<R, W> Readiness for tokio::io::Join<R, W> {}
 
 /// How [`serve`] stopped.
 pub enum Ended<S> {
@@ -145,7 +112,7 @@ pub fn serve<'a, S, C, H, F, B>(
     draining: &'a watch::Receiver<()>,
 ) -> impl Future<Output = Ended<S>> + 'a
 where
-    S: AsyncRead + AsyncWrite + Readiness + Unpin + 'a,
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
     C: Clone,
     H: Fn(Request<RequestBody>, C) -> F,
     F: Future<Output = Response<B>>,
@@ -230,7 +197,7 @@ struct Deadlines {
     continued: bool,
 }
 
-impl<S: AsyncRead + AsyncWrite + Readiness + Unpin> Direct<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
     fn new(io: S, waits: Waits) -> Self {
         Self {
             io,
@@ -344,10 +311,14 @@ impl<S: AsyncRead + AsyncWrite + Readiness + Unpin> Direct<S> {
         }
     }
 
-    /// Reads what the socket has into the read buffer. With nothing
-    /// buffered (between requests) it first waits for the socket to be
-    /// readable, and lets the buffers go while it waits. (Takes the fields
-    /// it uses, so the timer can be polled beside it.)
+    /// Reads what the socket has into the read buffer. Between requests
+    /// the connection's buffers are this thread's spares ([`buffers`]):
+    /// taken for the read, and given back if nothing came. (Takes the
+    /// fields it uses, so the timer can be polled beside it.)
+    ///
+    /// The read itself says whether the socket had anything: a separate
+    /// readiness check first cost a second look at tokio's readiness per
+    /// read (about 200 instructions per request, callgrind).
     fn poll_fill(
         io: &mut S,
         read: &mut BytesMut,
@@ -355,17 +326,6 @@ impl<S: AsyncRead + AsyncWrite + Readiness + Unpin> Direct<S> {
         fields: &mut Vec<Field>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
-        if read.is_empty() {
-            if io.poll_read_ready(cx)?.is_pending() {
-                release_buffers(read, out, fields);
-                return Poll::Pending;
-            }
-            if out.capacity() == 0 {
-                // Taken at their working size: growing them costs copies.
-                *out = buffers::take();
-                *fields = buffers::take();
-            }
-        }
         if read.capacity() == 0 {
             *read = buffers::take();
         } else if read.capacity() - read.len() < READ_BUFFER / 2 {
@@ -373,10 +333,14 @@ impl<S: AsyncRead + AsyncWrite + Readiness + Unpin> Direct<S> {
             read.reserve(READ_BUFFER.saturating_sub(read.len()));
         }
         let polled = tokio_util::io::poll_read_buf(Pin::new(io), cx, read);
-        if polled.is_pending() && read.is_empty() {
-            // The readiness was stale (a new connection, or the last read
-            // left it set): nothing came after all.
-            release_buffers(read, out, fields);
+        if polled.is_pending() {
+            if read.is_empty() {
+                release_buffers(read, out, fields);
+            }
+        } else if out.capacity() == 0 {
+            // Taken at their working size: growing them costs copies.
+            *out = buffers::take();
+            *fields = buffers::take();
         }
         polled
     }
