@@ -280,7 +280,9 @@ fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
         SECOND.set((seconds, text));
     }
     out.extend_from_slice(&text);
-    digits(out, u64::from(since.subsec_micros()), 6);
+    let mut micros = [0; 6];
+    digits(&mut micros, u64::from(since.subsec_micros()));
+    out.extend_from_slice(&micros);
     out.push(b'Z');
 }
 
@@ -288,27 +290,19 @@ fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
 fn date_and_time(seconds: u64) -> [u8; 20] {
     let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
     let of_day = seconds % 86_400;
-    let mut out = Vec::with_capacity(20);
-    digits(&mut out, year.clamp(0, 9999) as u64, 4);
-    out.push(b'-');
-    digits(&mut out, u64::from(month), 2);
-    out.push(b'-');
-    digits(&mut out, u64::from(day), 2);
-    out.push(b'T');
-    digits(&mut out, of_day / 3600, 2);
-    out.push(b':');
-    digits(&mut out, of_day / 60 % 60, 2);
-    out.push(b':');
-    digits(&mut out, of_day % 60, 2);
-    out.push(b'.');
-    out.try_into().unwrap_or([b'0'; 20])
+    let mut text = *b"0000-00-00T00:00:00.";
+    digits(&mut text[0..4], year.clamp(0, 9999) as u64);
+    digits(&mut text[5..7], u64::from(month));
+    digits(&mut text[8..10], u64::from(day));
+    digits(&mut text[11..13], of_day / 3600);
+    digits(&mut text[14..16], of_day / 60 % 60);
+    digits(&mut text[17..19], of_day % 60);
+    text
 }
 
-/// `value` in exactly `width` decimal digits, zero-padded (`value` fits).
-fn digits(out: &mut Vec<u8>, mut value: u64, width: usize) {
-    let start = out.len();
-    out.resize(start + width, b'0');
-    for at in out[start..].iter_mut().rev() {
+/// `value` in decimal, zero-padded to fill `out` (`value` fits).
+fn digits(out: &mut [u8], mut value: u64) {
+    for at in out.iter_mut().rev() {
         *at = b'0' + (value % 10) as u8;
         value /= 10;
     }

@@ -38,8 +38,10 @@ pub(super) const FIELDS: usize = 16;
 pub(super) trait Spare: Default + Sized + 'static {
     /// A new buffer at its working size.
     fn fresh() -> Self;
-    /// Empties a returned buffer; false if it should not be kept (none
-    /// allocated, or grown far past the working size).
+    /// Whether the buffer holds memory (an empty `Default` one does not).
+    fn allocated(&self) -> bool;
+    /// Empties a returned, allocated buffer; false if it should not be
+    /// kept (grown far past the working size).
     fn recycle(&mut self) -> bool;
     /// Whether a spare can be used now (see the read buffers below).
     fn reusable(&mut self) -> bool {
@@ -59,9 +61,20 @@ pub(super) fn take<T: Spare>() -> T {
     T::fresh()
 }
 
+/// Gives `buffer` one at its working size if it has none (see [`take`]).
+pub(super) fn refill<T: Spare>(buffer: &mut T) {
+    if !buffer.allocated() {
+        *buffer = take();
+    }
+}
+
 /// Gives a buffer back, leaving an empty, unallocated one in its place:
-/// kept as a spare when there is room, else freed.
+/// kept as a spare when there is room, else freed. An unallocated one is
+/// left as it is.
 pub(super) fn give<T: Spare>(buffer: &mut T) {
+    if !buffer.allocated() {
+        return;
+    }
     let mut buffer = std::mem::take(buffer);
     if buffer.recycle() {
         // A thread being torn down has no spares: the buffer is freed.
@@ -74,69 +87,61 @@ pub(super) fn give<T: Spare>(buffer: &mut T) {
     }
 }
 
-macro_rules! spare {
-    ($list:ident, $ty:ty, $fresh:expr, $recycle:expr $(, $reusable:expr)?) => {
+thread_local! {
+    static READS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A read buffer may come back while part of it is still on its way
+/// elsewhere (an upstream connection's is given back as its response
+/// body's last bytes leave for the client): it is kept, and reclaimed in
+/// place when taken, by then alone; one still shared then, or grown for a
+/// large head or body, is dropped instead.
+impl Spare for BytesMut {
+    fn fresh() -> Self {
+        Self::with_capacity(READ)
+    }
+    fn allocated(&self) -> bool {
+        self.capacity() > 0
+    }
+    fn recycle(&mut self) -> bool {
+        self.clear();
+        true
+    }
+    fn reusable(&mut self) -> bool {
+        self.try_reclaim(READ) && self.capacity() <= 2 * READ
+    }
+    fn spares() -> &'static LocalKey<RefCell<Vec<Self>>> {
+        &READS
+    }
+}
+
+/// A list kind: `size` elements to start with, kept up to four times that.
+macro_rules! spare_list {
+    ($list:ident, $element:ty, $size:expr) => {
         thread_local! {
-            static $list: RefCell<Vec<$ty>> = const { RefCell::new(Vec::new()) };
+            static $list: RefCell<Vec<Vec<$element>>> = const { RefCell::new(Vec::new()) };
         }
-        impl Spare for $ty {
+        impl Spare for Vec<$element> {
             fn fresh() -> Self {
-                $fresh
+                Self::with_capacity($size)
+            }
+            fn allocated(&self) -> bool {
+                self.capacity() > 0
             }
             fn recycle(&mut self) -> bool {
-                $recycle(self)
+                self.clear();
+                self.capacity() <= 4 * $size
             }
             fn spares() -> &'static LocalKey<RefCell<Vec<Self>>> {
                 &$list
             }
-            $(
-                fn reusable(&mut self) -> bool {
-                    $reusable(self)
-                }
-            )?
         }
     };
 }
 
-// A read buffer may come back while part of it is still on its way
-// elsewhere (an upstream connection's is given back as its response
-// body's last bytes leave for the client): it is kept, and reclaimed in
-// place when taken, by then alone; one still shared then, or grown for a
-// large head or body, is dropped instead.
-spare!(
-    READS,
-    BytesMut,
-    BytesMut::with_capacity(READ),
-    |b: &mut BytesMut| {
-        b.clear();
-        b.capacity() > 0
-    },
-    |b: &mut BytesMut| b.try_reclaim(READ) && b.capacity() <= 2 * READ
-);
-spare!(WRITES, Vec<u8>, Vec::with_capacity(WRITE), |b: &mut Vec<
-    u8,
->| {
-    b.clear();
-    (1..=4 * WRITE).contains(&b.capacity())
-});
-spare!(
-    REQUEST_FIELDS,
-    Vec<Field>,
-    Vec::with_capacity(FIELDS),
-    |b: &mut Vec<Field>| {
-        b.clear();
-        (1..=4 * FIELDS).contains(&b.capacity())
-    }
-);
-spare!(
-    RESPONSE_FIELDS,
-    Vec<FieldSpan>,
-    Vec::with_capacity(FIELDS),
-    |b: &mut Vec<FieldSpan>| {
-        b.clear();
-        (1..=4 * FIELDS).contains(&b.capacity())
-    }
-);
+spare_list!(WRITES, u8, WRITE);
+spare_list!(REQUEST_FIELDS, Field, FIELDS);
+spare_list!(RESPONSE_FIELDS, FieldSpan, FIELDS);
 
 #[cfg(test)]
 mod tests {

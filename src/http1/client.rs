@@ -129,12 +129,8 @@ where
     let conn = &mut *connection;
     conn.write.clear();
     // Taken at their working size after `shed_buffers`: growing costs copies.
-    if conn.write.capacity() == 0 {
-        conn.write = buffers::take();
-    }
-    if conn.fields.capacity() == 0 {
-        conn.fields = buffers::take();
-    }
+    buffers::refill(&mut conn.write);
+    buffers::refill(&mut conn.fields);
     encode_head(&mut conn.write, parts, added, upload);
     // A sized body's bytes go out from their own buffer behind `write`,
     // uncopied, in the same write as what `write` holds; its first part,

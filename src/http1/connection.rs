@@ -61,15 +61,11 @@ impl Connection {
     /// else. They are taken again, once, by the next exchange.
     /// They go to the thread's spares ([`buffers`]).
     pub(super) fn shed_buffers(&mut self) {
-        if self.read.is_empty() && self.read.capacity() > 0 {
+        if self.read.is_empty() {
             buffers::give(&mut self.read);
         }
-        if self.write.capacity() > 0 {
-            buffers::give(&mut self.write);
-        }
-        if self.fields.capacity() > 0 {
-            buffers::give(&mut self.fields);
-        }
+        buffers::give(&mut self.write);
+        buffers::give(&mut self.fields);
     }
 
     /// Reads more into the buffer; `Ok(0)` at end of stream.

@@ -37,8 +37,9 @@
 //!
 //! An idle keep-alive connection holds no buffers: between requests its
 //! buffers go back to the thread's spares while it waits for its next
-//! bytes (see `buffers`), and are taken again to read them; the handler's future is boxed for the length of its request,
-//! and rare paths are boxed when taken. With 10,000 idle connections a
+//! bytes (see `buffers`), and are taken again to read them; the handler's
+//! future is boxed for the length of its request, and rare paths are
+//! boxed when taken. With 10,000 idle connections a
 //! connection costs about 1.6 KiB in all, its task under 1 KiB of it
 //! (bench/README.md, idle connections).
 
@@ -125,21 +126,13 @@ where
         // registers (and unregisters) each time it starts.
         let mut watcher = draining.clone();
         let mut shutdown = pin!(watcher.changed());
-        loop {
+        let stop = loop {
             if draining.has_changed().unwrap_or(true) {
-                conn.release_buffers();
-                return Ended::Closed;
+                break Stop::Closed;
             }
             let (request, closing) = match conn.next_request(shutdown.as_mut()).await {
                 Ok(request) => request,
-                Err(Stop::Closed) => {
-                    conn.release_buffers();
-                    return Ended::Closed;
-                }
-                Err(Stop::Handover(prefix, fallback)) => {
-                    conn.release_buffers();
-                    return Ended::Handover(Prefixed::new(prefix, conn.io), fallback);
-                }
+                Err(stop) => break stop,
             };
             // Boxed for the request's length: inline, the handler's future
             // and the response being written (about 4 KiB together) would
@@ -148,8 +141,15 @@ where
             // there.
             let answer = |request| handler(request, context.clone());
             if !Box::pin(conn.exchange(request, answer, closing, draining)).await {
-                conn.release_buffers();
-                return Ended::Closed;
+                break Stop::Closed;
+            }
+        };
+        // Ending or leaving this path, the connection gives its buffers back.
+        release_buffers(&mut conn.read, &mut conn.out, &mut conn.fields);
+        match stop {
+            Stop::Closed => Ended::Closed,
+            Stop::Handover(prefix, fallback) => {
+                Ended::Handover(Prefixed::new(prefix, conn.io), fallback)
             }
         }
     }
@@ -337,10 +337,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
             if read.is_empty() {
                 release_buffers(read, out, fields);
             }
-        } else if out.capacity() == 0 {
+        } else {
             // Taken at their working size: growing them costs copies.
-            *out = buffers::take();
-            *fields = buffers::take();
+            buffers::refill(out);
+            buffers::refill(fields);
         }
         polled
     }
@@ -363,11 +363,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
             }
             None => Ok(()),
         }
-    }
-
-    /// The connection ends or leaves this path: its buffers go back.
-    fn release_buffers(&mut self) {
-        release_buffers(&mut self.read, &mut self.out, &mut self.fields);
     }
 
     /// Everything read and not yet used.
@@ -440,15 +435,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
 /// (or ending): to this thread's spares ([`buffers`]), which the next
 /// request to arrive takes.
 fn release_buffers(read: &mut BytesMut, out: &mut Vec<u8>, fields: &mut Vec<Field>) {
-    if read.capacity() > 0 {
-        buffers::give(read);
-    }
-    if out.capacity() > 0 {
-        buffers::give(out);
-    }
-    if fields.capacity() > 0 {
-        buffers::give(fields);
-    }
+    buffers::give(read);
+    buffers::give(out);
+    buffers::give(fields);
 }
 
 /// A connection whose first bytes were already read.
