@@ -22,6 +22,10 @@
 //! ([`RequestBody`]) either way; a response may carry its fields as lines
 //! ([`crate::http1::RawFields`]), which hyper's path turns into a map.
 //!
+//! A plain HTTP/1.1 connection that waits idle for
+//! [`ServerOptions::park_after`] leaves its task and is held by the
+//! server's [`park`] lot until its next bytes, which give it a task again.
+//!
 //! Limits: the HTTP/1.1 header-read timeout (started whenever the
 //! connection waits for a request head, so it also bounds the wait between
 //! keep-alive requests), the idle timeout (see [`idle`], both protocols),
@@ -29,9 +33,11 @@
 //! wait; open connections keep working) and HTTP/2 streams per connection.
 
 mod idle;
+mod park;
 
 pub use crate::http1::{BoxError, RequestBody};
 pub use idle::TrackedBody;
+pub use park::PARK_AFTER;
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -48,7 +54,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -241,6 +247,10 @@ pub struct ServerOptions {
     /// Serve every HTTP/1.1 connection with hyper from its first byte
     /// ([`crate::http1::path::Forced`]: tests prove both paths alike).
     pub force_hyper: bool,
+    /// A plain HTTP/1.1 connection that waits this long for its next
+    /// request parks ([`park`]): it is held without a task until its next
+    /// bytes. None: connections wait in their tasks.
+    pub park_after: Option<Duration>,
 }
 
 impl Default for ServerOptions {
@@ -255,6 +265,7 @@ impl Default for ServerOptions {
             grace_period: Duration::from_secs(5),
             tls: None,
             force_hyper: false,
+            park_after: Some(PARK_AFTER),
         }
     }
 }
@@ -297,6 +308,45 @@ pub async fn serve<H, F, B>(
     B: http_body::Body<Data = Bytes> + ResponseFields + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let parking = match options.park_after {
+        Some(_) => park::Lot::new()
+            .inspect_err(|error| tracing::warn!(%error, "idle connections cannot park"))
+            .ok(),
+        None => None,
+    };
+    serve_parking(
+        listener,
+        options,
+        handler,
+        shutdown,
+        parking.map(|(_, waiter)| waiter),
+    )
+    .await;
+}
+
+/// What woke the accept loop.
+enum Event {
+    Accepted(
+        std::io::Result<(TcpStream, SocketAddr)>,
+        Option<OwnedSemaphorePermit>,
+    ),
+    /// Parked connections with bytes to read (or closed by the client).
+    Woken(Vec<park::Parked>),
+}
+
+/// [`serve`], parking idle connections with `waiter`'s lot if given.
+async fn serve_parking<H, F, B>(
+    listener: TcpListener,
+    options: ServerOptions,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+    mut waiter: Option<park::Waiter>,
+) where
+    H: Fn(Request<RequestBody>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + ResponseFields + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let builder = Arc::new(builder(&options));
     // Tells every connection to finish what it is doing and close.
     let (drain, draining) = watch::channel(());
@@ -304,6 +354,7 @@ pub async fn serve<H, F, B>(
     let tunnels = Tunnels::default();
     let mut connections = JoinSet::new();
     let local = listener.local_addr().ok();
+    let lot = waiter.as_ref().map(|waiter| waiter.lot().clone());
     // The direct path's wait for a head: hyper's header-read timer also
     // runs between requests, and so does the idle timeout.
     let waits = Waits {
@@ -312,39 +363,18 @@ pub async fn serve<H, F, B>(
             (a, b) => a.or(b),
         },
         body: options.request_body_timeout,
+        park: options
+            .park_after
+            .filter(|_| lot.is_some() && options.tls.is_none()),
     };
-    tokio::pin!(shutdown);
-    loop {
-        let permit = match &limit {
-            Some(semaphore) => tokio::select! {
-                permit = semaphore.clone().acquire_owned() => permit.ok(),
-                () = &mut shutdown => break,
-            },
-            None => None,
-        };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        while connections.try_join_next().is_some() {}
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let mut info = ConnInfo {
+    let connection = |peer, first| {
+        let info = ConnInfo {
             peer,
             local: local.unwrap_or(peer),
             tls: None,
             kept: ConnLocal::default(),
             tunnels: tunnels.clone(),
         };
-        let handler = handler.clone();
         let mut draining = draining.clone();
         draining.mark_unchanged();
         let conn = Conn {
@@ -353,7 +383,50 @@ pub async fn serve<H, F, B>(
             idle: options.idle_timeout,
             waits,
             force_hyper: options.force_hyper,
+            lot: lot.clone().filter(|_| waits.park.is_some()),
+            first,
         };
+        (conn, info)
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let event = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            woken = async {
+                match &mut waiter {
+                    Some(waiter) => waiter.next().await,
+                    None => std::future::pending().await,
+                }
+            } => Event::Woken(woken),
+            // Finished tasks are taken out at once: a task's memory stays
+            // with the set until then (a parked connection's task too).
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            (accepted, permit) = accept(&listener, limit.as_ref()) => Event::Accepted(accepted, permit),
+        };
+        let (stream, peer, permit) = match event {
+            Event::Accepted(Ok((stream, peer)), permit) => (stream, peer, permit),
+            Event::Accepted(Err(error), _) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Event::Woken(woken) => {
+                for parked in woken {
+                    // Back in tokio's reactor; it keeps its options (no delay).
+                    let Ok(stream) = TcpStream::from_std(parked.stream) else {
+                        continue;
+                    };
+                    let (conn, info) = connection(parked.peer, parked.first);
+                    connections.spawn(conn.drive(stream, info, handler.clone(), parked.permit));
+                }
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (conn, mut info) = connection(peer, true);
+        let handler = handler.clone();
         match options.tls.clone() {
             // The connection's future is its task, as it is: nothing wraps it.
             None => {
@@ -370,6 +443,8 @@ pub async fn serve<H, F, B>(
             }
         }
     }
+    // Parked connections are idle: they close now.
+    drop(waiter);
     drop(listener);
     let _ = drain.send(());
     let finished = async {
@@ -390,6 +465,21 @@ pub async fn serve<H, F, B>(
     tunnels.abort();
 }
 
+/// A connection, once a place under `max_connections` (if capped) is free.
+async fn accept(
+    listener: &TcpListener,
+    limit: Option<&Arc<Semaphore>>,
+) -> (
+    std::io::Result<(TcpStream, SocketAddr)>,
+    Option<OwnedSemaphorePermit>,
+) {
+    let permit = match limit {
+        Some(semaphore) => semaphore.clone().acquire_owned().await.ok(),
+        None => None,
+    };
+    (listener.accept().await, permit)
+}
+
 /// One connection's share of the server: its settings and the drain signal.
 struct Conn {
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -399,6 +489,10 @@ struct Conn {
     /// The direct path's bound on each wait for a request head.
     waits: Waits,
     force_hyper: bool,
+    /// Where the connection parks when idle (plain connections).
+    lot: Option<Arc<park::Lot>>,
+    /// No request came on the connection yet.
+    first: bool,
 }
 
 impl Conn {
@@ -428,7 +522,7 @@ impl Conn {
         permit: Option<OwnedSemaphorePermit>,
     ) -> impl Future<Output = ()> + Send + 'static
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Unpin + Send + park::Parkable + 'static,
         H: Fn(Request<RequestBody>, ConnInfo) -> F + Send + Sync + 'static,
         F: Future<Output = Response<B>> + Send + 'static,
         B: http_body::Body<Data = Bytes> + ResponseFields + Send + 'static,
@@ -441,11 +535,26 @@ impl Conn {
             } else if self.force_hyper {
                 Some((Bytes::new(), Fallback::Forced))
             } else {
-                match http1_server::serve(&mut io, &info, &handler, self.waits, &self.draining)
-                    .await
-                {
+                // Awaited as made: a binding would hold the future twice.
+                let (waits, draining, first) = (self.waits, &self.draining, self.first);
+                match http1_server::serve(&mut io, &info, &handler, waits, draining, first).await {
                     Ended::Closed => None,
                     Ended::Handover(rest, fallback) => Some((rest.into_prefix(), fallback)),
+                    Ended::Idle { first, deadline } => {
+                        if let Some(lot) = &self.lot
+                            && let Some(stream) = io.into_parkable()
+                        {
+                            let peer = info.peer;
+                            lot.park(park::Parked {
+                                stream,
+                                peer,
+                                permit,
+                                first,
+                                deadline,
+                            });
+                        }
+                        return;
+                    }
                 }
             };
             if let Some((prefix, fallback)) = handover {
@@ -551,9 +660,10 @@ impl Conn {
 mod tests {
     use super::*;
 
-    /// The task of a plain connection is memory per connection, idle ones
-    /// included (bench/README.md, idle connections): it stays small, with
-    /// hyper's state, the handler's future and rare paths boxed.
+    /// The task of a plain connection is memory per connection, for as
+    /// long as it is not parked (bench/README.md, idle connections): it
+    /// stays small, with hyper's state, the handler's future and rare paths
+    /// boxed.
     #[tokio::test]
     async fn a_plain_connection_task_stays_small() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -568,8 +678,11 @@ mod tests {
             waits: Waits {
                 head: None,
                 body: Duration::from_secs(1),
+                park: Some(PARK_AFTER),
             },
             force_hyper: false,
+            lot: Some(park::Lot::new().unwrap().0),
+            first: true,
         };
         let info = ConnInfo {
             peer,
@@ -583,8 +696,194 @@ mod tests {
         };
         let task = conn.drive(stream, info, handler, None);
         let size = std::mem::size_of_val(&task);
-        // 776 bytes when written; before the direct path borrowed the
-        // connection and rare paths were boxed it was 2,544.
-        assert!(size <= 800, "a connection's task is {size} bytes");
+        // 776 bytes when written, 864 with parking; before the direct path
+        // borrowed the connection and rare paths were boxed it was 2,544.
+        assert!(size <= 900, "a connection's task is {size} bytes");
+    }
+
+    /// A parking server on 127.0.0.1 (parking after 50 ms), its lot, and a
+    /// sender that shuts it down; the handler answers `ok` with the request's
+    /// path.
+    async fn parking_server(
+        options: ServerOptions,
+    ) -> (
+        SocketAddr,
+        Arc<park::Lot>,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (lot, waiter) = park::Lot::new().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handler = |request: Request<RequestBody>, _info: ConnInfo| async move {
+            text_response(
+                http::StatusCode::OK,
+                format!("ok {}\n", request.uri().path()),
+            )
+        };
+        let options = ServerOptions {
+            park_after: Some(Duration::from_millis(50)),
+            ..options
+        };
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let server = tokio::spawn(serve_parking(
+            listener,
+            options,
+            handler,
+            shutdown,
+            Some(waiter),
+        ));
+        (addr, lot, stop, server)
+    }
+
+    /// Sends a GET for `path` on `client` and returns the response (the
+    /// handler's bodies are short and framed by Content-Length).
+    async fn get(client: &mut TcpStream, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let mut received = Vec::new();
+        let mut buffer = [0; 1024];
+        let complete = |received: &[u8]| {
+            let text = String::from_utf8_lossy(received);
+            let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                return false;
+            };
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .and_then(|n| n.parse::<usize>().ok());
+            length.is_some_and(|length| body.len() >= length)
+        };
+        while !complete(&received) {
+            let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buffer))
+                .await
+                .expect("a response within 5 s")
+                .unwrap();
+            assert!(read > 0, "closed before the response: {received:?}");
+            received.extend_from_slice(&buffer[..read]);
+        }
+        String::from_utf8(received).unwrap()
+    }
+
+    /// Waits (2 s at most) until `lot` holds `count` connections.
+    async fn until_parked(lot: &park::Lot, count: usize) {
+        for _ in 0..200 {
+            if lot.len() == count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} parked, expected {count}", lot.len());
+    }
+
+    /// Reads until the server closes `client` (5 s at most); what came.
+    async fn until_closed(client: &mut TcpStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest))
+            .await
+            .expect("closed within 5 s")
+            .unwrap();
+        rest
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_parks_and_its_next_request_is_served() {
+        let (addr, lot, _stop, _server) = parking_server(ServerOptions::default()).await;
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        assert!(get(&mut client, "/one").await.ends_with("ok /one\n"));
+        until_parked(&lot, 1).await;
+        assert!(get(&mut client, "/two").await.ends_with("ok /two\n"));
+        assert_eq!(lot.len(), 0, "the connection has its task again");
+        // And parks again when idle again, as often as it pauses.
+        until_parked(&lot, 1).await;
+        assert!(get(&mut client, "/three").await.ends_with("ok /three\n"));
+    }
+
+    #[tokio::test]
+    async fn a_parked_connection_closes_when_its_wait_runs_out_or_the_client_closes() {
+        let options = ServerOptions {
+            header_read_timeout: Some(Duration::from_millis(400)),
+            ..ServerOptions::default()
+        };
+        let (addr, lot, _stop, _server) = parking_server(options).await;
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        get(&mut client, "/").await;
+        until_parked(&lot, 1).await;
+        // The header-read wait (400 ms) passes while it is parked: closed
+        // silently, as an unparked connection would be.
+        assert!(until_closed(&mut client).await.is_empty());
+        assert_eq!(lot.len(), 0);
+        // A client that closes its parked connection frees its place.
+        let mut other = TcpStream::connect(addr).await.unwrap();
+        get(&mut other, "/").await;
+        until_parked(&lot, 1).await;
+        drop(other);
+        until_parked(&lot, 0).await;
+    }
+
+    #[tokio::test]
+    async fn a_parked_connection_keeps_its_place_under_max_connections() {
+        let options = ServerOptions {
+            max_connections: Some(1),
+            ..ServerOptions::default()
+        };
+        let (addr, lot, _stop, _server) = parking_server(options).await;
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        get(&mut first, "/").await;
+        until_parked(&lot, 1).await;
+        // Connected (the kernel's backlog) but not accepted: no answer
+        // while the parked connection holds the only place.
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let waiting = tokio::spawn(async move { get(&mut second, "/second").await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "served beyond max_connections");
+        drop(first);
+        assert!(waiting.await.unwrap().ends_with("ok /second\n"));
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_parked_connections() {
+        let (addr, lot, stop, server) = parking_server(ServerOptions::default()).await;
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        get(&mut client, "/").await;
+        until_parked(&lot, 1).await;
+        stop.send(()).unwrap();
+        assert!(until_closed(&mut client).await.is_empty());
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server stops at once")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_parked_connection_keeps_whether_it_had_a_request() {
+        use tokio::io::AsyncWriteExt;
+        let (addr, lot, _stop, _server) = parking_server(ServerOptions::default()).await;
+        // Parked before its first request: the HTTP/2 preface still counts.
+        let fresh = TcpStream::connect(addr).await.unwrap();
+        until_parked(&lot, 1).await;
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(fresh))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request = Request::get(format!("http://{addr}/h2")).body(Empty::<Bytes>::new());
+        let response = sender.send_request(request.unwrap()).await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::OK);
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        // Parked after a request: a preface now is a bad request (400).
+        let mut used = TcpStream::connect(addr).await.unwrap();
+        get(&mut used, "/").await;
+        until_parked(&lot, 1).await;
+        used.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = String::from_utf8(until_closed(&mut used).await).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     }
 }

@@ -46,6 +46,7 @@ fn server_options(
         grace_period,
         tls: None,
         force_hyper: false,
+        park_after: Some(crate::server::PARK_AFTER),
     }
 }
 

@@ -39,9 +39,9 @@
 //! buffers go back to the thread's spares while it waits for its next
 //! bytes (see `buffers`), and are taken again to read them; the handler's
 //! future is boxed for the length of its request, and rare paths are
-//! boxed when taken. With 10,000 idle connections a
-//! connection costs about 1.6 KiB in all, its task under 1 KiB of it
-//! (bench/README.md, idle connections).
+//! boxed when taken. A connection that has waited [`Waits::park`] with
+//! nothing read returns [`Ended::Idle`], so that it can wait without a task
+//! (`crate::server::park`; bench/README.md, idle connections).
 
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
@@ -84,6 +84,13 @@ pub enum Ended<S> {
     /// hyper serves the rest of the connection, starting with these bytes,
     /// for this reason.
     Handover(Prefixed<S>, Fallback),
+    /// Nothing came for [`Waits::park`]: the connection may wait elsewhere
+    /// (see `crate::server::park`) and be served again from its next bytes,
+    /// with `first` as it is; it is closed if nothing comes by `deadline`.
+    Idle {
+        first: bool,
+        deadline: Option<Instant>,
+    },
 }
 
 /// How long [`serve`] waits for what a client sends.
@@ -94,10 +101,15 @@ pub struct Waits {
     /// The rest of a body that fits the buffer; after it the request goes
     /// to hyper, whose upload stall timer answers a body that never comes.
     pub body: Duration,
+    /// How long to wait for a next request with nothing read before
+    /// [`serve`] returns [`Ended::Idle`] (none: it waits on).
+    pub park: Option<Duration>,
 }
 
-/// Serves plain HTTP/1.1 requests on `io` until the connection ends or a
-/// request needs hyper; `context` goes to the handler with each request.
+/// Serves plain HTTP/1.1 requests on `io` until the connection ends, waits
+/// idle for [`Waits::park`] or a request needs hyper; `context` goes to the
+/// handler with each request. `first`: no request came on the connection
+/// yet (an HTTP/2 preface is honoured only then).
 ///
 /// An async block rather than an async fn, whose future would hold its
 /// arguments twice: this future is part of every connection's state.
@@ -111,6 +123,7 @@ pub fn serve<'a, S, C, H, F, B>(
     handler: &'a H,
     waits: Waits,
     draining: &'a watch::Receiver<()>,
+    first: bool,
 ) -> impl Future<Output = Ended<S>> + 'a
 where
     S: AsyncRead + AsyncWrite + Unpin + 'a,
@@ -121,7 +134,7 @@ where
     B::Error: Into<BoxError>,
 {
     async move {
-        let mut conn = Direct::new(io, waits);
+        let mut conn = Direct::new(io, waits, first);
         // Resolves when shutdown begins; made once, as waiting on a watch
         // registers (and unregisters) each time it starts.
         let mut watcher = draining.clone();
@@ -151,6 +164,10 @@ where
             Stop::Handover(prefix, fallback) => {
                 Ended::Handover(Prefixed::new(prefix, conn.io), fallback)
             }
+            Stop::Idle(deadline) => Ended::Idle {
+                first: conn.first,
+                deadline,
+            },
         }
     }
 }
@@ -160,6 +177,8 @@ enum Stop {
     Closed,
     /// hyper takes over, starting with these bytes.
     Handover(Bytes, Fallback),
+    /// Nothing came for the park wait; the head's deadline.
+    Idle(Option<Instant>),
 }
 
 /// What [`Direct::next_request`] waits for after a parse.
@@ -193,12 +212,20 @@ struct Deadlines {
     head: Option<Instant>,
     /// Set while the rest of a body that fits the buffer is awaited.
     body: Option<Instant>,
+    /// Set while nothing of the next request was read.
+    park: Option<Instant>,
     /// `100 Continue` was sent.
     continued: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
-    fn new(io: S, waits: Waits) -> Self {
+    fn new(io: S, waits: Waits, first: bool) -> Self {
+        // The timer is only ever moved later (see `deadline_passed`), so it
+        // starts at the earliest deadline a wait can have.
+        let wait = match (waits.park, waits.head) {
+            (Some(park), Some(head)) => park.min(head),
+            (park, head) => park.or(head).unwrap_or(Duration::ZERO),
+        };
         Self {
             io,
             // Taken when the first bytes arrive (see `poll_fill`).
@@ -206,8 +233,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
             out: Vec::new(),
             fields: Vec::new(),
             waits,
-            timer: Box::pin(tokio::time::sleep(waits.head.unwrap_or(Duration::ZERO))),
-            first: true,
+            timer: Box::pin(tokio::time::sleep(wait)),
+            first,
         }
     }
 
@@ -216,9 +243,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
         &mut self,
         mut shutdown: Pin<&mut impl Future>,
     ) -> Result<(Request<RequestBody>, bool), Stop> {
+        let now = Instant::now();
         let mut deadlines = Deadlines {
-            head: self.waits.head.map(|wait| Instant::now() + wait),
+            head: self.waits.head.map(|wait| now + wait),
             body: None,
+            park: self
+                .waits
+                .park
+                .filter(|_| self.read.is_empty())
+                .map(|wait| now + wait),
             continued: false,
         };
         loop {
@@ -297,7 +330,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
         deadlines: &mut Deadlines,
         shutdown: Pin<&mut impl Future>,
     ) -> Result<(), Stop> {
-        let timed = deadlines.head.is_some() || deadlines.body.is_some();
+        let timed =
+            deadlines.head.is_some() || deadlines.body.is_some() || deadlines.park.is_some();
         tokio::select! {
             biased;
             result = poll_fn(|cx| {
@@ -346,23 +380,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
     }
 
     /// The timer fired: a slow body goes to hyper, a late head closes the
-    /// connection, anything else waits on.
-    fn deadline_passed(&mut self, deadlines: &Deadlines) -> Result<(), Stop> {
+    /// connection, a connection that sent nothing for the park wait stops
+    /// here idle, anything else waits on.
+    fn deadline_passed(&mut self, deadlines: &mut Deadlines) -> Result<(), Stop> {
         let now = Instant::now();
         if deadlines.body.is_some_and(|at| now >= at) {
             // hyper streams it, and its stall timer answers one that
             // never comes.
             return Err(Stop::Handover(self.taken(), Fallback::StreamedBody));
         }
-        match deadlines.head {
-            Some(head) if now >= head => Err(Stop::Closed),
-            Some(head) => {
-                let next = deadlines.body.map_or(head, |body| body.min(head));
-                self.timer.as_mut().reset(next);
-                Ok(())
-            }
-            None => Ok(()),
+        if deadlines.head.is_some_and(|at| now >= at) {
+            return Err(Stop::Closed);
         }
+        if !self.read.is_empty() {
+            deadlines.park = None;
+        } else if deadlines.park.is_some_and(|at| now >= at) {
+            return Err(Stop::Idle(deadlines.head));
+        }
+        let next = [deadlines.head, deadlines.body, deadlines.park]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(next) = next {
+            self.timer.as_mut().reset(next);
+        }
+        Ok(())
     }
 
     /// Everything read and not yet used.

@@ -62,6 +62,7 @@ fn waits(head: Option<Duration>) -> Waits {
     Waits {
         head,
         body: Duration::from_secs(5),
+        park: None,
     }
 }
 
@@ -148,10 +149,12 @@ where
         &handler,
         waits(Some(Duration::from_secs(5))),
         &draining,
+        true,
     )
     .await;
     let handed = match ended {
         Ended::Closed => None,
+        Ended::Idle { .. } => panic!("parked with no park wait"),
         Ended::Handover(mut io, fallback) => {
             let mut rest = Vec::new();
             io.read_to_end(&mut rest).await.expect("read handover");
@@ -514,7 +517,15 @@ async fn a_head_that_does_not_arrive_in_time_closes_the_connection() {
         .await
         .expect("write");
     let wait = Duration::from_secs(3);
-    let ended = serve(server, &info(), &handler, waits(Some(wait)), &draining).await;
+    let ended = serve(
+        server,
+        &info(),
+        &handler,
+        waits(Some(wait)),
+        &draining,
+        true,
+    )
+    .await;
     assert!(matches!(ended, Ended::Closed));
     assert_eq!(seen.lock().unwrap().len(), 1);
     let took = started.elapsed();
@@ -529,7 +540,7 @@ async fn shutdown_closes_an_idle_connection_and_ends_the_one_in_progress() {
     let (_client, server) = duplex(4096);
     let (drain, draining) = watch::channel(());
     let handler = recording(&Seen::default(), ok);
-    let serving = serve(server, &(), &handler, waits(None), &draining);
+    let serving = serve(server, &(), &handler, waits(None), &draining, true);
     drain.send(()).expect("send");
     assert!(matches!(serving.await, Ended::Closed));
 
@@ -551,7 +562,7 @@ async fn shutdown_closes_an_idle_connection_and_ends_the_one_in_progress() {
         .write_all(b"GET / HTTP/1.1\r\nHost: app\r\n\r\n")
         .await
         .expect("write");
-    let serving = serve(server, &(), &handler, waits(None), &draining);
+    let serving = serve(server, &(), &handler, waits(None), &draining, true);
     let answer = async {
         tokio::task::yield_now().await;
         drain.send(()).expect("send");
@@ -587,6 +598,7 @@ async fn a_body_that_fits_is_waited_for_after_100_continue() {
             &handler,
             waits(Some(Duration::from_secs(5))),
             &draining,
+            true,
         )
         .await;
         matches!(ended, Ended::Closed)
@@ -627,7 +639,7 @@ async fn an_upload_larger_than_the_read_buffer_is_read_whole_and_served_here() {
     let handler = recording(&seen, ok);
     let (_drain, draining) = watch::channel(());
     let serving = tokio::spawn(async move {
-        let ended = serve(server, &(), &handler, waits(None), &draining).await;
+        let ended = serve(server, &(), &handler, waits(None), &draining, true).await;
         matches!(ended, Ended::Closed)
     });
     let body: String = (0..16 * 1024)
@@ -671,8 +683,9 @@ async fn a_body_that_does_not_come_goes_to_hyper_after_the_body_wait() {
     let waits = Waits {
         head: Some(Duration::from_secs(60)),
         body: Duration::from_secs(2),
+        park: None,
     };
-    let ended = serve(server, &(), &handler, waits, &draining).await;
+    let ended = serve(server, &(), &handler, waits, &draining, true).await;
     let Ended::Handover(mut io, fallback) = ended else {
         panic!("not handed over");
     };
@@ -709,7 +722,7 @@ async fn a_connection_waiting_for_its_next_request_holds_no_buffers() {
         .await
         .unwrap();
     let (server, _) = listener.accept().await.unwrap();
-    let mut conn = Direct::new(server, waits(None));
+    let mut conn = Direct::new(server, waits(None), true);
     let never = std::future::pending::<()>();
     let mut never = pin!(never);
     for path in ["/first", "/second"] {

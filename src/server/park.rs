@@ -1,0 +1,295 @@
+//! Parked connections: idle keep-alive connections that are not tasks.
+//!
+//! A connection task costs about 1.4 KiB while it waits for a client's next
+//! request: the task and its future, tokio's registration of the socket
+//! (128-byte aligned), the wait's timer, and an upstream connection kept for
+//! it. Clients hold many keep-alive connections that sit idle for seconds
+//! (browsers, connection pools, load balancers), so that was most of
+//! tracehop's memory with 10,000 open (bench/README.md, idle connections).
+//!
+//! A direct-path connection that has sent nothing for [`PARK_AFTER`] leaves
+//! its task ([`crate::http1::server::Ended::Idle`]): its socket moves from
+//! tokio's reactor to the [`Lot`]'s own epoll instance, which tokio watches
+//! as one file descriptor. What a parked connection keeps is a [`Parked`]:
+//! the socket, the peer's address, its place under `max_connections`, its
+//! deadline and whether it has had a request (about 70 bytes); its task,
+//! buffers, timer and kept upstream connection are freed. When the socket
+//! turns readable (the next request, or the client closing) the server
+//! gives it a new task ([`Waiter::next`]); when its deadline passes (the
+//! header-read or idle wait it was in) it is closed, as the task would have
+//! closed it. A connection busy enough never to wait [`PARK_AFTER`] never
+//! parks, so parking costs nothing at high request rates; a slow one pays
+//! four `epoll_ctl` calls and a task per pause.
+//!
+//! On shutdown the lot closes what it holds: parked connections are idle,
+//! which is when a draining server closes a connection anyway.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::time::{Instant, Sleep};
+
+/// How long a connection waits for a request in its task before it parks.
+/// Long enough that a connection busy with requests never parks (a parked
+/// connection's next request costs four `epoll_ctl` calls and a task more),
+/// short enough that connections a client keeps open for later are parked
+/// well before they add up.
+pub const PARK_AFTER: Duration = Duration::from_millis(500);
+
+/// Deadlines are looked for at most this often: a scan of every parked
+/// connection (10,000 take about 20 µs) bounds the cost of many deadlines
+/// close together; a deadline is kept to within this.
+const SCAN_EVERY: Duration = Duration::from_millis(50);
+
+/// Readiness events taken from the lot's epoll instance per call.
+const EVENTS: usize = 256;
+
+/// An idle connection without a task.
+#[derive(Debug)]
+pub struct Parked {
+    pub stream: std::net::TcpStream,
+    pub peer: SocketAddr,
+    /// Its place under `max_connections`.
+    pub permit: Option<OwnedSemaphorePermit>,
+    /// It has had no request yet (an HTTP/2 preface still counts).
+    pub first: bool,
+    /// When it is closed if nothing comes (none: never).
+    pub deadline: Option<Instant>,
+}
+
+/// Where connections park; shared by a server's connection tasks.
+pub struct Lot {
+    registry: mio::Registry,
+    state: Mutex<State>,
+    /// Tells the waiter a deadline earlier than its timer's came in.
+    earlier: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Parked connections by token (`None`: a free slot, listed in `free`).
+    slots: Vec<Option<Parked>>,
+    free: Vec<usize>,
+    parked: usize,
+    /// The earliest deadline the waiter's timer is set for.
+    armed: Option<Instant>,
+    /// The server has stopped: connections that park now are closed.
+    closed: bool,
+}
+
+/// The server loop's side of a [`Lot`]: its epoll instance, watched by tokio.
+pub struct Waiter {
+    lot: Arc<Lot>,
+    poll: AsyncFd<Poll>,
+    events: Events,
+    timer: std::pin::Pin<Box<Sleep>>,
+    last_scan: Instant,
+}
+
+/// The epoll instance in tokio's reactor.
+#[expect(
+    deprecated,
+    reason = "tokio deprecates its safe constructor because a type's `as_raw_fd` might change \
+              or close (tokio#8587); mio's `Poll` owns its descriptor for its whole life, and \
+              the crate forbids unsafe code"
+)]
+fn watch(poll: Poll) -> io::Result<AsyncFd<Poll>> {
+    AsyncFd::with_interest(poll, tokio::io::Interest::READABLE)
+}
+
+impl Lot {
+    /// A lot and the waiter that wakes its connections.
+    pub fn new() -> io::Result<(Arc<Self>, Waiter)> {
+        let poll = Poll::new()?;
+        let lot = Arc::new(Self {
+            registry: poll.registry().try_clone()?,
+            state: Mutex::new(State::default()),
+            earlier: Notify::new(),
+        });
+        let waiter = Waiter {
+            lot: lot.clone(),
+            poll: watch(poll)?,
+            events: Events::with_capacity(EVENTS),
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            last_scan: Instant::now(),
+        };
+        Ok((lot, waiter))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Parks `connection` until it turns readable or its deadline passes.
+    /// After shutdown, or if the socket cannot be watched, it is closed.
+    pub fn park(&self, connection: Parked) {
+        let mut state = self.state();
+        if state.closed {
+            return;
+        }
+        let key = state.free.pop().unwrap_or(state.slots.len());
+        let fd = connection.stream.as_raw_fd();
+        let registered = self
+            .registry
+            .register(&mut SourceFd(&fd), Token(key), Interest::READABLE);
+        if let Err(error) = registered {
+            tracing::debug!(peer = %connection.peer, %error, "could not park; closing");
+            if key < state.slots.len() {
+                state.free.push(key);
+            }
+            return;
+        }
+        let deadline = connection.deadline;
+        if key == state.slots.len() {
+            state.slots.push(Some(connection));
+        } else {
+            state.slots[key] = Some(connection);
+        }
+        state.parked += 1;
+        if let Some(at) = deadline
+            && state.armed.is_none_or(|armed| at < armed)
+        {
+            state.armed = Some(at);
+            self.earlier.notify_one();
+        }
+    }
+
+    /// Connections parked now.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.state().parked
+    }
+
+    /// Closes every parked connection, and any that parks from now on.
+    pub fn close(&self) {
+        let mut state = self.state();
+        state.closed = true;
+        state.slots = Vec::new();
+        state.free = Vec::new();
+        state.parked = 0;
+    }
+}
+
+impl State {
+    /// Takes the connection parked under `key` out of the lot.
+    fn take(&mut self, registry: &mio::Registry, key: usize) -> Option<Parked> {
+        let parked = self.slots.get_mut(key)?.take()?;
+        self.free.push(key);
+        self.parked -= 1;
+        let _ = registry.deregister(&mut SourceFd(&parked.stream.as_raw_fd()));
+        Some(parked)
+    }
+
+    /// Closes the connections whose deadline has passed; the earliest
+    /// deadline left.
+    fn expire(&mut self, now: Instant) -> Option<Instant> {
+        let mut earliest = None::<Instant>;
+        for key in 0..self.slots.len() {
+            let Some(deadline) = self.slots[key].as_ref().and_then(|p| p.deadline) else {
+                continue;
+            };
+            if deadline <= now {
+                // Closing the socket also takes it out of the epoll set.
+                self.slots[key] = None;
+                self.free.push(key);
+                self.parked -= 1;
+            } else if earliest.is_none_or(|at| deadline < at) {
+                earliest = Some(deadline);
+            }
+        }
+        earliest
+    }
+}
+
+impl Waiter {
+    /// The lot this waiter serves.
+    pub fn lot(&self) -> &Arc<Lot> {
+        &self.lot
+    }
+
+    /// Waits until parked connections turn readable and returns them,
+    /// closing those whose deadline passes meanwhile. Cancel-safe: nothing
+    /// taken from the lot is held across an await.
+    pub async fn next(&mut self) -> Vec<Parked> {
+        loop {
+            let armed = self.lot.state().armed;
+            if let Some(at) = armed {
+                let at = at.max(self.last_scan + SCAN_EVERY);
+                if self.timer.deadline() != at {
+                    self.timer.as_mut().reset(at);
+                }
+            }
+            tokio::select! {
+                biased;
+                ready = self.poll.readable_mut() => {
+                    let Ok(mut guard) = ready else {
+                        // The epoll instance failed; nothing parks any more
+                        // (connections then stay in their tasks' wait).
+                        self.lot.close();
+                        return std::future::pending().await;
+                    };
+                    let mut woken = Vec::new();
+                    loop {
+                        let poll = guard.get_inner_mut();
+                        if poll.poll(&mut self.events, Some(Duration::ZERO)).is_err() {
+                            break;
+                        }
+                        let mut state = self.lot.state();
+                        let mut count = 0;
+                        for event in &self.events {
+                            count += 1;
+                            woken.extend(state.take(&self.lot.registry, event.token().0));
+                        }
+                        if count < EVENTS {
+                            break;
+                        }
+                    }
+                    guard.clear_ready();
+                    if !woken.is_empty() {
+                        return woken;
+                    }
+                }
+                () = self.timer.as_mut(), if armed.is_some() => {
+                    let now = Instant::now();
+                    self.last_scan = now;
+                    let mut state = self.lot.state();
+                    state.armed = state.expire(now);
+                }
+                () = self.lot.earlier.notified() => {}
+            }
+        }
+    }
+}
+
+impl Drop for Waiter {
+    /// The server has stopped: what is parked is closed.
+    fn drop(&mut self) {
+        self.lot.close();
+    }
+}
+
+/// A connection's stream that can park: plain TCP can, TLS cannot (its
+/// session state lives in the stream).
+pub trait Parkable: Sized {
+    /// The socket, out of tokio's reactor, or `None` if it cannot park.
+    fn into_parkable(self) -> Option<std::net::TcpStream>;
+}
+
+impl Parkable for tokio::net::TcpStream {
+    fn into_parkable(self) -> Option<std::net::TcpStream> {
+        self.into_std().ok()
+    }
+}
+
+impl<S> Parkable for tokio_rustls::server::TlsStream<S> {
+    fn into_parkable(self) -> Option<std::net::TcpStream> {
+        None
+    }
+}
