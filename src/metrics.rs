@@ -117,6 +117,8 @@ struct ProxyFamilies {
     requests: IntCounterVec,
     duration: HistogramVec,
     in_flight: IntGaugeVec,
+    connections_open: IntGaugeVec,
+    connections_parked: IntGaugeVec,
     upstream_errors: IntCounterVec,
     context_formats: IntCounterVec,
     untraced: IntCounterVec,
@@ -133,6 +135,8 @@ pub struct ProxyMetrics {
     /// atomic load, so unused combinations never appear in scrapes.
     resolved: Arc<[(OnceLock<IntCounter>, OnceLock<Histogram>)]>,
     pub in_flight: IntGauge,
+    /// This direction's listeners' connections.
+    pub connections: crate::server::ConnectionGauges,
     upstream_errors: IntCounterVec,
     context_formats: IntCounterVec,
     untraced: IntCounterVec,
@@ -630,6 +634,20 @@ impl ProxyFamilies {
             ),
             duration,
             in_flight,
+            connections_open: gauge_vec(
+                registry,
+                "tracehop_connections_open",
+                "Client connections open on the proxy's listeners, parked ones included, by \
+                 direction (inbound, outbound).",
+                &["direction"],
+            ),
+            connections_parked: gauge_vec(
+                registry,
+                "tracehop_connections_parked",
+                "Idle client connections held without a task until their next request, by \
+                 direction (inbound, outbound).",
+                &["direction"],
+            ),
             upstream_errors: zeroed(
                 counter_vec(
                     registry,
@@ -690,6 +708,10 @@ impl ProxyMetrics {
                 .map(|_| (OnceLock::new(), OnceLock::new()))
                 .collect(),
             in_flight: families.in_flight.with_label_values(&[direction]),
+            connections: crate::server::ConnectionGauges {
+                open: families.connections_open.with_label_values(&[direction]),
+                parked: families.connections_parked.with_label_values(&[direction]),
+            },
             upstream_errors: families.upstream_errors.clone(),
             context_formats: families.context_formats.clone(),
             untraced: families.untraced.clone(),

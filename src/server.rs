@@ -251,6 +251,48 @@ pub struct ServerOptions {
     /// request parks ([`park`]): it is held without a task until its next
     /// bytes. None: connections wait in their tasks.
     pub park_after: Option<Duration>,
+    /// Counts this listener's open and parked connections.
+    pub gauges: Option<ConnectionGauges>,
+}
+
+/// Gauges of a listener's connections (shared by listeners that count
+/// together, e.g. every outbound one).
+#[derive(Clone, Debug)]
+pub struct ConnectionGauges {
+    /// Accepted and not yet closed, parked ones included.
+    pub open: prometheus::IntGauge,
+    /// Held without a task ([`park`]).
+    pub parked: prometheus::IntGauge,
+}
+
+/// A connection's place: under `max_connections` (its permit) and in the
+/// open-connections gauge, given up when the connection closes, wherever
+/// it is then (its task, or parked).
+#[derive(Debug)]
+pub struct Place {
+    _permit: Option<OwnedSemaphorePermit>,
+    open: Option<prometheus::IntGauge>,
+}
+
+impl Place {
+    fn new(permit: Option<OwnedSemaphorePermit>, gauges: Option<&ConnectionGauges>) -> Self {
+        let open = gauges.map(|gauges| gauges.open.clone());
+        if let Some(open) = &open {
+            open.inc();
+        }
+        Self {
+            _permit: permit,
+            open,
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some(open) = &self.open {
+            open.dec();
+        }
+    }
 }
 
 impl Default for ServerOptions {
@@ -266,6 +308,7 @@ impl Default for ServerOptions {
             tls: None,
             force_hyper: false,
             park_after: Some(PARK_AFTER),
+            gauges: None,
         }
     }
 }
@@ -309,7 +352,7 @@ pub async fn serve<H, F, B>(
     B::Error: Into<BoxError>,
 {
     let parking = match options.park_after {
-        Some(_) => park::Lot::new()
+        Some(_) => park::Lot::new(options.gauges.as_ref().map(|g| g.parked.clone()))
             .inspect_err(|error| tracing::warn!(%error, "idle connections cannot park"))
             .ok(),
         None => None,
@@ -419,25 +462,26 @@ async fn serve_parking<H, F, B>(
                         continue;
                     };
                     let (conn, info) = connection(parked.peer, parked.first);
-                    connections.spawn(conn.drive(stream, info, handler.clone(), parked.permit));
+                    connections.spawn(conn.drive(stream, info, handler.clone(), parked.place));
                 }
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
+        let place = Place::new(permit, options.gauges.as_ref());
         let (conn, mut info) = connection(peer, true);
         let handler = handler.clone();
         match options.tls.clone() {
             // The connection's future is its task, as it is: nothing wraps it.
             None => {
-                connections.spawn(conn.drive(stream, info, handler, permit));
+                connections.spawn(conn.drive(stream, info, handler, place));
             }
             Some(tls) => {
                 let handshake_timeout = options.header_read_timeout;
                 connections.spawn(async move {
                     if let Some((stream, facts)) = tls.accept(stream, handshake_timeout).await {
                         info.tls = Some(facts);
-                        conn.drive(stream, info, handler, permit).await;
+                        conn.drive(stream, info, handler, place).await;
                     }
                 });
             }
@@ -500,8 +544,8 @@ impl Conn {
     /// requests on the direct path ([`http1_server`]), everything from the first
     /// other request on (and connections that chose HTTP/2 by ALPN) with
     /// hyper. On shutdown or after the idle timeout it is shut down
-    /// gracefully (in-flight requests finish). `permit` (a place under
-    /// `max_connections`) is held until then.
+    /// gracefully (in-flight requests finish). Its `place` is held until
+    /// then, or handed to the lot with it when it parks.
     ///
     /// This future is the task of every plain connection, idle ones
     /// included, so its size is memory per connection (bench/README.md,
@@ -519,7 +563,7 @@ impl Conn {
         mut io: S,
         info: ConnInfo,
         handler: H,
-        permit: Option<OwnedSemaphorePermit>,
+        place: Place,
     ) -> impl Future<Output = ()> + Send + 'static
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + park::Parkable + 'static,
@@ -548,7 +592,7 @@ impl Conn {
                             lot.park(park::Parked {
                                 stream,
                                 peer,
-                                permit,
+                                place,
                                 first,
                                 deadline,
                             });
@@ -564,7 +608,7 @@ impl Conn {
                 let io = Prefixed::new(prefix, io);
                 Box::pin(self.serve_hyper(io, fallback, info, handler)).await;
             }
-            drop(permit);
+            drop(place);
         }
     }
 
@@ -681,7 +725,7 @@ mod tests {
                 park: Some(PARK_AFTER),
             },
             force_hyper: false,
-            lot: Some(park::Lot::new().unwrap().0),
+            lot: Some(park::Lot::new(None).unwrap().0),
             first: true,
         };
         let info = ConnInfo {
@@ -694,7 +738,7 @@ mod tests {
         let handler = |_request: Request<RequestBody>, _info: ConnInfo| async {
             text_response(http::StatusCode::OK, "ok\n")
         };
-        let task = conn.drive(stream, info, handler, None);
+        let task = conn.drive(stream, info, handler, Place::new(None, None));
         let size = std::mem::size_of_val(&task);
         // 776 bytes when written, 864 with parking; before the direct path
         // borrowed the connection and rare paths were boxed it was 2,544.
@@ -705,7 +749,7 @@ mod tests {
     /// sender that shuts it down; the handler answers `ok` with the request's
     /// path.
     async fn parking_server(
-        options: ServerOptions,
+        mut options: ServerOptions,
     ) -> (
         SocketAddr,
         Arc<park::Lot>,
@@ -714,17 +758,15 @@ mod tests {
     ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (lot, waiter) = park::Lot::new().unwrap();
+        let parked = options.gauges.as_ref().map(|g| g.parked.clone());
+        let (lot, waiter) = park::Lot::new(parked).unwrap();
+        options.park_after = Some(Duration::from_millis(50));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let handler = |request: Request<RequestBody>, _info: ConnInfo| async move {
             text_response(
                 http::StatusCode::OK,
                 format!("ok {}\n", request.uri().path()),
             )
-        };
-        let options = ServerOptions {
-            park_after: Some(Duration::from_millis(50)),
-            ..options
         };
         let shutdown = async {
             let _ = stopped.await;
@@ -885,5 +927,37 @@ mod tests {
             .unwrap();
         let answer = String::from_utf8(until_closed(&mut used).await).unwrap();
         assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn gauges_count_connections_open_and_parked_wherever_they_are() {
+        let gauge = |name: &str| prometheus::IntGauge::new(name, "test").unwrap();
+        let gauges = ConnectionGauges {
+            open: gauge("open"),
+            parked: gauge("parked"),
+        };
+        let options = ServerOptions {
+            gauges: Some(gauges.clone()),
+            ..ServerOptions::default()
+        };
+        let (addr, lot, _stop, _server) = parking_server(options).await;
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        get(&mut client, "/").await;
+        assert_eq!((gauges.open.get(), gauges.parked.get()), (1, 0));
+        until_parked(&lot, 1).await;
+        assert_eq!((gauges.open.get(), gauges.parked.get()), (1, 1));
+        get(&mut client, "/").await;
+        assert_eq!((gauges.open.get(), gauges.parked.get()), (1, 0));
+        until_parked(&lot, 1).await;
+        drop(client);
+        until_parked(&lot, 0).await;
+        // The woken connection's task sees the close and ends.
+        for _ in 0..200 {
+            if gauges.open.get() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!((gauges.open.get(), gauges.parked.get()), (0, 0));
     }
 }

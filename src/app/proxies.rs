@@ -47,6 +47,7 @@ fn server_options(
         tls: None,
         force_hyper: false,
         park_after: Some(crate::server::PARK_AFTER),
+        gauges: None,
     }
 }
 
@@ -81,12 +82,13 @@ pub(super) fn build_proxies(
     telemetry: Telemetry,
     instance: &str,
 ) -> Vec<Served> {
-    let served = |listener, timeouts, limits| Served {
-        proxy: Arc::new(Proxy::new(telemetry.clone(), listener)),
+    let served = |listener: Listener, timeouts, limits| Served {
         options: ServerOptions {
             force_hyper: config.paths.hyper,
+            gauges: Some(listener.metrics.connections.clone()),
             ..server_options(timeouts, limits, config.shutdown.grace_period)
         },
+        proxy: Arc::new(Proxy::new(telemetry.clone(), listener)),
     };
     let outbound = |remote_service, upstream, mode, label: &str| Listener {
         via: proxy::Via::new(instance, label),

@@ -33,7 +33,7 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 /// How long a connection waits for a request in its task before it parks.
@@ -56,8 +56,8 @@ const EVENTS: usize = 256;
 pub struct Parked {
     pub stream: std::net::TcpStream,
     pub peer: SocketAddr,
-    /// Its place under `max_connections`.
-    pub permit: Option<OwnedSemaphorePermit>,
+    /// Its place under `max_connections` and in the open-connections gauge.
+    pub place: super::Place,
     /// It has had no request yet (an HTTP/2 preface still counts).
     pub first: bool,
     /// When it is closed if nothing comes (none: never).
@@ -78,6 +78,8 @@ struct State {
     slots: Vec<Option<Parked>>,
     free: Vec<usize>,
     parked: usize,
+    /// Counts `parked` for the listener's metrics.
+    gauge: Option<prometheus::IntGauge>,
     /// The earliest deadline the waiter's timer is set for.
     armed: Option<Instant>,
     /// The server has stopped: connections that park now are closed.
@@ -105,12 +107,16 @@ fn watch(poll: Poll) -> io::Result<AsyncFd<Poll>> {
 }
 
 impl Lot {
-    /// A lot and the waiter that wakes its connections.
-    pub fn new() -> io::Result<(Arc<Self>, Waiter)> {
+    /// A lot and the waiter that wakes its connections; `gauge` counts
+    /// the connections parked.
+    pub fn new(gauge: Option<prometheus::IntGauge>) -> io::Result<(Arc<Self>, Waiter)> {
         let poll = Poll::new()?;
         let lot = Arc::new(Self {
             registry: poll.registry().try_clone()?,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                gauge,
+                ..State::default()
+            }),
             earlier: Notify::new(),
         });
         let waiter = Waiter {
@@ -152,7 +158,7 @@ impl Lot {
         } else {
             state.slots[key] = Some(connection);
         }
-        state.parked += 1;
+        state.count(1);
         if let Some(at) = deadline
             && state.armed.is_none_or(|armed| at < armed)
         {
@@ -173,16 +179,25 @@ impl Lot {
         state.closed = true;
         state.slots = Vec::new();
         state.free = Vec::new();
-        state.parked = 0;
+        let parked = i64::try_from(state.parked).unwrap_or(0);
+        state.count(-parked);
     }
 }
 
 impl State {
+    /// `delta` more (or fewer) connections parked.
+    fn count(&mut self, delta: i64) {
+        self.parked = self.parked.saturating_add_signed(delta as isize);
+        if let Some(gauge) = &self.gauge {
+            gauge.add(delta);
+        }
+    }
+
     /// Takes the connection parked under `key` out of the lot.
     fn take(&mut self, registry: &mio::Registry, key: usize) -> Option<Parked> {
         let parked = self.slots.get_mut(key)?.take()?;
         self.free.push(key);
-        self.parked -= 1;
+        self.count(-1);
         let _ = registry.deregister(&mut SourceFd(&parked.stream.as_raw_fd()));
         Some(parked)
     }
@@ -199,7 +214,7 @@ impl State {
                 // Closing the socket also takes it out of the epoll set.
                 self.slots[key] = None;
                 self.free.push(key);
-                self.parked -= 1;
+                self.count(-1);
             } else if earliest.is_none_or(|at| deadline < at) {
                 earliest = Some(deadline);
             }

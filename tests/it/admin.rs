@@ -36,3 +36,48 @@ async fn metrics_count_requests_spans_and_formats() {
     assert!(!text.contains("/status/503"), "no raw paths in labels");
     sidecar.stop().await;
 }
+
+/// An idle keep-alive client connection parks after 500 ms: counted open
+/// and parked, then neither once the client closes it.
+#[tokio::test]
+async fn connection_gauges_count_open_and_parked_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = FakeUpstream::start().await;
+    let collector = FakeCollector::start().await;
+    let sidecar = Sidecar::start(Yaml::default(), upstream.addr, collector.addr).await;
+    let addr = sidecar.base.trim_start_matches("http://");
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /a HTTP/1.1\r\nHost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0; 12];
+    client.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    scrape_until(
+        &sidecar.admin,
+        r#"tracehop_connections_parked{direction="inbound"} 1"#,
+    )
+    .await;
+    let text = scrape_until(
+        &sidecar.admin,
+        r#"tracehop_connections_open{direction="inbound"} 1"#,
+    )
+    .await;
+    assert!(
+        text.contains(r#"tracehop_connections_open{direction="outbound"} 0"#),
+        "{text}"
+    );
+    drop(client);
+    scrape_until(
+        &sidecar.admin,
+        r#"tracehop_connections_parked{direction="inbound"} 0"#,
+    )
+    .await;
+    scrape_until(
+        &sidecar.admin,
+        r#"tracehop_connections_open{direction="inbound"} 0"#,
+    )
+    .await;
+    sidecar.stop().await;
+}
