@@ -29,6 +29,9 @@ const HEADER_READ: Duration = Duration::from_secs(10);
 const WAITS: Waits = Waits {
     head: Some(HEADER_READ),
     body: Duration::from_secs(10),
+    // Parking hands a TCP socket to the server's lot; a duplex stream
+    // has none, and a fuzz input never waits that long.
+    park: None,
 };
 
 /// The server's end of a connection: requests in, answers out.
@@ -104,7 +107,7 @@ pub async fn tracehop_serves(data: &[u8], delivery: Delivery) -> Outcome {
     converse(data, delivery, |io, recorder| async move {
         // Kept open for the whole connection: a dropped sender means shutdown.
         let (_drain, draining) = watch::channel(());
-        let served = direct::serve(io, &recorder, &record, WAITS, &draining);
+        let served = direct::serve(io, &recorder, &record, WAITS, &draining, true);
         if let Ended::Handover(io, _) = served.await {
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder

@@ -25,9 +25,13 @@ pub(super) enum Parsed {
     /// Not a whole head yet.
     Partial,
     /// A whole head whose body, which is read whole before the handler
-    /// runs, is still arriving: `total` bytes of head and body; the client
-    /// waits for `100 Continue` before sending it.
-    AwaitingBody { expect_continue: bool, total: usize },
+    /// runs, is still arriving (the head is off the buffer; the body will
+    /// be its next bytes); the client waits for `100 Continue` before
+    /// sending it.
+    AwaitingBody {
+        expect_continue: bool,
+        pending: Box<Pending>,
+    },
     /// A request for hyper: its head, when already taken off the buffer,
     /// and why.
     Handover(Bytes, Fallback),
@@ -110,24 +114,22 @@ pub(super) fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -
         return Parsed::Refused(StatusCode::BAD_REQUEST);
     }
     // A body read whole (up to `MAX_BUFFERED_REQUEST`) that has not all
-    // arrived is waited for here (after `100 Continue`, when the client
-    // waits for it) rather than handed to hyper.
-    if let Ok((BodyLength::Known(length), _)) = framing.request(http10)
-        && let Some(total) = usize::try_from(length)
+    // arrived is waited for (after `100 Continue`, when the client waits
+    // for it) rather than handed to hyper; the head is built now, and not
+    // parsed again when the body is in.
+    let awaited = match framing.request(http10) {
+        Ok((BodyLength::Known(length), _)) => usize::try_from(length)
             .ok()
             .and_then(|length| length.checked_add(head_len))
-        && read.len() < total
-        && total <= MAX_BUFFERED_REQUEST
-        // Checked here only: a head that waits must be one `build` accepts,
-        && Uri::try_from(&read[target.clone()]).is_ok()
-        // and one this connection serves once its body is here (else hyper
-        // takes it now, and answers `Expect` itself).
-        && served_directly(&parsed, &method, http10, &framing, expect_continue)
-    {
-        return Parsed::AwaitingBody {
-            expect_continue,
-            total,
-        };
+            .filter(|&total| read.len() < total && total <= MAX_BUFFERED_REQUEST),
+        _ => None,
+    };
+    if let Some(total) = awaited {
+        // Room for the whole request and a little more: read in few
+        // calls, and the last read ends short of the room, which tells
+        // tokio the socket is drained (else the connection's next read
+        // costs a system call that finds nothing).
+        read.reserve((total + 1024).saturating_sub(read.len()));
     }
     let head = read.split_to(head_len).freeze();
     let line = RequestLine {
@@ -135,42 +137,38 @@ pub(super) fn parse(read: &mut BytesMut, fields: &mut Vec<Field>, first: bool) -
         target,
         http10,
     };
-    match build(&head, line, framing, fields, read) {
-        Built::Request(request, closing) => Parsed::Request(request, closing),
+    // A body being waited for counts as here: the request is served here
+    // once it is (else hyper takes it now, and answers `Expect` itself).
+    let buffered = awaited.map_or(read.len(), |total| total - head_len);
+    match build(&head, line, framing, fields, buffered) {
+        Built::Request(request, closing, length) if awaited.is_some() => Parsed::AwaitingBody {
+            expect_continue,
+            pending: Box::new(Pending {
+                request,
+                closing,
+                length,
+                head,
+            }),
+        },
+        Built::Request(mut request, closing, length) => {
+            *request.body_mut() = RequestBody::read(read.split_to(length).freeze());
+            Parsed::Request(request, closing)
+        }
         Built::Handover(fallback) => Parsed::Handover(head, fallback),
         Built::Refused(status) => Parsed::Refused(status),
     }
 }
 
-/// Whether [`path::downstream`] keeps a request with this head on the
-/// direct path once its sized body has arrived.
-fn served_directly(
-    parsed: &httparse::Request<'_, '_>,
-    method: &Method,
-    http10: bool,
-    framing: &Framing,
-    expect_continue: bool,
-) -> bool {
-    let has = |name: &'static str| {
-        parsed
-            .headers
-            .iter()
-            .filter(move |field| field.name.eq_ignore_ascii_case(name))
-    };
-    let facts = HeadFacts {
-        http10,
-        connect: *method == Method::CONNECT,
-        upgrade: semantics::wants_upgrade(
-            http10,
-            framing.connection,
-            has("upgrade").next().is_some(),
-        ),
-        expect_continue,
-        trailers: has("te").any(|te| semantics::has_token(te.value, "trailers")),
-        body: Some(BodyLength::Known(0)),
-        buffered: 0,
-    };
-    path::downstream(&facts).is_ok()
+/// A request whose body is on its way ([`Parsed::AwaitingBody`]).
+pub(super) struct Pending {
+    /// The request, its body still empty.
+    pub request: Request<RequestBody>,
+    /// The connection closes after it.
+    pub closing: bool,
+    /// The body's length: the next bytes read.
+    pub length: usize,
+    /// The head as it came (hyper reads it again if the body is late).
+    pub head: Bytes,
 }
 
 /// Reads `HTTP/1.x` with a minor version above 1 as `HTTP/1.1`, in place
@@ -249,19 +247,22 @@ struct RequestLine {
 /// What [`build`] made of a head.
 #[allow(clippy::large_enum_variant)] // moved once, right away
 enum Built {
-    Request(Request<RequestBody>, bool),
+    /// The request (its body empty), whether the connection closes after
+    /// it, and its body's length (0 unless sized).
+    Request(Request<RequestBody>, bool, usize),
     Handover(Fallback),
     Refused(StatusCode),
 }
 
-/// The request in `head` (and its body, from `rest`), checked against the
-/// rules, or why it goes to hyper or is refused.
+/// The request in `head`, checked against the rules, or why it goes to
+/// hyper or is refused; `buffered`: the bytes of the body at hand (or
+/// awaited).
 fn build(
     head: &Bytes,
     line: RequestLine,
     framing: Framing,
     fields: &[Field],
-    rest: &mut BytesMut,
+    buffered: usize,
 ) -> Built {
     let Ok(uri) = Uri::from_maybe_shared(head.slice(line.target)) else {
         return Built::Refused(StatusCode::BAD_REQUEST);
@@ -270,7 +271,7 @@ fn build(
     let mut facts = HeadFacts {
         http10: line.http10,
         connect: line.method == Method::CONNECT,
-        buffered: rest.len(),
+        buffered,
         ..HeadFacts::default()
     };
     let mut has_upgrade = false;
@@ -314,11 +315,10 @@ fn build(
         BodyLength::Known(length) => usize::try_from(length).unwrap_or(usize::MAX),
         BodyLength::Chunked | BodyLength::UntilClose => 0,
     };
-    let body = RequestBody::read(rest.split_to(length.min(rest.len())).freeze());
-    let mut request = Request::new(body);
+    let mut request = Request::new(RequestBody::read(Bytes::new()));
     *request.method_mut() = line.method;
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
-    Built::Request(request, !persists)
+    Built::Request(request, !persists, length.min(buffered))
 }

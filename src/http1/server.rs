@@ -60,7 +60,7 @@ use super::buffers;
 use super::fields::ResponseFields;
 use super::path::Fallback;
 pub use super::request::check_hyper_request;
-use super::request::{Field, Parsed, parse};
+use super::request::{Field, Parsed, Pending, parse};
 use super::response::{refuse, respond, write_all};
 use super::{BoxError, RequestBody};
 
@@ -181,6 +181,22 @@ enum Stop {
     Idle(Option<Instant>),
 }
 
+impl Stop {
+    /// This stop while the body of `pending` was awaited: hyper, if it
+    /// takes over, reads the request from its head.
+    fn after_head(self, pending: &Pending) -> Self {
+        match self {
+            Self::Handover(rest, fallback) => {
+                let mut prefix = BytesMut::with_capacity(pending.head.len() + rest.len());
+                prefix.extend_from_slice(&pending.head);
+                prefix.extend_from_slice(&rest);
+                Self::Handover(prefix.freeze(), fallback)
+            }
+            stop => stop,
+        }
+    }
+}
+
 /// What [`Direct::next_request`] waits for after a parse.
 enum Wait {
     /// More of the head.
@@ -254,7 +270,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
                 .map(|wait| now + wait),
             continued: false,
         };
+        // A request whose body is on its way: boxed, as it is held across
+        // awaits (inline it would be part of every connection's state).
+        let mut pending: Option<Box<Pending>> = None;
         loop {
+            if let Some(waiting) = &pending {
+                if self.read.len() < waiting.length {
+                    if let Err(stop) = self.read_more(&mut deadlines, shutdown.as_mut()).await {
+                        return Err(stop.after_head(waiting));
+                    }
+                    continue;
+                }
+                let Pending {
+                    mut request,
+                    closing,
+                    length,
+                    ..
+                } = *pending.take().expect("checked above");
+                *request.body_mut() = RequestBody::read(self.read.split_to(length).freeze());
+                self.first = false;
+                return Ok((request, closing));
+            }
             // What the head asks for is decided first and the parse result
             // dropped before anything is awaited: kept across an await, it
             // would be part of every idle connection's state.
@@ -265,15 +301,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
                 }
                 Parsed::AwaitingBody {
                     expect_continue,
-                    total,
+                    pending: waiting,
                 } => {
-                    // Room for the whole request and a little more: read in
-                    // few calls, and the last read ends short of the room,
-                    // which tells tokio the socket is drained (else the
-                    // connection's next read costs a system call that
-                    // finds nothing).
-                    self.read
-                        .reserve((total + 1024).saturating_sub(self.read.len()));
+                    pending = Some(waiting);
                     Wait::Body { expect_continue }
                 }
                 Parsed::Partial if self.read.len() < READ_BUFFER => Wait::Head,
@@ -289,6 +319,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
                 Wait::Head => {}
                 Wait::Body { expect_continue } => {
                     self.await_body(&mut deadlines, expect_continue).await?;
+                    // The body is read above, with the head kept aside.
+                    continue;
                 }
                 Wait::Refuse(status) => {
                     // Boxed, as it is rare: inline, its future would be
@@ -332,23 +364,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
     ) -> Result<(), Stop> {
         let timed =
             deadlines.head.is_some() || deadlines.body.is_some() || deadlines.park.is_some();
+        let between = deadlines.body.is_none();
         tokio::select! {
             biased;
             result = poll_fn(|cx| {
-                Self::poll_fill(&mut self.io, &mut self.read, &mut self.out, &mut self.fields, cx)
+                let (read, out, fields) = (&mut self.read, &mut self.out, &mut self.fields);
+                Self::poll_fill(&mut self.io, read, out, fields, between, cx)
             }) => match result {
                 Ok(0) | Err(_) => Err(Stop::Closed),
                 Ok(_) => Ok(()),
             },
             () = self.timer.as_mut(), if timed => self.deadline_passed(deadlines),
-            _ = shutdown, if self.read.is_empty() => Err(Stop::Closed),
+            // Between requests only (a body awaited is part of one).
+            _ = shutdown, if self.read.is_empty() && between => Err(Stop::Closed),
         }
     }
 
     /// Reads what the socket has into the read buffer. Between requests
-    /// the connection's buffers are this thread's spares ([`buffers`]):
-    /// taken for the read, and given back if nothing came. (Takes the
-    /// fields it uses, so the timer can be polled beside it.)
+    /// (`between`: no body is awaited) the connection's buffers are this
+    /// thread's spares ([`buffers`]): taken for the read, and given back if
+    /// nothing came. (Takes the fields it uses, so the timer can be polled
+    /// beside it.)
     ///
     /// The read itself says whether the socket had anything: a separate
     /// readiness check first cost a second look at tokio's readiness per
@@ -358,6 +394,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
         read: &mut BytesMut,
         out: &mut Vec<u8>,
         fields: &mut Vec<Field>,
+        between: bool,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
         if read.capacity() == 0 {
@@ -368,7 +405,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
         }
         let polled = tokio_util::io::poll_read_buf(Pin::new(io), cx, read);
         if polled.is_pending() {
-            if read.is_empty() {
+            if read.is_empty() && between {
                 release_buffers(read, out, fields);
             }
         } else {
@@ -392,7 +429,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
         if deadlines.head.is_some_and(|at| now >= at) {
             return Err(Stop::Closed);
         }
-        if !self.read.is_empty() {
+        if !self.read.is_empty() || deadlines.body.is_some() {
             deadlines.park = None;
         } else if deadlines.park.is_some_and(|at| now >= at) {
             return Err(Stop::Idle(deadlines.head));

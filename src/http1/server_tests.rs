@@ -632,6 +632,38 @@ async fn a_body_that_fits_is_waited_for_after_100_continue() {
     assert_eq!(*seen.lock().unwrap(), ["POST /up hello", "POST /two abc"]);
 }
 
+/// A head whose body has not started arriving is a request in progress:
+/// the connection neither parks (its park wait passes) nor closes on
+/// shutdown before the body comes and the response goes out.
+#[tokio::test]
+async fn a_request_awaiting_its_body_is_neither_parked_nor_dropped_on_shutdown() {
+    let (mut client, server) = duplex(1 << 16);
+    let seen = Seen::default();
+    let handler = recording(&seen, ok);
+    let (drain, draining) = watch::channel(());
+    let waits = Waits {
+        park: Some(Duration::from_millis(20)),
+        ..waits(Some(Duration::from_secs(5)))
+    };
+    let serving =
+        tokio::spawn(async move { serve(server, &(), &handler, waits, &draining, true).await });
+    client
+        .write_all(b"POST /late HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n\r\n")
+        .await
+        .expect("write head");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drain.send(()).expect("drain");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!serving.is_finished(), "stopped with a request in progress");
+    client.write_all(b"hello").await.expect("write body");
+    let mut received = String::new();
+    client.read_to_string(&mut received).await.expect("read");
+    assert!(received.starts_with("HTTP/1.1 200 OK"), "{received}");
+    assert!(received.contains("\r\nconnection: close\r\n"), "{received}");
+    assert!(matches!(serving.await.expect("served"), Ended::Closed));
+    assert_eq!(*seen.lock().unwrap(), ["POST /late hello"]);
+}
+
 #[tokio::test]
 async fn an_upload_larger_than_the_read_buffer_is_read_whole_and_served_here() {
     let (mut client, server) = duplex(1 << 16);
