@@ -38,10 +38,12 @@ use tokio::time::{Instant, Sleep};
 
 /// How long a connection waits for a request in its task before it parks.
 /// Long enough that a connection busy with requests never parks (a parked
-/// connection's next request costs four `epoll_ctl` calls and a task more),
-/// short enough that connections a client keeps open for later are parked
-/// well before they add up.
-pub const PARK_AFTER: Duration = Duration::from_millis(500);
+/// connection's next request costs four `epoll_ctl` calls and a task more,
+/// a few microseconds), short enough that few connections of a burst are
+/// tasks at once: 10,000 clients connecting over 1.5 s with 500 ms here
+/// had about 3,500 tasks alive at the peak, whose freed memory the
+/// allocator then kept (bench/README.md, idle connections).
+pub const PARK_AFTER: Duration = Duration::from_millis(100);
 
 /// Deadlines are looked for at most this often: a scan of every parked
 /// connection (10,000 take about 20 µs) bounds the cost of many deadlines

@@ -37,7 +37,7 @@ async fn metrics_count_requests_spans_and_formats() {
     sidecar.stop().await;
 }
 
-/// An idle keep-alive client connection parks after 500 ms: counted open
+/// An idle keep-alive client connection parks after 100 ms: counted open
 /// and parked, then neither once the client closes it.
 #[tokio::test]
 async fn connection_gauges_count_open_and_parked_connections() {
