@@ -351,20 +351,13 @@ pub async fn serve<H, F, B>(
     B: http_body::Body<Data = Bytes> + ResponseFields + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let parking = match options.park_after {
-        Some(_) => park::Lot::new(options.gauges.as_ref().map(|g| g.parked.clone()))
+    let waiter = match options.park_after {
+        Some(_) => park::Waiter::new(options.gauges.as_ref().map(|g| g.parked.clone()))
             .inspect_err(|error| tracing::warn!(%error, "idle connections cannot park"))
             .ok(),
         None => None,
     };
-    serve_parking(
-        listener,
-        options,
-        handler,
-        shutdown,
-        parking.map(|(_, waiter)| waiter),
-    )
-    .await;
+    serve_parking(listener, options, handler, shutdown, waiter).await;
 }
 
 /// What woke the accept loop.
@@ -401,10 +394,10 @@ async fn serve_parking<H, F, B>(
     // The direct path's wait for a head: hyper's header-read timer also
     // runs between requests, and so does the idle timeout.
     let waits = Waits {
-        head: match (options.header_read_timeout, options.idle_timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        },
+        head: [options.header_read_timeout, options.idle_timeout]
+            .into_iter()
+            .flatten()
+            .min(),
         body: options.request_body_timeout,
         park: options
             .park_after
@@ -725,7 +718,7 @@ mod tests {
                 park: Some(PARK_AFTER),
             },
             force_hyper: false,
-            lot: Some(park::Lot::new(None).unwrap().0),
+            lot: Some(park::Waiter::new(None).unwrap().lot().clone()),
             first: true,
         };
         let info = ConnInfo {
@@ -759,7 +752,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let parked = options.gauges.as_ref().map(|g| g.parked.clone());
-        let (lot, waiter) = park::Lot::new(parked).unwrap();
+        let waiter = park::Waiter::new(parked).unwrap();
+        let lot = waiter.lot().clone();
         options.park_after = Some(Duration::from_millis(50));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let handler = |request: Request<RequestBody>, _info: ConnInfo| async move {

@@ -238,10 +238,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
     fn new(io: S, waits: Waits, first: bool) -> Self {
         // The timer is only ever moved later (see `deadline_passed`), so it
         // starts at the earliest deadline a wait can have.
-        let wait = match (waits.park, waits.head) {
-            (Some(park), Some(head)) => park.min(head),
-            (park, head) => park.or(head).unwrap_or(Duration::ZERO),
-        };
+        let wait = [waits.park, waits.head].into_iter().flatten().min();
         Self {
             io,
             // Taken when the first bytes arrive (see `poll_fill`).
@@ -249,7 +246,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
             out: Vec::new(),
             fields: Vec::new(),
             waits,
-            timer: Box::pin(tokio::time::sleep(wait)),
+            timer: Box::pin(tokio::time::sleep(wait.unwrap_or(Duration::ZERO))),
             first,
         }
     }
@@ -274,19 +271,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Direct<S> {
         // awaits (inline it would be part of every connection's state).
         let mut pending: Option<Box<Pending>> = None;
         loop {
-            if let Some(waiting) = &pending {
-                if self.read.len() < waiting.length {
-                    if let Err(stop) = self.read_more(&mut deadlines, shutdown.as_mut()).await {
-                        return Err(stop.after_head(waiting));
-                    }
-                    continue;
+            if let Some(waiting) = &pending
+                && self.read.len() < waiting.length
+            {
+                if let Err(stop) = self.read_more(&mut deadlines, shutdown.as_mut()).await {
+                    return Err(stop.after_head(waiting));
                 }
+                continue;
+            }
+            if let Some(waited) = pending.take() {
                 let Pending {
                     mut request,
                     closing,
                     length,
                     ..
-                } = *pending.take().expect("checked above");
+                } = *waited;
                 *request.body_mut() = RequestBody::read(self.read.split_to(length).freeze());
                 self.first = false;
                 return Ok((request, closing));

@@ -79,8 +79,7 @@ struct State {
     /// Parked connections by token (`None`: a free slot, listed in `free`).
     slots: Vec<Option<Parked>>,
     free: Vec<usize>,
-    parked: usize,
-    /// Counts `parked` for the listener's metrics.
+    /// Counts the parked connections for the listener's metrics.
     gauge: Option<prometheus::IntGauge>,
     /// The earliest deadline the waiter's timer is set for.
     armed: Option<Instant>,
@@ -109,28 +108,6 @@ fn watch(poll: Poll) -> io::Result<AsyncFd<Poll>> {
 }
 
 impl Lot {
-    /// A lot and the waiter that wakes its connections; `gauge` counts
-    /// the connections parked.
-    pub fn new(gauge: Option<prometheus::IntGauge>) -> io::Result<(Arc<Self>, Waiter)> {
-        let poll = Poll::new()?;
-        let lot = Arc::new(Self {
-            registry: poll.registry().try_clone()?,
-            state: Mutex::new(State {
-                gauge,
-                ..State::default()
-            }),
-            earlier: Notify::new(),
-        });
-        let waiter = Waiter {
-            lot: lot.clone(),
-            poll: watch(poll)?,
-            events: Events::with_capacity(EVENTS),
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            last_scan: Instant::now(),
-        };
-        Ok((lot, waiter))
-    }
-
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -160,7 +137,9 @@ impl Lot {
         } else {
             state.slots[key] = Some(connection);
         }
-        state.count(1);
+        if let Some(gauge) = &state.gauge {
+            gauge.inc();
+        }
         if let Some(at) = deadline
             && state.armed.is_none_or(|armed| at < armed)
         {
@@ -172,34 +151,40 @@ impl Lot {
     /// Connections parked now.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.state().parked
+        self.state().parked()
     }
 
     /// Closes every parked connection, and any that parks from now on.
     pub fn close(&self) {
         let mut state = self.state();
         state.closed = true;
+        if let Some(gauge) = &state.gauge {
+            gauge.sub(i64::try_from(state.parked()).unwrap_or(i64::MAX));
+        }
         state.slots = Vec::new();
         state.free = Vec::new();
-        let parked = i64::try_from(state.parked).unwrap_or(0);
-        state.count(-parked);
     }
 }
 
 impl State {
-    /// `delta` more (or fewer) connections parked.
-    fn count(&mut self, delta: i64) {
-        self.parked = self.parked.saturating_add_signed(delta as isize);
+    /// Connections parked now.
+    fn parked(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Empties the slot under `key`; what it held.
+    fn vacate(&mut self, key: usize) -> Option<Parked> {
+        let parked = self.slots.get_mut(key)?.take()?;
+        self.free.push(key);
         if let Some(gauge) = &self.gauge {
-            gauge.add(delta);
+            gauge.dec();
         }
+        Some(parked)
     }
 
     /// Takes the connection parked under `key` out of the lot.
     fn take(&mut self, registry: &mio::Registry, key: usize) -> Option<Parked> {
-        let parked = self.slots.get_mut(key)?.take()?;
-        self.free.push(key);
-        self.count(-1);
+        let parked = self.vacate(key)?;
         let _ = registry.deregister(&mut SourceFd(&parked.stream.as_raw_fd()));
         Some(parked)
     }
@@ -214,9 +199,7 @@ impl State {
             };
             if deadline <= now {
                 // Closing the socket also takes it out of the epoll set.
-                self.slots[key] = None;
-                self.free.push(key);
-                self.count(-1);
+                drop(self.vacate(key));
             } else if earliest.is_none_or(|at| deadline < at) {
                 earliest = Some(deadline);
             }
@@ -226,6 +209,27 @@ impl State {
 }
 
 impl Waiter {
+    /// A lot and the waiter that wakes its connections; `gauge` counts
+    /// the connections parked.
+    pub fn new(gauge: Option<prometheus::IntGauge>) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let lot = Arc::new(Lot {
+            registry: poll.registry().try_clone()?,
+            state: Mutex::new(State {
+                gauge,
+                ..State::default()
+            }),
+            earlier: Notify::new(),
+        });
+        Ok(Self {
+            lot,
+            poll: watch(poll)?,
+            events: Events::with_capacity(EVENTS),
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            last_scan: Instant::now(),
+        })
+    }
+
     /// The lot this waiter serves.
     pub fn lot(&self) -> &Arc<Lot> {
         &self.lot
