@@ -148,12 +148,17 @@ where
                 Err(stop) => break stop,
             };
             // Boxed for the request's length: inline, the handler's future
-            // and the response being written (about 4 KiB together) would
+            // and the response being written (about 2.4 KiB together) would
             // be part of every idle connection's state. The handler is
             // called inside, so its future is made in the box, not moved
-            // there.
+            // there, and the box is written in place (`Box::pin` would copy
+            // the whole 2.4 KiB in: 290 instructions per request).
             let answer = |request| handler(request, context.clone());
-            if !Box::pin(conn.exchange(request, answer, closing, draining)).await {
+            let exchange = Box::write(
+                Box::new_uninit(),
+                conn.exchange(request, answer, closing, draining),
+            );
+            if !Box::into_pin(exchange).await {
                 break Stop::Closed;
             }
         };
