@@ -9,8 +9,6 @@
 //! `X-Forwarded-For`, `-Proto` and `-Host` are appended so the app sees
 //! who called.
 
-use std::net::IpAddr;
-
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 use crate::http1::semantics::{self, HOP_BY_HOP};
@@ -154,15 +152,12 @@ fn append(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
 pub fn add_forwarded(
     out: &mut Outgoing<'_>,
     present: u16,
-    peer: IpAddr,
+    peer: &HeaderValue,
     scheme: &'static str,
     host: Option<&HeaderValue>,
 ) {
     let mut add = |bit, name, value| add_to_list(out, present, bit, name, value);
-    let mut buf = [0u8; 45];
-    if let Ok(peer) = HeaderValue::from_bytes(crate::span::ip_text(peer, &mut buf)) {
-        add(FORWARDED_FOR, &X_FORWARDED_FOR, peer);
-    }
+    add(FORWARDED_FOR, &X_FORWARDED_FOR, peer.clone());
     add(
         FORWARDED_PROTO,
         &X_FORWARDED_PROTO,
@@ -198,6 +193,7 @@ fn add_to_list(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::span::ip_value;
 
     fn strip(h: &mut HeaderMap, keep_upgrade: bool) {
         let found = present(h);
@@ -279,7 +275,7 @@ mod tests {
         add_forwarded(
             &mut Outgoing::new(&mut h, None),
             present,
-            "10.0.0.1".parse().unwrap(),
+            &ip_value("10.0.0.1".parse().unwrap()),
             "http",
             Some(&HeaderValue::from_static("shop.example")),
         );
@@ -293,7 +289,7 @@ mod tests {
         add_forwarded(
             &mut Outgoing::new(&mut h, None),
             0,
-            "2001:db8::1".parse().unwrap(),
+            &ip_value("2001:db8::1".parse().unwrap()),
             "https",
             None,
         );
@@ -309,7 +305,7 @@ mod tests {
         add_forwarded(
             &mut Outgoing::new(&mut h, Some(&mut added)),
             present,
-            "10.0.0.1".parse().unwrap(),
+            &ip_value("10.0.0.1".parse().unwrap()),
             "http",
             Some(&HeaderValue::from_static("shop.example")),
         );

@@ -312,7 +312,7 @@ fn inject(
     headers::add_forwarded(
         &mut out,
         present,
-        conn.peer.ip(),
+        &conn.peer_value,
         http.scheme,
         http.host.as_ref(),
     );

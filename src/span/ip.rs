@@ -23,6 +23,14 @@ pub fn ip_text(ip: IpAddr, buf: &mut IpBuf) -> &[u8] {
     }
 }
 
+/// The text form of `ip` ([`ip_text`]) as a header value, for
+/// `X-Forwarded-For`.
+pub fn ip_value(ip: IpAddr) -> http::HeaderValue {
+    let mut buf = [0; 45];
+    http::HeaderValue::from_bytes(ip_text(ip, &mut buf))
+        .expect("digits, hex digits, dots and colons are a valid field value")
+}
+
 /// An IPv4-mapped IPv6 address as the IPv4 address it carries.
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {

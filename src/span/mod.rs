@@ -17,7 +17,7 @@ pub use clock::{SpanTimer, now_micros};
 pub use db::DbFacts;
 pub use grpc::GrpcCall;
 pub use id::{SpanId, TraceId, instance_id, parse_hex_u64, parse_hex_u128};
-pub use ip::{IpBuf, canonical_ip, ip_text};
+pub use ip::{IpBuf, canonical_ip, ip_text, ip_value};
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
