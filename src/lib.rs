@@ -83,3 +83,6 @@ pub mod sampling;
 pub mod server;
 pub mod span;
 pub mod tls;
+
+#[cfg(test)]
+mod testing;

@@ -277,12 +277,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dependency_that_refuses_connections_is_unreachable() {
-        // Bind then drop: the port is now (almost certainly) closed.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let address = listener.local_addr().expect("bound address");
-        drop(listener);
+        let (_closed_socket, address) = crate::testing::closed_port();
         let configured = vec![("user-service".to_owned(), format!("http://{address}"))];
         let upstreams = Upstreams::new("order-service", &["user-service"], &configured, true)
             .expect("configured");

@@ -576,9 +576,7 @@ async fn timed_out_requests_are_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn connect_errors_are_retried_then_dropped() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let closed = listener.local_addr().unwrap();
-    drop(listener);
+    let (_closed_socket, closed) = crate::testing::closed_port();
     let mut config = zipkin(closed);
     config.retry.max_elapsed = Duration::from_secs(1);
     let exporter = Exporter::start(config);

@@ -506,9 +506,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_upstream_is_a_connect_failure() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
+        let (_closed_socket, addr) = crate::testing::closed_port();
         let connections = connections(addr);
         let kept = ConnLocal::default();
         assert!(matches!(

@@ -122,7 +122,8 @@ fn check_config_lists_every_problem_and_exits_64() {
     );
 }
 
-/// A port nothing listens on (bound, then released).
+/// A port nothing listens on (bound, then released), for a child process
+/// to listen on.
 fn free_port() -> u16 {
     let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
     probe.local_addr().expect("addr").port()
@@ -332,10 +333,10 @@ fn access_log_lines_are_buffered_and_all_written_by_shutdown() {
 fn a_collector_outage_is_logged_at_once_with_its_url_and_the_reason() {
     use std::io::{BufRead, BufReader};
     let app = dev_server();
-    let closed = free_port();
+    let (_closed_socket, closed) = crate::support::closed_port();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let collector = format!("http://127.0.0.1:{closed}/api/v2/spans");
+    let collector = format!("http://{closed}/api/v2/spans");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tracehop"))
         .args([
             "run",

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{DEADLINE, FakeCollector, FakeUpstream, Sidecar, Yaml, bind};
+use crate::support::{DEADLINE, FakeCollector, FakeUpstream, Sidecar, Yaml, bind, closed_port};
 
 /// Sends a raw request and reads until the end of the response head (and
 /// `body_len` bytes of body).
@@ -201,8 +201,7 @@ async fn connect_is_refused_unless_enabled() {
 async fn an_unreachable_allowed_target_is_named_in_the_error_span() {
     let upstream = FakeUpstream::start().await;
     let collector = FakeCollector::start().await;
-    let (listener, closed) = bind().await;
-    drop(listener);
+    let (_closed_socket, closed) = closed_port();
     let other = format!(
         "outbound:\n  forward_proxy:\n    listen: 127.0.0.1:0\n    allow: [\"127.0.0.1:{}\"]\n",
         closed.port()

@@ -3,21 +3,14 @@
 //! through the Zipkin API, and Zipkin and OTLP configured together each get
 //! every span while the other is down, without slowing a request.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Client, EmbeddedCollector, FakeCollector, FakeUpstream, Sidecar, Yaml, bind, scrape_until,
+    Client, EmbeddedCollector, FakeCollector, FakeUpstream, Sidecar, Yaml, closed_port,
+    scrape_until,
 };
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-/// An address where nothing listens.
-async fn closed_port() -> SocketAddr {
-    let (listener, addr) = bind().await;
-    drop(listener);
-    addr
-}
 
 /// `count` requests through the sidecar, each in a trace of its own
 /// (`TRACE` with its last digits changed); returns the trace ids. Every
@@ -122,7 +115,8 @@ async fn otlp_gets_every_span_while_zipkin_is_down() {
         export: &export,
         ..Yaml::default()
     };
-    let sidecar = Sidecar::start(yaml, upstream.addr, closed_port().await).await;
+    let (_closed_socket, closed) = closed_port();
+    let sidecar = Sidecar::start(yaml, upstream.addr, closed).await;
     let traces = send(&sidecar, 20).await;
     for trace in &traces {
         collector.trace(trace, 1).await;
@@ -136,9 +130,9 @@ async fn otlp_gets_every_span_while_zipkin_is_down() {
 async fn zipkin_gets_every_span_while_otlp_is_down() {
     let upstream = FakeUpstream::start().await;
     let zipkin = FakeCollector::start().await;
+    let (_closed_socket, closed) = closed_port();
     let export = format!(
-        "  otlp: http://{}/v1/traces\n  retry: {{max_elapsed: 2s}}\n  shutdown_timeout: 1s\n",
-        closed_port().await
+        "  otlp: http://{closed}/v1/traces\n  retry: {{max_elapsed: 2s}}\n  shutdown_timeout: 1s\n",
     );
     let yaml = Yaml {
         export: &export,

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
-use crate::support::{FakeCollector, Sidecar, Yaml, eventually, within};
+use crate::support::{FakeCollector, Sidecar, Yaml, closed_port, eventually, within};
 
 /// The server's URL, or `None` after saying why the test skips.
 fn server(test: &str) -> Option<tokio_postgres::Config> {
@@ -472,10 +472,7 @@ async fn a_100_mb_result_streams_through_with_flat_sidecar_memory() {
 async fn the_startup_phase_without_a_database() {
     use tokio::io::AsyncReadExt;
     let collector = FakeCollector::start().await;
-    // A port nothing listens on (bound, then released).
-    let gone = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let gone_addr = gone.local_addr().expect("addr");
-    drop(gone);
+    let (_gone, gone_addr) = closed_port();
     let other = format!(
         "outbound:\n  routes:\n    - name: db\n      protocol: postgres\n      \
          listen: 127.0.0.1:0\n      upstream: tcp://{gone_addr}\n      \

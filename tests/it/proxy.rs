@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use crate::support::raw::{raw_request, raw_upstream};
-use crate::support::{Client, FakeCollector, FakeUpstream, Sidecar, Yaml, bind};
+use crate::support::{Client, FakeCollector, FakeUpstream, Sidecar, Yaml, bind, closed_port};
 
 crate::on_every_path! {
 async fn forwards_http1_and_http2_to_the_upstream() {
@@ -109,8 +109,7 @@ async fn hop_by_hop_headers_are_dropped_and_forwarded_headers_appended() {
 
 crate::on_every_path! {
 async fn unreachable_upstream_is_502_with_an_error_span() {
-    let (listener, dead) = bind().await;
-    drop(listener);
+    let (_closed_socket, dead) = closed_port();
     let collector = FakeCollector::start().await;
     let sidecar = Sidecar::start(Yaml::default(), dead, collector.addr).await;
     let reply = Client::http1()

@@ -7,6 +7,9 @@ pub mod collector;
 pub mod embedded;
 pub mod raw;
 pub mod upstream;
+// The unit tests' helpers, the same file in both crates.
+#[path = "../../../src/testing.rs"]
+mod testing;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,6 +22,7 @@ use tracehop::http1::path::Forced;
 pub use client::Client;
 pub use collector::FakeCollector;
 pub use embedded::EmbeddedCollector;
+pub use testing::closed_port;
 pub use upstream::{FakeUpstream, Seen, upstream_with};
 
 /// How long any condition may take before a test fails.
