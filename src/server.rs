@@ -105,13 +105,9 @@ pub struct ConnInfo {
     pub tunnels: Tunnels,
 }
 
-/// Tunnels (upgrades, `CONNECT`) that outlive the request that opened
-/// them. The server owns them: at shutdown they get the same grace period
-/// as open connections, then are aborted.
-#[derive(Clone, Default)]
-pub struct Tunnels(Arc<Mutex<JoinSet<()>>>);
-
 impl ConnInfo {
+    /// A cleartext connection from `peer` to `local` (the TLS facts are
+    /// added after the handshake).
     pub fn new(peer: SocketAddr, local: SocketAddr, tunnels: Tunnels) -> Self {
         Self {
             peer,
@@ -123,6 +119,12 @@ impl ConnInfo {
         }
     }
 }
+
+/// Tunnels (upgrades, `CONNECT`) that outlive the request that opened
+/// them. The server owns them: at shutdown they get the same grace period
+/// as open connections, then are aborted.
+#[derive(Clone, Default)]
+pub struct Tunnels(Arc<Mutex<JoinSet<()>>>);
 
 impl Tunnels {
     /// Runs `tunnel` until it ends or the server stops.
