@@ -50,6 +50,16 @@ pub trait TagSink {
     fn number(&mut self, key: Key, value: u64);
     /// An attribute whose name comes from configuration or a captured header.
     fn any(&mut self, key: &str, value: &str);
+    /// `server.address` and `server.port` of a `Host` value ([`write_host`]).
+    /// A sink may keep what it made of the last value: spans in a row
+    /// mostly share their host.
+    fn host(&mut self, host: &[u8]) {
+        write_host(host, self);
+    }
+    /// `user_agent.original`; like [`TagSink::host`], mostly repeated.
+    fn user_agent(&mut self, agent: &[u8]) {
+        write_user_agent(agent, self);
+    }
 }
 
 /// Why a span failed: the reason Zipkin's `error` tag and OTLP's status
@@ -211,13 +221,7 @@ fn write_http_tags<S: TagSink>(span: &Span, route: Option<&str>, ip: Option<&str
         sink.plain(key!("url.scheme"), facts.scheme);
     }
     if let Some(host) = &facts.host {
-        let (address, port) = split_host(host.as_bytes());
-        if !address.is_empty() {
-            sink.bytes(key!("server.address"), address);
-        }
-        if let Some(port) = port {
-            sink.number(key!("server.port"), u64::from(port));
-        }
+        sink.host(host.as_bytes());
     }
     if let Some(route) = route {
         sink.text(key!("http.route"), route);
@@ -229,7 +233,7 @@ fn write_http_tags<S: TagSink>(span: &Span, route: Option<&str>, ip: Option<&str
         sink.plain(key!("network.protocol.version"), version);
     }
     if let Some(agent) = &facts.user_agent {
-        sink.bytes(key!("user_agent.original"), agent.as_bytes());
+        sink.user_agent(agent.as_bytes());
     }
     write_peer_and_rpc(span, ip, sink);
 }
@@ -276,6 +280,23 @@ fn protocol_version(version: http::Version) -> Option<&'static str> {
 /// Splits a `Host` value (RFC 9110 §7.2: `uri-host [ ":" port ]`) into the
 /// host, without brackets around an IPv6 literal, and the port if present
 /// (the split itself is [`semantics::split_host_port`]'s).
+/// `server.address` and `server.port` of a `Host` value: the address
+/// when there is one, the port when it is given.
+pub fn write_host<S: TagSink + ?Sized>(host: &[u8], sink: &mut S) {
+    let (address, port) = split_host(host);
+    if !address.is_empty() {
+        sink.bytes(key!("server.address"), address);
+    }
+    if let Some(port) = port {
+        sink.number(key!("server.port"), u64::from(port));
+    }
+}
+
+/// `user_agent.original`.
+pub fn write_user_agent<S: TagSink + ?Sized>(agent: &[u8], sink: &mut S) {
+    sink.bytes(key!("user_agent.original"), agent);
+}
+
 fn split_host(host: &[u8]) -> (&[u8], Option<u16>) {
     match semantics::split_host_port(host) {
         // More than one colon without brackets is not a valid Host; keep it whole.

@@ -405,3 +405,55 @@ fn each_span_keeps_its_own_service_and_method() {
         ]
     );
 }
+
+#[test]
+fn kept_hosts_agents_and_peers_never_leak_into_the_next_span() {
+    // The encoder keeps the last host's, user agent's and peer's rendering:
+    // a run of spans through one encoder must read exactly as each span
+    // encoded alone, whether the values repeat, change, vanish or are too
+    // long to keep.
+    let long = format!("agent/{}", "x".repeat(300));
+    let variants: [(Option<&str>, Option<&str>, Option<&str>); 8] = [
+        (
+            Some("users.local:8080"),
+            Some("curl/8.5.0"),
+            Some("10.1.2.3:1"),
+        ),
+        (
+            Some("users.local:8080"),
+            Some("curl/8.5.0"),
+            Some("10.1.2.3:2"),
+        ),
+        (Some("users.local"), Some(""), Some("[::ffff:10.1.2.3]:3")),
+        (None, None, None),
+        (Some(""), Some(""), Some("[2001:db8::1]:4")),
+        (Some("[::1]:9"), Some(long.as_str()), Some("10.1.2.4:5")),
+        (Some("[::1]:9"), Some(long.as_str()), Some("10.1.2.4:5")),
+        (
+            Some("users.local:8080"),
+            Some("say \"hi\""),
+            Some("10.1.2.3:1"),
+        ),
+    ];
+    let list: Vec<Span> = variants
+        .iter()
+        .map(|(host, agent, peer)| {
+            let mut span = server_span();
+            span.http.host = host.map(|h| http::HeaderValue::from_str(h).unwrap());
+            span.http.user_agent = agent.map(|a| http::HeaderValue::from_str(a).unwrap());
+            span.remote.addr = peer.map(|p| p.parse().unwrap());
+            span
+        })
+        .collect();
+    let mut out = Vec::new();
+    encode_spans(&list, &EncodeOptions::default(), &mut out);
+    let together: Vec<Value> = serde_json::from_slice(&out).expect("valid JSON");
+    let alone: Vec<Value> = list.iter().map(encode).collect();
+    assert_eq!(together, alone);
+    assert_eq!(alone[2]["tags"]["user_agent.original"], "");
+    assert_eq!(alone[2]["remoteEndpoint"]["ipv4"], "10.1.2.3");
+    assert_eq!(alone[5]["tags"]["server.port"], "9");
+    assert_eq!(alone[7]["tags"]["server.address"], "users.local");
+    assert_eq!(alone[7]["tags"]["user_agent.original"], "say \"hi\"");
+    assert!(alone[3]["tags"].get("server.address").is_none());
+}
