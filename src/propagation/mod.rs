@@ -140,7 +140,7 @@ enum Found {
 }
 
 /// Every header this module reads or writes, removed before writing.
-static CONTEXT_HEADERS: [&HeaderName; 8] = [
+pub(crate) static CONTEXT_HEADERS: [&HeaderName; 8] = [
     &w3c::TRACEPARENT,
     &w3c::TRACESTATE,
     &b3::B3,
@@ -155,30 +155,38 @@ static CONTEXT_HEADERS: [&HeaderName; 8] = [
 /// pass over the names: most maps hold none or one, and a pass is cheaper
 /// than a hashed lookup per name.
 fn present(headers: &HeaderMap) -> u8 {
-    headers.keys().fold(0, |mask, name| {
-        mask | match name.as_str() {
-            "traceparent" => 1,
-            "tracestate" => 1 << 1,
-            "b3" => 1 << 2,
-            "x-b3-traceid" => 1 << 3,
-            "x-b3-spanid" => 1 << 4,
-            "x-b3-parentspanid" => 1 << 5,
-            "x-b3-sampled" => 1 << 6,
-            "x-b3-flags" => 1 << 7,
-            _ => 0,
-        }
-    })
+    headers
+        .keys()
+        .fold(0, |mask, name| mask | context_bit(name.as_str()))
+}
+
+/// The bit of [`CONTEXT_HEADERS`] for the (lowercase) field name `name`
+/// (its position); 0 for another name.
+pub fn context_bit(name: &str) -> u8 {
+    match name {
+        "traceparent" => 1,
+        "tracestate" => 1 << 1,
+        "b3" => 1 << 2,
+        "x-b3-traceid" => 1 << 3,
+        "x-b3-spanid" => 1 << 4,
+        "x-b3-parentspanid" => 1 << 5,
+        "x-b3-sampled" => 1 << 6,
+        "x-b3-flags" => 1 << 7,
+        _ => 0,
+    }
 }
 
 /// Reads the downstream's trace context from `headers`, trying the formats
 /// of `config.extract` in order (see the module docs for precedence).
 pub fn extract(headers: &HeaderMap, config: &PropagationConfig) -> Extracted {
+    extract_known(headers, present(headers), config)
+}
+
+/// [`extract`] for `headers` known to hold the context fields `present`
+/// ([`context_bit`]'s bits).
+pub fn extract_known(headers: &HeaderMap, present: u8, config: &PropagationConfig) -> Extracted {
     let mut seen = Seen::None;
-    let formats: &[Format] = if present(headers) == 0 {
-        &[]
-    } else {
-        &config.extract
-    };
+    let formats: &[Format] = if present == 0 { &[] } else { &config.extract };
     for &format in formats {
         match read_format(headers, format) {
             Found::Valid(extracted) => return extracted,
@@ -258,18 +266,20 @@ pub fn inject(
     incoming: &Extracted,
     config: &PropagationConfig,
 ) {
+    let present = present(headers);
     let mut out = Outgoing::new(headers, None);
-    inject_to(&mut out, context, incoming, config);
+    inject_to(&mut out, present, context, incoming, config);
 }
 
-/// [`inject`], with the new fields going to `out` (see [`Outgoing`]).
+/// [`inject`], with the new fields going to `out` (see [`Outgoing`]);
+/// `present`: the context fields the map holds ([`context_bit`]'s bits).
 pub fn inject_to(
     out: &mut Outgoing<'_>,
+    present: u8,
     context: &SpanContext,
     incoming: &Extracted,
     config: &PropagationConfig,
 ) {
-    let present = present(out.headers);
     for (i, name) in CONTEXT_HEADERS.iter().enumerate() {
         if present & (1 << i) != 0 {
             out.headers.remove(*name);

@@ -63,6 +63,7 @@ use crate::server::{ConnInfo, RequestBody};
 use crate::span::{Endpoint, GrpcCall, HttpFacts, Kind, SpanContext, SpanId, Tag, TraceId};
 use body::TracedBody;
 use flight::InFlight;
+use headers::RequestFields;
 
 /// Everything one listener needs to proxy and trace: what the sidecar's
 /// listeners share, and this listener's own part.
@@ -182,21 +183,29 @@ pub fn handle(
     async move {
         proxy.listener.metrics.in_flight.inc();
         let target = forward_target(&proxy, &request);
-        let mut extracted = extract(&proxy, &request);
+        let fields = RequestFields::of(request.headers());
+        let mut extracted = extract(&proxy, &request, fields);
         let call = begin_call(&proxy, &mut extracted);
         let context = sample(&proxy, &request, &extracted);
         let remote_service = remote_service(&proxy, target.as_ref());
         let parent = extracted.parent;
-        let mut flight = start_span(&proxy, &request, &conn, &context, parent, remote_service);
+        let mut flight = start_span(
+            &proxy,
+            &request,
+            &conn,
+            &context,
+            parent,
+            remote_service,
+            fields,
+        );
         flight.link_parent(&proxy, &context, call);
-        let present = headers::present(request.headers());
-        if let Some(early) = refuse_or_tunnel(&proxy, &request, target, present, &conn) {
+        if let Some(early) = refuse_or_tunnel(&proxy, &request, target, fields.proxy, &conn) {
             return answer_early(&proxy, request, flight, early, &conn).await;
         }
         let (added, upgrade) = inject(
             &proxy,
             &mut request,
-            present,
+            fields,
             &conn,
             &flight,
             &context,
@@ -227,8 +236,12 @@ fn forward_target(
 }
 
 /// Step 1: the downstream's trace context, counted by format.
-fn extract(proxy: &Proxy, request: &Request<RequestBody>) -> Extracted {
-    let extracted = propagation::extract(request.headers(), &proxy.telemetry.propagation);
+fn extract(proxy: &Proxy, request: &Request<RequestBody>, fields: RequestFields) -> Extracted {
+    let extracted = propagation::extract_known(
+        request.headers(),
+        fields.context,
+        &proxy.telemetry.propagation,
+    );
     proxy.count_format(extracted.seen);
     if proxy.listener.kind == Kind::Client
         && extracted.parent.is_none()
@@ -296,15 +309,16 @@ fn remote_service(
 fn inject(
     proxy: &Proxy,
     request: &mut Request<RequestBody>,
-    present: u16,
+    fields: RequestFields,
     conn: &ConnInfo,
     flight: &InFlight,
     context: &SpanContext,
     extracted: &Extracted,
 ) -> (Added, bool) {
-    let upgrade = is_upgrade(request);
+    let upgrade = fields.upgrade() && is_upgrade(request);
     let via = proxy.listener.via.entry(request.version());
     let headers = request.headers_mut();
+    let present = fields.proxy;
     headers::remove_hop_by_hop(headers, present, upgrade);
     let mut added = Added::with_capacity(7);
     let mut out = Outgoing::new(headers, Some(&mut added));
@@ -317,7 +331,13 @@ fn inject(
         http.host.as_ref(),
     );
     headers::add_via(&mut out, present, via);
-    propagation::inject_to(&mut out, context, extracted, &proxy.telemetry.propagation);
+    propagation::inject_to(
+        &mut out,
+        fields.context,
+        context,
+        extracted,
+        &proxy.telemetry.propagation,
+    );
     (added, upgrade)
 }
 
@@ -461,14 +481,12 @@ fn local_error(proxy: &Proxy, mut flight: InFlight, error: ProxyError) -> Respon
     response
 }
 
+/// Whether a request that carries `Upgrade` asks for one: only HTTP/1.1
+/// upgrades (RFC 9110 §7.8).
 fn is_upgrade(request: &Request<RequestBody>) -> bool {
-    // Only HTTP/1.1 upgrades (RFC 9110 §7.8); one lookup for the rest.
-    let headers = request.headers();
-    headers.contains_key(http::header::UPGRADE) && {
-        let connection = headers.get_all(http::header::CONNECTION).iter();
-        let options = ConnectionOptions::of(connection.map(http::HeaderValue::as_bytes));
-        semantics::wants_upgrade(request.version() != http::Version::HTTP_11, options, true)
-    }
+    let connection = request.headers().get_all(http::header::CONNECTION).iter();
+    let options = ConnectionOptions::of(connection.map(http::HeaderValue::as_bytes));
+    semantics::wants_upgrade(request.version() != http::Version::HTTP_11, options, true)
 }
 
 /// Step 3: the in-flight record with the request's facts.
@@ -479,6 +497,7 @@ fn start_span(
     context: &SpanContext,
     parent: Option<SpanContext>,
     remote_service: Option<Arc<str>>,
+    fields: RequestFields,
 ) -> InFlight {
     let headers = request.headers();
     let uri = request.uri();
@@ -486,8 +505,10 @@ fn start_span(
         uri.authority()
             .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
     });
-    let request_body_bytes = headers
-        .get(http::header::CONTENT_LENGTH)
+    let request_body_bytes = fields
+        .content_length
+        .then(|| headers.get(http::header::CONTENT_LENGTH))
+        .flatten()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
