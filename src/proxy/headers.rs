@@ -44,6 +44,8 @@ const CONNECTION: u16 = hop_bit("connection");
 const TRANSFER_ENCODING: u16 = hop_bit("transfer-encoding");
 const UPGRADE: u16 = hop_bit("upgrade");
 const TE: u16 = hop_bit("te");
+/// Every [`HOP_BY_HOP`] bit.
+const HOP_BITS: u16 = (1 << HOP_BY_HOP.len()) - 1;
 // The `X-Forwarded-*` and `Via` bits follow the hop-by-hop ones.
 const FORWARDED_FOR: u16 = 1 << 9;
 const FORWARDED_PROTO: u16 = 1 << 10;
@@ -90,6 +92,8 @@ pub struct RequestFields {
     pub context: u8,
     /// `Content-Length`.
     pub content_length: bool,
+    /// `Content-Type` (a gRPC call has one).
+    pub content_type: bool,
 }
 
 impl RequestFields {
@@ -99,6 +103,7 @@ impl RequestFields {
             let name = name.as_str();
             match bit_of(name) {
                 0 if name == "content-length" => found.content_length = true,
+                0 if name == "content-type" => found.content_type = true,
                 0 => found.context |= propagation::context_bit(name),
                 bit => found.proxy |= bit,
             }
@@ -122,11 +127,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, present: u16, keep_upgrade: bo
     if present & TRANSFER_ENCODING != 0 {
         headers.remove(header::CONTENT_LENGTH);
     }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        // Upgrade and TE have rules of their own, below.
-        if present & (1 << i) != 0 && !matches!(*name, "upgrade" | "te") {
-            headers.remove(*name);
-        }
+    // Upgrade and TE have rules of their own, below.
+    let mut plain = present & HOP_BITS & !(UPGRADE | TE);
+    while plain != 0 {
+        let i = plain.trailing_zeros() as usize;
+        plain &= plain - 1;
+        headers.remove(HOP_BY_HOP[i]);
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -378,6 +384,7 @@ mod tests {
             "x-forwarded-host",
             "via",
             "content-length",
+            "content-type",
             "traceparent",
             "tracestate",
             "b3",
@@ -387,7 +394,7 @@ mod tests {
             "x-b3-sampled",
             "x-b3-flags",
         ];
-        let others = ["host", "accept", "x-via", "content-type", "x-b3"];
+        let others = ["host", "accept", "x-via", "content-types", "x-b3"];
         let mut maps: Vec<HeaderMap> = named
             .iter()
             .chain(&others)
@@ -404,6 +411,7 @@ mod tests {
                 h.contains_key("content-length"),
                 "{h:?}"
             );
+            assert_eq!(fields.content_type, h.contains_key("content-type"), "{h:?}");
             let context = propagation::CONTEXT_HEADERS
                 .iter()
                 .enumerate()

@@ -534,7 +534,10 @@ fn start_span(
         status: None,
         request_body_bytes,
         response_body_bytes: 0,
-        grpc: GrpcCall::of_request(headers),
+        grpc: fields
+            .content_type
+            .then(|| GrpcCall::of_request(headers))
+            .flatten(),
     };
     let served = request.body().served_by();
     let mut flight = InFlight::start(
