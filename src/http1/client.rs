@@ -105,7 +105,7 @@ enum Upload {
 pub async fn exchange<B, H>(
     mut connection: Box<Connection>,
     parts: &Parts,
-    added: &[(HeaderName, HeaderValue)],
+    added: &[(&HeaderName, HeaderValue)],
     body: &mut B,
 ) -> Result<Response<Http1Body<H>>, ExchangeError<B::Error>>
 where
@@ -241,7 +241,7 @@ fn is_reset(error: &io::Error) -> bool {
 fn encode_head(
     out: &mut Vec<u8>,
     parts: &Parts,
-    added: &[(HeaderName, HeaderValue)],
+    added: &[(&HeaderName, HeaderValue)],
     upload: Upload,
 ) {
     out.extend_from_slice(parts.method.as_str().as_bytes());

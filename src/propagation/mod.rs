@@ -308,7 +308,7 @@ pub fn inject_to(
 }
 
 /// Header fields a request gains on its way upstream.
-pub type Added = Vec<(HeaderName, HeaderValue)>;
+pub type Added = Vec<(&'static HeaderName, HeaderValue)>;
 
 /// Where new header fields go: into the request's own map, or, when the
 /// request is written to the wire by tracehop itself, into a list written
@@ -326,9 +326,10 @@ impl<'a> Outgoing<'a> {
     }
 
     /// Sets `name` (absent from the map) to `value`.
-    pub fn set(&mut self, name: &HeaderName, value: HeaderValue) {
+    pub fn set(&mut self, name: &'static HeaderName, value: HeaderValue) {
         match &mut self.added {
-            Some(added) => added.push((name.clone(), value)),
+            // The name is a static: no reference count to keep.
+            Some(added) => added.push((name, value)),
             None => {
                 self.headers.insert(name, value);
             }

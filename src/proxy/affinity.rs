@@ -180,7 +180,7 @@ impl Http1Connections {
         self: &Arc<Self>,
         kept: &ConnLocal,
         request: Request<B>,
-        added: &[(HeaderName, HeaderValue)],
+        added: &[(&HeaderName, HeaderValue)],
         timeout: Duration,
     ) -> impl Future<Output = Result<Response<KeptBody>, UpstreamError<B::Error>>>
     where
@@ -245,7 +245,7 @@ impl Http1Connections {
     pub async fn send_shared<B>(
         self: &Arc<Self>,
         request: Request<B>,
-        added: &[(HeaderName, HeaderValue)],
+        added: &[(&HeaderName, HeaderValue)],
         timeout: Duration,
     ) -> Result<Response<KeptBody>, UpstreamError<B::Error>>
     where
@@ -268,7 +268,7 @@ impl Http1Connections {
         &self,
         kept: &mut Option<Box<Connection>>,
         parts: &Parts,
-        added: &[(HeaderName, HeaderValue)],
+        added: &[(&HeaderName, HeaderValue)],
         body: &mut B,
     ) -> Result<Response<KeptBody>, UpstreamError<B::Error>>
     where

@@ -53,6 +53,7 @@ const FORWARDED_HOST: u16 = 1 << 11;
 /// `Via` (RFC 9110 §7.6.3): loop detection reads it, forwarding appends to it.
 pub const VIA: u16 = 1 << 12;
 
+static VIA_NAME: HeaderName = header::VIA;
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -215,7 +216,7 @@ pub fn add_forwarded(
 /// Appends this listener's `Via` entry (RFC 9110 §7.6.3) to the list the
 /// request carries, or starts it.
 pub fn add_via(out: &mut Outgoing<'_>, present: u16, entry: HeaderValue) {
-    add_to_list(out, present, VIA, &header::VIA, entry);
+    add_to_list(out, present, VIA, &VIA_NAME, entry);
 }
 
 /// `value` as a new field (`present` has no `bit`), or added to the list
@@ -224,7 +225,7 @@ fn add_to_list(
     out: &mut Outgoing<'_>,
     present: u16,
     bit: u16,
-    name: &HeaderName,
+    name: &'static HeaderName,
     value: HeaderValue,
 ) {
     if present & bit == 0 {
