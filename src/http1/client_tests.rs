@@ -310,10 +310,8 @@ async fn added_fields_follow_the_request_s_own() {
     let (connection, mut requests) =
         upstream(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]).await;
     let (parts, mut body) = get(Method::GET);
-    let added = [(
-        HeaderName::from_static("traceparent"),
-        HeaderValue::from_static("00-1-2-01"),
-    )];
+    let name = HeaderName::from_static("traceparent");
+    let added = [(&name, HeaderValue::from_static("00-1-2-01"))];
     exchange::<_, Shelf>(connection, &parts, &added, &mut body)
         .await
         .unwrap();
