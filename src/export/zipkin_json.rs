@@ -57,8 +57,9 @@ pub struct SpanEncoder {
     resource: Vec<u8>,
     /// The service of the last span and its `"localEndpoint"` member.
     local: Option<(Arc<str>, Vec<u8>)>,
-    /// The last peer address and its text.
-    peer: Option<(IpAddr, String)>,
+    /// The last peer address and its text (the text's buffer is reused
+    /// when the address changes).
+    peer: (Option<IpAddr>, String),
     /// The last host's and user agent's tags.
     repeats: Repeats,
     /// Scratch space for derived route templates.
@@ -107,7 +108,7 @@ impl SpanEncoder {
         Self {
             resource,
             local: None,
-            peer: None,
+            peer: (None, String::new()),
             repeats: Repeats::default(),
             route: String::new(),
         }
@@ -178,13 +179,15 @@ fn local_endpoint<'a>(last: &'a mut Option<(Arc<str>, Vec<u8>)>, service: &Arc<s
 }
 
 /// The text of `ip`, from `last` when it holds the same address.
-fn peer_text(last: &mut Option<(IpAddr, String)>, ip: IpAddr) -> &str {
-    if !matches!(last, Some((kept, _)) if *kept == ip) {
+fn peer_text(last: &mut (Option<IpAddr>, String), ip: IpAddr) -> &str {
+    let (kept, text) = last;
+    if *kept != Some(ip) {
         let mut buf = [0; 45];
-        let text = String::from_utf8_lossy(ip_text(ip, &mut buf)).into_owned();
-        *last = Some((ip, text));
+        text.clear();
+        text.push_str(&String::from_utf8_lossy(ip_text(ip, &mut buf)));
+        *kept = Some(ip);
     }
-    last.as_ref().map_or("", |(_, text)| text)
+    text
 }
 
 /// The name in lower case, as Zipkin stores names; a gRPC name as written
