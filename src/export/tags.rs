@@ -277,9 +277,6 @@ fn protocol_version(version: http::Version) -> Option<&'static str> {
     }
 }
 
-/// Splits a `Host` value (RFC 9110 §7.2: `uri-host [ ":" port ]`) into the
-/// host, without brackets around an IPv6 literal, and the port if present
-/// (the split itself is [`semantics::split_host_port`]'s).
 /// `server.address` and `server.port` of a `Host` value: the address
 /// when there is one, the port when it is given.
 pub fn write_host<S: TagSink + ?Sized>(host: &[u8], sink: &mut S) {
@@ -297,6 +294,9 @@ pub fn write_user_agent<S: TagSink + ?Sized>(agent: &[u8], sink: &mut S) {
     sink.bytes(key!("user_agent.original"), agent);
 }
 
+/// Splits a `Host` value (RFC 9110 §7.2: `uri-host [ ":" port ]`) into the
+/// host, without brackets around an IPv6 literal, and the port if present
+/// (the split itself is [`semantics::split_host_port`]'s).
 fn split_host(host: &[u8]) -> (&[u8], Option<u16>) {
     match semantics::split_host_port(host) {
         // More than one colon without brackets is not a valid Host; keep it whole.

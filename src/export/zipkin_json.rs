@@ -342,21 +342,17 @@ impl TagSink for JsonTags<'_> {
 
     fn host(&mut self, host: &[u8]) {
         self.repeated(
-            |repeats| &mut repeats.host,
+            |kept| &mut kept.host,
             host,
-            |host, tags| {
-                write_host(host, tags);
-            },
+            |host, tags| write_host(host, tags),
         );
     }
 
     fn user_agent(&mut self, agent: &[u8]) {
         self.repeated(
-            |repeats| &mut repeats.agent,
+            |kept| &mut kept.agent,
             agent,
-            |agent, tags| {
-                write_user_agent(agent, tags);
-            },
+            |agent, tags| write_user_agent(agent, tags),
         );
     }
 }
