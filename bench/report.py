@@ -337,11 +337,17 @@ def memory_table(res):
     return out + [""]
 
 
-def verdict(x, ok):
-    """'1.07 pass' / '0.93 FAIL' / '–'; ok(x) is True, False, or None (no verdict)."""
+def verdict(x, ok, rounds=()):
+    """'1.07 pass' / '0.93 FAIL' / '–'; ok(x) is True, False, or None (no verdict).
+    Given the per-round values of which x is the median, a verdict whose
+    rounds fall on both sides of the bar says so: on a noisy machine it is
+    the noise's, not the proxy's (ok is a threshold, so the extremes tell)."""
     if x is None:
         return "–"
     v = {True: "pass", False: "FAIL", None: "no verdict (baseline stalled)"}[ok(x)]
+    rounds = [r for r in rounds if r is not None]
+    if rounds and ok(min(rounds)) != ok(max(rounds)):
+        v += f", rounds disagree ({min(rounds):.2f}–{max(rounds):.2f})"
     return f"{x:.2f} {v}"
 
 
@@ -353,7 +359,8 @@ def bar_table(res):
     t = "tracehop-on"
     out = ["### tracehop-on against the bar", "",
            "Throughput is saturated, CPU/request at the workload's first fixed rate (saturated "
-           "where it has none); ratios are tracehop-on ÷ the peer, median over rounds.", "",
+           "where it has none); ratios are tracehop-on ÷ the peer, median over rounds; "
+           "\"rounds disagree\": some rounds were on the other side of the bar.", "",
            "| workload | req/s × nginx | CPU × nginx | req/s × haproxy | CPU × haproxy "
            "| req/s × caddy | CPU × caddy |", "|---|---|---|---|---|---|---|"]
     for wl in res.workloads:
@@ -364,9 +371,10 @@ def bar_table(res):
         cells = [wl.name]
         for peer, (rb, cb) in [("nginx", (rps_bar, cpu_bar)), ("haproxy", (1.0, 1.0)),
                                ("caddy", (1.0, 1.0))]:
-            rps = median(res.ratio(wl.name, "sat", t, peer, "rps"))
-            cpu = median(res.ratio(wl.name, at, t, peer, "cpu_us"))
-            cells += [verdict(rps, lambda x, b=rb: x >= b), verdict(cpu, lambda x, b=cb: x <= b)]
+            rps = res.ratio(wl.name, "sat", t, peer, "rps")
+            cpu = res.ratio(wl.name, at, t, peer, "cpu_us")
+            cells += [verdict(median(rps), lambda x, b=rb: x >= b, rps),
+                      verdict(median(cpu), lambda x, b=cb: x <= b, cpu)]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
     get = next((wl for wl in res.workloads if wl.name == "get" and wl.rates), None)

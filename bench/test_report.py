@@ -102,6 +102,20 @@ class Report(unittest.TestCase):
         self.assertIn("| 1.15 (1.10–1.20) |", row)   # req/s × nginx
         self.assertIn("| 0.87 (0.83–0.91) |", row)   # CPU × nginx: the inverse, per round
 
+    def test_a_verdict_says_when_its_rounds_fall_on_both_sides_of_the_bar(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            text = report.report(results_dir(tmp))
+        row = next(line for line in text.splitlines() if line.startswith("| get | "))
+        # Rounds 1.20 and 1.10 against get's 1.2 ×: the median fails, one round passed.
+        self.assertIn("| 1.15 FAIL, rounds disagree (1.10–1.20) |", row)
+        # CPU × nginx 0.83 and 0.91 against 0.85: the same.
+        self.assertIn("| 0.87 FAIL, rounds disagree (0.83–0.91) |", row)
+        at_least = lambda x: x >= 1.0
+        self.assertEqual(report.verdict(1.05, at_least, [1.01, 1.2]), "1.05 pass")
+        self.assertEqual(report.verdict(0.9, at_least, [0.8, 0.95, None]), "0.90 FAIL")
+        self.assertEqual(report.verdict(1.05, at_least, [0.6, 2.9]),
+                         "1.05 pass, rounds disagree (0.60–2.90)")
+
     def test_idle_figures_per_connection_against_nginx(self):
         with tempfile.TemporaryDirectory() as tmp:
             text = report.report(results_dir(tmp))
