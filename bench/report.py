@@ -348,7 +348,11 @@ def verdict(x, ok, rounds=()):
     rounds = [r for r in rounds if r is not None]
     if rounds and ok(min(rounds)) != ok(max(rounds)):
         v += f", rounds disagree ({min(rounds):.2f}–{max(rounds):.2f})"
-    return f"{x:.2f} {v}"
+    # More decimals where two would put the value on the bar's other side
+    # (1.004 against "≤ 1.0" is not "1.00 FAIL").
+    shown = next((f"{x:.{d}f}" for d in range(2, 7) if ok(float(f"{x:.{d}f}")) == ok(x)),
+                 f"{x:.6f}")
+    return f"{shown} {v}"
 
 
 def bar_table(res):

@@ -115,6 +115,9 @@ class Report(unittest.TestCase):
         self.assertEqual(report.verdict(0.9, at_least, [0.8, 0.95, None]), "0.90 FAIL")
         self.assertEqual(report.verdict(1.05, at_least, [0.6, 2.9]),
                          "1.05 pass, rounds disagree (0.60–2.90)")
+        self.assertEqual(report.verdict(0.996, at_least), "0.996 FAIL")
+        self.assertEqual(report.verdict(1.004, lambda x: x <= 1.0), "1.004 FAIL")
+        self.assertEqual(report.verdict(1.0003, lambda x: x <= 1.0), "1.0003 FAIL")
 
     def test_idle_figures_per_connection_against_nginx(self):
         with tempfile.TemporaryDirectory() as tmp:
