@@ -12,23 +12,27 @@ ARG RUST_VERSION=1.95
 # Debian 12 (bookworm), like the runtime image, so the binary links against
 # the same glibc.
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
-WORKDIR /src
 
-# Dependencies first, in their own layer: with a placeholder main.rs and
-# lib.rs this layer is rebuilt only when Cargo.toml or Cargo.lock change.
+# The release build is profile-guided (scripts/pgo-build.sh: build
+# instrumented, train on 127.0.0.1, build again with the profile). It needs
+# llvm-profdata of rustc's LLVM version (Rust 1.95: LLVM 22, Debian's llvm-22
+# from bookworm-security; raise both together), curl and openssl.
+ARG LLVM_VERSION=22
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends curl openssl "llvm-${LLVM_VERSION}" \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY benches ./benches
-RUN mkdir src \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
-    && cargo build --release --locked \
-    && rm -rf src target/release/.fingerprint/tracehop-*
-
-# The real source. Removing the placeholder's fingerprints above makes cargo
-# rebuild the crate even when COPY keeps old modification times.
+COPY scripts/pgo-build.sh ./scripts/
 COPY src ./src
-RUN cargo build --release --locked \
-    && install -D -m 0755 target/release/tracehop /out/tracehop
+# The profile covers the dependencies too, so they are built after the
+# training rather than in a layer of their own; the cache mount keeps both
+# builds between `docker build`s.
+RUN --mount=type=cache,target=/src/target,sharing=locked \
+    scripts/pgo-build.sh --out /out/tracehop
 
 # --- runtime ----------------------------------------------------------------
 # glibc, libgcc and CA certificates; no shell, no package manager.

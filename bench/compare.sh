@@ -44,7 +44,11 @@
 #   --client-cpu C     CPU for the load generator (default 0)
 #   --server-cpu C     CPU for upstream, sink and proxies (default 1)
 #   --port-base P      first port used on 127.0.0.1 (default 18080; uses P..P+35 and P+100..P+135)
-#   --no-build         use the existing target/release/tracehop
+#   --no-build         use the existing target/pgo/tracehop (or --binary)
+#   --binary PATH      measure this tracehop binary instead of the
+#                      profile-guided build the image ships (built by
+#                      scripts/pgo-build.sh unless --no-build), e.g.
+#                      target/release/tracehop for a plain `cargo build`
 #   --no-install       never install missing tools; say what is missing instead
 #   --out DIR          results directory (default bench/results/<timestamp>)
 #   --report DIR       only re-render DIR/summary.md from DIR's raw results
@@ -64,7 +68,7 @@ BENCH="$ROOT/bench"
 ALL_WORKLOADS="get,get-log,close,64k,1m,upload,tls-h1,h2c,tls-h2,idle-10k"
 WORKLOAD_LIST="$ALL_WORKLOADS" DURATION=10 ROUNDS=3 RATES="5000,20000" OTHER_RATES=5000 CONNS=64
 RATE_CONNS=32 IDLE_CONNS=10000 WARMUP=3 QUICK=0 NICE="" CLIENT_CPU=0 SERVER_CPU=1 PORT_BASE=18080
-BUILD=1 INSTALL=1 OUT="" REPORT_ONLY="" README_FROM="" RATES_GIVEN=0
+BUILD=1 BINARY="" INSTALL=1 OUT="" REPORT_ONLY="" README_FROM="" RATES_GIVEN=0
 SETTLE=1.2   # seconds after a run before reading CPU: lets tracehop's 1 s export batch go out
 COMMAND_LINE="bench/compare.sh"   # as given, less --out DIR: the reproduce line of the report
 skip=0
@@ -94,6 +98,7 @@ while [ $# -gt 0 ]; do
     --server-cpu) SERVER_CPU="$2"; shift 2 ;;
     --port-base) PORT_BASE="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --binary) BINARY="$2"; BUILD=0; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
     --out) OUT="$2"; shift 2 ;;
     --report) REPORT_ONLY="$2"; shift 2 ;;
@@ -170,8 +175,13 @@ if selected idle-10k && [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 
     "raise the hard limit, lower --idle-conns or leave idle-10k out of --workloads"
 fi
 
-if [ "$BUILD" = 1 ]; then (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"; fi
-TRACEHOP="$ROOT/target/release/tracehop"
+# The profile-guided build, as the image ships it (scripts/pgo-build.sh).
+if [ "$BUILD" = 1 ]; then
+  major="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"   # llvm-profdata of rustc's LLVM
+  command -v "llvm-profdata-$major" >/dev/null || [ -n "${LLVM_PROFDATA:-}" ] || apt_install "llvm-$major"
+  "$ROOT/scripts/pgo-build.sh" >/dev/null || die "scripts/pgo-build.sh failed"
+fi
+TRACEHOP="${BINARY:-$ROOT/target/pgo/tracehop}"
 [ -x "$TRACEHOP" ] || die "$TRACEHOP not found (build it, or drop --no-build)"
 
 # ---- servers --------------------------------------------------------------------------

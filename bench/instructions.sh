@@ -13,6 +13,9 @@
 # every span (to an nginx answering 202).
 #
 # Usage: bench/instructions.sh [--requests N1,N2] [--port-base P (uses P..P+4)] [--no-build]
+#        [--binary PATH]   (measure this tracehop instead of the profile-guided
+#        build the image ships, target/pgo/tracehop, which scripts/pgo-build.sh
+#        makes unless --no-build or --binary)
 #        [--tracehop-args "FLAGS"]   (extra `tracehop run` flags for both
 #        tracehop targets, e.g. "--infer-parents off" to compare a setting)
 #        KEEP_WORK=1 keeps the callgrind files (callgrind_annotate them).
@@ -21,7 +24,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
-N1=4000 N2=24000 PORT_BASE=18280 BUILD=1 EXTRA=
+N1=4000 N2=24000 PORT_BASE=18280 BUILD=1 BINARY= EXTRA=
 
 die() { echo "instructions.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -29,6 +32,7 @@ while [ $# -gt 0 ]; do
     --requests) N1="${2%%,*}"; N2="${2##*,}"; shift 2 ;;
     --port-base) PORT_BASE="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --binary) BINARY="$2"; BUILD=0; shift 2 ;;
     --tracehop-args) EXTRA="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -38,8 +42,9 @@ done
 for tool in valgrind nginx curl; do command -v "$tool" >/dev/null || die "missing: $tool"; done
 OHA="${OHA:-$(command -v oha || echo "${CARGO_HOME:-$HOME/.cargo}/bin/oha")}"
 [ -x "$OHA" ] || die "missing: oha (cargo install oha --locked)"
-if [ "$BUILD" = 1 ]; then (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"; fi
-TRACEHOP="$ROOT/target/release/tracehop"
+if [ "$BUILD" = 1 ]; then "$ROOT/scripts/pgo-build.sh" > /dev/null || die "scripts/pgo-build.sh failed"; fi
+TRACEHOP="${BINARY:-$ROOT/target/pgo/tracehop}"
+[ -x "$TRACEHOP" ] || die "$TRACEHOP not found (build it, or drop --no-build)"
 
 UPSTREAM=$PORT_BASE SINK=$((PORT_BASE + 1)) PROXY=$((PORT_BASE + 2)) ADMIN=$((PORT_BASE + 3))
 WORK="$(mktemp -d)"

@@ -4,7 +4,8 @@
 #   1. hadolint on the Dockerfile;
 #   2. the Dockerfile's build stage, run without an engine: the context
 #      that .dockerignore admits, then its COPY and RUN lines in order
-#      (scripts/ship/docker_build.py);
+#      (scripts/ship/docker_build.py), which build the profile-guided
+#      binary (scripts/pgo-build.sh);
 #   3. every kustomization rendered with `kubectl kustomize`, validated with
 #      `kubernetes-validate --strict -k 1.30.0` (the PodMonitor, a CRD,
 #      against scripts/ship/podmonitor.schema.json), plus the rules of
@@ -78,22 +79,32 @@ ok "hadolint Dockerfile: clean"
 step "build as the Dockerfile does"
 # The image's build stage run without an engine (scripts/ship/docker_build.py):
 # the context from .dockerignore, then its COPY and RUN lines in order, in a
-# fresh folder with its own target/ (no cache), as `docker build` would.
-build_cmds=$(grep -o 'cargo build[^&\\]*' "$root/Dockerfile" | sed 's/ *$//' | sort -u)
-[ "$(echo "$build_cmds" | wc -l)" = 1 ] || fail "the Dockerfile's two build stages differ: $build_cmds"
-[ "$build_cmds" = "cargo build --release --locked" ] || fail "unexpected build command: $build_cmds"
+# fresh folder with its own target/ (no cache), as `docker build` would. The
+# stage builds with scripts/pgo-build.sh (profile-guided), whose cargo
+# command is the locked release build.
+grep -q 'scripts/pgo-build.sh --out /out/tracehop' "$root/Dockerfile" \
+  || fail "the Dockerfile's build stage does not run scripts/pgo-build.sh --out /out/tracehop"
+build_cmds=$(grep -o 'cargo build --release --locked' "$root/scripts/pgo-build.sh" | sort -u)
+[ "$build_cmds" = "cargo build --release --locked" ] \
+  || fail "scripts/pgo-build.sh does not build with cargo build --release --locked"
 if [ -n "${SHIP_CHECK_BIN:-}" ]; then
   bin=$SHIP_CHECK_BIN
   echo "ship-check: skip: the Dockerfile's build stage (SHIP_CHECK_BIN set: testing $bin instead)"
 else
-  python3 "$here/ship/docker_build.py" "$root" "$work/image" \
+  python3 "$here/ship/docker_build.py" "$root" "$work/image" 2>&1 | tee "$work/image.log" \
     || fail "the Dockerfile's build stage fails (see above)"
   bin=$work/image/root/out/tracehop
   [ -x "$bin" ] || fail "the build stage left no /out/tracehop"
+  # The training ran and its profile was used: a merged profile of the
+  # sidecars, and a binary that is not the instrumented one.
+  trained=$(sed -n 's/^pgo-build.sh: profile: \([0-9]*\) functions$/\1/p' "$work/image.log")
+  [ -n "$trained" ] || fail "pgo-build.sh reported no merged profile"
+  ! nm "$bin" 2> /dev/null | grep -q __llvm_profile_runtime \
+    || fail "/out/tracehop is the instrumented build"
 fi
 "$bin" --version | grep -q '^tracehop ' || fail "the binary does not run"
 if [ -z "${SHIP_CHECK_BIN:-}" ]; then
-  ok "the Dockerfile's build stage ran ('$build_cmds', context from .dockerignore): $("$bin" --version)"
+  ok "the Dockerfile's build stage ran (scripts/pgo-build.sh: $build_cmds, instrumented, trained, $trained functions profiled, built again; context from .dockerignore): $("$bin" --version)"
 fi
 
 # --- 3. manifests --------------------------------------------------------------

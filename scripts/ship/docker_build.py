@@ -15,6 +15,9 @@
    an error here, as in `docker build`), RUN runs with `bash -c`. The
    image's filesystem root is WORK/root: absolute paths in WORKDIR, COPY
    destinations and RUN commands (`/src`, `/out`) are mapped into it.
+   An ARG's default is in the environment of the RUN lines after it. A
+   RUN's `--mount=type=cache` only keeps files between engine builds; here
+   the build has no cache, like a first `docker build`.
    Any other instruction in the stage is an error, so nothing is skipped
    silently.
 
@@ -136,9 +139,15 @@ def main():
         shutil.copy2(os.path.join(root, path), os.path.join(context, path))
     os.makedirs(root_fs, exist_ok=True)
     workdir = root_fs
+    env = dict(os.environ)
     for word, rest in stage_instructions(os.path.join(root, "Dockerfile"), stage):
         print(f"docker_build: {word} {rest}", flush=True)
-        if word in ("FROM", "ARG"):
+        if word == "FROM":
+            continue
+        if word == "ARG":
+            name, has_default, default = rest.partition("=")
+            if has_default:
+                env[name.strip()] = default.strip().strip('"')
             continue
         if word == "WORKDIR":
             workdir = in_root(root_fs, rest) if rest.startswith("/") else os.path.join(workdir, rest)
@@ -161,9 +170,15 @@ def main():
                     os.makedirs(target if into else os.path.dirname(target) or ".", exist_ok=True)
                     shutil.copy2(origin, os.path.join(target, os.path.basename(source)) if into else target)
         elif word == "RUN":
+            while rest.startswith("--mount=type=cache,"):
+                rest = rest.split(None, 1)[1]
+            if rest.startswith("--"):
+                sys.exit(f"docker_build: RUN flags are not emulated: {rest}")
             # Absolute paths of the image (`/out`, `/src`) live under WORK/root.
             command = re.sub(r"(?<![\w./-])/(?=[a-z])", root_fs + "/", rest)
-            result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=workdir)
+            result = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", command], cwd=workdir, env=env
+            )
             if result.returncode != 0:
                 sys.exit(f"docker_build: FAIL: RUN {rest} (exit {result.returncode})")
         else:
