@@ -13,8 +13,8 @@
 #      -Cprofile-use.
 #
 # Why: the profile tells the compiler which calls and branches the request
-# path takes, so it inlines and lays out code for them: 17 % fewer
-# instructions per traced keep-alive GET (callgrind, 25,371 -> 21,060) and
+# path takes, so it inlines and lays out code for them: 15 % fewer
+# instructions per traced keep-alive GET (callgrind, 25,371 -> 21,596) and
 # about a quarter less user CPU per request at 5,000 req/s (bench/README.md,
 # "profile-guided optimisation"). Paths the training does not take are
 # compiled for size, not speed, so the training covers every workload of
