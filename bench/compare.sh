@@ -177,8 +177,8 @@ fi
 
 # The profile-guided build, as the image ships it (scripts/pgo-build.sh).
 if [ "$BUILD" = 1 ]; then
-  major="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"   # llvm-profdata of rustc's LLVM
-  command -v "llvm-profdata-$major" >/dev/null || [ -n "${LLVM_PROFDATA:-}" ] || apt_install "llvm-$major"
+  pgo_missing="$("$ROOT/scripts/pgo-build.sh" --missing)"
+  [ -z "$pgo_missing" ] || apt_install $pgo_missing
   "$ROOT/scripts/pgo-build.sh" >/dev/null || die "scripts/pgo-build.sh failed"
 fi
 TRACEHOP="${BINARY:-$ROOT/target/pgo/tracehop}"

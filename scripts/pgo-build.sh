@@ -21,6 +21,8 @@
 # bench/compare.sh.
 #
 # Usage: scripts/pgo-build.sh [--out PATH] [--port-base P (uses P..P+7)] [--requests N]
+#        scripts/pgo-build.sh --missing   (prints the Debian packages of the
+#        tools below that are missing, e.g. "llvm-22", and builds nothing)
 #   --out        where the binary goes (default: target/pgo/tracehop)
 #   --requests   keep-alive GETs per training pass (default 20000; each
 #                other shape takes a fraction of it)
@@ -32,7 +34,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/pgo"
-OUT="$TARGET/tracehop" PORT_BASE=19380 REQUESTS=20000
+OUT="$TARGET/tracehop" PORT_BASE=19380 REQUESTS=20000 MISSING=0
 
 die() { echo "pgo-build.sh: $*" >&2; exit 2; }
 say() { echo "pgo-build.sh: $*" >&2; }
@@ -41,12 +43,13 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --port-base) PORT_BASE="$2"; shift 2 ;;
     --requests) REQUESTS="$2"; shift 2 ;;
+    --missing) MISSING=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
 [[ "$REQUESTS" =~ ^[0-9]+$ && "$REQUESTS" -ge 100 ]] || die "--requests needs a number of at least 100"
-for tool in cargo rustc curl openssl; do command -v "$tool" > /dev/null || die "missing: $tool"; done
+for tool in cargo rustc; do command -v "$tool" > /dev/null || die "missing: $tool"; done
 
 # llvm-profdata must read the profiles of rustc's own LLVM version.
 llvm_major="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
@@ -58,7 +61,12 @@ find_profdata() {
   command -v "llvm-profdata-$llvm_major" || true
 }
 PROFDATA="$(find_profdata)"
-[ -n "$PROFDATA" ] || die "missing: llvm-profdata for LLVM $llvm_major (rustup component add llvm-tools, or Debian's llvm-$llvm_major)"
+missing=()
+for tool in curl openssl; do command -v "$tool" > /dev/null || missing+=("$tool"); done
+[ -n "$PROFDATA" ] || missing+=("llvm-$llvm_major")
+if [ "$MISSING" = 1 ]; then echo "${missing[*]}"; exit 0; fi
+[ ${#missing[@]} = 0 ] \
+  || die "missing: ${missing[*]} (Debian packages; for LLVM also: rustup component add llvm-tools)"
 "$PROFDATA" --version 2>&1 | grep -q "version $llvm_major\." \
   || die "$PROFDATA is not LLVM $llvm_major's (rustc's): $("$PROFDATA" --version 2>&1 | grep -m1 version)"
 
@@ -160,8 +168,8 @@ train() {  # CONFIG SAMPLE-RATIO [TLS]
 train "$WORK/quiet.yaml" 1
 train "$WORK/access.yaml" 0
 train "$WORK/quiet.yaml" 1 tls
-traces=$(curl -s "http://127.0.0.1:$COLLECTOR/api/v2/services")
-say "trained: services seen by the collector: $traces"
+services=$(curl -s "http://127.0.0.1:$COLLECTOR/api/v2/services")
+say "trained: services seen by the collector: $services"
 
 profiles=("$WORK"/profiles/*.profraw)
 [ "${#profiles[@]}" = 3 ] && [ -s "${profiles[0]}" ] \

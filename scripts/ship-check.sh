@@ -62,7 +62,7 @@ python3 -c 'import yaml, jsonschema' 2> /dev/null || pip install -q pyyaml jsons
 if ! command -v prometheus > /dev/null && [ "$(id -u)" = 0 ]; then
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
 fi
-for tool in hadolint kubernetes-validate prometheus curl cargo; do
+for tool in hadolint kubernetes-validate prometheus curl cargo nm; do
   command -v "$tool" > /dev/null || fail "$tool is missing and could not be installed"
 done
 command -v kubectl > /dev/null \
@@ -99,8 +99,8 @@ else
   # sidecars, and a binary that is not the instrumented one.
   trained=$(sed -n 's/^pgo-build.sh: profile: \([0-9]*\) functions$/\1/p' "$work/image.log")
   [ -n "$trained" ] || fail "pgo-build.sh reported no merged profile"
-  ! nm "$bin" 2> /dev/null | grep -q __llvm_profile_runtime \
-    || fail "/out/tracehop is the instrumented build"
+  nm "$bin" > "$work/symbols" || fail "nm could not read /out/tracehop's symbols"
+  ! grep -q __llvm_profile_runtime "$work/symbols" || fail "/out/tracehop is the instrumented build"
 fi
 "$bin" --version | grep -q '^tracehop ' || fail "the binary does not run"
 if [ -z "${SHIP_CHECK_BIN:-}" ]; then
