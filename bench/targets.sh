@@ -100,7 +100,7 @@ check_tls() {  # record what each target's TLS listener negotiates (protocol, ci
     port="$(port_of "$name" tls)"
     [ -n "$port" ] || continue
     text="$(OPENSSL_CONF="$CLIENT_OPENSSL_CONF" timeout 5 openssl s_client -connect "127.0.0.1:$port" \
-      -alpn h2,http/1.1 < /dev/null 2>/dev/null || true)"
+      -alpn h2,http/1.1 < /dev/null 2>/dev/null | tr -d '\0' || true)"   # a session ticket may hold NUL bytes
     # "New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256" comes before any session ticket
     printf '%s\t%s\t%s\t%s\n' "$name" \
       "$(awk -F', ' '/^New, /{print $2; exit}' <<< "$text")" \
