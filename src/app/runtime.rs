@@ -89,6 +89,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use tokio::runtime::RuntimeFlavor;
+    use tokio::sync::Notify;
 
     use super::*;
 
@@ -106,8 +107,10 @@ mod tests {
     }
 
     static RELEASES: AtomicUsize = AtomicUsize::new(0);
+    static RELEASED: Notify = Notify::const_new();
     fn count_release() {
         RELEASES.fetch_add(1, Ordering::Relaxed);
+        RELEASED.notify_one();
     }
 
     #[test]
@@ -127,8 +130,17 @@ mod tests {
             (1..=3).contains(&busy),
             "200 parks in 0.2 s released {busy} times"
         );
-        // Idle for 2.5 intervals: the ticker wakes the thread, which releases.
-        rt.block_on(async { tokio::time::sleep(RELEASE_EVERY * 5 / 2).await });
+        // Idle, waiting for nothing but a release (2.5 intervals at most):
+        // the ticker wakes the thread, which releases.
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + RELEASE_EVERY * 5 / 2;
+            while RELEASES.load(Ordering::Relaxed) == busy {
+                let _ = tokio::time::timeout_at(deadline, RELEASED.notified()).await;
+                if tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+            }
+        });
         let idle = RELEASES.load(Ordering::Relaxed) - busy;
         assert!((1..=4).contains(&idle), "2.5 s idle released {idle} times");
     }
