@@ -1,14 +1,20 @@
 //! HTTP/1.1 upstream connections kept by downstream connection.
 //!
 //! An HTTP/1.1 downstream connection sends one request at a time, so it
-//! needs one upstream connection at a time: the one it used last is kept
-//! with it ([`crate::server::ConnLocal`]) and used again for its next
-//! request, touching no state shared with other connections. Only when a
-//! downstream connection opens (or its kept connection has died) does it
-//! take one from the shared idle list, or dial; when it closes, its
-//! upstream connection goes back to that list for the next one. A client
-//! that opens a connection per request (health probes do) therefore still
-//! reuses upstream connections.
+//! needs one upstream connection at a time: from its second request on,
+//! the one it used last is kept with it ([`crate::server::ConnLocal`]) and
+//! used again for its next request, touching no state shared with other
+//! connections. Its first request takes one from the shared idle list, or
+//! dials, and gives it back when the response ends; so does a request
+//! whose kept connection has died. When a downstream connection closes,
+//! its kept upstream connection goes back to that list for the next one.
+//! A client that opens a connection per request (health probes do)
+//! therefore still reuses upstream connections, and a burst of new clients
+//! that send one request each and then sit idle needs only as many
+//! upstream connections as it has requests in flight: kept from the first
+//! request, each held one until it parked (100 ms), and 10,000 clients
+//! connecting 256 at a time (`bench/idle_clients.py`) made 512 upstream
+//! connections (the idle list's cap) where 256 now serve.
 //!
 //! The request and response travel on the connection in the downstream
 //! connection's own task ([`crate::http1::client`]): no connection task,
@@ -92,12 +98,20 @@ pub struct Kept {
     /// Counted among the [`MAX_KEPT`] that keep a connection, for the
     /// downstream connection's life (no counting per request).
     counted: bool,
+    /// A response has come back on this downstream connection before.
+    answered: bool,
 }
 
 impl Kept {
     /// Keeps `connection` for the next request if this downstream
-    /// connection may keep one, else gives it to the shared list.
+    /// connection has had a response before and may keep one, else gives
+    /// it to the shared list.
     fn keep(&mut self, connection: Box<Connection>) {
+        if !self.answered {
+            self.answered = true;
+            self.connections.put_idle(connection);
+            return;
+        }
         if !self.counted {
             let connections = &self.connections;
             let admitted = connections
@@ -194,6 +208,7 @@ impl Http1Connections {
                     connections: self.clone(),
                     timer: None,
                     counted: false,
+                    answered: false,
                 })
             });
             let (parts, mut body) = request.into_parts();
@@ -444,14 +459,18 @@ mod tests {
         let connections = connections(addr);
         let first = ConnLocal::default();
         get(&connections, &first).await.unwrap();
+        get(&connections, &first).await.unwrap();
+        assert_eq!(connections.idle_len(), 0, "kept from the second request on");
         drop(first);
         assert_eq!(connections.idle_len(), 1);
         let second = ConnLocal::default();
         get(&connections, &second).await.unwrap();
+        get(&connections, &second).await.unwrap();
         assert_eq!(connections.idle_len(), 0);
         assert_eq!(distinct(&peers), 1);
-        // Two downstream connections at once need two upstream connections.
+        // Two downstream connections that keep one need two.
         let third = ConnLocal::default();
+        get(&connections, &third).await.unwrap();
         get(&connections, &third).await.unwrap();
         assert_eq!(distinct(&peers), 2);
         drop((second, third));
@@ -459,15 +478,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn downstream_connections_with_one_request_each_share_one_upstream_connection() {
+        // A burst of clients that each send one request and stay open.
+        let (addr, peers) = upstream(None).await;
+        let connections = connections(addr);
+        let downstream: Vec<ConnLocal> = (0..20).map(|_| ConnLocal::default()).collect();
+        for kept in &downstream {
+            assert_eq!(get(&connections, kept).await.unwrap(), "ok");
+        }
+        assert_eq!(peers.lock().unwrap().len(), 20);
+        assert_eq!(
+            distinct(&peers),
+            1,
+            "one request at a time needs one connection"
+        );
+        assert_eq!(connections.idle_len(), 1);
+        assert_eq!(connections.kept.load(Ordering::Relaxed), 0);
+        // Their second requests keep theirs: one of them takes the idle
+        // one, the next dials.
+        get(&connections, &downstream[0]).await.unwrap();
+        get(&connections, &downstream[1]).await.unwrap();
+        assert_eq!(connections.idle_len(), 0);
+        assert_eq!(distinct(&peers), 2);
+        assert_eq!(connections.kept.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
     async fn beyond_the_cap_downstream_connections_share_the_idle_list() {
         let (addr, peers) = upstream(None).await;
         let connections = connections_keeping(addr, 2);
         let downstream: Vec<ConnLocal> = (0..4).map(|_| ConnLocal::default()).collect();
-        for kept in &downstream {
-            get(&connections, kept).await.unwrap();
+        for _ in 0..2 {
+            for kept in &downstream {
+                get(&connections, kept).await.unwrap();
+            }
         }
-        // Two keep theirs; the others gave theirs back after the response,
-        // and the fourth reused the third's.
+        // Two keep theirs from their second request on; the others gave
+        // theirs back after the response, and the fourth reused the third's.
         assert_eq!(connections.idle_len(), 1);
         assert_eq!(distinct(&peers), 3);
         for _ in 0..3 {
@@ -487,6 +534,7 @@ mod tests {
         let (addr, peers) = upstream(Some(Duration::from_millis(100))).await;
         let connections = connections(addr);
         let kept = ConnLocal::default();
+        get(&connections, &kept).await.unwrap();
         get(&connections, &kept).await.unwrap();
         // Wait (bounded) until the upstream has closed the idle connection.
         let mut slot = kept.take::<Kept>().unwrap();
