@@ -213,10 +213,9 @@ const CHUNK: usize = 512;
 /// lot's slots in chunks"). Freed keys are reused first; when the last
 /// connection leaves, every chunk is freed.
 struct Slots<T> {
+    /// Every chunk but the last is full.
     chunks: Vec<Vec<Option<T>>>,
-    /// Keys handed out so far, freed ones included.
-    used: usize,
-    /// Freed keys below `used`.
+    /// Freed keys, below [`Slots::used`].
     free: Vec<usize>,
 }
 
@@ -224,15 +223,21 @@ impl<T> Default for Slots<T> {
     fn default() -> Self {
         Self {
             chunks: Vec::new(),
-            used: 0,
             free: Vec::new(),
         }
     }
 }
 
 impl<T> Slots<T> {
+    /// Keys handed out so far, freed ones included.
+    fn used(&self) -> usize {
+        self.chunks
+            .last()
+            .map_or(0, |last| (self.chunks.len() - 1) * CHUNK + last.len())
+    }
+
     fn parked(&self) -> usize {
-        self.used - self.free.len()
+        self.used() - self.free.len()
     }
 
     /// Stores `parked`; its key.
@@ -240,12 +245,11 @@ impl<T> Slots<T> {
         let key = match self.free.pop() {
             Some(key) => key,
             None => {
-                let key = self.used;
+                let key = self.used();
                 if key / CHUNK == self.chunks.len() {
                     self.chunks.push(Vec::with_capacity(CHUNK));
                 }
                 self.chunks[key / CHUNK].push(None);
-                self.used += 1;
                 key
             }
         };
@@ -418,7 +422,7 @@ mod tests {
             assert!(slots.take(key).is_some(), "key {key}");
         }
         assert_eq!(slots.parked(), 0);
-        assert!(slots.chunks.is_empty() && slots.free.is_empty() && slots.used == 0);
+        assert!(slots.chunks.is_empty() && slots.free.is_empty() && slots.used() == 0);
         assert_eq!(slots.insert(7), 0, "an emptied lot starts again from key 0");
     }
 }
