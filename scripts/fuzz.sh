@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${1:-20}"
-targets="w3c b3 config http1_requests http1_responses"
+targets="w3c b3 config http1_requests http1_responses collector postgres"
 for target in $targets; do
   mkdir -p "corpus/$target"
   echo "== fuzz $target (${seconds}s)"

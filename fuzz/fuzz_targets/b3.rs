@@ -11,5 +11,9 @@ use tracehop::config::Format;
 fuzz_target!(|data: &[u8]| {
     propagation::check(data, vec![Format::B3], vec![Format::B3]);
     propagation::check(data, vec![Format::B3Single], vec![Format::B3Single]);
-    propagation::check(data, vec![Format::B3, Format::W3c], vec![Format::W3c, Format::B3]);
+    propagation::check(
+        data,
+        vec![Format::B3, Format::W3c],
+        vec![Format::W3c, Format::B3],
+    );
 });
