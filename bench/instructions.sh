@@ -12,7 +12,9 @@
 # that. tracehop-on's count includes its exporter encoding and sending
 # every span (to an nginx answering 202).
 #
-# Usage: bench/instructions.sh [--requests N1,N2] [--port-base P (uses P..P+4)] [--no-build]
+# Usage: bench/instructions.sh [--requests N1,N2] [--port-base P (uses P..P+5)] [--no-build]
+#        [--h2c]   (HTTP/2 with prior knowledge downstream, h2load with 4
+#        connections of 10 streams each, instead of HTTP/1.1 and oha)
 #        [--binary PATH]   (measure this tracehop instead of the profile-guided
 #        build the image ships, target/pgo/tracehop, which scripts/pgo-build.sh
 #        makes unless --no-build or --binary)
@@ -24,7 +26,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
-N1=4000 N2=24000 PORT_BASE=18280 BUILD=1 BINARY= EXTRA=
+N1=4000 N2=24000 PORT_BASE=18280 BUILD=1 BINARY= EXTRA= H2C=0
 
 die() { echo "instructions.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -34,12 +36,13 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --binary) BINARY="$2"; BUILD=0; shift 2 ;;
     --tracehop-args) EXTRA="$2"; shift 2 ;;
+    --h2c) H2C=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
 [ "$N2" -gt "$N1" ] || die "--requests N1,N2 needs N2 > N1"
-for tool in valgrind nginx curl; do command -v "$tool" >/dev/null || die "missing: $tool"; done
+for tool in valgrind nginx curl $([ "$H2C" = 1 ] && echo h2load); do command -v "$tool" >/dev/null || die "missing: $tool"; done
 OHA="${OHA:-$(command -v oha || echo "${CARGO_HOME:-$HOME/.cargo}/bin/oha")}"
 [ -x "$OHA" ] || die "missing: oha (cargo install oha --locked)"
 if [ "$BUILD" = 1 ]; then "$ROOT/scripts/pgo-build.sh" > /dev/null || die "scripts/pgo-build.sh failed"; fi
@@ -82,18 +85,29 @@ wait_http "$UPSTREAM"; wait_http "$SINK"
 # nginx as the proxy under callgrind: one process, no master.
 proxy_conf="$(nginx_conf proxy nginx-proxy.conf "$PROXY" "UPSTREAM=127.0.0.1:$UPSTREAM" ACCESS_LOG=off)"
 sed -i 's/^worker_processes 1;/worker_processes 1;\nmaster_process off;/' "$proxy_conf"
-# Only its plain HTTP/1.1 listener is measured here: no certificate, no
-# HTTP/2 listeners; the access-log server gets a port of its own.
-sed -i -e '/@H2C_PORT@\|@TLS_PORT@\|ssl_/d' -e "s/@LOG_PORT@/$((PORT_BASE + 4))/" "$proxy_conf"
+# Its plain HTTP/1.1 and h2c listeners only: no certificate; the access-log
+# server gets a port of its own.
+sed -i -e '/@TLS_PORT@\|ssl_/d' -e "s/@H2C_PORT@/$((PORT_BASE + 5))/" \
+  -e "s/@LOG_PORT@/$((PORT_BASE + 4))/" "$proxy_conf"
 
+load() {  # NAME REQUESTS PORT: the requests, all of which must succeed
+  local out="$WORK/$1.$2.load"
+  if [ "$H2C" = 1 ]; then
+    h2load -n "$2" -c 4 -m 10 "http://127.0.0.1:$3/" > "$out" 2>&1
+    grep -q "requests: $2 total, $2 started, $2 done, $2 succeeded" "$out"
+  else
+    "$OHA" -n "$2" -c 16 --no-tui "http://127.0.0.1:$3/" > "$out" 2>&1
+    grep -q "Success rate:.*100.00%" "$out"
+  fi || die "$1: requests failed ($out)"
+}
 run() {  # NAME REQUESTS COMMAND... : Ir of the whole process
   local name="$1" n="$2" out="$WORK/$1.$2.cg"; shift 2
   TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$out" "$@" \
     > "$WORK/$name.$n.log" 2>&1 &
   local pid=$!
   wait_http "$PROXY"
-  "$OHA" -n "$n" -c 16 --no-tui "http://127.0.0.1:$PROXY/" > "$WORK/$name.$n.oha" 2>&1
-  grep -q "Success rate:.*100.00%" "$WORK/$name.$n.oha" || die "$name: requests failed ($WORK/$name.$n.oha)"
+  # nginx serves h2c on a listener of its own; tracehop on the same one.
+  load "$name" "$n" "$([ "$H2C" = 1 ] && [ "$name" = nginx ] && echo $((PORT_BASE + 5)) || echo "$PROXY")"
   sleep 1.5   # tracehop-on: the last export batch goes out (1 s flush interval)
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   awk '/^summary:/{print $2}' "$out"
@@ -119,7 +133,7 @@ done
 
 echo "### User-space instructions per request (callgrind)"
 echo
-echo "$((N2 - N1)) requests counted (Ir with $N2 requests minus Ir with $N1), oha with 16 connections; one worker; tracehop $("$TRACEHOP" --version | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)), $(nginx -v 2>&1 | sed 's/.*: //')${EXTRA:+; tracehop flags: $EXTRA}."
+echo "$((N2 - N1)) requests counted (Ir with $N2 requests minus Ir with $N1), $([ "$H2C" = 1 ] && echo "h2c: h2load with 4 connections of 10 streams" || echo "oha with 16 connections"); one worker; tracehop $("$TRACEHOP" --version | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)), $(nginx -v 2>&1 | sed 's/.*: //')${EXTRA:+; tracehop flags: $EXTRA}."
 echo
 echo "| target | instructions / request | × nginx |"
 echo "|---|---|---|"

@@ -670,7 +670,7 @@ impl Conn {
                 let (mut parts, mut body) = response.await.into_parts();
                 // hyper writes only the header map.
                 if let Some(raw) = body.take_fields() {
-                    raw.append_to(&mut parts.headers);
+                    raw.move_into(&mut parts.headers);
                 }
                 let body = TrackedBody::new(Reply::Handler { body }, guard);
                 Ok::<_, Infallible>(Response::from_parts(parts, body))
