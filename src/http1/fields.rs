@@ -105,9 +105,14 @@ impl RawFields {
     /// instructions per response of the benchmark's upstream, the rest
     /// being the header map's own inserts (callgrind, h2c; bench/README).
     pub fn move_into(self, headers: &mut HeaderMap) {
-        let index = self.index;
         let indexed = self.full_index().map(<[_]>::len);
-        let lines = Bytes::from(self.lines);
+        let RawFields {
+            lines,
+            index,
+            content_length,
+            ..
+        } = self;
+        let lines = Bytes::from(lines);
         for (name, value) in field_ranges(&lines, indexed.map(|n| &index[..n])) {
             if let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(&lines[name]),
@@ -116,7 +121,7 @@ impl RawFields {
                 headers.append(name, value);
             }
         }
-        if let Some(length) = self.content_length {
+        if let Some(length) = content_length {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
         }
     }
