@@ -50,6 +50,8 @@ TRACEHOP="${BINARY:-$ROOT/target/pgo/tracehop}"
 [ -x "$TRACEHOP" ] || die "$TRACEHOP not found (build it, or drop --no-build)"
 
 UPSTREAM=$PORT_BASE SINK=$((PORT_BASE + 1)) PROXY=$((PORT_BASE + 2)) ADMIN=$((PORT_BASE + 3))
+# nginx serves h2c on a listener of its own (tracehop on its one port).
+NGINX_H2C=$((PORT_BASE + 5))
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
@@ -87,16 +89,17 @@ proxy_conf="$(nginx_conf proxy nginx-proxy.conf "$PROXY" "UPSTREAM=127.0.0.1:$UP
 sed -i 's/^worker_processes 1;/worker_processes 1;\nmaster_process off;/' "$proxy_conf"
 # Its plain HTTP/1.1 and h2c listeners only: no certificate; the access-log
 # server gets a port of its own.
-sed -i -e '/@TLS_PORT@\|ssl_/d' -e "s/@H2C_PORT@/$((PORT_BASE + 5))/" \
+sed -i -e '/@TLS_PORT@\|ssl_/d' -e "s/@H2C_PORT@/$NGINX_H2C/" \
   -e "s/@LOG_PORT@/$((PORT_BASE + 4))/" "$proxy_conf"
 
-load() {  # NAME REQUESTS PORT: the requests, all of which must succeed
-  local out="$WORK/$1.$2.load"
+load() {  # NAME REQUESTS: the requests, all of which must succeed
+  local out="$WORK/$1.$2.load" port="$PROXY"
   if [ "$H2C" = 1 ]; then
-    h2load -n "$2" -c 4 -m 10 "http://127.0.0.1:$3/" > "$out" 2>&1
+    [ "$1" = nginx ] && port="$NGINX_H2C"
+    h2load -n "$2" -c 4 -m 10 "http://127.0.0.1:$port/" > "$out" 2>&1
     grep -q "requests: $2 total, $2 started, $2 done, $2 succeeded" "$out"
   else
-    "$OHA" -n "$2" -c 16 --no-tui "http://127.0.0.1:$3/" > "$out" 2>&1
+    "$OHA" -n "$2" -c 16 --no-tui "http://127.0.0.1:$port/" > "$out" 2>&1
     grep -q "Success rate:.*100.00%" "$out"
   fi || die "$1: requests failed ($out)"
 }
@@ -106,8 +109,7 @@ run() {  # NAME REQUESTS COMMAND... : Ir of the whole process
     > "$WORK/$name.$n.log" 2>&1 &
   local pid=$!
   wait_http "$PROXY"
-  # nginx serves h2c on a listener of its own; tracehop on the same one.
-  load "$name" "$n" "$([ "$H2C" = 1 ] && [ "$name" = nginx ] && echo $((PORT_BASE + 5)) || echo "$PROXY")"
+  load "$name" "$n"
   sleep 1.5   # tracehop-on: the last export batch goes out (1 s flush interval)
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   awk '/^summary:/{print $2}' "$out"
