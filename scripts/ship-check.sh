@@ -296,9 +296,13 @@ start_pod api-gateway "user-service=http://127.0.0.1:$gw_route" "order-service=h
 gateway=http://127.0.0.1:${in_port[api-gateway]}
 curl -sf -D "$work/h.txt" -o /dev/null -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' \
   "$gateway/api/orders/1001" || fail "GET /api/orders/1001 through the gateway"
-for _ in $(seq 100); do
+# Each sidecar exports on its own schedule: wait (30 s at most) until every
+# service has a span of its own (its localEndpoint; a client span's
+# remoteEndpoint names the callee before the callee's span has arrived).
+local_spans() { echo "$trace" | grep -o '"localEndpoint":{"serviceName":"[a-z-]*"' | sort -u | wc -l; }
+for _ in $(seq 300); do
   trace=$(curl -sf "http://127.0.0.1:$collector/api/v2/trace/4bf92f3577b34da6a3ce929d0e0e4736" || true)
-  [ "$(echo "$trace" | grep -o '"serviceName":"[a-z-]*"' | sort -u | wc -l)" -ge 3 ] && break
+  [ "$(local_spans)" -ge 3 ] && break
   sleep 0.1
 done
 for svc in api-gateway order-service user-service; do
