@@ -18,6 +18,9 @@
 #        [--binary PATH]   (measure this tracehop instead of the profile-guided
 #        build the image ships, target/pgo/tracehop, which scripts/pgo-build.sh
 #        makes unless --no-build or --binary)
+#        [--cache-sim]   (also simulate the caches, callgrind --cache-sim=yes,
+#        and report L1 instruction and data misses per request: what an
+#        instruction count does not show, e.g. code layout)
 #        [--tracehop-args "FLAGS"]   (extra `tracehop run` flags for both
 #        tracehop targets, e.g. "--infer-parents off" to compare a setting)
 #        KEEP_WORK=1 keeps the callgrind files (callgrind_annotate them).
@@ -26,7 +29,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
-N1=4000 N2=24000 PORT_BASE=18280 BUILD=1 BINARY= EXTRA= H2C=0
+N1=4000 N2=24000 PORT_BASE=18280 BUILD=1 BINARY= EXTRA= H2C=0 CACHE=no
 
 die() { echo "instructions.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -37,6 +40,7 @@ while [ $# -gt 0 ]; do
     --binary) BINARY="$2"; BUILD=0; shift 2 ;;
     --tracehop-args) EXTRA="$2"; shift 2 ;;
     --h2c) H2C=1; shift ;;
+    --cache-sim) CACHE=yes; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -103,16 +107,22 @@ load() {  # NAME REQUESTS: the requests, all of which must succeed
     grep -q "Success rate:.*100.00%" "$out"
   fi || die "$1: requests failed ($out)"
 }
-run() {  # NAME REQUESTS COMMAND... : Ir of the whole process
+# The events of callgrind's summary line that are reported: Ir, and with the
+# cache simulation I1mr (L1 instruction misses), D1mr and D1mw (L1 data read
+# and write misses).
+EVENTS=(Ir); [ "$CACHE" = yes ] && EVENTS+=(I1mr D1mr D1mw)
+run() {  # NAME REQUESTS COMMAND... : the EVENTS of the whole process, space-separated
   local name="$1" n="$2" out="$WORK/$1.$2.cg"; shift 2
-  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$out" "$@" \
+  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --cache-sim="$CACHE" --callgrind-out-file="$out" "$@" \
     > "$WORK/$name.$n.log" 2>&1 &
   local pid=$!
   wait_http "$PROXY"
   load "$name" "$n"
   sleep 1.5   # tracehop-on: the last export batch goes out (1 s flush interval)
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-  awk '/^summary:/{print $2}' "$out"
+  awk -v want="${EVENTS[*]}" '
+    /^events:/ { for (i = 2; i <= NF; i++) column[$i] = i }
+    /^summary:/ { n = split(want, w, " "); for (i = 1; i <= n; i++) printf "%s%s", $column[w[i]], (i < n ? " " : "\n") }' "$out"
 }
 tracehop() {  # RATIO
   echo "$TRACEHOP" run --config "$BENCH/templates/tracehop.yaml" \
@@ -120,26 +130,41 @@ tracehop() {  # RATIO
     --service-name bench --sample-ratio "$1" --zipkin "http://127.0.0.1:$SINK/api/v2/spans" $EXTRA
 }
 
-declare -A PER
+declare -A PER   # "TARGET.EVENT" -> per request
 for target in nginx tracehop-off tracehop-on; do
   case "$target" in
     nginx) cmd=(nginx -p "$WORK/proxy/" -c "$proxy_conf") ;;
     tracehop-off) read -ra cmd <<< "$(tracehop 0)" ;;
     tracehop-on) read -ra cmd <<< "$(tracehop 1)" ;;
   esac
-  ir1="$(run "$target" "$N1" "${cmd[@]}")"
-  ir2="$(run "$target" "$N2" "${cmd[@]}")"
-  PER[$target]=$(( (ir2 - ir1) / (N2 - N1) ))
-  echo "instructions.sh: $target: $ir1 Ir for $N1 requests, $ir2 Ir for $N2" >&2
+  read -ra at1 <<< "$(run "$target" "$N1" "${cmd[@]}")"
+  read -ra at2 <<< "$(run "$target" "$N2" "${cmd[@]}")"
+  for i in "${!EVENTS[@]}"; do
+    PER[$target.${EVENTS[$i]}]=$(( (at2[i] - at1[i]) / (N2 - N1) ))
+  done
+  echo "instructions.sh: $target: ${at1[0]} Ir for $N1 requests, ${at2[0]} Ir for $N2" >&2
 done
 
 echo "### User-space instructions per request (callgrind)"
 echo
 echo "$((N2 - N1)) requests counted (Ir with $N2 requests minus Ir with $N1), $([ "$H2C" = 1 ] && echo "h2c: h2load with 4 connections of 10 streams" || echo "oha with 16 connections"); one worker; tracehop $("$TRACEHOP" --version | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)), $(nginx -v 2>&1 | sed 's/.*: //')${EXTRA:+; tracehop flags: $EXTRA}."
 echo
+times_nginx() { awk -v a="${PER[$1.$2]}" -v b="${PER[nginx.$2]}" 'BEGIN{printf "%.2f", b ? a/b : 0}'; }
 echo "| target | instructions / request | × nginx |"
 echo "|---|---|---|"
 for target in nginx tracehop-off tracehop-on; do
-  printf '| %s | %s | %s |\n' "$target" "${PER[$target]}" \
-    "$(awk -v a="${PER[$target]}" -v b="${PER[nginx]}" 'BEGIN{printf "%.2f", a/b}')"
+  printf '| %s | %s | %s |\n' "$target" "${PER[$target.Ir]}" "$(times_nginx "$target" Ir)"
 done
+if [ "$CACHE" = yes ]; then
+  echo
+  echo "L1 misses per request (callgrind's cache model of this CPU's caches, no prefetching):"
+  echo
+  echo "| target | I1 misses | × nginx | D1 read misses | D1 write misses | D1 × nginx |"
+  echo "|---|---|---|---|---|---|"
+  for target in nginx tracehop-off tracehop-on; do
+    d1=$((PER[$target.D1mr] + PER[$target.D1mw]))
+    d1n=$((PER[nginx.D1mr] + PER[nginx.D1mw]))
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$target" "${PER[$target.I1mr]}" "$(times_nginx "$target" I1mr)" \
+      "${PER[$target.D1mr]}" "${PER[$target.D1mw]}" "$(awk -v a="$d1" -v b="$d1n" 'BEGIN{printf "%.2f", b ? a/b : 0}')"
+  done
+fi
