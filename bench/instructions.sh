@@ -161,10 +161,9 @@ if [ "$CACHE" = yes ]; then
   echo
   echo "| target | I1 misses | × nginx | D1 read misses | D1 write misses | D1 × nginx |"
   echo "|---|---|---|---|---|---|"
+  for target in nginx tracehop-off tracehop-on; do PER[$target.D1]=$((PER[$target.D1mr] + PER[$target.D1mw])); done
   for target in nginx tracehop-off tracehop-on; do
-    d1=$((PER[$target.D1mr] + PER[$target.D1mw]))
-    d1n=$((PER[nginx.D1mr] + PER[nginx.D1mw]))
     printf '| %s | %s | %s | %s | %s | %s |\n' "$target" "${PER[$target.I1mr]}" "$(times_nginx "$target" I1mr)" \
-      "${PER[$target.D1mr]}" "${PER[$target.D1mw]}" "$(awk -v a="$d1" -v b="$d1n" 'BEGIN{printf "%.2f", b ? a/b : 0}')"
+      "${PER[$target.D1mr]}" "${PER[$target.D1mw]}" "$(times_nginx "$target" D1)"
   done
 fi
