@@ -299,14 +299,16 @@ curl -sf -D "$work/h.txt" -o /dev/null -H 'traceparent: 00-4bf92f3577b34da6a3ce9
 # Each sidecar exports on its own schedule: wait (30 s at most) until every
 # service has a span of its own (its localEndpoint; a client span's
 # remoteEndpoint names the callee before the callee's span has arrived).
-local_spans() { echo "$trace" | grep -o '"localEndpoint":{"serviceName":"[a-z-]*"' | sort -u | wc -l; }
+services=(api-gateway order-service user-service)
+span_of() { grep -q "\"localEndpoint\":{\"serviceName\":\"$1\"" <<< "$trace"; }
+every_span() { local svc; for svc in "${services[@]}"; do span_of "$svc" || return 1; done; }
 for _ in $(seq 300); do
   trace=$(curl -sf "http://127.0.0.1:$collector/api/v2/trace/4bf92f3577b34da6a3ce929d0e0e4736" || true)
-  [ "$(local_spans)" -ge 3 ] && break
+  every_span && break
   sleep 0.1
 done
-for svc in api-gateway order-service user-service; do
-  echo "$trace" | grep -q "\"localEndpoint\":{\"serviceName\":\"$svc\"" || fail "trace lacks a span of $svc: ${trace:0:400}"
+for svc in "${services[@]}"; do
+  span_of "$svc" || fail "trace lacks a span of $svc: ${trace:0:400}"
 done
 ok "one trace crosses api-gateway, order-service and user-service through their sidecars"
 
