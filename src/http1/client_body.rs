@@ -150,7 +150,8 @@ impl<H: Home> Http1Body<H> {
                     return Poll::Ready(Ok(None));
                 }
                 Framing::Length(left) | Framing::Chunked(Chunk::Data(left)) => {
-                    if conn.read.is_empty() && ready!(conn.poll_fill(cx))? == 0 {
+                    let wanted = usize::try_from(left).unwrap_or(usize::MAX);
+                    if conn.read.is_empty() && ready!(conn.poll_fill_up_to(cx, wanted))? == 0 {
                         return Poll::Ready(Err(WireError::Truncated));
                     }
                     let n = conn

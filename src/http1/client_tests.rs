@@ -306,6 +306,32 @@ async fn a_large_sized_body_in_several_frames_arrives_whole() {
 }
 
 #[tokio::test]
+async fn a_large_response_body_comes_in_reads_larger_than_the_head_s() {
+    let body: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+    // The whole response waits in the stream before the exchange starts,
+    // so each read takes as much as the buffer has room for.
+    let (near, mut far) = tokio::io::duplex(1 << 20);
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+    far.write_all(head.as_bytes()).await.unwrap();
+    far.write_all(&body).await.unwrap();
+    let shelf = Shelf::default();
+    let (parts, mut empty) = get(Method::GET);
+    let connection = Box::new(Connection::over_stream(near));
+    let mut response = send(connection, &parts, &mut empty, &shelf).await.unwrap();
+    let (mut got, mut sizes) = (Vec::new(), Vec::new());
+    while let Some(frame) = response.body_mut().frame().await {
+        let data = frame.unwrap().into_data().unwrap();
+        sizes.push(data.len());
+        got.extend_from_slice(&data);
+    }
+    assert!(got == body, "the body arrives whole and in order");
+    // 8 KiB reads would take 25; reads of up to 64 KiB take four.
+    assert!(sizes.len() <= 5, "{sizes:?}");
+    assert!(sizes[1] > crate::http1::buffers::READ, "{sizes:?}");
+    assert!(shelf.take().is_some(), "the connection comes back");
+}
+
+#[tokio::test]
 async fn added_fields_follow_the_request_s_own() {
     let (connection, mut requests) =
         upstream(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]).await;

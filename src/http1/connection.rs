@@ -70,10 +70,27 @@ impl Connection {
 
     /// Reads more into the buffer; `Ok(0)` at end of stream.
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.poll_fill_up_to(cx, buffers::READ)
+    }
+
+    /// Reads more, with room for up to `wanted` bytes (a body's remaining
+    /// length) but at least [`buffers::READ`] and at most
+    /// [`buffers::BODY_READ`]: a large body comes in a few large reads
+    /// instead of one per 8 KiB, and leaves the same way (a read larger
+    /// than the response writer's copy limit goes out without a copy).
+    /// The buffer so grown is freed, not kept, when the connection goes
+    /// idle ([`buffers`]).
+    pub(super) fn poll_fill_up_to(
+        &mut self,
+        cx: &mut Context<'_>,
+        wanted: usize,
+    ) -> Poll<io::Result<usize>> {
         if self.read.capacity() == 0 {
             self.read = buffers::take();
-        } else if self.read.capacity() - self.read.len() < buffers::READ / 4 {
-            self.read.reserve(buffers::READ);
+        }
+        let wanted = wanted.clamp(buffers::READ, buffers::BODY_READ);
+        if self.read.capacity() - self.read.len() < wanted / 4 {
+            self.read.reserve(wanted);
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
     }
