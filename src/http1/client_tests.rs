@@ -325,7 +325,7 @@ async fn a_large_response_body_comes_in_reads_larger_than_the_head_s() {
         got.extend_from_slice(&data);
     }
     assert!(got == body, "the body arrives whole and in order");
-    // 8 KiB reads would take 25; reads of up to 64 KiB take four.
+    // 8 KiB reads would take 25; reads of 64 KiB take five at most.
     assert!(sizes.len() <= 5, "{sizes:?}");
     assert!(sizes[1] > crate::http1::buffers::READ, "{sizes:?}");
     assert!(shelf.take().is_some(), "the connection comes back");
