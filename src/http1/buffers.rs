@@ -92,6 +92,11 @@ pub(super) fn give<T: Spare>(buffer: &mut T) {
     }
 }
 
+/// Whether a read buffer is small enough to keep as a spare.
+fn near_working_size(read: &BytesMut) -> bool {
+    read.capacity() <= 2 * READ
+}
+
 thread_local! {
     static READS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
@@ -99,8 +104,9 @@ thread_local! {
 /// A read buffer may come back while part of it is still on its way
 /// elsewhere (an upstream connection's is given back as its response
 /// body's last bytes leave for the client): it is kept, and reclaimed in
-/// place when taken, by then alone; one still shared then, or grown for a
-/// large head or body, is dropped instead.
+/// place when taken, by then alone; one still shared then is dropped
+/// instead. One grown for a large head or body ([`BODY_READ`]) is freed
+/// when it comes back, not kept.
 impl Spare for BytesMut {
     fn fresh() -> Self {
         Self::with_capacity(READ)
@@ -110,11 +116,10 @@ impl Spare for BytesMut {
     }
     fn recycle(&mut self) -> bool {
         self.clear();
-        // One grown for a large body is freed now rather than kept.
-        self.capacity() <= 2 * READ
+        near_working_size(self)
     }
     fn reusable(&mut self) -> bool {
-        self.try_reclaim(READ) && self.capacity() <= 2 * READ
+        self.try_reclaim(READ) && near_working_size(self)
     }
     fn spares() -> &'static LocalKey<RefCell<Vec<Self>>> {
         &READS
